@@ -1,0 +1,46 @@
+"""fuzzgrad: property-based fuzzing of hand-written ``torch.autograd.Function`` backward passes.
+
+Register a Function with its reference math (torch and JAX); fuzzgrad draws varied inputs,
+compares outputs and gradients against both references and shrinks every failure to a standalone
+reproducer. Importing this package is cheap: torch and JAX load only when something runs.
+"""
+
+from fuzzgrad._errors import (
+    FuzzgradError,
+    InvalidRegistration,
+    OracleUnavailable,
+    ReproducerError,
+    ShapeSpecError,
+    TargetNotFound,
+)
+from fuzzgrad._registry import Target, register, registered
+from fuzzgrad._spec import TensorSpec, tensor
+
+__version__ = "0.1.0"
+
+
+def check(fn, /, **kwargs):  # noqa: ANN001, ANN003, ANN201 - thin lazy wrapper
+    """Fuzz one Function inside any test; raises AssertionError with the shrunk case on failure.
+
+    See `fuzzgrad._check.check` for the arguments.
+    """
+    from fuzzgrad._check import check as _check
+
+    return _check(fn, **kwargs)
+
+
+__all__ = [
+    "FuzzgradError",
+    "InvalidRegistration",
+    "OracleUnavailable",
+    "ReproducerError",
+    "ShapeSpecError",
+    "Target",
+    "TargetNotFound",
+    "TensorSpec",
+    "check",
+    "register",
+    "registered",
+    "tensor",
+    "__version__",
+]

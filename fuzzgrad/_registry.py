@@ -1,0 +1,278 @@
+"""Targets: a registered Function with its references, input spec and options.
+
+Registration validates everything it can without running the Function, so a mistake surfaces at
+import time with the target's name in the message, not halfway through a nightly run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fuzzgrad._errors import InvalidRegistration
+from fuzzgrad._spec import TensorSpec, _check_dtypes, parse_shape, tensor
+
+#: Attribute under which a module keeps the targets it registered ({name: Target}). Reproducers
+#: use it to find a target's Function and references after importing the module.
+MODULE_ATTR = "__fuzzgrad_targets__"
+
+_REGISTRY: dict[str, Target] = {}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A registered Function: what to call, what to compare it with, and how to feed it."""
+
+    name: str
+    fn: Callable[..., Any]  # what a case calls: `Function.apply` or a plain callable
+    function: Any  # the torch.autograd.Function subclass, if there is one
+    reference: Callable[..., Any] | None
+    jax_reference: Callable[..., Any] | None
+    inputs: tuple[TensorSpec, ...] | Any  # specs, or a Hypothesis strategy of the args tuple
+    dtypes: tuple[Any, ...] | None  # None: the default float dtypes
+    xfail: str | None = None
+    tolerances: Mapping[Any, tuple[float, float]] = field(default_factory=dict)
+    module: str = ""  # the module that registered it
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def once_differentiable(self) -> bool:
+        """Whether the Function's backward is wrapped in ``torch.autograd.function.once_differentiable``."""
+        code = getattr(getattr(self.function, "backward", None), "__code__", None)
+        return code is not None and code.co_name == "wrapper" and code.co_filename.replace(
+            "\\", "/"
+        ).endswith("torch/autograd/function.py")
+
+    @property
+    def source_file(self) -> str | None:
+        module = sys.modules.get(self.module)
+        return getattr(module, "__file__", None)
+
+
+def _positional_params(fn: Callable[..., Any], skip: int) -> tuple[list[str], bool] | None:
+    """Names of the positional parameters after ``skip``, and whether ``*args`` follows."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    names: list[str] = []
+    star = False
+    for p in list(sig.parameters.values()):
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            names.append(p.name)
+        elif p.kind is p.VAR_POSITIONAL:
+            star = True
+    return names[skip:], star
+
+
+def _is_function_class(obj: Any) -> bool:
+    import torch
+
+    return isinstance(obj, type) and issubclass(obj, torch.autograd.Function)
+
+
+def _uses_setup_context(cls: type) -> bool:
+    import torch
+
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("torch."):
+            return False
+        if "setup_context" in klass.__dict__:
+            return True
+    return False
+
+
+def _function_arity(name: str, obj: Any) -> tuple[list[str], bool] | None:
+    if _is_function_class(obj):
+        skip = 0 if _uses_setup_context(obj) else 1  # forward(ctx, ...) unless setup_context style
+        return _positional_params(obj.forward, skip)
+    return _positional_params(obj, 0)
+
+
+def register(
+    fn: Any = None,
+    /,
+    *,
+    reference: Callable[..., Any] | None = None,
+    jax_reference: Callable[..., Any] | None = None,
+    inputs: Any = None,
+    name: str | None = None,
+    dtypes: Any = None,
+    xfail: str | None = None,
+    tolerances: Mapping[Any, tuple[float, float]] | None = None,
+    **options: Any,
+) -> Any:
+    """Register a custom autograd Function (or a callable wrapping ``.apply``) for fuzzing.
+
+    Use as a decorator, ``@fg.register(reference=..., jax_reference=...)``, or as a call,
+    ``fg.register(TheirFunction, reference=..., name="theirs")``. Returns ``fn`` unchanged.
+
+    ``reference`` is torch math that autograd differentiates; ``jax_reference`` is the same math
+    for ``jax.vjp``. ``inputs`` is a list of `fuzzgrad.tensor` specs (one per positional
+    argument) or a Hypothesis strategy drawing the whole argument tuple. ``dtypes`` restricts the
+    float dtypes tried. ``xfail`` is a reason: the Function is known wrong. ``tolerances`` maps a
+    dtype to ``(rtol, atol)`` overriding the defaults. Other keyword options are kept in
+    ``Target.options`` (e.g. ``properties=[...]``, ``max_elements=...``).
+    """
+    caller = sys._getframe(1).f_globals.get("__name__", "__main__")
+    kwargs = dict(
+        reference=reference,
+        jax_reference=jax_reference,
+        inputs=inputs,
+        name=name,
+        dtypes=dtypes,
+        xfail=xfail,
+        tolerances=tolerances,
+        options=options,
+        module=caller,
+    )
+    if fn is None:
+        return lambda f: _register(f, **kwargs)
+    return _register(fn, **kwargs)
+
+
+def _register(fn: Any, *, module: str, **kw: Any) -> Any:
+    target = make_target(fn, module=module, **kw)
+    previous = _REGISTRY.get(target.name)
+    if previous is not None and (previous.module, getattr(previous.function or previous.fn, "__qualname__", None)) != (
+        target.module,
+        getattr(target.function or target.fn, "__qualname__", None),
+    ):
+        raise InvalidRegistration(
+            f"fuzzgrad: target name {target.name!r} is registered twice ({previous.module} and "
+            f"{target.module}). Pass name='...' to one of the register() calls."
+        )
+    _REGISTRY[target.name] = target
+    mod = sys.modules.get(module)
+    if mod is not None:
+        table = mod.__dict__.setdefault(MODULE_ATTR, {})
+        table[target.name] = target
+    return fn
+
+
+def make_target(
+    fn: Any,
+    *,
+    reference: Callable[..., Any] | None = None,
+    jax_reference: Callable[..., Any] | None = None,
+    inputs: Any = None,
+    name: str | None = None,
+    dtypes: Any = None,
+    xfail: str | None = None,
+    tolerances: Mapping[Any, tuple[float, float]] | None = None,
+    options: Mapping[str, Any] | None = None,
+    module: str = "__main__",
+) -> Target:
+    """Validate a registration and build its `Target` (without adding it to any registry)."""
+    label = name or getattr(fn, "__name__", None) or repr(fn)
+    where = f"fuzzgrad: cannot register {label!r}: "
+    if fn is None or not callable(fn):
+        raise InvalidRegistration(
+            f"{where}expected a torch.autograd.Function subclass or a callable, got {fn!r}."
+        )
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise InvalidRegistration(f"{where}name must be a non-empty string, got {name!r}.")
+    function = fn if _is_function_class(fn) else None
+    call = fn.apply if function is not None else fn
+    for key, ref in (("reference", reference), ("jax_reference", jax_reference)):
+        if ref is not None and not callable(ref):
+            raise InvalidRegistration(f"{where}{key} must be callable, got {ref!r}.")
+    if xfail is not None and not isinstance(xfail, str):
+        raise InvalidRegistration(
+            f"{where}xfail must be a string saying why the Function is known wrong, got {xfail!r}."
+        )
+    if dtypes is not None:
+        dtypes = tuple(dtypes) if isinstance(dtypes, (list, tuple)) else (dtypes,)
+        _check_dtypes(dtypes, where)
+    tolerances = dict(tolerances or {})
+    for key, value in tolerances.items():
+        ok = isinstance(value, (tuple, list)) and len(value) == 2
+        if not ok or not all(isinstance(v, (int, float)) and v >= 0 for v in value):
+            raise InvalidRegistration(
+                f"{where}tolerances[{key!r}] must be a pair (rtol, atol) of non-negative numbers, "
+                f"got {value!r}."
+            )
+    _check_dtypes(tuple(tolerances), where) if tolerances else None
+
+    arity = _function_arity(label, fn)
+    params = arity[0] if arity else None
+    star = arity[1] if arity else True
+    inputs = _normalise_inputs(inputs, params, star, where)
+    n_args = len(inputs) if isinstance(inputs, tuple) else None
+    if n_args is not None and params is not None and not star and n_args != len(params):
+        raise InvalidRegistration(
+            f"{where}inputs has {n_args} specs but forward takes {len(params)} argument(s) "
+            f"({', '.join(params)}). Give one fuzzgrad.tensor(...) per argument."
+        )
+    for key, ref in (("reference", reference), ("jax_reference", jax_reference)):
+        if ref is None or n_args is None:
+            continue
+        ref_arity = _positional_params(ref, 0)
+        if ref_arity is None:
+            continue
+        ref_params, ref_star = ref_arity
+        if not ref_star and len(ref_params) != n_args:
+            raise InvalidRegistration(
+                f"{where}{key} takes {len(ref_params)} argument(s) ({', '.join(ref_params)}) but "
+                f"the Function takes {n_args}. Make {key} accept the same positional arguments."
+            )
+    if reference is None and jax_reference is None and function is None:
+        raise InvalidRegistration(
+            f"{where}a plain callable needs reference= or jax_reference= (only an "
+            "autograd.Function's own forward can serve as its reference)."
+        )
+    opts = dict(options or {})
+    return Target(
+        name=label,
+        fn=call,
+        function=function,
+        reference=reference,
+        jax_reference=jax_reference,
+        inputs=inputs,
+        dtypes=dtypes,
+        xfail=xfail,
+        tolerances=tolerances,
+        module=module,
+        options=opts,
+    )
+
+
+def _normalise_inputs(inputs: Any, params: list[str] | None, star: bool, where: str) -> Any:
+    from hypothesis.strategies import SearchStrategy
+
+    if isinstance(inputs, SearchStrategy):
+        return inputs
+    if inputs is None:
+        if params is None or star:
+            raise InvalidRegistration(
+                f"{where}cannot tell how many arguments the Function takes (it has *args or no "
+                "signature); pass inputs=[fuzzgrad.tensor(...), ...]."
+            )
+        return tuple(tensor() for _ in params)
+    if not isinstance(inputs, (list, tuple)):
+        raise InvalidRegistration(
+            f"{where}inputs must be a list of fuzzgrad.tensor(...) specs or a Hypothesis strategy "
+            f"of the argument tuple, got {inputs!r}."
+        )
+    out = []
+    for i, spec in enumerate(inputs):
+        if isinstance(spec, str):
+            spec = tensor(spec)  # a bare shape string is a convenience for tensor(shape)
+        if not isinstance(spec, TensorSpec):
+            raise InvalidRegistration(
+                f"{where}inputs[{i}] must be fuzzgrad.tensor(...), got {spec!r}."
+            )
+        if spec.shape is not None:
+            dims = parse_shape(spec.shape, where=f"{where}inputs[{i}]: ")
+            spec = dataclasses.replace(spec, dims=dims)
+        out.append(spec)
+    return tuple(out)
+
+
+def registered() -> dict[str, Target]:
+    """Every target registered in this process, by name."""
+    return dict(_REGISTRY)
