@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 from types import ModuleType
 
-from fuzzgrad._errors import TargetNotFound
+from fuzzgrad._errors import InvalidRegistration, TargetNotFound
 from fuzzgrad._registry import MODULE_ATTR, Target
 
 BUILTIN = "fuzzgrad.targets"
@@ -100,7 +100,12 @@ def load_targets(specs: list[str] | None = None, names: list[str] | None = None)
     for spec in specs or [BUILTIN]:
         for module in import_targets(spec):
             for name, target in getattr(module, MODULE_ATTR, {}).items():
-                found.setdefault(name, target)
+                other = found.setdefault(name, target)
+                if other is not target and other.module != target.module:
+                    raise InvalidRegistration(
+                        f"fuzzgrad: two targets are named {name!r} ({other.module} and "
+                        f"{target.module}); pass name='...' to one of the register() calls."
+                    )
     if names:
         missing = [n for n in names if n not in found]
         if missing:

@@ -20,7 +20,7 @@ class ShapeSpecError(InvalidRegistration):
 
 
 class TargetNotFound(FuzzgradError, LookupError):
-    """A module, path or target name given on the command line or in pytest options does not exist."""
+    """A module, path or target name given on the command line or in options does not exist."""
 
 
 class OracleUnavailable(FuzzgradError, ImportError):

@@ -20,7 +20,7 @@ from fuzzgrad._spec import TensorSpec, _check_dtypes, parse_shape, tensor
 #: use it to find a target's Function and references after importing the module.
 MODULE_ATTR = "__fuzzgrad_targets__"
 
-_REGISTRY: dict[str, Target] = {}
+_REGISTRY: dict[tuple[str, str], Target] = {}
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,13 @@ class Target:
 
     @property
     def once_differentiable(self) -> bool:
-        """Whether the Function's backward is wrapped in ``torch.autograd.function.once_differentiable``."""
+        """Whether the Function's backward is wrapped in ``once_differentiable``."""
         code = getattr(getattr(self.function, "backward", None), "__code__", None)
-        return code is not None and code.co_name == "wrapper" and code.co_filename.replace(
-            "\\", "/"
-        ).endswith("torch/autograd/function.py")
+        return (
+            code is not None
+            and code.co_name == "wrapper"
+            and code.co_filename.replace("\\", "/").endswith("torch/autograd/function.py")
+        )
 
     @property
     def source_file(self) -> str | None:
@@ -53,20 +55,23 @@ class Target:
         return getattr(module, "__file__", None)
 
 
-def _positional_params(fn: Callable[..., Any], skip: int) -> tuple[list[str], bool] | None:
-    """Names of the positional parameters after ``skip``, and whether ``*args`` follows."""
+def _positional_params(fn: Callable[..., Any], skip: int) -> tuple[list[str], bool, int] | None:
+    """Names of the positional parameters after ``skip``, whether ``*args`` follows, and how
+    many of them have no default."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return None
     names: list[str] = []
+    required = 0
     star = False
     for p in list(sig.parameters.values()):
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             names.append(p.name)
+            required += p.default is p.empty
         elif p.kind is p.VAR_POSITIONAL:
             star = True
-    return names[skip:], star
+    return names[skip:], star, max(0, required - skip)
 
 
 def _is_function_class(obj: Any) -> bool:
@@ -76,7 +81,6 @@ def _is_function_class(obj: Any) -> bool:
 
 
 def _uses_setup_context(cls: type) -> bool:
-    import torch
 
     for klass in cls.__mro__:
         if klass.__module__.startswith("torch."):
@@ -86,7 +90,7 @@ def _uses_setup_context(cls: type) -> bool:
     return False
 
 
-def _function_arity(name: str, obj: Any) -> tuple[list[str], bool] | None:
+def _function_arity(name: str, obj: Any) -> tuple[list[str], bool, int] | None:
     if _is_function_class(obj):
         skip = 0 if _uses_setup_context(obj) else 1  # forward(ctx, ...) unless setup_context style
         return _positional_params(obj.forward, skip)
@@ -137,16 +141,14 @@ def register(
 
 def _register(fn: Any, *, module: str, **kw: Any) -> Any:
     target = make_target(fn, module=module, **kw)
-    previous = _REGISTRY.get(target.name)
-    if previous is not None and (previous.module, getattr(previous.function or previous.fn, "__qualname__", None)) != (
-        target.module,
-        getattr(target.function or target.fn, "__qualname__", None),
-    ):
+    key = (target.module, target.name)
+    previous = _REGISTRY.get(key)
+    if previous is not None and _identity(previous) != _identity(target):
         raise InvalidRegistration(
-            f"fuzzgrad: target name {target.name!r} is registered twice ({previous.module} and "
-            f"{target.module}). Pass name='...' to one of the register() calls."
+            f"fuzzgrad: target name {target.name!r} is registered twice in {target.module}. "
+            "Pass name='...' to one of the register() calls."
         )
-    _REGISTRY[target.name] = target
+    _REGISTRY[key] = target
     mod = sys.modules.get(module)
     if mod is not None:
         table = mod.__dict__.setdefault(MODULE_ATTR, {})
@@ -203,7 +205,13 @@ def make_target(
     star = arity[1] if arity else True
     inputs = _normalise_inputs(inputs, params, star, where)
     n_args = len(inputs) if isinstance(inputs, tuple) else None
-    if n_args is not None and params is not None and not star and n_args != len(params):
+    required = arity[2] if arity else 0
+    if (
+        n_args is not None
+        and params is not None
+        and not star
+        and not (required <= n_args <= len(params))
+    ):
         raise InvalidRegistration(
             f"{where}inputs has {n_args} specs but forward takes {len(params)} argument(s) "
             f"({', '.join(params)}). Give one fuzzgrad.tensor(...) per argument."
@@ -214,8 +222,8 @@ def make_target(
         ref_arity = _positional_params(ref, 0)
         if ref_arity is None:
             continue
-        ref_params, ref_star = ref_arity
-        if not ref_star and len(ref_params) != n_args:
+        ref_params, ref_star, ref_required = ref_arity
+        if ref_required > n_args or (not ref_star and len(ref_params) < n_args):
             raise InvalidRegistration(
                 f"{where}{key} takes {len(ref_params)} argument(s) ({', '.join(ref_params)}) but "
                 f"the Function takes {n_args}. Make {key} accept the same positional arguments."
@@ -274,5 +282,14 @@ def _normalise_inputs(inputs: Any, params: list[str] | None, star: bool, where: 
 
 
 def registered() -> dict[str, Target]:
-    """Every target registered in this process, by name."""
-    return dict(_REGISTRY)
+    """Every target registered in this process, by name (``module:name`` where names clash)."""
+    names = [name for _, name in _REGISTRY]
+    return {
+        (name if names.count(name) == 1 else f"{module}:{name}"): t
+        for (module, name), t in _REGISTRY.items()
+    }
+
+
+def _identity(t: Target) -> tuple[str, str | None]:
+    obj = t.function or t.fn
+    return t.module, getattr(obj, "__qualname__", None)

@@ -120,9 +120,7 @@ def tensor(
     if shape is not None and not isinstance(shape, str):
         parse_shape(shape, where="fuzzgrad.tensor: ")  # raises, naming the bad value
     if low is not None and high is not None and not low < high:
-        raise InvalidRegistration(
-            f"fuzzgrad.tensor: low={low!r} must be less than high={high!r}."
-        )
+        raise InvalidRegistration(f"fuzzgrad.tensor: low={low!r} must be less than high={high!r}.")
     if dtypes is not None:
         dtypes = tuple(dtypes) if isinstance(dtypes, (list, tuple)) else (dtypes,)
         _check_dtypes(dtypes, "fuzzgrad.tensor: ")

@@ -1,7 +1,10 @@
 """The three example Functions of the document fuzzgrad grew from, copied as written.
 
-`MyActivation`'s backward is wrong (it is not the derivative of its forward); it stays registered
-as a known failure so every run shows the harness catching it.
+Two of them have wrong backward passes, kept registered as known failures (``xfail``) so every
+run shows the harness catching them:
+- `MyActivation`'s backward is not the derivative of its forward (the document says so);
+- `MyComplexOp`'s backward multiplies by ``cos(sin(x))`` (``intermediate.cos()``) where the chain
+  rule needs ``cos(x)``: the document presents it as correct; fuzzgrad found it on its first run.
 """
 
 import jax.numpy as jnp
@@ -55,6 +58,7 @@ class MyElementWise(Function):
 @fg.register(
     reference=lambda x: x.sin().pow(2),
     jax_reference=lambda x: jnp.sin(x) ** 2,
+    xfail="backward uses cos(sin(x)) (intermediate.cos()) where the chain rule needs cos(x)",
 )
 class MyComplexOp(Function):
     @staticmethod

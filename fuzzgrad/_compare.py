@@ -1,0 +1,155 @@
+"""The one comparison entry point: custom values against the float64 oracle, per-dtype tolerances.
+
+An element passes when
+``|actual - e| <= atol + rtol*|e| + widen*(|calib - e| + max|calib - e|)``
+where ``e`` is the float64 oracle and ``calib`` is the same reference math evaluated at the
+custom Function's own dtype: the error the reference itself makes at that dtype is allowed (plus
+its worst error anywhere in the tensor), so a float16 Function is never held to float64 accuracy.
+Where the reference at the dtype is non-finite but the float64 oracle is finite, the reference
+math itself breaks down at that dtype, and any custom value is accepted there. Elsewhere
+non-finite values must match the oracle's (``NaN`` with ``NaN``, ``inf`` with the same ``inf``),
+except where the float64 oracle overflows the dtype's range and the custom value is the
+same-signed ``inf``, or the reference at the dtype gives that same non-finite value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+#: Default (rtol, atol) per dtype, from torch.testing.assert_close's table, loosened for
+#: float32/float16 because the comparison is against a float64 oracle, not a same-dtype result.
+TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float64: (1e-7, 1e-7),
+    torch.float32: (1e-5, 1e-5),
+    torch.float16: (1e-3, 1e-3),
+    torch.bfloat16: (1.6e-2, 1e-2),
+    torch.complex128: (1e-7, 1e-7),
+    torch.complex64: (1e-5, 1e-5),
+}
+#: How many times the reference's own low-precision error is allowed on top.
+WIDEN = 4.0
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Why ``path`` differs: a sentence for people, plus the numbers for reports."""
+
+    path: str
+    message: str
+    max_abs: float = math.inf
+    max_rel: float = math.inf
+    index: tuple[int, ...] | None = None
+    actual: float | None = None
+    expected: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def tolerance(dtype: torch.dtype, overrides: dict | None = None) -> tuple[float, float]:
+    """The (rtol, atol) for a dtype, with a target's per-dtype overrides applied."""
+    if overrides and dtype in overrides:
+        return tuple(overrides[dtype])
+    return TOLERANCES.get(dtype, (0.0, 0.0))
+
+
+def _index(flat: int, shape: torch.Size) -> tuple[int, ...]:
+    out = []
+    for size in reversed(shape):
+        out.append(flat % size if size else 0)
+        flat //= size if size else 1
+    return tuple(reversed(out))
+
+
+def compare(
+    path: str,
+    actual: torch.Tensor | None,
+    expected: torch.Tensor | None,
+    *,
+    calib: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
+    overrides: dict | None = None,
+    check_dtype: torch.dtype | None = None,
+) -> tuple[Mismatch | None, float]:
+    """Compare one tensor; return the mismatch (or None) and the worst error/tolerance ratio.
+
+    ``None`` on either side stands for zeros (an unused input's gradient). ``dtype`` picks the
+    tolerance (default: ``actual``'s dtype); ``check_dtype``, when given, is the dtype ``actual``
+    must have.
+    """
+    if actual is None and expected is None:
+        return None, 0.0
+    if actual is None:
+        actual = torch.zeros_like(expected)
+    if expected is None:
+        expected = torch.zeros_like(actual, dtype=torch.float64)
+    if not isinstance(actual, torch.Tensor):
+        return Mismatch(path, f"expected a tensor, got {type(actual).__name__}"), math.inf
+    if tuple(actual.shape) != tuple(expected.shape):
+        return Mismatch(
+            path, f"shape {tuple(actual.shape)} but the reference gives {tuple(expected.shape)}"
+        ), math.inf
+    if check_dtype is not None and actual.dtype != check_dtype:
+        return Mismatch(
+            path, f"dtype {actual.dtype} but the reference gives {check_dtype}"
+        ), math.inf
+    dtype = dtype or actual.dtype
+    if actual.numel() == 0:
+        return None, 0.0
+    if not (actual.dtype.is_floating_point or actual.dtype.is_complex):
+        a = actual.detach().cpu()
+        e = expected.detach().cpu().to(a.dtype)
+        bad = a != e
+        if bad.any():
+            i = int(bad.reshape(-1).nonzero()[0])
+            return Mismatch(
+                path,
+                f"{int(bad.sum())} of {a.numel()} elements differ; first at index "
+                f"{_index(i, a.shape)}: {a.reshape(-1)[i].item()} vs {e.reshape(-1)[i].item()}",
+                index=_index(i, a.shape),
+            ), math.inf
+        return None, 0.0
+    rtol, atol = tolerance(dtype, overrides)
+    a = actual.detach().to("cpu", torch.complex128 if actual.is_complex() else torch.float64)
+    e = expected.detach().to("cpu", a.dtype)
+    c = calib.detach().to("cpu", a.dtype) if calib is not None else e
+    err = (a - e).abs()
+    calib_err = (c - e).abs()
+    finite_calib = calib_err.isfinite()
+    # The reference's own error at this dtype, elementwise and at its worst anywhere in the tensor
+    # (a float32 Function may compute in a different order than the reference and err elsewhere).
+    worst_calib = float(calib_err[finite_calib].max()) if bool(finite_calib.any()) else 0.0
+    allowed = atol + rtol * e.abs() + WIDEN * (calib_err.nan_to_num(0.0, 0.0, 0.0) + worst_calib)
+    ok = (err <= allowed) & e.isfinite() & a.isfinite()
+    # Non-finite semantics: NaN matches NaN; inf matches the same inf.
+    same = (a == e) | (a.isnan() & e.isnan())
+    if calib is not None:
+        same |= (a == c) | (a.isnan() & c.isnan())
+        # Where the reference math itself breaks down at this dtype (overflow to inf/NaN while the
+        # float64 oracle is finite), any value is as good as the reference's: not a finding.
+        same |= ~c.isfinite() & e.isfinite()
+    if not a.is_complex():
+        fmax = torch.finfo(dtype).max if dtype.is_floating_point else math.inf
+        same |= e.isfinite() & (e.abs() > fmax) & a.isinf() & (a.sign() == e.sign())
+    ok |= same
+    ratio = (err / allowed.clamp_min(1e-300)).nan_to_num(math.inf, math.inf, math.inf)
+    ratio = torch.where(ok, ratio.clamp_max(1.0), ratio)
+    worst = float(ratio.max()) if ratio.numel() else 0.0
+    if bool(ok.all()):
+        return None, worst
+    bad = ~ok
+    flat_err = torch.where(bad, err.nan_to_num(math.inf, math.inf, math.inf), 0.0).reshape(-1)
+    i = int(flat_err.argmax())
+    idx = _index(i, a.shape)
+    av, ev = a.reshape(-1)[i].item(), e.reshape(-1)[i].item()
+    rel = abs(av - ev) / abs(ev) if ev not in (0, 0.0) and math.isfinite(ev) else math.inf
+    n_bad = int(bad.sum())
+    msg = (
+        f"{n_bad} of {a.numel()} elements differ; worst at index {idx}: got {av:.6g}, "
+        f"expected {ev:.6g} (abs err {abs(av - ev):.3g}, rel err {rel:.3g}; "
+        f"rtol={rtol:g}, atol={atol:g} for {str(dtype).replace('torch.', '')})"
+    )
+    return Mismatch(path, msg, float(flat_err[i]), rel, idx, av, ev), worst

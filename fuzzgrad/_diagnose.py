@@ -1,0 +1,154 @@
+"""Diagnosis: re-run a shrunk failure with each factor set back to its simplest.
+
+A factor "matters" when simplifying it alone makes the failure go away. The diagnosis names the
+factors that matter ("fails only for non-contiguous grad_output", "only in float16"), or says the
+failure needs none of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+
+from fuzzgrad._oracles import floating
+from fuzzgrad._properties import Checker, Discard, PropertyFailure
+from fuzzgrad.strategies import CotangentRecipe, Layout, describe_layout
+
+
+def _contiguous(case):
+    args = tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in case.args)
+    if all(a is b for a, b in zip(args, case.args)):
+        return None
+    return dataclasses.replace(case, args=args)
+
+
+def _float64(case):
+    if case.dtype in (None, torch.float64):
+        return None
+    args = tuple(a.to(torch.float64) if floating(a) else a for a in case.args)
+    return dataclasses.replace(case, args=args, dtype=torch.float64)
+
+
+def _cpu(case):
+    if case.device == "cpu":
+        return None
+    args = tuple(a.cpu() if isinstance(a, torch.Tensor) else a for a in case.args)
+    return dataclasses.replace(case, args=args, device="cpu")
+
+
+def _all_grad(case):
+    rg = tuple(floating(a) for a in case.args)
+    if rg == case.requires_grad:
+        return None
+    return dataclasses.replace(case, requires_grad=rg)
+
+
+def _plain_cotangents(case):
+    if all(c.layout.kind == "contiguous" for c in case.cotangents):
+        return None
+    cts = tuple(CotangentRecipe(c.values, Layout()) for c in case.cotangents)
+    return dataclasses.replace(case, cotangents=cts)
+
+
+def _no_edge_values(case):
+    recipes = case.recipes or ()
+    if not any(r is not None and r.values.injections for r in recipes):
+        return None
+    args = list(case.args)
+    for i, r in enumerate(recipes):
+        if r is not None and r.values.injections:
+            args[i] = r.build(values=dataclasses.replace(r.values, injections=()))
+    return dataclasses.replace(case, args=tuple(args))
+
+
+def _non_negative(case):
+    if not any(floating(a) and a.numel() and bool((a < 0).any()) for a in case.args):
+        return None
+    args = tuple(a.abs() if floating(a) else a for a in case.args)
+    return dataclasses.replace(case, args=args)
+
+
+def _describe_inputs(case) -> str:
+    parts = []
+    for i, a in enumerate(case.args):
+        if isinstance(a, torch.Tensor):
+            parts.append(f"input {i}: {describe_layout(a)}")
+    return ", ".join(parts)
+
+
+#: (factor, simplification, what it means when the factor matters)
+FACTORS: tuple[tuple[str, Callable, Callable], ...] = (
+    ("layout", _contiguous, lambda c: f"a non-contiguous input layout ({_describe_inputs(c)})"),
+    (
+        "cotangent_layout",
+        _plain_cotangents,
+        lambda c: (
+            "a non-contiguous or stride-0 grad_output ("
+            + ", ".join(x.layout.kind for x in c.cotangents)
+            + ")"
+        ),
+    ),
+    ("dtype", _float64, lambda c: f"dtype {str(c.dtype).replace('torch.', '')}"),
+    ("device", _cpu, lambda c: f"device {c.device}"),
+    (
+        "requires_grad",
+        _all_grad,
+        lambda c: (
+            "inputs that do not require grad ("
+            + ", ".join(
+                str(i)
+                for i, (a, r) in enumerate(zip(c.args, c.requires_grad))
+                if floating(a) and not r
+            )
+            + ")"
+        ),
+    ),
+    (
+        "edge_values",
+        _no_edge_values,
+        lambda c: (
+            "edge values ("
+            + ", ".join(
+                f"input {i}: {', '.join(k for _, k, _ in r.values.injections)}"
+                for i, r in enumerate(c.recipes or ())
+                if r is not None and r.values.injections
+            )
+            + ")"
+        ),
+    ),
+    ("sign", _non_negative, lambda c: "negative input values"),
+)
+
+
+def still_fails(target, prop: str, case) -> bool | None:
+    """Whether ``prop`` still fails on ``case`` (None: the case was discarded)."""
+    checker = Checker(target, properties=[prop], jax_share=1.0)
+    try:
+        checker.check(case)
+    except PropertyFailure as exc:
+        return exc.property == prop
+    except Discard:
+        return None
+    except Exception:  # noqa: BLE001 - a harness-level error on a simplified case
+        return None
+    return False
+
+
+def diagnose(target, prop: str, case) -> tuple[str, list[str]]:
+    """A sentence naming the factors the failure needs, and their keys."""
+    needed: list[tuple[str, str]] = []
+    for key, simplify, explain in FACTORS:
+        simpler = simplify(case)
+        if simpler is None:
+            continue
+        if still_fails(target, prop, simpler) is False:
+            needed.append((key, explain(case)))
+    if not needed:
+        return (
+            "fails on the simplest form of this input (no layout, dtype, grad-subset or "
+            "edge-value factor needed)",
+            [],
+        )
+    return "fails only with " + " and ".join(text for _, text in needed), [k for k, _ in needed]

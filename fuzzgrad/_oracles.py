@@ -1,0 +1,253 @@
+"""Oracles: independent evaluations of a target's math, all with one signature.
+
+``oracle(fn, args, wrt, cotangents) -> Evaluation`` where ``args`` are the call's arguments,
+``wrt`` the indices of the arguments to differentiate, and ``cotangents`` one tensor (or None, for
+a non-differentiable output) per output. ``get_oracle(name)`` chooses by name; JAX is imported
+only when its oracle runs, and a missing JAX raises `OracleUnavailable` then, not at import.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from fuzzgrad._errors import OracleUnavailable
+
+
+@dataclass
+class Evaluation:
+    """Outputs (always a tuple) and one gradient per argument (None where not asked or unused)."""
+
+    outputs: tuple[Any, ...]
+    grads: tuple[torch.Tensor | None, ...]
+
+
+def as_tuple(out: Any) -> tuple[Any, ...]:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def floating(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex)
+
+
+def upcast(x: Any, dtype: torch.dtype | None) -> Any:
+    """A fresh contiguous copy at ``dtype`` (floating tensors only): oracles never alias inputs."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    x = x.detach().resolve_conj().resolve_neg()
+    if dtype is not None and x.dtype.is_floating_point:
+        x = x.to(dtype)
+    return x.clone(memory_format=torch.contiguous_format)
+
+
+def torch_vjp(
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    wrt: Sequence[int],
+    cotangents: Sequence[torch.Tensor | None] | None,
+    *,
+    create_graph: bool = False,
+) -> Evaluation:
+    """Call ``fn`` on ``args`` as given (leaves made for ``wrt``) and take its VJP with autograd."""
+    leaves = list(args)
+    for i in wrt:
+        leaves[i] = args[i].detach().requires_grad_(True)
+    with torch.enable_grad():
+        outputs = as_tuple(fn(*leaves))
+    grads: list[torch.Tensor | None] = [None] * len(args)
+    if cotangents is not None and wrt:
+        pairs = [
+            (o, c)
+            for o, c in zip(outputs, cotangents)
+            if c is not None and isinstance(o, torch.Tensor) and o.requires_grad
+        ]
+        if pairs:
+            got = torch.autograd.grad(
+                [o for o, _ in pairs],
+                [leaves[i] for i in wrt],
+                [c for _, c in pairs],
+                allow_unused=True,
+                create_graph=create_graph,
+            )
+            for i, g in zip(wrt, got):
+                grads[i] = g
+    outputs = tuple(
+        o if create_graph or not isinstance(o, torch.Tensor) else o.detach() for o in outputs
+    )
+    return Evaluation(outputs, tuple(grads))
+
+
+def torch_oracle(reference, args, wrt, cotangents, dtype=torch.float64) -> Evaluation:
+    """Autograd of the torch ``reference`` on fresh contiguous copies upcast to ``dtype``."""
+    ups = [upcast(a, dtype) for a in args]
+    cts = None if cotangents is None else [upcast(c, dtype) for c in cotangents]
+    return torch_vjp(reference, ups, wrt, cts)
+
+
+# ---------------------------------------------------------------- JAX
+
+
+@functools.cache
+def _jax():
+    try:
+        import jax
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise OracleUnavailable(
+            "fuzzgrad: the JAX oracle needs jax and jaxlib (pip install jax jaxlib)."
+        ) from exc
+    jax.config.update("jax_enable_x64", True)
+    _persistent_cache(jax)
+    return jax
+
+
+def _persistent_cache(jax) -> None:
+    """Share compiled XLA programs across runs and worker processes (JAX's own disk cache)."""
+    import os
+
+    folder = os.environ.get("FUZZGRAD_JAX_CACHE")
+    if folder is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "fuzzgrad", "jax")
+    if folder.lower() in ("", "none", "0"):
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    except (OSError, AttributeError):  # a read-only home or an old JAX: compile in memory only
+        pass
+
+
+def _to_numpy(x: torch.Tensor):
+    x = x.detach().resolve_conj().resolve_neg().cpu()
+    if x.dtype in (torch.bfloat16, torch.float16):
+        x = x.to(torch.float64)
+    return x.contiguous().numpy().copy()
+
+
+class JaxOracle:
+    """``jax.vjp`` of a JAX reference, jitted and cached per signature (shapes, dtypes, wrt)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Any, Callable[..., Any]] = {}
+        self.compiles = 0
+        self.calls = 0
+        self.compile_seconds = 0.0
+
+    def signature(self, reference, args, wrt, cotangents) -> tuple:
+        def sig(x):
+            if isinstance(x, torch.Tensor):
+                return ("T", tuple(x.shape), str(x.dtype))
+            return ("S", repr(x))
+
+        return (
+            id(reference),
+            tuple(sig(a) for a in args),
+            tuple(wrt),
+            None if cotangents is None else tuple(c is not None for c in cotangents),
+        )
+
+    def is_warm(self, reference, args, wrt, cotangents) -> bool:
+        return self.signature(reference, args, wrt, cotangents) in self._cache
+
+    def __call__(self, reference, args, wrt, cotangents) -> Evaluation:
+        jax = _jax()
+        key = self.signature(reference, args, wrt, cotangents)
+        compiled = self._cache.get(key)
+        cold = compiled is None
+        if cold:
+            compiled = self._build(jax, reference, args, wrt, cotangents)
+            self._cache[key] = compiled
+            self.compiles += 1
+        self.calls += 1
+        started = time.perf_counter()
+        arrays = [
+            _to_numpy(upcast(a, torch.float64)) if isinstance(a, torch.Tensor) else None
+            for a in args
+        ]
+        dyn = [arrays[i] for i in range(len(args)) if isinstance(args[i], torch.Tensor)]
+        cts = (
+            []
+            if cotangents is None
+            else [_to_numpy(upcast(c, torch.float64)) for c in cotangents if c is not None]
+        )
+        outs, grads = compiled(dyn, cts)
+        if cold:  # the first call of a jitted function is (nearly all) compilation
+            self.compile_seconds += time.perf_counter() - started
+        outputs = tuple(_from_jax(o) for o in outs)
+        full = [None] * len(args)
+        for i, g in zip(wrt, grads):
+            full[i] = _from_jax(g)
+        return Evaluation(outputs, tuple(full))
+
+    def _build(self, jax, reference, args, wrt, cotangents):
+        import numpy as np
+
+        tensor_pos = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+        statics = {i: a for i, a in enumerate(args) if not isinstance(a, torch.Tensor)}
+        wrt = list(wrt)
+
+        def run(dyn, cts):
+            full: list[Any] = [None] * len(args)
+            for i, a in statics.items():
+                full[i] = a
+            for i, a in zip(tensor_pos, dyn):
+                full[i] = a
+
+            def f(*diff):
+                local = list(full)
+                for i, d in zip(wrt, diff):
+                    local[i] = d
+                return reference(*local)
+
+            if cotangents is None or not wrt:
+                out = f(*[full[i] for i in wrt])
+                return tuple(as_tuple(out)), ()
+            out, pullback = jax.vjp(f, *[full[i] for i in wrt])
+            outs = as_tuple(out)
+            it = iter(cts)
+            ct_full = []
+            for o, c in zip(outs, cotangents):
+                if c is None or not jax.numpy.issubdtype(o.dtype, jax.numpy.inexact):
+                    ct_full.append(np.zeros(o.shape, dtype=jax.dtypes.float0))
+                else:
+                    ct_full.append(next(it).astype(o.dtype))
+            ct = type(out)(ct_full) if isinstance(out, (tuple, list)) else ct_full[0]
+            return outs, pullback(ct)
+
+        return jax.jit(run)
+
+
+def _from_jax(x: Any) -> Any:
+    import numpy as np
+
+    arr = np.asarray(x)
+    if arr.dtype.kind in "fc" or arr.dtype.kind in "iub":
+        return torch.from_numpy(arr.copy())
+    return x
+
+
+_SHARED: JaxOracle | None = None
+
+
+def shared_jax() -> JaxOracle:
+    """The process-wide JAX oracle, so every run and diagnosis reuses compiled programs."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = JaxOracle()
+    return _SHARED
+
+
+def get_oracle(name: str) -> Callable[..., Evaluation]:
+    """An oracle by name: ``"torch"`` or ``"jax"``."""
+    if name == "torch":
+        return torch_oracle
+    if name == "jax":
+        return shared_jax()
+    raise ValueError(f"unknown oracle {name!r}; choose 'torch' or 'jax'")
