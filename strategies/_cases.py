@@ -1,24 +1,30 @@
-"""Cases: everything one call of a target needs (args, requires_grad subset, cotangent recipes)."""
+"""Cases: everything one call of a target needs (args, requires_grad subset, cotangent recipes).
+
+A case draws, in shrink order: the call's float dtype, its device, the shapes of all inputs, then
+for each input a layout and a value recipe, then which inputs require grad, then one cotangent
+recipe. That is about 20 Hypothesis draws for a two-input target; the strategies are built once
+per target, never inside a draw.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from hypothesis import strategies as st
 
-from ._tensors import (
-    DEFAULT_MAX_ELEMENTS,
-    FLOAT_DTYPES,
-    devices,
-    layouts,
-    shapes,
-    values,
-)
-from ._values import Layout, Values, arrange, fill
+from ._layouts import Layout, arrange
+from ._shapes import DEFAULT_MAX_ELEMENTS, shapes
+from ._tensors import FLOAT_DTYPES, devices, for_device, layouts, values
+from ._values import Values, fill
+
+#: Scales of cotangents: never all ones, so a backward that ignores grad_output is caught.
+COTANGENT_SCALES = (1.0, 0.5, 3.0, 1e-3, 1e3)
+#: Layout kinds of cotangents (channels_last is left to inputs; it falls back for most outputs).
+COTANGENT_KINDS = ("contiguous", "expanded", "transposed", "sliced", "offset")
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ class ArgRecipe:
 
     def build(self, **changes: Any) -> torch.Tensor:
         """The tensor, optionally with some knobs changed (``dtype=torch.float64`` ...)."""
-        r = self if not changes else _replace(self, **changes)
+        r = dataclasses.replace(self, **changes) if changes else self
         return arrange(fill(r.shape, r.dtype, r.device, r.values, r.low, r.high), r.layout)
 
 
@@ -47,9 +53,9 @@ class CotangentRecipe:
     layout: Layout = Layout()
 
     def build(self, like: torch.Tensor) -> torch.Tensor:
-        return arrange(
-            fill(tuple(like.shape), like.dtype, str(like.device), self.values), self.layout
-        )
+        """A cotangent with ``like``'s shape, dtype and device, laid out as ``layout`` says."""
+        t = fill(tuple(like.shape), like.dtype, str(like.device), self.values)
+        return arrange(t, self.layout)
 
 
 @dataclass
@@ -65,124 +71,128 @@ class Case:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def cotangent_for(self, index: int, like: torch.Tensor) -> torch.Tensor:
+        """The cotangent for output ``index``; outputs past the drawn recipes reseed the last."""
         recipe = self.cotangents[min(index, len(self.cotangents) - 1)]
         if index >= len(self.cotangents):
-            recipe = CotangentRecipe(
-                Values(seed=recipe.values.seed + index, scale=recipe.values.scale), recipe.layout
-            )
+            reseeded = dataclasses.replace(recipe.values, seed=recipe.values.seed + index)
+            recipe = CotangentRecipe(reseeded, recipe.layout)
         return recipe.build(like)
-
-
-def _replace(obj, **changes):
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes)
 
 
 def is_differentiable(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex)
 
 
+class _Cotangents(st.SearchStrategy):
+    def __init__(self):
+        super().__init__()
+        self._scale = st.sampled_from(COTANGENT_SCALES)
+        self._seed = st.integers(0, 2**32 - 1)
+        self._layout = layouts(COTANGENT_KINDS)
+
+    def __repr__(self) -> str:
+        return "cotangent_recipes()"
+
+    def do_draw(self, data) -> tuple[CotangentRecipe, ...]:
+        scale = data.draw(self._scale)
+        seed = data.draw(self._seed)
+        return (CotangentRecipe(Values(seed=seed, scale=scale), data.draw(self._layout)),)
+
+
 @functools.cache
-def cotangent_recipes(max_outputs: int = 4) -> st.SearchStrategy[tuple[CotangentRecipe, ...]]:
-    """Cotangents: seeded random (never all ones), and laid out non-contiguously or expanded."""
-    one = st.builds(
-        CotangentRecipe,
-        st.builds(
-            Values,
-            seed=st.integers(0, 2**31 - 1),
-            scale=st.sampled_from((1.0, 0.5, 3.0, 1e-3, 1e3)),
-        ),
-        layouts(kinds=("contiguous", "expanded", "transposed", "sliced", "offset")),
-    )
-    return st.lists(one, min_size=1, max_size=max_outputs).map(tuple)
+def cotangent_recipes() -> st.SearchStrategy[tuple[CotangentRecipe, ...]]:
+    """One cotangent recipe (outputs after the first reseed it): seeded normal values at a drawn
+    scale, laid out contiguously, expanded (stride 0), transposed, sliced or at an offset."""
+    return _Cotangents()
 
 
 @functools.cache
 def requires_grad_masks(n: int) -> st.SearchStrategy[tuple[bool, ...]]:
-    """Which of ``n`` floating inputs require grad: all (simplest), or a drawn subset.
-
-    One draw: a bitmask of inputs to drop, zero (nothing dropped) most of the time.
-    """
+    """Which of ``n`` floating inputs require grad, in one draw: all of them (simplest, and half
+    of the draws), or a drawn subset (possibly none)."""
     if n == 0:
         return st.just(())
-    drops = st.one_of(st.just(0), st.just(0), st.integers(0, 2**n - 1))
-    return drops.map(lambda m: tuple(not (m >> i & 1) for i in range(n)))
-
-
-@st.composite
-def spec_args(
-    draw,
-    specs: Sequence[Any],
-    dtypes: Sequence[torch.dtype],
-    max_elements: int = DEFAULT_MAX_ELEMENTS,
-    device: Any = None,
-):
-    """Args for a list of `fuzzgrad.tensor` specs: one shared float dtype and device per call."""
-    dtype = draw(_sampled(tuple(dtypes)))
-    dev = draw(device if device is not None else devices())
-    shape_list = draw(
-        shapes([s.dims if s.shape is not None else None for s in specs], max_elements=max_elements)
+    return st.integers(0, 2 ** (n + 1) - 1).map(
+        lambda m: tuple(m >= 2**n or not (m >> i & 1) for i in range(n))
     )
-    recipes = []
-    for spec, shape in zip(specs, shape_list):
-        d = draw(_sampled(spec.dtypes)) if spec.dtypes else dtype
-        recipes.append(
-            ArgRecipe(
-                shape=shape,
-                dtype=d,
-                device=dev,
-                layout=draw(layouts(len(shape))),
-                values=draw(values()),
-                low=spec.low,
-                high=spec.high,
-            )
-        )
-    return dtype, dev, tuple(recipes)
-
-
-@functools.cache
-def _sampled(options: tuple) -> st.SearchStrategy:
-    return st.sampled_from(options)
 
 
 def _target_dtypes(target) -> tuple[torch.dtype, ...]:
     return tuple(target.dtypes) if target.dtypes else FLOAT_DTYPES
 
 
+class _SpecCases(st.SearchStrategy):
+    """Cases for a target whose inputs are `fuzzgrad.tensor` specs."""
+
+    def __init__(self, target, specs: tuple, dtypes: tuple, cap: int, nonfinite: bool):
+        super().__init__()
+        self.target_name = getattr(target, "name", "?")
+        self.specs = specs
+        self._dtype = st.sampled_from(dtypes)
+        self._device = devices()
+        self._shapes = shapes([s.dims if s.shape is not None else None for s in specs], cap)
+        self._arg_dtypes = tuple(st.sampled_from(s.dtypes) if s.dtypes else None for s in specs)
+        self._layout = layouts()
+        self._values = values(nonfinite=nonfinite)
+        self._cotangents = cotangent_recipes()
+
+    def __repr__(self) -> str:
+        return f"cases({self.target_name})"
+
+    def do_draw(self, data) -> Case:
+        dtype = data.draw(self._dtype)
+        dtype, dev = for_device(dtype, data.draw(self._device))
+        recipes = []
+        for spec, shape, own in zip(self.specs, data.draw(self._shapes), self._arg_dtypes):
+            d = for_device(data.draw(own), dev)[0] if own is not None else dtype
+            layout, vals = data.draw(self._layout), data.draw(self._values)
+            recipes.append(ArgRecipe(shape, d, dev, layout, vals, spec.low, spec.high))
+        args = tuple(r.build() for r in recipes)
+        wants = [is_differentiable(a) and s.requires_grad for a, s in zip(args, self.specs)]
+        mask = iter(data.draw(requires_grad_masks(sum(wants))))
+        rg = tuple(next(mask) if w else False for w in wants)
+        return Case(args, rg, data.draw(self._cotangents), tuple(recipes), dtype, dev)
+
+
+class _StrategyCases(st.SearchStrategy):
+    """Cases for a target whose inputs are a strategy of the whole argument tuple."""
+
+    def __init__(self, inputs: st.SearchStrategy):
+        super().__init__()
+        self.inputs = inputs
+        self._cotangents = cotangent_recipes()
+
+    def __repr__(self) -> str:
+        return f"cases(inputs={self.inputs!r})"
+
+    def do_draw(self, data) -> Case:
+        args = data.draw(self.inputs)
+        if not isinstance(args, tuple):
+            args = tuple(args) if isinstance(args, list) else (args,)
+        wants = [is_differentiable(a) for a in args]
+        mask = iter(data.draw(requires_grad_masks(sum(wants))))
+        rg = tuple(next(mask) if w else False for w in wants)
+        floats = [a.dtype for a in args if is_differentiable(a)]
+        devs = [str(a.device) for a in args if isinstance(a, torch.Tensor)]
+        return Case(
+            args,
+            rg,
+            data.draw(self._cotangents),
+            (None,) * len(args),
+            floats[0] if floats else None,
+            devs[0] if devs else "cpu",
+        )
+
+
 def cases(target, *, max_elements: int | None = None) -> st.SearchStrategy[Case]:
-    """Every call the harness makes of ``target``: args, requires_grad subset and cotangents."""
-    cap = max_elements or target.options.get("max_elements", DEFAULT_MAX_ELEMENTS)
+    """Every call the harness makes of ``target``: args, requires_grad subset and cotangents.
+
+    Reads ``target.dtypes`` (default `FLOAT_DTYPES`; complex ones are opt-in there), and the
+    options ``max_elements`` (per input, default `DEFAULT_MAX_ELEMENTS`) and ``nonfinite``
+    (inject inf/NaN too).
+    """
     if isinstance(target.inputs, st.SearchStrategy):
-        return _strategy_cases(target.inputs)
-    return _spec_cases(target.inputs, _target_dtypes(target), cap)
-
-
-@st.composite
-def _spec_cases(draw, specs, dtypes, cap):
-    dtype, dev, recipes = draw(spec_args(specs, dtypes, cap))
-    args = tuple(r.build() for r in recipes)
-    wants = [is_differentiable(a) and s.requires_grad for a, s in zip(args, specs)]
-    mask = iter(draw(requires_grad_masks(sum(wants))))
-    rg = tuple(next(mask) if w else False for w in wants)
-    return Case(args, rg, draw(cotangent_recipes()), recipes, dtype, dev)
-
-
-@st.composite
-def _strategy_cases(draw, inputs):
-    args = draw(inputs)
-    if not isinstance(args, tuple):
-        args = tuple(args) if isinstance(args, list) else (args,)
-    wants = [is_differentiable(a) for a in args]
-    mask = iter(draw(requires_grad_masks(sum(wants))))
-    rg = tuple(next(mask) if w else False for w in wants)
-    floats = [a.dtype for a in args if is_differentiable(a)]
-    devs = [str(a.device) for a in args if isinstance(a, torch.Tensor)]
-    return Case(
-        args,
-        rg,
-        draw(cotangent_recipes()),
-        (None,) * len(args),
-        floats[0] if floats else None,
-        devs[0] if devs else "cpu",
-    )
+        return _StrategyCases(target.inputs)
+    cap = max_elements or target.options.get("max_elements", DEFAULT_MAX_ELEMENTS)
+    nonfinite = bool(target.options.get("nonfinite", False))
+    return _SpecCases(target, tuple(target.inputs), _target_dtypes(target), cap, nonfinite)

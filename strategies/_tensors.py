@@ -1,227 +1,225 @@
-"""Hypothesis strategies for tensors: shapes from spec strings, layouts, values, dtypes, devices.
+"""Hypothesis strategies for tensors: dtypes, devices, layouts, value recipes, and `tensors`.
 
-What this adds on top of hypothesis-torch and ``hypothesis.extra.numpy``: those draw every element
-through Hypothesis (slow for big tensors, and hypothesis-torch fills large tensors with one repeated
-value) and always return contiguous tensors. Here a tensor is a few drawn knobs (see
-`strategies._values`) built in bulk by torch, laid out non-contiguously on purpose, with edge values
-injected at drawn positions; and shapes come from jaxtyping-style strings shared across inputs.
+What this adds on top of hypothesis-torch and ``hypothesis.extra.numpy``: their array strategies
+draw every element through Hypothesis (slow for big tensors; hypothesis-torch fills large ones
+with one repeated value) and always return contiguous tensors, and their shape strategies know
+nothing of names shared across inputs. Here a tensor is a handful of drawn knobs, built in bulk by
+torch, laid out non-contiguously on purpose (`strategies._layouts`), with edge values injected at
+drawn positions (`strategies._values`), its shape from a jaxtyping-style string
+(`strategies._shapes`). From hypothesis-torch we take device discovery: it finds CUDA and MPS
+lazily, and there is nothing to draw where neither exists.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from typing import Any
 
+import hypothesis_torch
 import torch
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 
-from fuzzgrad._spec import DEFAULT_SHAPE_NAME, Dim, parse_shape
+from fuzzgrad._errors import FuzzgradError
 
-from ._values import (
-    EDGE_CLASSES,
-    LAYOUTS,
-    NONFINITE_CLASSES,
-    Layout,
-    Values,
-    arrange,
-    fill,
-)
+from ._layouts import LAYOUTS, PARAM_KINDS, Layout, arrange
+from ._shapes import DEFAULT_MAX_ELEMENTS, shapes
+from ._values import EDGE_CLASSES, NONFINITE_CLASSES, Values, fill
 
-#: Sizes a free dim takes, simplest first; crosses the usual block boundaries (8, 16, 32, 64).
-SIZES = (1, 2, 3, 4, 0, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64)
 #: Default float dtypes, simplest (float64) first.
 FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+#: Opt-in complex dtypes, simplest first.
+COMPLEX_DTYPES = (torch.complex128, torch.complex64)
+#: Scales of normal fills, simplest first; the last mode spreads magnitudes over decades.
 SCALES = (1.0, 0.5, 2.0, 1e-3, 10.0, 1e3, 1e-6, 1e6)
-DEFAULT_MAX_ELEMENTS = 4096
-MAX_VARIADIC_RANK = 4
+_MODES = ("constant", *SCALES, "spread")
+#: Layout kinds as drawn: contiguous twice, so plain inputs stay common (shrinks to the first).
+_DRAWN_KINDS = ("contiguous", *LAYOUTS)
+_PARAMS = st.integers(0, 255)
+_SEEDS = st.integers(0, 2**32 - 1)
+_CONSTANTS = st.floats(-4.0, 4.0, allow_nan=False, allow_infinity=False)
+#: An injection's place: bit 0 its sign, bits 1-2 == 3 sprinkled, the rest its position.
+_WHERE = st.integers(0, 2**19 - 1)
+
+
+class InvalidStrategyArgument(FuzzgradError, InvalidArgument):
+    """A knob given to a fuzzgrad strategy is not valid (also a Hypothesis ``InvalidArgument``)."""
+
+
+@functools.cache
+def dtypes(*, complex: bool = False) -> st.SearchStrategy[torch.dtype]:
+    """The float dtypes, float64 first; with ``complex=True`` complex128/complex64 after them."""
+    return st.sampled_from(FLOAT_DTYPES + (COMPLEX_DTYPES if complex else ()))
 
 
 @functools.cache
 def devices() -> st.SearchStrategy[str]:
-    """``"cpu"`` first, then each accelerator this machine actually has."""
-    found = ["cpu"]
-    if torch.cuda.is_available():
-        found.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        found.append("mps")
+    """``"cpu"`` first, then each accelerator this machine has (nothing to draw where none)."""
+    found = [str(d) for d in hypothesis_torch.physical_devices()]
     return st.sampled_from(found)
+
+
+class _Layouts(st.SearchStrategy):
+    def __init__(self, kinds: tuple[str, ...]):
+        super().__init__()
+        self.kinds = kinds
+        self._kind = st.sampled_from(kinds)
+
+    def __repr__(self) -> str:
+        return "layouts()" if self.kinds == _DRAWN_KINDS else f"layouts(kinds={self.kinds!r})"
+
+    def do_draw(self, data) -> Layout:
+        kind = data.draw(self._kind)
+        return Layout(kind, data.draw(_PARAMS) if kind in PARAM_KINDS else 0)
+
+
+@functools.cache
+def layouts(kinds: Sequence[str] | None = None) -> st.SearchStrategy[Layout]:
+    """Memory layouts, contiguous first (see `Layout`); one draw, two for kinds with a parameter."""
+    kinds = _DRAWN_KINDS if kinds is None else tuple(kinds)
+    unknown = [k for k in kinds if k not in LAYOUTS]
+    if unknown or not kinds:
+        raise InvalidStrategyArgument(f"layouts(kinds={kinds!r}): kinds must be among {LAYOUTS}.")
+    return _Layouts(kinds)
+
+
+class _Values(st.SearchStrategy):
+    def __init__(self, nonfinite: bool, max_injections: int):
+        super().__init__()
+        self.nonfinite, self.max_injections = nonfinite, max_injections
+        self._mode = st.sampled_from(_MODES)
+        self._count = st.integers(0, 2 * max_injections - 1) if max_injections else st.just(0)
+        self._class = st.sampled_from(EDGE_CLASSES + (NONFINITE_CLASSES if nonfinite else ()))
+
+    def __repr__(self) -> str:
+        args = ["nonfinite=True"] if self.nonfinite else []
+        args += [f"max_injections={self.max_injections}"] if self.max_injections != 3 else []
+        return f"values({', '.join(args)})"
+
+    def do_draw(self, data) -> Values:
+        mode = data.draw(self._mode)
+        if mode == "constant":
+            head: dict[str, Any] = {"constant": data.draw(_CONSTANTS)}
+        else:
+            head = {"seed": data.draw(_SEEDS)}
+            head.update(spread=True) if mode == "spread" else head.update(scale=mode)
+        # Half of the recipes inject nothing; the rest 1..max_injections values.
+        count = max(0, data.draw(self._count) - self.max_injections + 1)
+        injections = []
+        for _ in range(count):
+            kind = data.draw(self._class)
+            where = data.draw(_WHERE)
+            position = -1 if (where >> 1) & 3 == 3 else where >> 3
+            injections.append((position, kind, bool(where & 1)))
+        return Values(injections=tuple(injections), **head)
 
 
 @functools.cache
 def values(*, nonfinite: bool = False, max_injections: int = 3) -> st.SearchStrategy[Values]:
-    """Fill recipes: mostly seeded random values over a spread of scales, sometimes a constant,
-    with up to ``max_injections`` edge values at drawn positions (inf/NaN only if ``nonfinite``)."""
-    classes = EDGE_CLASSES + (NONFINITE_CLASSES if nonfinite else ())
-    injection = st.tuples(st.integers(0, 2**16), st.sampled_from(classes), st.booleans())
-    injections = st.one_of(
-        st.just(()), st.lists(injection, min_size=1, max_size=max_injections).map(tuple)
-    )
-    # Mode 0 (what shrinking reaches) is a constant; generation mostly takes seeded random values.
-    constant = st.floats(-4.0, 4.0, allow_nan=False, allow_infinity=False)
-    return st.builds(
-        _make_values,
-        st.integers(0, 9),
-        constant,
-        st.integers(0, 2**31 - 1),
-        st.sampled_from(SCALES),
-        injections,
-    )
-
-
-def _make_values(mode: int, constant: float, seed: int, scale: float, injections) -> Values:
-    if mode == 0:
-        return Values(constant=constant, injections=injections)
-    return Values(seed=seed, scale=scale, injections=injections)
-
-
-@functools.cache
-def layouts(ndim: int | None = None, kinds: Sequence[str] = LAYOUTS) -> st.SearchStrategy[Layout]:
-    """Memory layouts, contiguous first (see `strategies._values.LAYOUTS`).
-
-    Parameters other than the kind are drawn only for the kind that uses them, so a contiguous
-    layout costs one draw and shrinks trivially.
-    """
-    kinds = tuple(kinds)
-    perms = st.permutations(range(ndim)).map(tuple) if ndim else st.just(())
-    params = {
-        "contiguous": st.just(Layout()),
-        "transposed": st.builds(Layout, st.just("transposed"), perm=perms),
-        "sliced": st.builds(
-            Layout, st.just("sliced"), step=st.sampled_from((2, 3)), dim=st.integers(0, 7)
-        ),
-        "offset": st.builds(Layout, st.just("offset"), offset=st.integers(1, 5)),
-        "expanded": st.builds(
-            Layout,
-            st.just("expanded"),
-            expand=st.integers(0, 255).map(lambda m: tuple(bool(m >> i & 1) for i in range(8))),
-        ),
-        "channels_last": st.just(Layout("channels_last")),
-    }
-    return st.sampled_from(kinds).flatmap(params.__getitem__)
-
-
-@st.composite
-def shapes(
-    draw,
-    specs: Sequence[str | tuple[Dim, ...] | None],
-    max_elements: int = DEFAULT_MAX_ELEMENTS,
-    fixed: dict[str, Any] | None = None,
-):
-    """One shape per spec string, consistent across them (equal names, equal sizes).
-
-    ``None`` in ``specs`` means the shared default shape (any rank). Each drawn size keeps the
-    tensor under ``max_elements`` (fixed sizes excepted).
-    """
-    sizes: dict[str, Any] = dict(fixed or {})
-    out = []
-    for spec in specs:
-        dims = _dims_of(spec)
-        out.append(tuple(_draw_shape(draw, dims, sizes, max_elements)))
-    return tuple(out)
-
-
-def _dims_of(spec) -> tuple[Dim, ...]:
-    if spec is None:
-        return (Dim(name=DEFAULT_SHAPE_NAME, variadic=True),)
-    if isinstance(spec, str):
-        return parse_shape(spec)
-    return tuple(spec)
-
-
-def _budget(shape: list[int], max_elements: int) -> int:
-    return max(1, max_elements // max(1, math.prod(s for s in shape if s)))
-
-
-@functools.cache
-def _sizes_upto(budget: int) -> st.SearchStrategy[int]:
-    return st.sampled_from([s for s in SIZES if s <= budget])
-
-
-def _free_size(draw, shape: list[int], max_elements: int) -> int:
-    return draw(_sizes_upto(min(_budget(shape, max_elements), SIZES[-1])))
-
-
-_RANKS = st.integers(0, MAX_VARIADIC_RANK)
-
-
-def _draw_shape(draw, dims, sizes, max_elements) -> list[int]:
-    shape: list[int] = []
-    for dim in dims:
-        if dim.variadic:
-            key = "*" + (dim.name or "_")
-            if dim.name == "_" or key not in sizes:
-                rank = draw(_RANKS)
-                batch = []
-                for _ in range(rank):
-                    batch.append(_free_size(draw, shape + batch, max_elements))
-                if dim.name != "_":
-                    sizes[key] = tuple(batch)
-            else:
-                batch = list(sizes[key])
-            if dim.broadcast and batch:
-                drop = draw(st.integers(0, len(batch)))
-                batch = [1 if draw(st.booleans()) else s for s in batch[drop:]]
-            shape.extend(batch)
-            continue
-        if dim.size is not None:
-            size = dim.size
-        elif dim.name == "_":
-            size = _free_size(draw, shape, max_elements)
-        elif dim.name in sizes:
-            size = sizes[dim.name]
-        else:
-            size = sizes[dim.name] = _free_size(draw, shape, max_elements)
-        if dim.broadcast and draw(st.booleans()):
-            size = 1
-        shape.append(size)
-    return shape
+    """Fill recipes (see `Values`): a constant or seeded values (normal at a drawn scale, or spread
+    over decades), plus up to ``max_injections`` edge values (inf/NaN only if ``nonfinite``)."""
+    if not isinstance(max_injections, int) or max_injections < 0:
+        raise InvalidStrategyArgument(f"values(max_injections={max_injections!r}) must be >= 0.")
+    return _Values(bool(nonfinite), max_injections)
 
 
 def tensors(
     shape: Any = None,
     *,
-    dtype: Any = torch.float64,
-    device: Any = "cpu",
+    dtype: Any = None,
+    device: Any = None,
     layout: Any = None,
     values: Any = None,
     low: float | None = None,
     high: float | None = None,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> st.SearchStrategy[torch.Tensor]:
-    """Tensors: each knob is a value or a strategy for one.
+    """Tensors; each knob is a value or a strategy for one, ``None`` meaning every choice.
 
-    ``shape`` is a tuple of ints, a spec string (``"b n"``), ``None`` (any rank) or a strategy of
-    tuples. ``layout`` defaults to `layouts()`, ``values`` to `values()`.
+    ``shape``: a tuple of ints, a spec string (``"b n"``, ``"*batch 3"``, ``""`` for 0-d), or
+    ``None`` for any rank up to 4. ``dtype``: default `dtypes()`. ``device``: default `devices()`.
+    ``layout``: a `Layout` or kind name, default `layouts()`. ``values``: a `Values` recipe,
+    default `values()`. ``low``/``high`` bound the values, edge values included.
     """
     return _Tensors(shape, dtype, device, layout, values, low, high, max_elements)
+
+
+_KNOBS = ("shape", "dtype", "device", "layout", "values", "low", "high", "max_elements")
 
 
 class _Tensors(st.SearchStrategy):
     def __init__(self, shape, dtype, device, layout, values_, low, high, max_elements):
         super().__init__()
         self.args = (shape, dtype, device, layout, values_, low, high, max_elements)
+        if low is not None and high is not None and not low < high:
+            raise InvalidStrategyArgument(f"tensors(low={low!r}, high={high!r}): need low < high.")
+        if shape is None or isinstance(shape, str):
+            spec = shape
+            shape = shapes([spec], max_elements).map(lambda s: s[0])
+        self.knobs = {
+            "shape": shape,
+            "dtype": dtypes() if dtype is None else dtype,
+            "device": devices() if device is None else device,
+            "layout": layouts() if layout is None else layout,
+            "values": values() if values_ is None else values_,
+        }
+        concrete = {k: v for k, v in self.knobs.items() if not isinstance(v, st.SearchStrategy)}
+        self.concrete = _checked(concrete)
 
     def __repr__(self) -> str:
-        names = ("shape", "dtype", "device", "layout", "values", "low", "high", "max_elements")
-        defaults = (None, torch.float64, "cpu", None, None, None, None, DEFAULT_MAX_ELEMENTS)
-        parts = [
-            f"{n}={a!r}" for n, a, d in zip(names, self.args, defaults) if a is not d and a != d
+        defaults = (None, None, None, None, None, None, None, DEFAULT_MAX_ELEMENTS)
+        parts = [repr(self.args[0])] if self.args[0] is not None else []
+        parts += [
+            f"{n}={a!r}" for n, a, d in zip(_KNOBS[1:], self.args[1:], defaults[1:]) if a != d
         ]
         return f"tensors({', '.join(parts)})"
 
-    def do_draw(self, data):
-        shape, dtype, device, layout, values_, low, high, max_elements = self.args
-        draw = data.draw
-        if isinstance(shape, st.SearchStrategy):
-            shape = draw(shape)
-        elif shape is None or isinstance(shape, str):
-            shape = draw(shapes([shape], max_elements))[0]
-        dtype = draw(dtype) if isinstance(dtype, st.SearchStrategy) else dtype
-        device = draw(device) if isinstance(device, st.SearchStrategy) else device
-        layout = draw(layout if layout is not None else layouts(len(shape)))
-        if not isinstance(layout, Layout):
-            raise TypeError(f"layout must be a strategies.Layout, got {layout!r}")
-        vals = draw(values_ if values_ is not None else values())
-        return arrange(fill(tuple(shape), dtype, device, vals, low, high), layout)
+    def do_draw(self, data) -> torch.Tensor:
+        drawn = {k: data.draw(v) for k, v in self.knobs.items() if k not in self.concrete}
+        knobs = {**self.concrete, **_checked(drawn)}
+        low, high = self.args[5], self.args[6]
+        dtype, device = for_device(knobs["dtype"], knobs["device"])
+        t = fill(knobs["shape"], dtype, device, knobs["values"], low, high)
+        return arrange(t, knobs["layout"])
+
+
+def for_device(dtype: torch.dtype, device: str) -> tuple[torch.dtype, str]:
+    """MPS has no 64-bit floats: there the 64-bit dtypes become their 32-bit ones."""
+    if str(device).startswith("mps"):
+        dtype = {torch.float64: torch.float32, torch.complex128: torch.complex64}.get(dtype, dtype)
+    return dtype, device
+
+
+def _checked(knobs: dict[str, Any]) -> dict[str, Any]:
+    """Validate and normalise concrete knobs, naming the bad one and what it should be."""
+    out = dict(knobs)
+    if "shape" in knobs:
+        shape = knobs["shape"]
+        if not (isinstance(shape, (tuple, list)) and all(_is_size(s) for s in shape)):
+            _bad("shape", shape, "a tuple of non-negative ints, a spec string, or a strategy")
+        out["shape"] = tuple(int(s) for s in shape)
+    if "dtype" in knobs and not isinstance(knobs["dtype"], torch.dtype):
+        _bad("dtype", knobs["dtype"], "a torch.dtype such as torch.float32, or a strategy")
+    if "device" in knobs:
+        try:
+            out["device"] = str(torch.device(knobs["device"]))
+        except (RuntimeError, TypeError):
+            _bad("device", knobs["device"], "a device such as 'cpu' or 'cuda', or a strategy")
+    if "layout" in knobs:
+        layout = knobs["layout"]
+        layout = Layout(layout) if isinstance(layout, str) else layout
+        if not isinstance(layout, Layout) or layout.kind not in LAYOUTS:
+            _bad("layout", knobs["layout"], f"a Layout or one of {LAYOUTS}, or a strategy")
+        out["layout"] = layout
+    if "values" in knobs and not isinstance(knobs["values"], Values):
+        _bad("values", knobs["values"], "a fuzzgrad.strategies.Values recipe, or a strategy")
+    return out
+
+
+def _is_size(s: Any) -> bool:
+    return isinstance(s, int) and not isinstance(s, bool) and s >= 0
+
+
+def _bad(knob: str, value: Any, want: str) -> None:
+    raise InvalidStrategyArgument(f"tensors({knob}={value!r}): {knob} must be {want}.")

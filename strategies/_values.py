@@ -1,9 +1,9 @@
-"""Recipes: small drawn records from which tensors are built in bulk.
+"""Value recipes: a few drawn knobs from which torch fills a tensor in bulk.
 
-Hypothesis draws a handful of knobs (a seed, a scale, a few edge-value injections, a layout) and
-torch builds the tensor from them, so a 1M-element tensor costs what torch's generator costs, not
-a million draws. Every knob is ordered simplest-first, so a shrunk case is a constant or seed-0
-tensor, contiguous, with no injections, unless the failure needs otherwise.
+Hypothesis draws a handful of knobs (a mode, a seed, a few edge-value injections) and torch's
+generator fills the tensor from them, so a 1M-element tensor costs what ``torch.randn`` costs, not
+a million draws. Every knob is ordered simplest-first: a shrunk recipe is a constant (toward 0,
+then 1) with no injections, unless the failure needs otherwise.
 """
 
 from __future__ import annotations
@@ -13,46 +13,50 @@ from dataclasses import dataclass
 
 import torch
 
-#: Edge-value classes injected at drawn positions. Order is shrink order (simplest first).
+#: Edge-value classes injected at drawn positions, in shrink order (simplest first). ``bound`` is
+#: the domain's ``low`` (negative) or ``high`` bound, and +-1 where the domain is unbounded.
 EDGE_CLASSES = (
     "zero",
     "one",
     "integer",
     "half",
     "neg_zero",
-    "low",
-    "high",
+    "bound",
     "tiny",
     "subnormal",
     "large",
     "max",
 )
-NONFINITE_CLASSES = ("inf", "neg_inf", "nan")
-
-#: Layout kinds, simplest first.
-LAYOUTS = ("contiguous", "transposed", "sliced", "offset", "expanded", "channels_last")
+#: Opt-in classes (``values(nonfinite=True)``).
+NONFINITE_CLASSES = ("inf", "nan")
+#: Share of elements a sprinkled injection (position -1) overwrites.
+SPRINKLE_SHARE = 0.25
+#: Decades a ``spread`` fill covers: magnitudes log-uniform in [1e-4, 1e4], inside float16's range.
+SPREAD_DECADES = 4.0
+LN10 = math.log(10.0)
+SQRT2 = math.sqrt(2.0)
 
 
 @dataclass(frozen=True)
 class Values:
-    """How to fill a tensor: a constant, or seeded random values times a scale, plus injections."""
+    """How to fill a tensor.
 
-    constant: float | None = None  # when set, every element is this value
+    ``constant`` set: every element is that value. Otherwise seeded random values: normal times
+    ``scale``, or with ``spread`` magnitudes spread log-uniformly over many decades (both within
+    ``low``/``high`` when given). Then ``injections``: ``(position, edge class, negative)``, where
+    position -1 means "sprinkled by the generator over about a quarter of the elements".
+    """
+
+    constant: float | None = None
     seed: int = 0
     scale: float = 1.0
-    injections: tuple[tuple[int, str, bool], ...] = ()  # (position, edge class, negative)
+    injections: tuple[tuple[int, str, bool], ...] = ()
+    spread: bool = False
 
 
-@dataclass(frozen=True)
-class Layout:
-    """How a tensor sits in memory: a kind plus its parameters (see `LAYOUTS`)."""
-
-    kind: str = "contiguous"
-    perm: tuple[int, ...] = ()
-    step: int = 2
-    offset: int = 1
-    dim: int = 0
-    expand: tuple[bool, ...] = ()
+def real_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The real dtype of a complex one (the dtype itself otherwise)."""
+    return {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, dtype)
 
 
 def edge_value(
@@ -61,36 +65,40 @@ def edge_value(
     dtype: torch.dtype,
     low: float | None,
     high: float | None,
-    position: int,
+    position: int = 0,
 ) -> float:
-    """The float that an edge class stands for at this dtype, kept inside ``[low, high]``."""
-    if kind == "low" and low is not None:
-        return low
-    if kind == "high" and high is not None:
-        return high
+    """The float an edge class stands for at ``dtype`` (a real dtype), kept inside [low, high]."""
     fin = torch.finfo(dtype)
-    value = {
-        "zero": 0.0,
-        "neg_zero": -0.0,
-        "one": 1.0,
-        "integer": float(2 + position % 5),
-        "half": 0.5 + position % 4,
-        "tiny": fin.tiny,
-        "subnormal": fin.tiny * fin.eps if fin.tiny * fin.eps > 0 else fin.tiny / 2,
-        "large": math.sqrt(fin.max),
-        "max": fin.max,
-        "low": -1.0,
-        "high": 1.0,
-        "inf": math.inf,
-        "neg_inf": -math.inf,
-        "nan": math.nan,
-    }[kind]
-    if negative and kind not in ("neg_zero", "neg_inf", "nan"):
+    if kind == "bound":
+        if low is None and high is None:
+            value = -1.0 if negative else 1.0
+        elif negative:
+            value = low if low is not None else high
+        else:
+            value = high if high is not None else low
+        return float(value)
+    if kind == "subnormal":
+        mantissa_bits = round(-math.log2(fin.eps))
+        value = fin.tiny * 2.0 ** -(1 + position % mantissa_bits)
+    else:
+        value = {
+            "zero": 0.0,
+            "neg_zero": -0.0,
+            "one": 1.0,
+            "integer": float(2 + position % 5),
+            "half": 0.5 + position % 4,
+            "tiny": fin.tiny,
+            "large": math.sqrt(fin.max),
+            "max": fin.max,
+            "inf": math.inf,
+            "nan": math.nan,
+        }[kind]
+    if negative and kind not in ("zero", "neg_zero", "nan"):
         value = -value
     if low is not None and value < low:
-        value = low
+        value = float(low)
     if high is not None and value > high:
-        value = high
+        value = float(high)
     return value
 
 
@@ -102,139 +110,99 @@ def fill(
     low: float | None = None,
     high: float | None = None,
 ) -> torch.Tensor:
-    """A contiguous tensor of ``shape`` filled as ``values`` says (no Python loop over elements)."""
-    if not dtype.is_floating_point and not dtype.is_complex:
+    """A contiguous tensor of ``shape`` filled as ``values`` says, without a loop over elements.
+
+    Values are made in float64 for 64-bit dtypes and in float32 for the others (float64 random
+    numbers cost several times more), then cast: the same recipe gives the same numbers, rounded,
+    at every dtype of 32 bits or fewer. Complex tensors get independent real and imaginary parts;
+    an injection lands in one of them.
+    """
+    if dtype == torch.bool or not (dtype.is_floating_point or dtype.is_complex):
         return _fill_integer(shape, dtype, device, values, low, high)
+    real = real_dtype(dtype)
+    work = torch.float64 if real == torch.float64 else torch.float32
+    parts = tuple(shape) + (2,) if dtype.is_complex else tuple(shape)
     if values.constant is not None:
-        t = torch.full(shape, values.constant, dtype=torch.float64)
+        t = torch.full(parts, _clip(values.constant, low, high), dtype=work)
     else:
-        g = torch.Generator().manual_seed(values.seed)
-        if low is not None and high is not None:
-            t = low + (high - low) * torch.rand(shape, generator=g, dtype=torch.float64)
-        else:
-            t = torch.randn(shape, generator=g, dtype=torch.float64) * values.scale
-            if low is not None:
-                t = low + t.abs()
-            elif high is not None:
-                t = high - t.abs()
-    n = t.numel()
-    if n and values.injections:
-        flat = t.view(-1)
-        for position, kind, negative in values.injections:
-            flat[position % n] = edge_value(kind, negative, dtype, low, high, position)
-    if dtype != torch.float64:
-        fin = torch.finfo(dtype)
-        t = torch.where(t.isfinite(), t.clamp(-fin.max, fin.max), t)
+        t = _random(parts, work, values, low, high, torch.Generator().manual_seed(values.seed))
+    fin = torch.finfo(real)
+    if real != work and _reach(values, low, high) > fin.max:
+        t.clamp_(-fin.max, fin.max)
+    if values.injections and t.numel():
+        _inject(t, values.injections, real, low, high, values.seed)
+    if dtype.is_complex:
+        t = torch.view_as_complex(t)
     return t.to(dtype=dtype, device=device)
 
 
-def _fill_integer(shape, dtype, device, values, low, high) -> torch.Tensor:
-    if dtype == torch.bool:
-        g = torch.Generator().manual_seed(values.seed)
-        return (torch.rand(shape, generator=g) < 0.5).to(device)
-    lo = int(low) if low is not None else -10
-    hi = int(high) if high is not None else 10
+def _clip(value: float, low: float | None, high: float | None) -> float:
+    if low is not None and value < low:
+        return float(low)
+    if high is not None and value > high:
+        return float(high)
+    return value
+
+
+def _reach(values: Values, low: float | None, high: float | None) -> float:
+    """An upper bound of the magnitudes a fill draws before injections."""
     if values.constant is not None:
-        return torch.full(
-            shape, min(max(int(values.constant), lo), hi - 1), dtype=dtype, device=device
-        )
+        return abs(values.constant)
+    if low is not None and high is not None:
+        return max(abs(low), abs(high))
+    reach = 10.0**SPREAD_DECADES if values.spread else 10.0 * values.scale
+    return reach + abs(low if low is not None else high if high is not None else 0.0)
+
+
+def _random(parts, work, values: Values, low, high, g) -> torch.Tensor:
+    """Seeded values from one ``torch.rand`` stream, so a tensor's first elements do not change
+    when its shape shrinks (``torch.randn`` lacks that; normals come from the inverse CDF)."""
+    u = torch.rand(parts, generator=g, dtype=work)
+    if values.spread or (low is not None and high is not None):
+        side = u < 0.5  # the first bit picks a sign or a bound, the rest a magnitude
+        u.mul_(2).frac_()
+    if low is not None and high is not None:
+        if not values.spread:
+            return u.mul_(high - low).add_(low)
+        # Distances from a bound spread over decades: probes the domain's edges (log near 0).
+        gap = u.mul_(-6.0 * LN10).exp_().mul_(high - low)
+        return torch.where(side, gap.add(low), gap.neg().add_(high))
+    if values.spread:
+        t = u.mul_(2 * SPREAD_DECADES * LN10).sub_(SPREAD_DECADES * LN10).exp_()
+        t = torch.where(side, t.neg(), t)
+    else:
+        tail = torch.finfo(work).eps
+        t = u.mul_(2).sub_(1).clamp_(tail - 1, 1 - tail).erfinv_().mul_(SQRT2 * values.scale)
+    if low is not None:
+        return t.abs_().add_(low)
+    if high is not None:
+        return t.abs_().neg_().add_(high)
+    return t
+
+
+def _inject(t: torch.Tensor, injections, dtype, low, high, seed: int) -> None:
+    flat = t.view(-1)
+    n = flat.numel()
+    g = None
+    for position, kind, negative in injections:
+        value = edge_value(kind, negative, dtype, low, high, max(position, 0))
+        if position >= 0:
+            flat[position % n] = value
+            continue
+        g = g or torch.Generator().manual_seed(seed + 1)  # apart from the values' stream
+        flat.masked_fill_(torch.rand(n, generator=g, dtype=flat.dtype) < SPRINKLE_SHARE, value)
+
+
+def _fill_integer(shape, dtype, device, values, low, high) -> torch.Tensor:
+    """Integer and bool tensors (index-like inputs): values in ``[low, high)``, default -10..9."""
     g = torch.Generator().manual_seed(values.seed)
+    if dtype == torch.bool:
+        return (torch.rand(shape, generator=g) < 0.5).to(device)
+    unsigned = torch.iinfo(dtype).min == 0
+    lo = int(low) if low is not None else (0 if unsigned else -10)
+    hi = int(high) if high is not None else 10
+    hi = max(hi, lo + 1)
+    if values.constant is not None:
+        value = min(max(int(values.constant), lo), hi - 1)
+        return torch.full(shape, value, dtype=dtype, device=device)
     return torch.randint(lo, hi, shape, generator=g, dtype=dtype).to(device)
-
-
-def _garbage(dtype: torch.dtype) -> float:
-    return math.nan if dtype.is_floating_point else -7
-
-
-def arrange(t: torch.Tensor, layout: Layout) -> torch.Tensor:
-    """Lay a contiguous tensor out in memory as ``layout`` says, keeping its values.
-
-    ``expanded`` is the exception: it repeats the first slice along the expanded dims (that is
-    what a stride-0 tensor can hold). Views are cut from larger NaN-filled bases, so a Function
-    that reads outside its view sees NaN.
-    """
-    kind = effective_kind(t.shape, layout)
-    if kind == "contiguous":
-        return t
-    if kind == "transposed":
-        perm = layout.perm if _is_shuffle(layout.perm, t.dim()) else tuple(range(t.dim()))[::-1]
-        inverse = [0] * len(perm)
-        for i, p in enumerate(perm):
-            inverse[p] = i
-        return t.permute(perm).contiguous().permute(inverse)
-    if kind == "sliced":
-        dim = layout.dim % t.dim()
-        step = max(layout.step, 2)
-        big = list(t.shape)
-        big[dim] = t.shape[dim] * step + 1
-        base = torch.full(big, _garbage(t.dtype), dtype=t.dtype, device=t.device)
-        view = base.narrow(dim, 1, big[dim] - 1)[(slice(None),) * dim + (slice(None, None, step),)]
-        view.copy_(t)
-        return view
-    if kind == "offset":
-        offset = max(layout.offset, 1)
-        base = torch.full(
-            (t.numel() + 2 * offset,), _garbage(t.dtype), dtype=t.dtype, device=t.device
-        )
-        view = base[offset : offset + t.numel()].view(t.shape)
-        view.copy_(t)
-        return view
-    if kind == "expanded":
-        dims = [d for d in range(t.dim()) if t.shape[d] > 1]
-        chosen = [d for d, e in zip(dims, layout.expand) if e] or dims[:1]
-        index = tuple(slice(0, 1) if d in chosen else slice(None) for d in range(t.dim()))
-        return t[index].contiguous().expand(t.shape)
-    if kind == "channels_last":
-        return t.contiguous(memory_format=torch.channels_last)
-    raise ValueError(f"unknown layout kind {layout.kind!r}")
-
-
-def _is_shuffle(perm: tuple[int, ...], ndim: int) -> bool:
-    return len(perm) == ndim and sorted(perm) == list(range(ndim)) and list(perm) != sorted(perm)
-
-
-def effective_kind(shape: torch.Size | tuple[int, ...], layout: Layout) -> str:
-    """The layout kind that can actually be realised for ``shape`` (a 0-d tensor is contiguous)."""
-    ndim = len(shape)
-    numel = math.prod(shape)
-    kind = layout.kind
-    if numel == 0:
-        return "contiguous"
-    if ndim == 0:
-        return "offset" if kind == "offset" else "contiguous"
-    if kind == "channels_last" and (ndim != 4 or shape[1] == 1 or shape[2] * shape[3] == 1):
-        kind = "transposed"
-    if kind == "transposed" and sum(s > 1 for s in shape) < 2:
-        kind = "sliced"
-    if kind == "expanded" and not any(s > 1 for s in shape):
-        kind = "offset"
-    return kind
-
-
-def describe_layout(t: torch.Tensor) -> str:
-    """Classify a tensor's memory layout from its strides (for reports and coverage tables)."""
-    if t.dim() == 0 or t.numel() <= 1:
-        return "contiguous" if t.storage_offset() == 0 else "offset"
-    if any(st == 0 and s > 1 for st, s in zip(t.stride(), t.shape)):
-        return "expanded"
-    if (
-        t.dim() == 4
-        and t.is_contiguous(memory_format=torch.channels_last)
-        and not t.is_contiguous()
-    ):
-        return "channels_last"
-    if t.is_contiguous():
-        return "contiguous" if t.storage_offset() == 0 else "offset"
-    if _dense(t):
-        return "transposed" if t.storage_offset() == 0 else "offset"
-    return "sliced"
-
-
-def _dense(t: torch.Tensor) -> bool:
-    """Whether the elements fill a gap-free block of memory in some order."""
-    expected = 1
-    for stride, size in sorted((st, s) for st, s in zip(t.stride(), t.shape) if s > 1):
-        if stride != expected:
-            return False
-        expected *= size
-    return True
