@@ -6,9 +6,13 @@ diagnosed on the shrunk case, written as a reproducer, and returned as a `Failur
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,21 @@ if sys.version_info < (3, 11):  # Hypothesis depends on the backport there
 STATUSES = ("passed", "failed", "xfailed", "xpassed", "error")
 
 
+class BudgetSpent(BaseException):
+    """Raised before an example once ``stop_at`` has passed: ends generation, not a failure.
+
+    A BaseException so that Hypothesis lets it through at once (no shrinking, no replay).
+    """
+
+
+class ExampleTimeout(BaseException):
+    """One example ran longer than ``example_timeout`` (raised from a SIGALRM handler)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"ran longer than {seconds:g}s")
+        self.seconds = seconds
+
+
 @dataclass
 class FailureRecord:
     """One shrunk, explained failure."""
@@ -39,6 +58,8 @@ class FailureRecord:
     seconds_to_find: float | None
     inputs: list[dict[str, Any]]
     case: Any = field(repr=False, default=None)
+    #: Examples run (this call) when the property first failed: 1 means a database replay.
+    examples_to_find: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +69,7 @@ class FailureRecord:
             "factors": self.factors,
             "reproducer": self.reproducer,
             "seconds_to_find": self.seconds_to_find,
+            "examples_to_find": self.examples_to_find,
             "inputs": self.inputs,
         }
 
@@ -140,33 +162,70 @@ def fuzz_target(
     database_dir: str | Path | None = None,
     derandomize: bool = False,
     hyp_settings: settings | None = None,
+    database: Any = None,
+    stop_at: float | None = None,
+    example_timeout: float | None = None,
+    on_example: Callable[[Any], None] | None = None,
+    on_finding: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> TargetResult:
-    """Fuzz one target and return its result; failures are shrunk, diagnosed and reproduced."""
+    """Fuzz one target and return its result; failures are shrunk, diagnosed and reproduced.
+
+    For time-budgeted runs (see `fuzzgrad._workers`): ``database`` is a ready Hypothesis
+    database (overrides ``database_dir``); ``stop_at`` (a `time.monotonic` instant) ends
+    generation there unless a failure is being shrunk; ``example_timeout`` (seconds, main thread
+    only) turns an example that runs too long into an ``error`` of kind ``timeout`` with a
+    reproducer; ``on_example(case)`` is called before each example and ``on_finding(property,
+    info)`` when a property first fails, before shrinking.
+    """
     from fuzzgrad._diagnose import diagnose
     from fuzzgrad._repro import write_reproducer
 
     checker = Checker(target, properties)
     started = time.perf_counter()
+    found: dict[str, int] = {}
+    running: list[Any] = [None]
 
     def test(case):
+        if stop_at is not None and not found and time.monotonic() >= stop_at:
+            raise BudgetSpent
+        running[0] = case
+        if on_example is not None:
+            on_example(case)
         try:
-            checker.check(case)
+            with _alarm(example_timeout):
+                checker.check(case)
         except Discard:
             return
+        except PropertyFailure as e:
+            if e.property not in found:
+                found[e.property] = checker.stats.examples
+                if on_finding is not None:
+                    on_finding(
+                        e.property,
+                        {"message": e.message, "inputs": describe_inputs(case)},
+                    )
+            raise
 
-    database = None
-    if database_dir is not None:
+    if database is None and database_dir is not None:
         database = DirectoryBasedExampleDatabase(Path(database_dir) / _db_key(target, checker))
     config = hyp_settings or hypothesis_settings(
         max_examples, database=database, derandomize=derandomize
     )
     run = config(given(cases(target))(test))
+    # A fixed database key: the default hashes this function's source, so any edit here would
+    # orphan every stored failure (the database is already one namespace per target).
+    run._hypothesis_internal_database_key = b"fuzzgrad.case.v1"
     if seed is not None:
         run = hypothesis_seed(seed)(run)
     failures: list[FailureRecord] = []
     error = None
     try:
-        run()
+        with _alarm_handler(example_timeout):
+            run()
+    except BudgetSpent:
+        pass
+    except ExampleTimeout as exc:
+        error = _timeout_error(target, exc, running[0], checker.stats, report_dir)
     except BaseException as exc:  # noqa: BLE001 - sorted below; KeyboardInterrupt re-raised
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -175,6 +234,7 @@ def fuzz_target(
                 failures.append(
                     _record(target, e, checker.stats, report_dir, diagnose, write_reproducer)
                 )
+                failures[-1].examples_to_find = found.get(e.property)
             elif error is None:
                 error = {
                     "kind": "exception",
@@ -234,3 +294,68 @@ def _record(target, exc: PropertyFailure, stats: Stats, report_dir, diagnose, wr
         describe_inputs(case),
         case,
     )
+
+
+def _timeout_error(target, exc: ExampleTimeout, case, stats: Stats, report_dir) -> dict[str, Any]:
+    """The ``error`` record of a target whose example hung, with a reproducer of that example."""
+    from fuzzgrad._repro import write_reproducer
+
+    error: dict[str, Any] = {
+        "kind": "timeout",
+        "message": f"example {stats.examples} {exc}",
+        "traceback": "".join(traceback.format_exception(exc))[-4000:],
+        "reproducer": None,
+    }
+    if case is not None:
+        error["inputs"] = describe_inputs(case)
+        if report_dir is not None:
+            try:
+                error["reproducer"] = str(
+                    write_reproducer(
+                        Path(report_dir),
+                        target,
+                        "timeout",
+                        case,
+                        message=error["message"],
+                        diagnosis="hangs",
+                    )
+                )
+            except Exception as e:  # noqa: BLE001 - the timeout itself must not be lost
+                error["message"] += f" (no reproducer: {type(e).__name__}: {e})"
+    return error
+
+
+def _alarm_usable(seconds: float | None) -> bool:
+    return bool(seconds) and threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def _alarm_handler(seconds: float | None):
+    """Install the SIGALRM handler that raises `ExampleTimeout` for the duration of a run."""
+    if not _alarm_usable(seconds):
+        yield
+        return
+
+    def fire(signum, frame):
+        raise ExampleTimeout(seconds)
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float | None):
+    """Arm the per-example timer (a Python-level hang raises; a hang in C code does not, which
+    is why the nightly parent also kills a worker whose example overruns)."""
+    if not _alarm_usable(seconds):
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
