@@ -125,14 +125,18 @@ def _persistent_cache(jax) -> None:
 
 
 def _to_numpy(x: torch.Tensor):
+    """A float64 (for floating tensors) numpy copy: the JAX oracle always computes in float64."""
     x = x.detach().resolve_conj().resolve_neg().cpu()
-    if x.dtype in (torch.bfloat16, torch.float16):
+    if x.dtype.is_floating_point:
         x = x.to(torch.float64)
+    elif x.dtype.is_complex:
+        x = x.to(torch.complex128)
     return x.contiguous().numpy().copy()
 
 
 class JaxOracle:
-    """``jax.vjp`` of a JAX reference, jitted and cached per signature (shapes, dtypes, wrt)."""
+    """``jax.vjp`` (or ``jvp``, or a second-order VJP) of a JAX reference, jitted and cached per
+    signature (mode, shapes, dtypes, wrt)."""
 
     def __init__(self) -> None:
         self._cache: dict[Any, Callable[..., Any]] = {}
@@ -140,88 +144,114 @@ class JaxOracle:
         self.calls = 0
         self.compile_seconds = 0.0
 
-    def signature(self, reference, args, wrt, cotangents) -> tuple:
+    def signature(self, reference, args, wrt, cotangents, mode: str = "vjp") -> tuple:
         def sig(x):
             if isinstance(x, torch.Tensor):
                 return ("T", tuple(x.shape), str(x.dtype))
             return ("S", repr(x))
 
         return (
+            mode,
             id(reference),
             tuple(sig(a) for a in args),
             tuple(wrt),
             None if cotangents is None else tuple(c is not None for c in cotangents),
         )
 
-    def is_warm(self, reference, args, wrt, cotangents) -> bool:
-        return self.signature(reference, args, wrt, cotangents) in self._cache
+    def is_warm(self, reference, args, wrt, cotangents, mode: str = "vjp") -> bool:
+        return self.signature(reference, args, wrt, cotangents, mode) in self._cache
 
-    def __call__(self, reference, args, wrt, cotangents) -> Evaluation:
+    def __call__(self, reference, args, wrt, cotangents, *, mode: str = "vjp", extra=None):
+        """``mode="vjp"``: an `Evaluation`. ``"jvp"``: ``(outputs, output tangents)`` for the
+        tangents ``extra`` (one per ``wrt``). ``"hvp"``: the VJP of the VJP with cotangents
+        ``extra`` (one per ``wrt``): ``(grads w.r.t. wrt inputs, grads w.r.t. cotangents)``."""
         jax = _jax()
-        key = self.signature(reference, args, wrt, cotangents)
+        key = self.signature(reference, args, wrt, cotangents, mode)
         compiled = self._cache.get(key)
         cold = compiled is None
         if cold:
-            compiled = self._build(jax, reference, args, wrt, cotangents)
+            compiled = jax.jit(_program(jax, reference, args, wrt, cotangents, mode))
             self._cache[key] = compiled
             self.compiles += 1
         self.calls += 1
         started = time.perf_counter()
-        arrays = [
-            _to_numpy(upcast(a, torch.float64)) if isinstance(a, torch.Tensor) else None
-            for a in args
-        ]
-        dyn = [arrays[i] for i in range(len(args)) if isinstance(args[i], torch.Tensor)]
-        cts = (
-            []
-            if cotangents is None
-            else [_to_numpy(upcast(c, torch.float64)) for c in cotangents if c is not None]
-        )
-        outs, grads = compiled(dyn, cts)
+        dyn = [_to_numpy(a) for a in args if isinstance(a, torch.Tensor)]
+        cts = [] if cotangents is None else [_to_numpy(c) for c in cotangents if c is not None]
+        ext = [] if extra is None else [_to_numpy(e) for e in extra]
+        result = compiled(dyn, cts, ext)
         if cold:  # the first call of a jitted function is (nearly all) compilation
             self.compile_seconds += time.perf_counter() - started
-        outputs = tuple(_from_jax(o) for o in outs)
-        full = [None] * len(args)
-        for i, g in zip(wrt, grads):
-            full[i] = _from_jax(g)
-        return Evaluation(outputs, tuple(full))
+        if mode == "vjp":
+            outs, grads = result
+            full = [None] * len(args)
+            for i, g in zip(wrt, grads):
+                full[i] = _from_jax(g)
+            return Evaluation(tuple(_from_jax(o) for o in outs), tuple(full))
+        first, second = result
+        return [_from_jax(x) for x in first], [_from_jax(x) for x in second]
 
-    def _build(self, jax, reference, args, wrt, cotangents):
-        import numpy as np
 
-        tensor_pos = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
-        statics = {i: a for i, a in enumerate(args) if not isinstance(a, torch.Tensor)}
-        wrt = list(wrt)
+def _program(jax, reference, args, wrt, cotangents, mode):
+    """The function to jit: rebuilds the full argument list, then differentiates as asked."""
+    import numpy as np
 
-        def run(dyn, cts):
-            full: list[Any] = [None] * len(args)
-            for i, a in statics.items():
-                full[i] = a
-            for i, a in zip(tensor_pos, dyn):
-                full[i] = a
+    jnp = jax.numpy
+    tensor_pos = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+    statics = {i: a for i, a in enumerate(args) if not isinstance(a, torch.Tensor)}
+    wrt = list(wrt)
+    mask = list(cotangents) if cotangents is not None else None
 
-            def f(*diff):
+    def full_args(dyn):
+        full: list[Any] = [None] * len(args)
+        for i, a in statics.items():
+            full[i] = a
+        for i, a in zip(tensor_pos, dyn):
+            full[i] = a
+        return full
+
+    def pull(full, diff, cts):
+        def f(*d):
+            local = list(full)
+            for i, x in zip(wrt, d):
+                local[i] = x
+            return reference(*local)
+
+        out, pullback = jax.vjp(f, *diff)
+        outs = as_tuple(out)
+        it = iter(cts)
+        ct_full = []
+        for o, c in zip(outs, mask):
+            if c is None or not jnp.issubdtype(o.dtype, jnp.inexact):
+                ct_full.append(np.zeros(o.shape, dtype=jax.dtypes.float0))
+            else:
+                ct_full.append(next(it).astype(o.dtype))
+        ct = type(out)(ct_full) if isinstance(out, (tuple, list)) else ct_full[0]
+        return outs, pullback(ct)
+
+    def run(dyn, cts, ext):
+        full = full_args(dyn)
+        diff = [full[i] for i in wrt]
+        if mode == "jvp":
+            def f(*d):
                 local = list(full)
-                for i, d in zip(wrt, diff):
-                    local[i] = d
+                for i, x in zip(wrt, d):
+                    local[i] = x
                 return reference(*local)
 
-            if cotangents is None or not wrt:
-                out = f(*[full[i] for i in wrt])
-                return tuple(as_tuple(out)), ()
-            out, pullback = jax.vjp(f, *[full[i] for i in wrt])
-            outs = as_tuple(out)
-            it = iter(cts)
-            ct_full = []
-            for o, c in zip(outs, cotangents):
-                if c is None or not jax.numpy.issubdtype(o.dtype, jax.numpy.inexact):
-                    ct_full.append(np.zeros(o.shape, dtype=jax.dtypes.float0))
-                else:
-                    ct_full.append(next(it).astype(o.dtype))
-            ct = type(out)(ct_full) if isinstance(out, (tuple, list)) else ct_full[0]
-            return outs, pullback(ct)
+            out, tangent = jax.jvp(f, tuple(diff), tuple(ext))
+            return list(as_tuple(out)), list(as_tuple(tangent))
+        if mode == "hvp":
+            def first(d, c):
+                return pull(full, d, c)[1]
 
-        return jax.jit(run)
+            _, pullback = jax.vjp(first, diff, list(cts))
+            gx, gc = pullback(tuple(ext))
+            return list(gx), list(gc)
+        if cotangents is None or not wrt:
+            return tuple(as_tuple(reference(*full))), ()
+        return pull(full, diff, cts)
+
+    return run
 
 
 def _from_jax(x: Any) -> Any:

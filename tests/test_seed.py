@@ -58,7 +58,9 @@ def test_reproducer_fails_while_the_bug_is_there_and_shows_both_gradients(seed_r
 
 
 FIXED = """
-        return grad_output * input.exp() * (1 + input.exp()) ** -2.5 * (1 - 0.5 * input.exp())
+        s = input.sigmoid()
+        root = torch.exp(0.5 * torch.nn.functional.logsigmoid(-input))  # sqrt(1 - s), smooth
+        return grad_output * s * root * (1 - 1.5 * s)
 """
 
 

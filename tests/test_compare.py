@@ -1,0 +1,75 @@
+"""The comparison rule: per-dtype tolerances, calibration, non-finite semantics, messages."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fuzzgrad._compare import compare
+
+
+def t(*values, dtype=torch.float64):
+    return torch.tensor(values, dtype=dtype)
+
+
+def test_exact_and_within_tolerance_pass():
+    assert compare("x", t(1.0, 2.0), t(1.0, 2.0))[0] is None
+    assert compare("x", t(1.0 + 1e-9), t(1.0))[0] is None
+
+
+def test_a_wrong_value_is_reported_with_path_index_and_numbers():
+    m, ratio = compare("grad[input=1]", t(1.0, 2.5, 3.0), t(1.0, 2.0, 3.0))
+    assert m is not None and ratio > 1
+    text = str(m)
+    assert text.startswith("grad[input=1]: 1 of 3 elements differ")
+    assert "index (1,)" in text and "got 2.5" in text and "expected 2" in text
+
+
+def test_float32_is_judged_with_the_reference_error_at_float32():
+    exact = t(0.1, 1.0 / 3.0)
+    actual = exact.to(torch.float32)
+    assert compare("y", actual, exact)[0] is None
+    # an error far beyond float32 rounding is caught even with calibration
+    assert compare("y", actual * 1.01, exact, calib=actual)[0] is not None
+
+
+def test_calibration_widens_where_the_reference_itself_errs():
+    exact = t(1.0)
+    actual = t(1.2, dtype=torch.float16)
+    assert compare("y", actual, exact)[0] is not None
+    assert compare("y", actual, exact, calib=t(1.1, dtype=torch.float16))[0] is None
+
+
+def test_nonfinite_semantics():
+    nan, inf = math.nan, math.inf
+    assert compare("y", t(nan), t(nan))[0] is None
+    assert compare("y", t(inf), t(inf))[0] is None
+    assert compare("y", t(nan), t(inf))[0] is None  # both say "overflow"
+    assert compare("y", t(0.0), t(nan))[0] is None  # undefined math accepts any value
+    assert compare("y", t(-inf), t(inf))[0] is not None
+    assert compare("y", t(nan), t(1.0))[0] is not None  # NaN where the oracle is finite
+    assert compare("y", t(inf), t(1.0))[0] is not None
+    # the reference at float16 overflows too: the input is past what float16 math can do
+    assert compare("y", t(0.0, dtype=torch.float16), t(1e6), calib=t(inf, dtype=torch.float16))[0] is None
+    # near float16's max, any evaluation order may overflow
+    assert compare("y", t(inf, dtype=torch.float16), t(60000.0))[0] is None
+
+
+def test_shape_dtype_and_none_handling():
+    assert "shape (2,)" in str(compare("y", t(1.0, 2.0), t(1.0))[0])
+    assert "dtype torch.float64" in str(
+        compare("y", t(1.0), t(1.0), check_dtype=torch.float32)[0])
+    assert compare("y", None, t(0.0, 0.0))[0] is None  # an unused input's None grad is zero
+    assert compare("y", None, t(0.0, 1.0))[0] is not None
+    assert compare("y", torch.empty(0), torch.empty(0, dtype=torch.float64))[0] is None
+
+
+def test_integer_outputs_compare_exactly():
+    assert compare("idx", torch.tensor([1, 2]), torch.tensor([1, 2]))[0] is None
+    assert "1 of 2 elements differ" in str(compare("idx", torch.tensor([1, 3]), torch.tensor([1, 2]))[0])
+
+
+def test_target_overrides_take_precedence():
+    over = {torch.float64: (1e-2, 1e-2)}
+    assert compare("y", t(1.005), t(1.0), overrides=over)[0] is None

@@ -1,0 +1,69 @@
+"""Meta-tests: planted bugs are caught by the intended property and shrunk; correct Functions
+raise no false alarm. The corpus lives in tests/corpus; `bench/meta_corpus.py` runs the same at
+nightly scale (1,000 examples per correct Function) and prints the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fuzzgrad._discovery import load_targets
+from fuzzgrad._runner import fuzz_target
+
+CORPUS = Path(__file__).parent / "corpus"
+BUGGY_EXAMPLES = 150
+CORRECT_EXAMPLES = 100
+
+#: What a bug's "needs" means for the diagnosis: the factor key it must name.
+NEEDS_FACTOR = {
+    "layout": "layout",
+    "stride0": "layout",
+    "cotangent_layout": "cotangent_layout",
+    "dtype:float16": "dtype",
+    "dtype:float32": "dtype",
+    "low_precision": "dtype",
+    "requires_grad": "requires_grad",
+}
+
+
+def _targets(prefix: str):
+    return [t for f in sorted(CORPUS.glob(f"{prefix}*.py")) for t in load_targets([str(f)])]
+
+
+BUGGY = _targets("buggy")
+CORRECT = _targets("correct")
+
+
+def test_corpus_is_large_enough_and_covers_every_property():
+    from fuzzgrad._properties import PROPERTIES
+
+    assert len(BUGGY) >= 20 and len(CORRECT) >= 15
+    planted = {t.options["planted"]["property"] for t in BUGGY}
+    assert planted >= set(PROPERTIES) - {"cuda"}, set(PROPERTIES) - planted
+
+
+@pytest.mark.parametrize("target", BUGGY, ids=[t.name for t in BUGGY])
+def test_planted_bug_is_caught_by_its_property_and_shrunk(target, tmp_path):
+    planted = target.options["planted"]
+    result = fuzz_target(target, max_examples=BUGGY_EXAMPLES, derandomize=True,
+                         report_dir=tmp_path)
+    assert result.error is None, result.error
+    by_property = {f.property: f for f in result.failures}
+    assert planted["property"] in by_property, (
+        f"{target.name}: expected a {planted['property']} failure, got "
+        f"{sorted(by_property)}")
+    failure = by_property[planted["property"]]
+    elements = sum(max(1, a.numel()) for a in failure.case.args if hasattr(a, "numel"))
+    assert elements <= 16, f"not shrunk: {failure.inputs}"
+    factor = NEEDS_FACTOR.get(planted["needs"])
+    if factor is not None:
+        assert factor in failure.factors, (failure.diagnosis, failure.factors)
+    assert Path(failure.reproducer).exists()
+
+
+@pytest.mark.parametrize("target", CORRECT, ids=[t.name for t in CORRECT])
+def test_correct_function_raises_no_false_alarm(target):
+    result = fuzz_target(target, max_examples=CORRECT_EXAMPLES, derandomize=True)
+    assert result.error is None, result.error
+    assert not result.failures, [f"{f.property}: {f.message}" for f in result.failures]

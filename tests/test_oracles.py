@@ -1,0 +1,105 @@
+"""Oracles: JAX x64, second order and jvp modes, auto-reference and the numerical oracle."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from torch.autograd import Function
+
+from fuzzgrad._autoref import AutoReferenceImpossible, auto_reference, numerical_vjp
+from fuzzgrad._oracles import shared_jax, torch_oracle
+from fuzzgrad._registry import make_target
+from fuzzgrad._runner import fuzz_target
+
+
+def test_jax_oracle_is_float64_and_matches_torch():
+    x = torch.tensor([0.1, 1.3, -2.0], dtype=torch.float32)
+    ct = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float32)
+    j = shared_jax()(lambda a: jnp.sin(a) * a, (x,), [0], [ct])
+    tref = torch_oracle(lambda a: torch.sin(a) * a, (x,), [0], [ct])
+    assert j.outputs[0].dtype == torch.float64
+    torch.testing.assert_close(j.grads[0], tref.grads[0], rtol=1e-12, atol=1e-12)
+
+
+def test_jax_second_order_and_jvp_modes():
+    x = torch.tensor([0.3, -1.1], dtype=torch.float64)
+    v = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    u = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    gx, gv = shared_jax()(lambda a: a**3, (x,), [0], [v], mode="hvp", extra=[u])
+    # d/dx <3x^2 v, u> = 6 x v u ; d/dv <3x^2 v, u> = 3 x^2 u
+    torch.testing.assert_close(gx[0], 6 * x * v * u)
+    torch.testing.assert_close(gv[0], 3 * x**2 * u)
+    _, tangents = shared_jax()(lambda a: a**3, (x,), [0], None, mode="jvp", extra=[u])
+    torch.testing.assert_close(tangents[0], 3 * x**2 * u)
+
+
+class Square(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g
+
+
+class NumpyCubeWrong(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.from_numpy(np.asarray(x.detach().cpu().double().numpy() ** 3)).to(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * x * g  # should be 3 x^2
+
+
+class Dirty(Function):
+    @staticmethod
+    def forward(ctx, x):
+        x.mul_(2)
+        ctx.mark_dirty(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g
+
+
+def test_auto_reference_differentiates_forward():
+    t = make_target(Square, name="square_auto")
+    x = torch.tensor([1.5, -2.0], dtype=torch.float64)
+    ev = torch_oracle(auto_reference(t), (x,), [0], [torch.ones(2, dtype=torch.float64)])
+    torch.testing.assert_close(ev.grads[0], 2 * x)
+
+
+def test_auto_reference_explains_why_it_is_impossible():
+    x = torch.tensor([1.0], dtype=torch.float64)
+    with pytest.raises(AutoReferenceImpossible, match="not differentiable by autograd"):
+        torch_oracle(auto_reference(make_target(NumpyCubeWrong, name="np3")), (x,), [0], None)
+    with pytest.raises(AutoReferenceImpossible, match="mark_dirty"):
+        torch_oracle(auto_reference(make_target(Dirty, name="dirty")), (x,), [0], None)
+
+
+def test_numerical_oracle_estimates_directional_derivatives():
+    x = torch.tensor([0.5, 1.5], dtype=torch.float64)
+    ct = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    for dirs, estimate, _ in numerical_vjp(lambda a: a**3, (x,), [0], [ct]):
+        exact = float((3 * x**2 * ct * dirs[0]).sum())
+        assert abs(exact - estimate) < 1e-6 * (1 + abs(exact))
+
+
+def test_targets_without_references_are_checked_by_auto_reference_and_numerics():
+    ok = fuzz_target(make_target(Square, name="square_noref"), max_examples=40, derandomize=True)
+    assert ok.status == "passed", ok.failures
+    bad = fuzz_target(make_target(NumpyCubeWrong, name="numpy_noref", dtypes=[torch.float64],
+                                  options={"properties": ["vjp"]}),
+                      max_examples=60, derandomize=True)
+    assert bad.status == "failed"
+    assert "finite differences" in bad.failures[0].message
+    assert "numerical oracle" in (bad.stats.oracle_note or "")
