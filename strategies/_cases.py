@@ -58,7 +58,7 @@ class CotangentRecipe:
         return arrange(t, self.layout)
 
 
-@dataclass
+@dataclass(repr=False)
 class Case:
     """One drawn call: the exact args, which floating args require grad, cotangent recipes."""
 
@@ -69,6 +69,23 @@ class Case:
     dtype: torch.dtype | None = None
     device: str = "cpu"
     notes: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """A few lines a person reads: shapes, dtypes, strides (never the values of big tensors)."""
+        from ._layouts import describe_layout
+
+        parts = []
+        for a, rg in zip(self.args, self.requires_grad):
+            if isinstance(a, torch.Tensor):
+                parts.append(
+                    f"tensor(shape={tuple(a.shape)}, {str(a.dtype).replace('torch.', '')}, "
+                    f"stride={a.stride()}, offset={a.storage_offset()}, {a.device}, "
+                    f"{describe_layout(a)}{', requires_grad' if rg else ''})"
+                )
+            else:
+                parts.append(repr(a)[:80])
+        layouts_ = ", ".join(c.layout.kind for c in self.cotangents)
+        return f"Case({', '.join(parts)}; cotangent layout: {layouts_})"
 
     def cotangent_for(self, index: int, like: torch.Tensor) -> torch.Tensor:
         """The cotangent for output ``index``; outputs past the drawn recipes reseed the last."""
