@@ -99,6 +99,7 @@ class TargetResult:
             "seconds": round(self.seconds, 3),
             "discards": dict(s.discards) if s else {},
             "ambiguous": s.ambiguous if s else 0,
+            "oracle_note": s.oracle_note if s else None,
             "jax_share": round(s.jax_runs / max(1, s.examples), 3) if s else 0.0,
             "coverage": {k: dict(v) for k, v in s.coverage.items()} if s else {},
             "error_ratio_hist": s.histogram() if s else None,

@@ -1,0 +1,303 @@
+"""The pytest plugin, tested with ``pytester`` on tiny targets, and `fuzzgrad.check`."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+import torch
+
+import fuzzgrad as fg
+
+pytest_plugins = ["pytester"]
+
+#: Tiny torch-only targets (no JAX compile), two properties each, so every run is quick.
+OPS = """
+import torch
+import fuzzgrad as fg
+
+KW = dict(properties=["forward", "vjp"], dtypes=[torch.float64])
+
+
+@fg.register(reference=lambda x: x * 2, **KW)
+class Double(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+
+
+@fg.register(reference=lambda x: x * 3, **KW)
+class Triple(torch.autograd.Function):  # a wrong backward
+    @staticmethod
+    def forward(ctx, x):
+        return x * 3
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+
+
+@fg.register(reference=lambda x: x * 4, xfail="backward says 2", **KW)
+class Quadruple(torch.autograd.Function):  # a known bug
+    @staticmethod
+    def forward(ctx, x):
+        return x * 4
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+
+
+@fg.register(reference=lambda x: x * 5, xfail="was wrong once", **KW)
+class Quintuple(torch.autograd.Function):  # a known bug since fixed
+    @staticmethod
+    def forward(ctx, x):
+        return x * 5
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 5
+"""
+
+CORRECT_ONLY = OPS.split("@fg.register(reference=lambda x: x * 3")[0]
+FAST = ("--fuzzgrad-profile", "ci", "--fuzzgrad-max-examples", "5", "-p", "no:cacheprovider")
+OUTCOMES = {
+    "test_fuzzgrad[Double-forward]": "PASSED",
+    "test_fuzzgrad[Double-vjp]": "PASSED",
+    "test_fuzzgrad[Triple-forward]": "PASSED",
+    "test_fuzzgrad[Triple-vjp]": "FAILED",
+    "test_fuzzgrad[Quadruple-forward]": "XFAIL",
+    "test_fuzzgrad[Quadruple-vjp]": "XFAIL",
+    "test_fuzzgrad[Quintuple-forward]": "FAILED",
+    "test_fuzzgrad[Quintuple-vjp]": "FAILED",
+}
+
+
+@pytest.fixture
+def project(pytester):
+    """A project naming its targets in pyproject.toml, with one ordinary test beside them."""
+    pytester.makepyprojecttoml('[tool.fuzzgrad]\ntargets = ["ops.py"]\n')
+    pytester.makepyfile(ops=OPS, test_plain="def test_plain():\n    pass\n")
+    return pytester
+
+
+def outcomes(result) -> dict[str, str]:
+    """Each fuzzgrad test's outcome, from ``-rA``'s short summary."""
+    pattern = re.compile(r"^(PASSED|FAILED|XFAIL|XPASS|ERROR) \S*::(test_fuzzgrad\[[^\]]+\])")
+    return {
+        m.group(2): m.group(1) for line in result.outlines if (m := pattern.match(line.strip()))
+    }
+
+
+def test_items_from_pyproject_have_readable_ids_and_the_marker(project):
+    result = project.runpytest("--collect-only", "-q", *FAST)
+    ids = [line for line in result.outlines if "test_fuzzgrad[" in line]
+    assert ids[:2] == [
+        "fuzzgrad::Double::test_fuzzgrad[Double-forward]",
+        "fuzzgrad::Double::test_fuzzgrad[Double-vjp]",
+    ]
+    assert len(ids) == 8
+    result.stdout.fnmatch_lines(["*test_plain.py::test_plain*"])
+    marked = project.runpytest("--collect-only", "-q", "-m", "fuzzgrad", *FAST)
+    assert not [line for line in marked.outlines if "test_plain" in line]
+    assert len([line for line in marked.outlines if "test_fuzzgrad[" in line]) == 8
+
+
+def test_k_selects_one_target_and_property(project):
+    result = project.runpytest("-k", "Double and vjp", "-rA", *FAST)
+    assert outcomes(result) == {"test_fuzzgrad[Double-vjp]": "PASSED"}
+    result.assert_outcomes(passed=1, deselected=8)
+
+
+def test_outcomes_failures_known_bugs_and_strict_xpass(project):
+    result = project.runpytest("-rA", "-m", "fuzzgrad", *FAST)
+    assert outcomes(result) == OUTCOMES
+    result.assert_outcomes(passed=3, failed=3, xfailed=2, deselected=1)
+    result.stdout.fnmatch_lines(["*[[]XPASS(strict)[]] was wrong once*"])
+
+
+def test_a_failure_shows_the_shrunk_case_diagnosis_and_reproducer(project, tmp_path):
+    report = tmp_path / "repros"
+    result = project.runpytest("-k", "Triple and vjp", "--fuzzgrad-report", str(report), *FAST)
+    result.stdout.fnmatch_lines(
+        [
+            "Triple: property 'vjp' fails*shrunk to*",
+            "    arg 0: float64[[]*[]] stride (*) offset * on cpu",
+            "  mismatch:   grad[[]input=0[]]: *worst at index*got*expected*",
+            "  diagnosis:  *",
+            f"  reproducer: {report}*repro_Triple_vjp.py",
+            "  replay:     fuzzgrad repro *repro_Triple_vjp.py",
+        ]
+    )
+    assert (report / "repro_Triple_vjp.py").is_file()
+
+
+def test_reproducers_default_to_the_basetemp(project):
+    result = project.runpytest("-k", "Triple and vjp", *FAST)
+    (line,) = [line for line in result.outlines if line.strip().startswith("reproducer:")]
+    path = line.split("reproducer:")[1].strip()
+    assert path.startswith(str(project.path.parent)) and path.endswith("repro_Triple_vjp.py")
+
+
+def test_targets_from_the_option(pytester):
+    pytester.mkpydir("mine").joinpath("ops.py").write_text(CORRECT_ONLY)
+    result = pytester.runpytest("--fuzzgrad-targets", "mine/ops.py", "-rA", *FAST)
+    assert outcomes(result) == {
+        "test_fuzzgrad[Double-forward]": "PASSED",
+        "test_fuzzgrad[Double-vjp]": "PASSED",
+    }
+    result.stdout.fnmatch_lines(["fuzzgrad: *ops.py (from --fuzzgrad-targets)*"])
+
+
+def test_a_targets_folder_is_collected_by_default(pytester):
+    pytester.mkdir("targets").joinpath("ops.py").write_text(CORRECT_ONLY)
+    result = pytester.runpytest("-rA", *FAST)
+    assert len(outcomes(result)) == 2
+    result.stdout.fnmatch_lines(["fuzzgrad: *targets (from the targets/ folder)*"])
+
+
+def test_nothing_is_collected_or_imported_in_an_unrelated_project(pytester):
+    pytester.mkdir("targets").joinpath("build.py").write_text("raise SystemExit('imported!')\n")
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    pytester.makeconftest(
+        "import sys\n"
+        "def pytest_collection_finish(session):\n"
+        "    heavy = sorted(m for m in ('torch', 'jax', 'hypothesis') if m in sys.modules)\n"
+        "    print('HEAVY', heavy)\n"
+    )
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["HEAVY []"])
+    result.stdout.no_fnmatch_line("fuzzgrad:*")
+
+
+def test_explicit_test_paths_leave_the_targets_out(project):
+    result = project.runpytest("test_plain.py", *FAST)
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "ini", "expected"),
+    [
+        ((), None, None, "profile dev (200 examples per target, random, database *)"),
+        ((), None, "ci", "profile ci (50 examples per target, derandomized)"),
+        ((), None, "table:ci", "profile ci (50 examples per target, derandomized)"),
+        ((), "nightly", "ci", "profile nightly (2000 examples per target, random, database *)"),
+        (("--fuzzgrad-profile", "ci"), "nightly", None, "profile ci (50 examples*"),
+        (("--fuzzgrad-max-examples", "7"), "ci", None, "profile ci (7 examples*"),
+    ],
+    ids=["default-dev", "ini", "pyproject", "env-over-ini", "option-over-env", "max-examples"],
+)
+def test_profiles(pytester, monkeypatch, args, env, ini, expected):
+    table, ini_text = "", ""
+    if ini and ini.startswith("table:"):
+        table = f'profile = "{ini[6:]}"\n'
+    elif ini:
+        ini_text = f'[tool.pytest.ini_options]\nfuzzgrad_profile = "{ini}"\n'
+    pytester.makepyprojecttoml(f'[tool.fuzzgrad]\ntargets = ["ops.py"]\n{table}{ini_text}')
+    pytester.makepyfile(ops=CORRECT_ONLY)
+    if env:
+        monkeypatch.setenv("HYPOTHESIS_PROFILE", env)
+    else:
+        monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
+    result = pytester.runpytest("--collect-only", *args)
+    result.stdout.fnmatch_lines([f"fuzzgrad: *; {expected}"])
+
+
+def test_an_unknown_profile_is_a_usage_error(project):
+    result = project.runpytest("--fuzzgrad-profile", "weekly")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown profile 'weekly'; use ci, dev, nightly*"])
+
+
+def test_dev_keeps_failures_in_the_example_database_and_ci_does_not(project):
+    project.runpytest("-k", "Triple", "--fuzzgrad-profile", "ci", "-p", "no:cacheprovider")
+    assert not (project.path / ".fuzzgrad").exists()
+    project.runpytest("-k", "Triple", "--fuzzgrad-profile", "dev", "--fuzzgrad-max-examples", "5")
+    (folder,) = (project.path / ".fuzzgrad" / "examples").iterdir()
+    assert folder.name.endswith(".Triple") and any(folder.rglob("*"))
+
+
+def test_xdist_gives_the_same_outcomes_as_one_process(project):
+    serial = project.runpytest("-rA", "-n", "0", *FAST)
+    parallel = project.runpytest("-rA", "-n", "2", *FAST)
+    assert outcomes(serial) == outcomes(parallel) == OUTCOMES
+    assert serial.parseoutcomes() == parallel.parseoutcomes()
+
+
+# -- fg.check ---------------------------------------------------------------------------------
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g
+
+
+class BadSquare(Square):
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return x * g
+
+
+CHECK = dict(
+    reference=lambda x: x * x,
+    inputs=[fg.tensor("n")],
+    dtypes=[torch.float64],
+    max_examples=10,
+    properties=["forward", "vjp"],
+)
+
+
+def test_check_returns_the_result_when_the_function_is_right():
+    result = fg.check(Square, **CHECK)
+    assert result.status == "passed" and result.examples >= 10
+    assert "Square" not in fg.registered()
+
+
+def test_check_raises_the_readable_failure(tmp_path):
+    with pytest.raises(AssertionError) as info:
+        fg.check(BadSquare, report_dir=tmp_path, **CHECK)
+    text = str(info.value)
+    assert text.startswith("BadSquare: property 'vjp' fails")
+    assert "arg 0: float64[" in text and "diagnosis:" in text
+    assert f"reproducer: {tmp_path}" in text and "fuzzgrad repro " in text
+
+
+def test_check_works_inside_a_users_test(pytester):
+    pytester.makepyfile(
+        test_user=textwrap.dedent(
+            """
+            import torch
+            import fuzzgrad as fg
+
+            class Cube(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x):
+                    ctx.save_for_backward(x)
+                    return x ** 3
+
+                @staticmethod
+                def backward(ctx, g):
+                    (x,) = ctx.saved_tensors
+                    return 3 * x * g  # should be 3 * x ** 2 * g
+
+            def test_cube():
+                fg.check(Cube, reference=lambda x: x ** 3, max_examples=10,
+                         dtypes=[torch.float64], properties=["vjp"])
+            """
+        )
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E*Cube: property 'vjp' fails*", "E*diagnosis:*"])
