@@ -234,6 +234,16 @@ def make_target(
             "autograd.Function's own forward can serve as its reference)."
         )
     opts = dict(options or {})
+    if "properties" in opts:
+        from fuzzgrad._properties import PROPERTIES
+
+        props = opts["properties"]
+        if isinstance(props, str) or not all(p in PROPERTIES for p in props or ()):
+            raise InvalidRegistration(
+                f"{where}properties must be a list drawn from {', '.join(PROPERTIES)}; got "
+                f"{props!r}."
+            )
+        opts["properties"] = tuple(props)
     return Target(
         name=label,
         fn=call,

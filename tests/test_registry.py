@@ -73,6 +73,7 @@ def test_shape_strings_are_parsed_at_registration():
         (dict(tolerances={torch.float32: 1e-3}), ["'Mul'", "pair (rtol, atol)"]),
         (dict(dtypes=["float32"]), ["'Mul'", "torch dtypes"]),
         (dict(inputs=[1, 2]), ["'Mul'", "inputs[0] must be fuzzgrad.tensor"]),
+        (dict(options={"properties": ["vjp", "bogus"]}), ["'Mul'", "properties must be"]),
     ],
 )
 def test_bad_registrations_name_the_target_and_the_fix(kwargs, words):
