@@ -1,0 +1,30 @@
+"""Numeric helpers shared by the built-in target modules (discovery skips `_` modules)."""
+
+from __future__ import annotations
+
+import torch
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 if it is half precision, else unchanged: accumulate as fused kernels do."""
+    return t.float() if t.dtype in LOW_PRECISION else t
+
+
+def sum_leading(t: torch.Tensor) -> torch.Tensor:
+    """Sum over every dim but the last: a per-feature parameter's gradient from a batch of rows.
+
+    ``t.sum(())`` would reduce *every* dim, so a 1-d ``t`` is returned as is.
+    """
+    return t.flatten(0, -2).sum(0) if t.dim() > 1 else t
+
+
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """The logistic function, built so that autograd's derivative of it is accurate too.
+
+    ``torch.sigmoid``'s derivative is s * (1 - s), which in float32 loses most digits for large x
+    (1 - s cancels); here autograd differentiates exp(-|x|) instead and gets z / (1 + z)^2.
+    """
+    z = torch.exp(torch.where(x >= 0, -x, x))  # exp(-|x|), with a derivative at 0 too
+    return torch.where(x >= 0, 1 / (1 + z), z / (1 + z))

@@ -1,0 +1,88 @@
+"""Linear algebra layers: a linear layer over any batch, broadcasting matmul, and a bilinear form.
+
+Weight gradients sum over every batch dim; broadcast operands get their gradient summed back to
+their own shape (``Tensor.sum_to_size``), the step hand-written matmuls most often forget.
+"""
+
+import math
+
+import jax.numpy as jnp
+import torch
+import torch.nn.functional as F
+from torch.autograd import Function
+
+import fuzzgrad as fg
+
+
+@fg.register(
+    reference=F.linear,
+    jax_reference=lambda x, w, b: x @ w.T + b,
+    inputs=[fg.tensor("*batch i"), fg.tensor("o i"), fg.tensor("o")],
+)
+class Linear(Function):
+    """y = x @ W.T + b over any leading batch dims (``nn.Linear``), as one addmm on the rows."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        # addmm accumulates onto b: x @ W.T + b would overflow where x @ W.T alone does
+        rows = math.prod(x.shape[:-1])
+        y = torch.addmm(b, x.reshape(rows, w.shape[1]), w.T)
+        return y.reshape(*x.shape[:-1], w.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        rows = math.prod(x.shape[:-1])  # reshape(-1, n) is ambiguous when n == 0
+        g2 = grad.reshape(rows, w.shape[0])
+        dx = grad @ w if ctx.needs_input_grad[0] else None
+        dw = g2.T @ x.reshape(rows, w.shape[1]) if ctx.needs_input_grad[1] else None
+        db = g2.sum(0) if ctx.needs_input_grad[2] else None
+        return dx, dw, db
+
+
+@fg.register(
+    reference=torch.matmul,
+    jax_reference=jnp.matmul,
+    inputs=[fg.tensor("*#batch n k"), fg.tensor("*#batch k m")],
+)
+class BroadcastMatmul(Function):
+    """Batched matmul whose batch dims broadcast (each operand may drop or size-1 any of them)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        da = (grad @ b.mT).sum_to_size(a.shape) if ctx.needs_input_grad[0] else None
+        db = (a.mT @ grad).sum_to_size(b.shape) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+@fg.register(
+    # F.bilinear itself fails on zero-size inputs (an ambiguous reshape(-1, 0))
+    reference=lambda x1, x2, w, b: torch.einsum("bi,oij,bj->bo", x1, w, x2) + b,
+    jax_reference=lambda x1, x2, w, b: jnp.einsum("bi,oij,bj->bo", x1, w, x2) + b,
+    inputs=[fg.tensor("b i"), fg.tensor("b j"), fg.tensor("o i j"), fg.tensor("o")],
+)
+class Bilinear(Function):
+    """y_o = x1^T W_o x2 + b_o (``nn.Bilinear``), written with einsum in both directions."""
+
+    @staticmethod
+    def forward(ctx, x1, x2, w, b):
+        ctx.save_for_backward(x1, x2, w)
+        return torch.einsum("bi,oij,bj->bo", x1, w, x2) + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        x1, x2, w = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        return (
+            torch.einsum("bo,oij,bj->bi", grad, w, x2) if need[0] else None,
+            torch.einsum("bo,oij,bi->bj", grad, w, x1) if need[1] else None,
+            torch.einsum("bo,bi,bj->oij", grad, x1, x2) if need[2] else None,
+            grad.sum(0) if need[3] else None,
+        )

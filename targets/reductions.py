@@ -1,0 +1,153 @@
+"""Reductions and scans along the last dim: logsumexp, softmax, masked mean, cumsum, cumprod.
+
+Zero-size reduced dims behave as in torch: logsumexp of nothing is -inf, a masked mean with no
+kept element is 0 (the count is clamped to 1), and every gradient of an empty input is empty.
+"""
+
+import jax
+import jax.numpy as jnp
+import torch
+from fuzzgrad.targets._common import upcast
+from torch.autograd import Function
+
+import fuzzgrad as fg
+
+
+@fg.register(
+    reference=lambda x: torch.logsumexp(x, -1),
+    jax_reference=lambda x: jax.nn.logsumexp(x, axis=-1),
+    inputs=[fg.tensor("*batch n")],
+)
+class LogSumExp(Function):
+    """log(sum(exp(x))) over the last dim, shifted by the (finite) row max for stability.
+
+    The gradient is softmax(x); it is recomputed from x rather than as exp(x - out), whose
+    rounded half-precision ``out`` would cost many ulps for rows with large values.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        xf = upcast(x)
+        if x.shape[-1] == 0:
+            out = xf.new_full(x.shape[:-1], -torch.inf)
+        else:
+            m = xf.amax(-1, keepdim=True)
+            m = torch.where(m.isfinite(), m, 0)
+            out = torch.log(torch.exp(xf - m).sum(-1)) + m[..., 0]
+        ctx.save_for_backward(x)
+        return out.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return (upcast(grad)[..., None] * torch.softmax(upcast(x), -1)).to(x.dtype)
+
+
+@fg.register(
+    reference=lambda x: torch.softmax(x, -1),
+    jax_reference=lambda x: jax.nn.softmax(x, axis=-1),
+    inputs=[fg.tensor("*batch n")],
+)
+class Softmax(Function):
+    """Softmax over the last dim; backward from the saved output: y * (g - sum(g * y))."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.softmax(upcast(x), -1).to(x.dtype)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        yf, g = upcast(y), upcast(grad)
+        return (yf * (g - (g * yf).sum(-1, keepdim=True))).to(y.dtype)
+
+
+def _masked_mean_jax(x, mask):
+    total = jnp.where(mask, x, 0).sum(-1)
+    return total / jnp.maximum(mask.sum(-1), 1)
+
+
+@fg.register(
+    reference=lambda x, mask: torch.where(mask, x, 0).sum(-1) / mask.sum(-1).clamp_min(1),
+    jax_reference=_masked_mean_jax,
+    inputs=[fg.tensor("*batch n"), fg.tensor("*batch n", dtypes=[torch.bool], requires_grad=False)],
+)
+class MaskedMean(Function):
+    """Mean over the last dim of the entries where a bool mask is set (padding-aware pooling).
+
+    Masked-out entries are selected away with ``where``, not multiplied by 0, so an inf or NaN
+    in padding cannot leak into the result.
+    """
+
+    @staticmethod
+    def forward(ctx, x, mask):
+        count = mask.sum(-1).clamp_min(1)
+        ctx.save_for_backward(mask, count)
+        ctx.dtype = x.dtype
+        return (torch.where(mask, upcast(x), 0).sum(-1) / count).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        mask, count = ctx.saved_tensors
+        g = upcast(grad)
+        dx = torch.where(mask, (g / count)[..., None], 0)
+        return dx.to(ctx.dtype), None
+
+
+@fg.register(
+    reference=lambda x: torch.cumsum(x, -1),
+    jax_reference=lambda x: jnp.cumsum(x, axis=-1),
+    inputs=[fg.tensor("*batch n")],
+)
+class CumSum(Function):
+    """Inclusive cumulative sum over the last dim; backward is the reversed cumulative sum."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.cumsum(upcast(x), -1).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.cumsum(upcast(grad).flip(-1), -1).flip(-1).to(grad.dtype)
+
+
+@fg.register(
+    reference=lambda x: torch.cumprod(x, -1),
+    jax_reference=lambda x: jnp.cumprod(x, axis=-1),
+    inputs=[fg.tensor("*batch n")],
+)
+class CumProd(Function):
+    """Cumulative product over the last dim, with a backward that is exact when inputs hold 0.
+
+    The textbook ``reverse_cumsum(g * y) / x`` divides by zero. Instead dx_i = prod_{k<i} x_k *
+    S_i, where the suffix sums S_i = sum_{j>=i} g_j prod_{i<k<=j} x_k follow Horner's rule,
+    S_i = g_i + x_{i+1} S_{i+1}: no division anywhere, one small op per position.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.cumprod(upcast(x), -1).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        xf, g = upcast(x), upcast(grad)
+        n = x.shape[-1]
+        if n == 0:
+            return torch.zeros_like(x)
+        # An exact 0 times an overflowed sum is 0, not NaN; finite sums are left alone, so that
+        # their second derivatives survive.
+        sums = [g[..., n - 1]]
+        for i in range(n - 2, -1, -1):
+            x_next, s_next = xf[..., i + 1], sums[-1]
+            s_next = torch.where((x_next == 0) & ~s_next.isfinite(), 0, s_next)
+            sums.append(g[..., i] + x_next * s_next)
+        suffix = torch.stack(sums[::-1], -1)
+        before = torch.cumprod(torch.cat([torch.ones_like(xf[..., :1]), xf[..., :-1]], -1), -1)
+        zero = x == 0
+        past_zero = (zero.cumsum(-1) - zero.long()) > 0  # so before == 0 exactly
+        dx = before * torch.where(past_zero & ~suffix.isfinite(), 0, suffix)
+        return dx.to(x.dtype)
