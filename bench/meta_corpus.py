@@ -18,9 +18,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 FACTOR_WORDS = {
-    "layout": "layout", "stride0": "layout", "cotangent_layout": "cotangent_layout",
-    "broadcast": None, "zero_size": None, "0d": None, "values": None, "none": None,
-    "requires_grad": None, "low_precision": "dtype",
+    "layout": "layout",
+    "stride0": "layout",
+    "cotangent_layout": "cotangent_layout",
+    "broadcast": None,
+    "zero_size": None,
+    "0d": None,
+    "values": None,
+    "none": None,
+    "requires_grad": None,
+    "low_precision": "dtype",
 }
 
 
@@ -51,16 +58,33 @@ def run(buggy_examples: int, correct_examples: int, seed: int, report: Path | No
         size = shrunk_size(hit[0]) if hit else None
         first = hit[0].seconds_to_find if hit else None
         diag = hit[0].diagnosis if hit else (r.error or {}).get("message", "")
-        rows.append((t.name, planted.get("property"), planted.get("needs"), "caught" if ok else
-                     "MISSED", ",".join(props), size, first, time.perf_counter() - start, diag))
-    print(f"{'target':28s} {'planted':22s} {'needs':14s} {'verdict':7s} {'found by':30s} "
-          f"{'elems':>5s} {'t_find':>7s} {'t_all':>6s}  diagnosis")
+        rows.append(
+            (
+                t.name,
+                planted.get("property"),
+                planted.get("needs"),
+                "caught" if ok else "MISSED",
+                ",".join(props),
+                size,
+                first,
+                time.perf_counter() - start,
+                diag,
+            )
+        )
+    print(
+        f"{'target':28s} {'planted':22s} {'needs':14s} {'verdict':7s} {'found by':30s} "
+        f"{'elems':>5s} {'t_find':>7s} {'t_all':>6s}  diagnosis"
+    )
     for name, prop, needs, verdict, found, size, first, total, diag in rows:
-        print(f"{name:28s} {prop or '-':22s} {needs or '-':14s} {verdict:7s} {found:30s} "
-              f"{size if size is not None else '-':>5} "
-              f"{(f'{first:.2f}' if first is not None else '-'):>7s} {total:6.1f}  {diag[:90]}")
+        print(
+            f"{name:28s} {prop or '-':22s} {needs or '-':14s} {verdict:7s} {found:30s} "
+            f"{size if size is not None else '-':>5} "
+            f"{(f'{first:.2f}' if first is not None else '-'):>7s} {total:6.1f}  {diag[:90]}"
+        )
     false_alarms = 0
-    print(f"\n{'correct target':28s} {'examples':>8s} {'failures':>8s} {'ambig':>6s} {'discard':>7s}")
+    print(
+        f"\n{'correct target':28s} {'examples':>8s} {'failures':>8s} {'ambig':>6s} {'discard':>7s}"
+    )
     for t in corpus_targets("correct"):
         r = fuzz_target(t, max_examples=correct_examples, seed=seed, report_dir=report)
         bad = [f"{f.property}: {f.message[:120]}" for f in r.failures]
@@ -69,10 +93,14 @@ def run(buggy_examples: int, correct_examples: int, seed: int, report: Path | No
         false_alarms += len(bad)
         discards = sum(r.stats.discards.values()) if r.stats else 0
         amb = r.stats.ambiguous if r.stats else 0
-        print(f"{t.name:28s} {r.examples:8d} {len(bad):8d} {amb:6d} {discards:7d}  {'; '.join(bad)}")
+        print(
+            f"{t.name:28s} {r.examples:8d} {len(bad):8d} {amb:6d} {discards:7d}  {'; '.join(bad)}"
+        )
     caught = len(rows) - missed
-    print(f"\nplanted bugs caught by the intended property: {caught}/{len(rows)}; "
-          f"false alarms on correct Functions: {false_alarms}")
+    print(
+        f"\nplanted bugs caught by the intended property: {caught}/{len(rows)}; "
+        f"false alarms on correct Functions: {false_alarms}"
+    )
     return 1 if missed or false_alarms else 0
 
 

@@ -68,15 +68,24 @@ def run_target(target, seconds: float, properties) -> dict:
     compiles0 = jax.compiles
     cases = []
     start = time.perf_counter()
-    result = fuzz_target(target, max_examples=10**6, properties=properties,
-                         stop_at=time.monotonic() + seconds, on_example=cases.append)
+    result = fuzz_target(
+        target,
+        max_examples=10**6,
+        properties=properties,
+        stop_at=time.monotonic() + seconds,
+        on_example=cases.append,
+    )
     elapsed = time.perf_counter() - start
     first = min((f.seconds_to_find for f in result.failures if f.seconds_to_find), default=None)
     rate = result.examples / elapsed
     floor = floor_rate(target, cases[-300:])
     return {
-        "name": target.name, "status": result.status, "examples": result.examples,
-        "rate": rate, "floor": floor, "ratio": floor / rate if rate else float("nan"),
+        "name": target.name,
+        "status": result.status,
+        "examples": result.examples,
+        "rate": rate,
+        "floor": floor,
+        "ratio": floor / rate if rate else float("nan"),
         "compile_share": (jax.compiles - compiles0) / max(1, result.examples),
         "first_failure": first,
     }
@@ -94,14 +103,18 @@ def main() -> int:
     known = {t.name: t for t in load_targets()}
     names = [n for n in a.targets.split(",") if n in known]
     props = a.properties.split(",") if a.properties else None
-    print(f"{'target':16s} {'status':8s} {'examples':>8s} {'ex/s':>7s} {'floor ex/s':>10s} "
-          f"{'ratio':>6s} {'JAX compile share':>17s} {'first failure':>13s}")
+    print(
+        f"{'target':16s} {'status':8s} {'examples':>8s} {'ex/s':>7s} {'floor ex/s':>10s} "
+        f"{'ratio':>6s} {'JAX compile share':>17s} {'first failure':>13s}"
+    )
     for name in names:
         r = run_target(known[name], a.seconds, props)
         first = f"{r['first_failure']:.2f}s" if r["first_failure"] is not None else "-"
-        print(f"{r['name']:16s} {r['status']:8s} {r['examples']:8d} {r['rate']:7.1f} "
-              f"{r['floor']:10.1f} {r['ratio']:6.1f} {r['compile_share']:17.1%} {first:>13s}",
-              flush=True)
+        print(
+            f"{r['name']:16s} {r['status']:8s} {r['examples']:8d} {r['rate']:7.1f} "
+            f"{r['floor']:10.1f} {r['ratio']:6.1f} {r['compile_share']:17.1%} {first:>13s}",
+            flush=True,
+        )
     return 0
 
 

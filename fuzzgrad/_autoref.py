@@ -61,8 +61,9 @@ def auto_reference(target) -> Callable[..., Any]:
 
     def reference(*args: Any) -> Any:
         # Non-leaf copies, so a forward that works in place reaches mark_dirty (and explains).
-        args = tuple(a.clone() if isinstance(a, torch.Tensor) and a.requires_grad else a
-                     for a in args)
+        args = tuple(
+            a.clone() if isinstance(a, torch.Tensor) and a.requires_grad else a for a in args
+        )
         if setup_style:
             out = cls.forward(*args)
         else:
@@ -81,8 +82,9 @@ def auto_reference(target) -> Callable[..., Any]:
     return reference
 
 
-def numerical_vjp(fn, args, wrt, cotangents, *, eps: float = 1e-6, directions: int = 2,
-                  seed: int = 0) -> list[tuple[torch.Tensor, float, float]]:
+def numerical_vjp(
+    fn, args, wrt, cotangents, *, eps: float = 1e-6, directions: int = 2, seed: int = 0
+) -> list[tuple[torch.Tensor, float, float]]:
     """Central finite differences of ``<fn(args), cotangents>`` along random directions.
 
     Returns ``(direction, estimate, scale)`` per direction; the VJP ``g`` is right when
@@ -90,8 +92,10 @@ def numerical_vjp(fn, args, wrt, cotangents, *, eps: float = 1e-6, directions: i
     without any reference, and as a tie-breaker.
     """
     gen = torch.Generator().manual_seed(seed)
-    base = [a.detach().to(torch.float64) if isinstance(a, torch.Tensor) and a.is_floating_point()
-            else a for a in args]
+    base = [
+        a.detach().to(torch.float64) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+        for a in args
+    ]
     cts = [c.detach().to(torch.float64) if c is not None else None for c in cotangents]
 
     def scalar(shifted):

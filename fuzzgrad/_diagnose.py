@@ -17,39 +17,54 @@ from fuzzgrad._properties import Checker, Discard, PropertyFailure
 from fuzzgrad.strategies import CotangentRecipe, Layout, describe_layout
 
 
+def _with(case, **changes):
+    """A simplified copy with its own notes (checking it must not overwrite the original's)."""
+    changes.setdefault("notes", {})
+    return dataclasses.replace(case, **changes)
+
+
+def _no_zeros(case):
+    if not any(floating(a) and a.numel() and bool((a == 0).any()) for a in case.args):
+        return None
+    args = tuple(
+        torch.where(a == 0, torch.full_like(a, 0.5), a) if floating(a) else a for a in case.args
+    )
+    return _with(case, args=args)
+
+
 def _contiguous(case):
     args = tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in case.args)
     if all(a is b for a, b in zip(args, case.args)):
         return None
-    return dataclasses.replace(case, args=args)
+    return _with(case, args=args)
 
 
 def _float64(case):
     if case.dtype in (None, torch.float64):
         return None
     args = tuple(a.to(torch.float64) if floating(a) else a for a in case.args)
-    return dataclasses.replace(case, args=args, dtype=torch.float64)
+    return _with(case, args=args, dtype=torch.float64)
 
 
 def _cpu(case):
     if case.device == "cpu":
         return None
     args = tuple(a.cpu() if isinstance(a, torch.Tensor) else a for a in case.args)
-    return dataclasses.replace(case, args=args, device="cpu")
+    return _with(case, args=args, device="cpu")
 
 
 def _all_grad(case):
     rg = tuple(floating(a) for a in case.args)
     if rg == case.requires_grad:
         return None
-    return dataclasses.replace(case, requires_grad=rg)
+    return _with(case, requires_grad=rg)
 
 
 def _plain_cotangents(case):
     if all(c.layout.kind == "contiguous" for c in case.cotangents):
         return None
     cts = tuple(CotangentRecipe(c.values, Layout()) for c in case.cotangents)
-    return dataclasses.replace(case, cotangents=cts)
+    return _with(case, cotangents=cts)
 
 
 def _no_edge_values(case):
@@ -60,14 +75,14 @@ def _no_edge_values(case):
     for i, r in enumerate(recipes):
         if r is not None and r.values.injections:
             args[i] = r.build(values=dataclasses.replace(r.values, injections=()))
-    return dataclasses.replace(case, args=tuple(args))
+    return _with(case, args=tuple(args))
 
 
 def _non_negative(case):
     if not any(floating(a) and a.numel() and bool((a < 0).any()) for a in case.args):
         return None
     args = tuple(a.abs() if floating(a) else a for a in case.args)
-    return dataclasses.replace(case, args=args)
+    return _with(case, args=args)
 
 
 def _describe_inputs(case) -> str:
@@ -119,21 +134,46 @@ FACTORS: tuple[tuple[str, Callable, Callable], ...] = (
         ),
     ),
     ("sign", _non_negative, lambda c: "negative input values"),
+    ("zero_values", _no_zeros, lambda c: "zero input values"),
 )
 
 
-def still_fails(target, prop: str, case) -> bool | None:
-    """Whether ``prop`` still fails on ``case`` (None: the case was discarded)."""
+def _shape_notes(case) -> list[str]:
+    """What the shrunk shapes say (shapes cannot be simplified independently of the bug)."""
+    tensors = [a for a in case.args if isinstance(a, torch.Tensor)]
+    notes = []
+    if any(a.numel() == 0 for a in tensors):
+        notes.append("a zero-size input")
+    if any(a.dim() == 0 for a in tensors) and not all(a.dim() == 0 for a in tensors):
+        notes.append("a 0-d input")
+    elif tensors and all(a.dim() == 0 for a in tensors):
+        notes.append("0-d inputs")
+    shapes = {tuple(a.shape) for a in tensors if floating(a)}
+    if len(shapes) > 1:
+        notes.append(
+            "inputs of different (broadcast) shapes " + ", ".join(map(str, sorted(shapes)))
+        )
+    return notes
+
+
+def failure_on(target, prop: str, case) -> PropertyFailure | bool | None:
+    """``prop``'s failure on ``case``, False if it holds, None if the case was discarded."""
     checker = Checker(target, properties=[prop], jax_share=1.0)
     try:
         checker.check(case)
     except PropertyFailure as exc:
-        return exc.property == prop
+        return exc if exc.property == prop else False
     except Discard:
         return None
     except Exception:  # noqa: BLE001 - a harness-level error on a simplified case
         return None
     return False
+
+
+def still_fails(target, prop: str, case) -> bool | None:
+    """Whether ``prop`` still fails on ``case`` (None: the case was discarded)."""
+    result = failure_on(target, prop, case)
+    return result if result is None or result is False else True
 
 
 def diagnose(target, prop: str, case) -> tuple[str, list[str]]:
@@ -145,10 +185,57 @@ def diagnose(target, prop: str, case) -> tuple[str, list[str]]:
             continue
         if still_fails(target, prop, simpler) is False:
             needed.append((key, explain(case)))
+    shape = _shape_notes(case)
+    shape_text = f"; shrunk to {' and '.join(shape)}" if shape else ""
     if not needed:
         return (
             "fails on the simplest form of this input (no layout, dtype, grad-subset or "
-            "edge-value factor needed)",
+            f"value factor needed){shape_text}",
             [],
         )
-    return "fails only with " + " and ".join(text for _, text in needed), [k for k, _ in needed]
+    return (
+        "fails only with " + " and ".join(text for _, text in needed) + shape_text,
+        [k for k, _ in needed],
+    )
+
+
+def reduce_to_element(target, prop: str, case, mismatch):
+    """Cut a shrunk case down to the one element where it fails, when that still fails.
+
+    Hypothesis shrinks knobs (a seed, a shape) but cannot pick the one offending value out of a
+    seeded tensor; for a Function that works elementwise, slicing every input of the failing
+    output's shape at the worst index keeps the failure and leaves a one-element reproducer.
+    Returns the smaller case and its failure, or ``(case, None)``.
+    """
+    index = getattr(mismatch, "index", None)
+    if not index:
+        return case, None
+    sliced = []
+    changed = False
+    for a in case.args:
+        if (
+            isinstance(a, torch.Tensor)
+            and a.dim() == len(index)
+            and a.numel() > 1
+            and all(i < n for i, n in zip(index, a.shape))
+        ):
+            piece = a[tuple(slice(i, i + 1) for i in index)].clone()
+            sliced.append(piece)
+            changed = True
+        else:
+            sliced.append(a)
+    if not changed:
+        return case, None
+    cts = []
+    for c in case.notes.get("cotangents") or ():
+        if isinstance(c, torch.Tensor) and c.dim() == len(index):
+            c = c[tuple(slice(i, i + 1) for i in index)].clone()
+        cts.append(c)
+    smaller = _with(
+        case,
+        args=tuple(sliced),
+        recipes=(None,) * len(sliced),
+        notes={"fixed_cotangents": cts} if cts else {},
+    )
+    failure = failure_on(target, prop, smaller)
+    return (smaller, failure) if isinstance(failure, PropertyFailure) else (case, None)

@@ -33,7 +33,8 @@ def applicable(target, prop: str) -> bool:
         return cls is not None and _defines(cls, "jvp")
     if prop == "vmap":
         return cls is not None and (
-            _defines(cls, "vmap") or bool(getattr(cls, "generate_vmap_rule", False)))
+            _defines(cls, "vmap") or bool(getattr(cls, "generate_vmap_rule", False))
+        )
     if prop == "cuda":
         return torch.cuda.is_available()
     return True
@@ -43,8 +44,10 @@ def _directions(case, like: list[torch.Tensor], salt: int) -> list[torch.Tensor]
     """Seeded random directions shaped like ``like`` (tangents, second-order cotangents)."""
     seed = (case.cotangents[0].values.seed if case.cotangents else 0) + salt
     gen = torch.Generator().manual_seed(seed % (2**63))
-    return [torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.dtype).to(t.device)
-            for t in like]
+    return [
+        torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.dtype).to(t.device)
+        for t in like
+    ]
 
 
 #: Second order costs about three first-order checks; it runs on one case in this many, chosen
@@ -58,8 +61,12 @@ def _selected(case, every: int) -> bool:
 
 
 def check_higher(checker, case, full: list[int], cts: list) -> None:
-    if (checker.wants("second_order") and full and any(c is not None for c in cts)
-            and _selected(case, SECOND_ORDER_EVERY)):
+    if (
+        checker.wants("second_order")
+        and full
+        and any(c is not None for c in cts)
+        and _selected(case, SECOND_ORDER_EVERY)
+    ):
         _second_order(checker, case, full, cts)
     if checker.wants("forward_ad") and full:
         _forward_ad(checker, case, full)
@@ -72,26 +79,41 @@ def check_higher(checker, case, full: list[int], cts: list) -> None:
 # -- second order ---------------------------------------------------------------------------
 
 
-def _hvp(fn, args, wrt, cts, us, dtype=None):
-    """Second-order VJP: d<vjp(f)(x, v), u> / d(x, v); None where a grad does not depend."""
+def _hvp(fn, args, wrt, cts, us, dtype=None, mutates=False):
+    """Second-order VJP: d<vjp(f)(x, v), u> / d(x, v); None where a grad does not depend.
+
+    ``mutates``: the Function works in place (mark_dirty), so it gets non-leaf copies."""
     args = [upcast(a, dtype) if dtype is not None else a for a in args]
     leaves = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
     for i in wrt:
         leaves[i] = leaves[i].requires_grad_(True)
-    vs = [None if c is None else (upcast(c, dtype) if dtype else c.detach().clone()).requires_grad_(True)
-          for c in cts]
+    vs = [
+        None
+        if c is None
+        else (upcast(c, dtype) if dtype else c.detach().clone()).requires_grad_(True)
+        for c in cts
+    ]
     us = [upcast(u, dtype) if dtype else u for u in us]
     with torch.enable_grad():
-        outs = as_tuple(fn(*leaves))
+        call = [a.clone() if mutates and i in wrt else a for i, a in enumerate(leaves)]
+        outs = as_tuple(fn(*call))
         pairs = [(o, v) for o, v in zip(outs, vs) if v is not None]
-        first = torch.autograd.grad([o for o, _ in pairs], [leaves[i] for i in wrt],
-                                    [v for _, v in pairs], allow_unused=True, create_graph=True)
+        first = torch.autograd.grad(
+            [o for o, _ in pairs],
+            [leaves[i] for i in wrt],
+            [v for _, v in pairs],
+            allow_unused=True,
+            create_graph=True,
+        )
         live = [(g, u) for g, u in zip(first, us) if g is not None and g.requires_grad]
         inputs = [leaves[i] for i in wrt] + [v for _, v in pairs]
         if not live:
             return [None] * len(inputs)
-        return list(torch.autograd.grad([g for g, _ in live], inputs, [u for _, u in live],
-                                        allow_unused=True))
+        return list(
+            torch.autograd.grad(
+                [g for g, _ in live], inputs, [u for _, u in live], allow_unused=True
+            )
+        )
 
 
 def _second_order(checker, case, full, cts) -> None:
@@ -99,20 +121,24 @@ def _second_order(checker, case, full, cts) -> None:
     us = _directions(case, [case.args[i] for i in full], salt=1)
     if target.once_differentiable:
         try:
-            got = _hvp(target.fn, case.args, full, cts, us)
+            got = _hvp(target.fn, case.args, full, cts, us, mutates=checker._nonleaf)
         except RuntimeError:
             return  # the clear error once_differentiable promises
         if any(g is not None for g in got):
-            checker._fail("second_order", "the backward is marked once_differentiable, yet a "
-                          "double backward returned numbers instead of raising", case)
+            checker._fail(
+                "second_order",
+                "the backward is marked once_differentiable, yet a "
+                "double backward returned numbers instead of raising",
+                case,
+            )
         return
     try:
-        got = _hvp(target.fn, case.args, full, cts, us)
+        got = _hvp(target.fn, case.args, full, cts, us, mutates=checker._nonleaf)
     except Exception as exc:  # noqa: BLE001
-        checker._fail("second_order", f"double backward raised {type(exc).__name__}: {exc}",
-                      case)
+        checker._fail("second_order", f"double backward raised {type(exc).__name__}: {exc}", case)
     paths = [f"hvp[input={i}]" for i in full] + [
-        f"hvp[grad_output={k}]" for k, c in enumerate(cts) if c is not None]
+        f"hvp[grad_output={k}]" for k, c in enumerate(cts) if c is not None
+    ]
     ref = _hvp(checker.reference, case.args, full, cts, us, torch.float64)
     calib = None
     if case.dtype not in (None, torch.float64):
@@ -123,14 +149,24 @@ def _second_order(checker, case, full, cts) -> None:
     first = _compare_list(checker, paths, got, ref, calib)
     if first is None or checker.jax is None:
         if first is not None:
-            checker._fail("second_order", f"{first} (the Function's backward is not "
-                          "differentiable correctly; mark it once_differentiable if second order "
-                          "is not supported)", case, first)
+            checker._fail(
+                "second_order",
+                f"{first} (the Function's backward is not "
+                "differentiable correctly; mark it once_differentiable if second order "
+                "is not supported)",
+                case,
+                first,
+            )
         return
     jgx, jgc = checker.jax(target.jax_reference, case.args, full, cts, mode="hvp", extra=us)
     second = _compare_list(checker, paths, got, list(jgx) + list(jgc), calib)
-    checker.vote("second_order", case, first, second,
-                 lambda: _compare_list(checker, paths, ref, list(jgx) + list(jgc), None))
+    checker.vote(
+        "second_order",
+        case,
+        first,
+        second,
+        lambda: _compare_list(checker, paths, ref, list(jgx) + list(jgc), None),
+    )
 
 
 def _compare_list(checker, paths, got, expected, calib):
@@ -138,7 +174,14 @@ def _compare_list(checker, paths, got, expected, calib):
         c = calib[n] if calib is not None else None
         if g is None and e is not None:
             g = torch.zeros_like(e)
-        m, _ = compare(path, g, e, calib=c, overrides=checker.target.tolerances)
+        m, _ = compare(
+            path,
+            g,
+            e,
+            calib=c,
+            overrides=checker.target.tolerances,
+            overflow_regime=checker.overflow_regime,
+        )
         if m is not None:
             return m
     return None
@@ -148,14 +191,21 @@ def _compare_list(checker, paths, got, expected, calib):
 
 
 def _jvp(fn, args, wrt, tangents, dtype=None):
+    import warnings
+
     import torch.autograd.forward_ad as fwAD
 
     args = [upcast(a, dtype) if dtype is not None else a for a in args]
     tangents = [upcast(t, dtype) if dtype else t for t in tangents]
-    with fwAD.dual_level():
+    with fwAD.dual_level(), warnings.catch_warnings():
+        # torch's forward-AD decompositions use deprecated torch.jit on first use: not ours.
+        warnings.simplefilter("ignore", DeprecationWarning)
         duals = list(args)
         for i, t in zip(wrt, tangents):
-            duals[i] = fwAD.make_dual(args[i].detach(), t)
+            primal = args[i].detach()
+            if any(s == 0 for s in primal.stride()):  # torch cannot attach a tangent to stride 0
+                primal = primal.contiguous()
+            duals[i] = fwAD.make_dual(primal, t)
         outs = as_tuple(fn(*duals))
         result = []
         for o in outs:
@@ -177,16 +227,26 @@ def _forward_ad(checker, case, full) -> None:
     ref = _jvp(checker.reference, case.args, full, tangents, torch.float64)
     paths = [f"jvp[output={k}]" for k in range(len(got))]
     keep = [k for k, g in enumerate(got) if g is not None or ref[k] is not None]
-    first = _compare_list(checker, [paths[k] for k in keep], [got[k] for k in keep],
-                          [ref[k] for k in keep], None)
+    first = _compare_list(
+        checker, [paths[k] for k in keep], [got[k] for k in keep], [ref[k] for k in keep], None
+    )
     if first is None or checker.jax is None:
         if first is not None:
             checker._fail("forward_ad", str(first), case, first)
         return
     _, jt = checker.jax(target.jax_reference, case.args, full, None, mode="jvp", extra=tangents)
-    second = _compare_list(checker, [paths[k] for k in keep], [got[k] for k in keep],
-                           [jt[k] for k in keep], None)
-    checker.vote("forward_ad", case, first, second, lambda: True)
+    second = _compare_list(
+        checker, [paths[k] for k in keep], [got[k] for k in keep], [jt[k] for k in keep], None
+    )
+    checker.vote(
+        "forward_ad",
+        case,
+        first,
+        second,
+        lambda: _compare_list(
+            checker, [paths[k] for k in keep], [ref[k] for k in keep], [jt[k] for k in keep], None
+        ),
+    )
 
 
 # -- vmap --------------------------------------------------------------------------------------
@@ -208,19 +268,25 @@ def _vmap(checker, case) -> None:
             with torch.no_grad():
                 out = as_tuple(torch.func.vmap(fn, in_dims=tuple(dims))(*args))
                 one = as_tuple(fn(*case.args))
-                two = as_tuple(fn(*[second[i] if i in batched else a
-                                    for i, a in enumerate(case.args)]))
+                two = as_tuple(
+                    fn(*[second[i] if i in batched else a for i, a in enumerate(case.args)])
+                )
         except Exception as exc:  # noqa: BLE001
             checker._fail("vmap", f"torch.func.vmap raised {type(exc).__name__}: {exc}", case)
         for k, (o, a, b) in enumerate(zip(out, one, two)):
             if not isinstance(o, torch.Tensor):
                 continue
             want = torch.stack([a, b])
-            m, _ = compare(f"vmap output[{k}] (batched inputs {batched})", o, want,
-                           overrides=checker.target.tolerances)
+            m, _ = compare(
+                f"vmap output[{k}] (batched inputs {batched})",
+                o,
+                want,
+                overrides=checker.target.tolerances,
+            )
             if m is not None:
-                checker._fail("vmap", f"{m}: vmap disagrees with calling the Function per "
-                              "sample", case, m)
+                checker._fail(
+                    "vmap", f"{m}: vmap disagrees with calling the Function per sample", case, m
+                )
 
 
 # -- CUDA vs CPU -------------------------------------------------------------------------------
@@ -230,21 +296,36 @@ def _cuda(checker, case, full, cts) -> None:
     fn = checker.target.fn
     cpu_args = [a.cpu() if isinstance(a, torch.Tensor) else a for a in case.args]
     results = []
-    for args, ct in ((case.args, cts), (cpu_args, [c.cpu() if c is not None else None
-                                                    for c in cts])):
+    for args, ct in (
+        (case.args, cts),
+        (cpu_args, [c.cpu() if c is not None else None for c in cts]),
+    ):
         leaves = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
         for i in full:
             leaves[i] = leaves[i].requires_grad_(True)
         outs = as_tuple(fn(*leaves))
         pairs = [(o, c) for o, c in zip(outs, ct) if c is not None]
-        grads = torch.autograd.grad([o for o, _ in pairs], [leaves[i] for i in full],
-                                    [c for _, c in pairs], allow_unused=True) if pairs else []
+        grads = (
+            torch.autograd.grad(
+                [o for o, _ in pairs],
+                [leaves[i] for i in full],
+                [c for _, c in pairs],
+                allow_unused=True,
+            )
+            if pairs
+            else []
+        )
         results.append((outs, grads))
     (gpu_outs, gpu_grads), (cpu_outs, cpu_grads) = results
-    for path, g, c in [(f"output[{k}]", o, p) for k, (o, p) in enumerate(zip(gpu_outs, cpu_outs))] + [
-            (f"grad[input={i}]", g, p) for i, g, p in zip(full, gpu_grads, cpu_grads)]:
+    for path, g, c in [
+        (f"output[{k}]", o, p) for k, (o, p) in enumerate(zip(gpu_outs, cpu_outs))
+    ] + [(f"grad[input={i}]", g, p) for i, g, p in zip(full, gpu_grads, cpu_grads)]:
         if isinstance(g, torch.Tensor) and isinstance(c, torch.Tensor):
-            m, _ = compare(f"cuda vs cpu {path}", g.cpu(), c.to(torch.float64),
-                           overrides=checker.target.tolerances)
+            m, _ = compare(
+                f"cuda vs cpu {path}",
+                g.cpu(),
+                c.to(torch.float64),
+                overrides=checker.target.tolerances,
+            )
             if m is not None:
                 checker._fail("cuda", str(m), case, m)

@@ -232,6 +232,7 @@ def _program(jax, reference, args, wrt, cotangents, mode):
         full = full_args(dyn)
         diff = [full[i] for i in wrt]
         if mode == "jvp":
+
             def f(*d):
                 local = list(full)
                 for i, x in zip(wrt, d):
@@ -241,6 +242,7 @@ def _program(jax, reference, args, wrt, cotangents, mode):
             out, tangent = jax.jvp(f, tuple(diff), tuple(ext))
             return list(as_tuple(out)), list(as_tuple(tangent))
         if mode == "hvp":
+
             def first(d, c):
                 return pull(full, d, c)[1]
 

@@ -16,14 +16,14 @@ from typing import Any
 import torch
 
 from fuzzgrad._compare import Mismatch, compare, tolerance
-from fuzzgrad._oracles import Evaluation, as_tuple, floating, shared_jax, torch_oracle, upcast
+from fuzzgrad._oracles import Evaluation, as_tuple, floating, shared_jax, torch_oracle
 
 #: Every property, in the order they run on a case (each has its own failure type and meta-test).
 PROPERTIES = (
     "forward",  # outputs: count, shape, dtype, values
     "vjp",  # gradients for drawn (also non-contiguous and stride-0) cotangents
     "requires_grad_subsets",  # a subset of inputs requiring grad gives the same gradients
-    "grad_meta",  # what backward returns has the input's shape/dtype/device before autograd fixes it
+    "grad_meta",  # backward's raw results have the input's shape/dtype/device (autograd fixes)
     "purity",  # inputs, outputs and grad_output unchanged (unless mark_dirty)
     "determinism",  # backward twice gives the same bits
     "second_order",  # Hessian-vector products (or a clear error if once_differentiable)
@@ -36,6 +36,8 @@ DEFAULT_PROPERTIES = PROPERTIES
 #: JAX always runs where the custom Function disagrees with the torch reference (it can only
 #: change a verdict there) and on every passing case whose signature is already compiled.
 JAX_COMPILE_SHARE = 0.1
+
+
 class PropertyFailure(AssertionError):
     """A property does not hold for a case.
 
@@ -139,6 +141,17 @@ class Outcome:
     failure: PropertyFailure | None = None
 
 
+def overflow_regime(args) -> bool:
+    """Whether some input is so large (``|x| >= sqrt(max)`` of its dtype) that squaring it, or
+    multiplying two such, overflows: then where and how a formula overflows is not a finding."""
+    for a in args:
+        if floating(a) and a.numel() and not a.is_complex():
+            limit = torch.finfo(a.dtype).max ** 0.5
+            if bool((a.detach().abs() >= limit).any()):
+                return True
+    return False
+
+
 def _same_bits(a: Any, b: Any) -> bool:
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
         return (a is None) == (b is None)
@@ -163,6 +176,8 @@ class Checker:
         self.jax_share = jax_share
         self._jax_compile0 = self.jax.compile_seconds if self.jax else 0.0
         self._nonleaf = bool(target.options.get("mutates_inputs", False))
+        self.overflow_regime = False
+        self._all_float64 = False
         self.reference = target.reference
         self.numerical = False  # no reference at all: finite differences of the Function itself
         self._auto = self.reference is None and target.jax_reference is None
@@ -180,8 +195,9 @@ class Checker:
     def differentiable(self, case) -> list[int]:
         """Indices of the floating inputs that may require grad (the "all" in subsets)."""
         allowed = self._grad_allowed
-        return [i for i, a in enumerate(case.args)
-                if floating(a) and (allowed is None or allowed[i])]
+        return [
+            i for i, a in enumerate(case.args) if floating(a) and (allowed is None or allowed[i])
+        ]
 
     def run_custom(self, args, wrt) -> tuple[tuple, list, list]:
         """Call the Function on leaves (views of ``args``) with ``wrt`` requiring grad."""
@@ -190,8 +206,9 @@ class Checker:
             leaves[i] = leaves[i].requires_grad_(True)
         call = leaves
         if self._nonleaf:
-            # In-place (mark_dirty) Functions cannot take leaves that require grad.
-            call = [a.clone() if i in wrt else a for i, a in enumerate(leaves)]
+            # In-place (mark_dirty) Functions get copies: a leaf that requires grad cannot be
+            # modified in place, and the case's own inputs must stay intact for the references.
+            call = [a.clone() if isinstance(a, torch.Tensor) else a for a in leaves]
         try:
             with torch.enable_grad():
                 outputs = as_tuple(self.target.fn(*call))
@@ -208,6 +225,8 @@ class Checker:
         self.stats.record_case(case)
         full = self.differentiable(case)
         case.notes["wrt"] = full
+        self.overflow_regime = overflow_regime(case.args)
+        self._all_float64 = all(a.dtype == torch.float64 for a in case.args if floating(a))
         if self._auto:
             self._probe_auto_reference(case, full)
         if self.numerical:
@@ -218,11 +237,24 @@ class Checker:
         except Exception as exc:  # noqa: BLE001 - a crash of the Function is a finding
             self._oracle(case, full, None, torch.float64)  # outside the domain: discard instead
             self._fail("forward", f"the Function raised {type(exc).__name__}: {exc}", case)
+        if not self._nonleaf and any(o is c for o in outs for c in call):
+            # mark_dirty on an input that does not require grad: undo it, then use copies.
+            self._nonleaf = True
+            with torch.no_grad():
+                for a, a0 in zip(case.args, snapshot):
+                    if isinstance(a, torch.Tensor) and not _same_bits(a, a0):
+                        a.copy_(a0)
+            outs, leaves, call = self.run_custom(case.args, full)
         versions = [a._version if isinstance(a, torch.Tensor) else None for a in call]
         cts = materialise(case, outs)
         case.notes["cotangents"] = cts
-        grads_wanted = bool(full) and any(c is not None for c in cts) and any(
-            self.wants(p) for p in ("vjp", "requires_grad_subsets", "grad_meta", "determinism"))
+        grads_wanted = (
+            bool(full)
+            and any(c is not None for c in cts)
+            and any(
+                self.wants(p) for p in ("vjp", "requires_grad_subsets", "grad_meta", "determinism")
+            )
+        )
         ref_cts = cts if grads_wanted else None
         ref = self._oracle(case, full, ref_cts, torch.float64)
         low = case.dtype not in (None, torch.float64) and self.reference is not None
@@ -243,12 +275,23 @@ class Checker:
             if self.wants("purity"):
                 self._check_purity(case, snapshot, call, versions, outs, out_snap)
             if self.wants("determinism"):
-                again = self._grads(case, outs, leaves, full, cts, retain=self.wants("grad_meta"),
-                                    prop="determinism")
+                again = self._grads(
+                    case,
+                    outs,
+                    leaves,
+                    full,
+                    cts,
+                    retain=self.wants("grad_meta"),
+                    prop="determinism",
+                )
                 for i in full:
                     if not _same_bits(grads[i], again[i]):
-                        self._fail("determinism", f"grad[input={i}]: backward run twice on the "
-                                   "same graph gives different bits", case)
+                        self._fail(
+                            "determinism",
+                            f"grad[input={i}]: backward run twice on the "
+                            "same graph gives different bits",
+                            case,
+                        )
             if self.wants("grad_meta"):  # last: calling backward by hand may have side effects
                 self._check_grad_meta(case, outs, cts, call, full)
         elif self.wants("purity"):
@@ -288,13 +331,20 @@ class Checker:
         grads = self._grads(case, outs, leaves, full, cts, retain=False)
         rtol, atol = tolerance(case.dtype or torch.float64, self.target.tolerances)
         for dirs, estimate, scale in numerical_vjp(self.target.fn, case.args, full, cts):
-            dot = sum(float((grads[i].to(torch.float64) * d).sum()) for i, d in dirs.items()
-                      if grads[i] is not None)
+            dot = sum(
+                float((grads[i].to(torch.float64) * d).sum())
+                for i, d in dirs.items()
+                if grads[i] is not None
+            )
             allowed = 1e-4 * scale + max(rtol, 1e-5) * abs(estimate) + atol
             if not abs(dot - estimate) <= allowed:
-                self._fail("vjp", f"<grad, direction> = {dot:.6g} but central finite differences "
-                           f"of the Function's own forward give {estimate:.6g} (no reference "
-                           "registered; numerical oracle)", case)
+                self._fail(
+                    "vjp",
+                    f"<grad, direction> = {dot:.6g} but central finite differences "
+                    f"of the Function's own forward give {estimate:.6g} (no reference "
+                    "registered; numerical oracle)",
+                    case,
+                )
 
     def _grads(self, case, outs, leaves, wrt, cts, *, retain, prop="vjp") -> list:
         pairs = [(o, c) for o, c in zip(outs, cts) if c is not None]
@@ -302,9 +352,13 @@ class Checker:
         if not pairs or not wrt:
             return grads
         try:
-            got = torch.autograd.grad([o for o, _ in pairs], [leaves[i] for i in wrt],
-                                      [c for _, c in pairs], allow_unused=True,
-                                      retain_graph=retain)
+            got = torch.autograd.grad(
+                [o for o, _ in pairs],
+                [leaves[i] for i in wrt],
+                [c for _, c in pairs],
+                allow_unused=True,
+                retain_graph=retain,
+            )
         except Exception as exc:  # noqa: BLE001
             self._fail(prop, f"backward raised {type(exc).__name__}: {exc}", case)
         for i, g in zip(wrt, got):
@@ -316,8 +370,10 @@ class Checker:
         node = next((o.grad_fn for o in outs if isinstance(o, torch.Tensor) and o.grad_fn), None)
         if cls is None or node is None or type(node).__name__ != f"{cls.__name__}Backward":
             return  # a plain callable whose last node is not the Function: nothing to inspect
-        grads_in = [c.clone() if c is not None else (
-            torch.zeros_like(o) if floating(o) else None) for o, c in zip(outs, cts)]
+        grads_in = [
+            c.clone() if c is not None else (torch.zeros_like(o) if floating(o) else None)
+            for o, c in zip(outs, cts)
+        ]
         try:
             raw = as_tuple(node.apply(*grads_in))
         except Exception:  # noqa: BLE001 - the vjp property reports a crashing backward
@@ -327,37 +383,54 @@ class Checker:
             if not isinstance(g, torch.Tensor):
                 continue
             x = call[i]
-            for what, got, want in (("shape", tuple(g.shape), tuple(x.shape)),
-                                    ("dtype", g.dtype, x.dtype), ("device", g.device, x.device)):
+            for what, got, want in (
+                ("shape", tuple(g.shape), tuple(x.shape)),
+                ("dtype", g.dtype, x.dtype),
+                ("device", g.device, x.device),
+            ):
                 if got != want:
-                    self._fail("grad_meta", f"backward returned grad[input={i}] with {what} "
-                               f"{got} for an input with {what} {want}; autograd silently "
-                               f"{'sums' if what == 'shape' else 'casts'} it, but other callers "
-                               "(double backward, torch.func) may not", case)
+                    self._fail(
+                        "grad_meta",
+                        f"backward returned grad[input={i}] with {what} "
+                        f"{got} for an input with {what} {want}; autograd silently "
+                        f"{'sums' if what == 'shape' else 'casts'} it, but other callers "
+                        "(double backward, torch.func) may not",
+                        case,
+                    )
 
     def _check_purity(self, case, snapshot, call, versions, outs, out_snap) -> None:
         dirty = {id(o) for o in outs if isinstance(o, torch.Tensor)}
         for i, (a, a0) in enumerate(zip(case.args, snapshot)):
             if isinstance(a, torch.Tensor) and not _same_bits(a, a0):
-                self._fail("purity", f"input {i} was modified in place (values changed) "
-                           "without ctx.mark_dirty", case)
+                self._fail(
+                    "purity",
+                    f"input {i} was modified in place (values changed) without ctx.mark_dirty",
+                    case,
+                )
         for i, (c, v) in enumerate(zip(call, versions)):
             if isinstance(c, torch.Tensor) and c._version != v and id(c) not in dirty:
-                self._fail("purity", f"input {i} was modified in place without ctx.mark_dirty",
-                           case)
+                self._fail(
+                    "purity", f"input {i} was modified in place without ctx.mark_dirty", case
+                )
         for k, (o, o0) in enumerate(zip(outs, out_snap)):
             if isinstance(o, torch.Tensor) and not _same_bits(o.detach(), o0):
-                self._fail("purity", f"output[{k}] changed after backward ran (backward "
-                           "modified a saved tensor in place)", case)
+                self._fail(
+                    "purity",
+                    f"output[{k}] changed after backward ran (backward "
+                    "modified a saved tensor in place)",
+                    case,
+                )
 
     def _check_subset(self, case, subset, ref, calib) -> None:
         case.notes["wrt"] = subset
         outs, leaves, _ = self.run_custom(case.args, subset)
         cts = materialise(case, outs)
-        grads = self._grads(case, outs, leaves, subset, cts, retain=False,
-                            prop="requires_grad_subsets")
-        self._check_pair("requires_grad_subsets", case, subset, cts, None, grads, ref, calib,
-                         "grads")
+        grads = self._grads(
+            case, outs, leaves, subset, cts, retain=False, prop="requires_grad_subsets"
+        )
+        self._check_pair(
+            "requires_grad_subsets", case, subset, cts, None, grads, ref, calib, "grads"
+        )
 
     def _oracle(self, case, wrt, cts, dtype) -> Evaluation:
         try:
@@ -375,10 +448,14 @@ class Checker:
 
     def _check_pair(self, prop, case, wrt, cts, outputs, grads, ref, calib, kind) -> None:
         first = self._compare_all(kind, outputs, grads, ref, calib, wrt)
-        run_jax = self.jax is not None and self.reference is not None and (
-            first is not None
-            or self.jax.is_warm(self.target.jax_reference, case.args, wrt, cts)
-            or self._may_compile()
+        run_jax = (
+            self.jax is not None
+            and self.reference is not None
+            and (
+                first is not None
+                or self.jax.is_warm(self.target.jax_reference, case.args, wrt, cts)
+                or self._may_compile()
+            )
         )
         if not run_jax:
             if first is not None:
@@ -388,13 +465,26 @@ class Checker:
             jref = self._run_jax(case, wrt, cts)
         except Exception as exc:  # noqa: BLE001
             if first is not None:
-                self._fail(prop, f"{first} (the JAX reference raised {type(exc).__name__})",
-                           case, first)
+                self._fail(
+                    prop, f"{first} (the JAX reference raised {type(exc).__name__})", case, first
+                )
             return
         second = self._compare_all(kind, outputs, grads, jref, calib, wrt, record=False)
-        self.vote(prop, case, first, second, lambda: self._compare_all(
-            kind, ref.outputs if kind == "outputs" else None,
-            ref.grads if kind == "grads" else None, jref, None, wrt, record=False))
+        self.vote(
+            prop,
+            case,
+            first,
+            second,
+            lambda: self._compare_all(
+                kind,
+                ref.outputs if kind == "outputs" else None,
+                ref.grads if kind == "grads" else None,
+                jref,
+                None,
+                wrt,
+                record=False,
+            ),
+        )
 
     def vote(self, prop, case, first, second, refs_differ) -> None:
         """Either-agreement: fail only if the custom Function disagrees with both references."""
@@ -403,8 +493,11 @@ class Checker:
         if first is None or second is None:
             self.stats.ambiguous += 1  # the references disagree here; agreeing with one is enough
             return
-        note = ("the torch and JAX references also disagree with each other" if refs_differ()
-                else "JAX agrees with the torch reference")
+        note = (
+            "the torch and JAX references also disagree with each other"
+            if refs_differ()
+            else "JAX agrees with the torch reference"
+        )
         self._fail(prop, f"{first} ({note})", case, first)
 
     def _may_compile(self) -> bool:
@@ -416,22 +509,40 @@ class Checker:
         found = None
         if kind == "outputs":
             if len(outputs) != len(ref.outputs):
-                return Mismatch("outputs", f"{len(outputs)} outputs but the reference gives "
-                                f"{len(ref.outputs)}")
+                return Mismatch(
+                    "outputs", f"{len(outputs)} outputs but the reference gives {len(ref.outputs)}"
+                )
             for k, (o, e) in enumerate(zip(outputs, ref.outputs)):
                 c = calib.outputs[k] if calib is not None else None
                 want = c.dtype if isinstance(c, torch.Tensor) else None
-                if want is None and isinstance(e, torch.Tensor) and not floating(e):
-                    want = e.dtype
-                m, r = compare(f"output[{k}]", o, e, calib=c, overrides=self.target.tolerances,
-                               check_dtype=want)
+                if (
+                    want is None
+                    and isinstance(e, torch.Tensor)
+                    and (not floating(e) or self._all_float64)
+                ):
+                    want = e.dtype  # float64 inputs: the float64 reference's dtype is the dtype
+                m, r = compare(
+                    f"output[{k}]",
+                    o,
+                    e,
+                    calib=c,
+                    overrides=self.target.tolerances,
+                    check_dtype=want,
+                    overflow_regime=self.overflow_regime,
+                )
                 worst = max(worst, r)
                 found = found or m
         else:
             for i in wrt:
                 c = calib.grads[i] if calib is not None else None
-                m, r = compare(f"grad[input={i}]", grads[i], ref.grads[i], calib=c,
-                               overrides=self.target.tolerances)
+                m, r = compare(
+                    f"grad[input={i}]",
+                    grads[i],
+                    ref.grads[i],
+                    calib=c,
+                    overrides=self.target.tolerances,
+                    overflow_regime=self.overflow_regime,
+                )
                 worst = max(worst, r)
                 found = found or m
         if record:
@@ -447,8 +558,10 @@ def materialise(case, outputs) -> list[torch.Tensor | None]:
     """The cotangents a case uses for these outputs (None for non-differentiable ones)."""
     fixed = case.notes.get("fixed_cotangents")
     if fixed is not None:  # a replayed case brings its exact cotangents
-        return [c if isinstance(o, torch.Tensor) and o.requires_grad else None
-                for o, c in zip(outputs, fixed)]
+        return [
+            c if isinstance(o, torch.Tensor) and o.requires_grad else None
+            for o, c in zip(outputs, fixed)
+        ]
     return [
         case.cotangent_for(k, o)
         if isinstance(o, torch.Tensor) and floating(o) and o.requires_grad

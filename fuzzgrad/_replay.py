@@ -12,14 +12,27 @@ from fuzzgrad._properties import Checker, Discard, PropertyFailure
 from fuzzgrad.strategies import Case, CotangentRecipe, Values
 
 
-def replay(target, prop: str, args: list[Any], wrt: list[int], cotangents: list[Any],
-           direction_seed: int = 0) -> int:
+def replay(
+    target,
+    prop: str,
+    args: list[Any],
+    wrt: list[int],
+    cotangents: list[Any],
+    direction_seed: int = 0,
+) -> int:
     """Run ``prop`` on exactly these inputs; print the verdict; 1 if it fails, else 0."""
     rg = tuple(i in wrt for i in range(len(args)))
     dtype = next((a.dtype for a in args if floating(a)), None)
     device = next((str(a.device) for a in args if isinstance(a, torch.Tensor)), "cpu")
-    case = Case(tuple(args), rg, (CotangentRecipe(Values(seed=direction_seed)),), (None,) * len(args),
-                dtype, device, {"fixed_cotangents": list(cotangents)})
+    case = Case(
+        tuple(args),
+        rg,
+        (CotangentRecipe(Values(seed=direction_seed)),),
+        (None,) * len(args),
+        dtype,
+        device,
+        {"fixed_cotangents": list(cotangents)},
+    )
     checker = Checker(target, properties=[prop], jax_share=1.0)
     try:
         checker.check(case)

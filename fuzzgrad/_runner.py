@@ -269,8 +269,15 @@ def _db_key(target, checker) -> str:
 
 
 def _record(target, exc: PropertyFailure, stats: Stats, report_dir, diagnose, write_reproducer):
-    case = exc.case
+    from fuzzgrad._diagnose import reduce_to_element
+
     prop = exc.property
+    try:
+        case, reduced = reduce_to_element(target, prop, exc.case, exc.mismatch)
+    except Exception:  # noqa: BLE001 - keep Hypothesis's shrunk case
+        case, reduced = exc.case, None
+    if reduced is not None:
+        exc = reduced  # its message describes the one-element case
     try:
         diagnosis, factors = diagnose(target, prop, case)
     except Exception as e:  # noqa: BLE001 - a diagnosis must never lose the failure itself

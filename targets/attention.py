@@ -50,6 +50,8 @@ def _forward(ctx, q, k, v, causal):
 
 def _backward(ctx, grad, causal):
     q, k, v = ctx.saved_tensors
+    if grad.numel() == 0:  # no output (e.g. e == 0): zero gradients, even if scores overflowed
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
     qf, kf, vf, g = upcast(q), upcast(k), upcast(v), upcast(grad)
     p, keep = _probs(qf, kf, causal)
     dp = g @ vf.mT

@@ -51,15 +51,17 @@ def test_nonfinite_semantics():
     assert compare("y", t(nan), t(1.0))[0] is not None  # NaN where the oracle is finite
     assert compare("y", t(inf), t(1.0))[0] is not None
     # the reference at float16 overflows too: the input is past what float16 math can do
-    assert compare("y", t(0.0, dtype=torch.float16), t(1e6), calib=t(inf, dtype=torch.float16))[0] is None
+    assert (
+        compare("y", t(0.0, dtype=torch.float16), t(1e6), calib=t(inf, dtype=torch.float16))[0]
+        is None
+    )
     # near float16's max, any evaluation order may overflow
     assert compare("y", t(inf, dtype=torch.float16), t(60000.0))[0] is None
 
 
 def test_shape_dtype_and_none_handling():
     assert "shape (2,)" in str(compare("y", t(1.0, 2.0), t(1.0))[0])
-    assert "dtype torch.float64" in str(
-        compare("y", t(1.0), t(1.0), check_dtype=torch.float32)[0])
+    assert "dtype torch.float64" in str(compare("y", t(1.0), t(1.0), check_dtype=torch.float32)[0])
     assert compare("y", None, t(0.0, 0.0))[0] is None  # an unused input's None grad is zero
     assert compare("y", None, t(0.0, 1.0))[0] is not None
     assert compare("y", torch.empty(0), torch.empty(0, dtype=torch.float64))[0] is None
@@ -67,7 +69,9 @@ def test_shape_dtype_and_none_handling():
 
 def test_integer_outputs_compare_exactly():
     assert compare("idx", torch.tensor([1, 2]), torch.tensor([1, 2]))[0] is None
-    assert "1 of 2 elements differ" in str(compare("idx", torch.tensor([1, 3]), torch.tensor([1, 2]))[0])
+    assert "1 of 2 elements differ" in str(
+        compare("idx", torch.tensor([1, 3]), torch.tensor([1, 2]))[0]
+    )
 
 
 def test_target_overrides_take_precedence():

@@ -46,13 +46,12 @@ def test_corpus_is_large_enough_and_covers_every_property():
 @pytest.mark.parametrize("target", BUGGY, ids=[t.name for t in BUGGY])
 def test_planted_bug_is_caught_by_its_property_and_shrunk(target, tmp_path):
     planted = target.options["planted"]
-    result = fuzz_target(target, max_examples=BUGGY_EXAMPLES, derandomize=True,
-                         report_dir=tmp_path)
+    result = fuzz_target(target, max_examples=BUGGY_EXAMPLES, derandomize=True, report_dir=tmp_path)
     assert result.error is None, result.error
     by_property = {f.property: f for f in result.failures}
     assert planted["property"] in by_property, (
-        f"{target.name}: expected a {planted['property']} failure, got "
-        f"{sorted(by_property)}")
+        f"{target.name}: expected a {planted['property']} failure, got {sorted(by_property)}"
+    )
     failure = by_property[planted["property"]]
     elements = sum(max(1, a.numel()) for a in failure.case.args if hasattr(a, "numel"))
     assert elements <= 16, f"not shrunk: {failure.inputs}"

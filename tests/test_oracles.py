@@ -97,9 +97,16 @@ def test_numerical_oracle_estimates_directional_derivatives():
 def test_targets_without_references_are_checked_by_auto_reference_and_numerics():
     ok = fuzz_target(make_target(Square, name="square_noref"), max_examples=40, derandomize=True)
     assert ok.status == "passed", ok.failures
-    bad = fuzz_target(make_target(NumpyCubeWrong, name="numpy_noref", dtypes=[torch.float64],
-                                  options={"properties": ["vjp"]}),
-                      max_examples=60, derandomize=True)
+    bad = fuzz_target(
+        make_target(
+            NumpyCubeWrong,
+            name="numpy_noref",
+            dtypes=[torch.float64],
+            options={"properties": ["vjp"]},
+        ),
+        max_examples=60,
+        derandomize=True,
+    )
     assert bad.status == "failed"
     assert "finite differences" in bad.failures[0].message
     assert "numerical oracle" in (bad.stats.oracle_note or "")
