@@ -48,9 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     fuzz.add_argument(
         "--max-examples",
         type=int,
-        default=200,
+        default=100,
         metavar="N",
-        help="examples per target before shrinking (default: 200)",
+        help="examples per target (per round, with --budget) before shrinking (default: 100)",
     )
     fuzz.add_argument(
         "--seed", type=int, default=None, help="random seed, for a run that repeats exactly"

@@ -470,6 +470,11 @@ class Checker:
                 )
             return
         second = self._compare_all(kind, outputs, grads, jref, calib, wrt, record=False)
+        if first is not None and second is not None:
+            # Where the two references differ from each other, their disagreement is the
+            # precision the math allows here (cancellation, kinks): widen by it, like calibration.
+            if self._compare_all(kind, outputs, grads, ref, jref, wrt, record=False) is None:
+                first = None
         self.vote(
             prop,
             case,

@@ -9,6 +9,7 @@ import math
 import jax.numpy as jnp
 import torch
 import torch.nn.functional as F
+from fuzzgrad.targets._common import upcast
 from torch.autograd import Function
 
 import fuzzgrad as fg
@@ -69,20 +70,25 @@ class BroadcastMatmul(Function):
     inputs=[fg.tensor("b i"), fg.tensor("b j"), fg.tensor("o i j"), fg.tensor("o")],
 )
 class Bilinear(Function):
-    """y_o = x1^T W_o x2 + b_o (``nn.Bilinear``), written with einsum in both directions."""
+    """y_o = x1^T W_o x2 + b_o (``nn.Bilinear``), written with einsum in both directions.
+
+    A three-operand einsum rounds its intermediate product, so half precision runs in float32.
+    """
 
     @staticmethod
     def forward(ctx, x1, x2, w, b):
         ctx.save_for_backward(x1, x2, w)
-        return torch.einsum("bi,oij,bj->bo", x1, w, x2) + b
+        y = torch.einsum("bi,oij,bj->bo", upcast(x1), upcast(w), upcast(x2)) + upcast(b)
+        return y.to(x1.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         x1, x2, w = ctx.saved_tensors
+        g, a, c, wf = upcast(grad), upcast(x1), upcast(x2), upcast(w)
         need = ctx.needs_input_grad
         return (
-            torch.einsum("bo,oij,bj->bi", grad, w, x2) if need[0] else None,
-            torch.einsum("bo,oij,bi->bj", grad, w, x1) if need[1] else None,
-            torch.einsum("bo,bi,bj->oij", grad, x1, x2) if need[2] else None,
-            grad.sum(0) if need[3] else None,
+            torch.einsum("bo,oij,bj->bi", g, wf, c).to(x1.dtype) if need[0] else None,
+            torch.einsum("bo,oij,bi->bj", g, wf, a).to(x2.dtype) if need[1] else None,
+            torch.einsum("bo,bi,bj->oij", g, a, c).to(w.dtype) if need[2] else None,
+            g.sum(0).to(grad.dtype) if need[3] else None,
         )
