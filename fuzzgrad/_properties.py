@@ -446,8 +446,39 @@ class Checker:
         self.stats.jax_runs += 1
         return self.jax(self.target.jax_reference, case.args, wrt, cts)
 
+    def _conditioning(self, case, wrt, cts, ref) -> Evaluation | None:
+        """For float64 cases: the float64 reference's own rounding error, estimated from its
+        error in float32 scaled by eps64/eps32 (the conditioning of the math at this input)."""
+        try:
+            low = torch_oracle(self.reference, case.args, wrt, cts, torch.float32)
+        except Exception:  # noqa: BLE001
+            return None
+        ratio = torch.finfo(torch.float64).eps / torch.finfo(torch.float32).eps
+
+        def scale(lo, hi):
+            if not (isinstance(lo, torch.Tensor) and isinstance(hi, torch.Tensor)) or not floating(
+                hi
+            ):
+                return None
+            diff = (lo.to(torch.float64) - hi).nan_to_num(0.0, 0.0, 0.0)
+            return hi + diff * ratio
+
+        return Evaluation(
+            tuple(scale(lo, hi) for lo, hi in zip(low.outputs, ref.outputs)),
+            tuple(scale(lo, hi) for lo, hi in zip(low.grads, ref.grads)),
+        )
+
     def _check_pair(self, prop, case, wrt, cts, outputs, grads, ref, calib, kind) -> None:
         first = self._compare_all(kind, outputs, grads, ref, calib, wrt)
+        if first is not None and calib is None and self._all_float64 and self.reference:
+            # A float64 Function may differ from the float64 reference by that reference's own
+            # rounding where the math is ill-conditioned (huge terms cancelling): allow it.
+            cond = self._conditioning(case, wrt, cts, ref)
+            if (
+                cond is not None
+                and self._compare_all(kind, outputs, grads, ref, cond, wrt, record=False) is None
+            ):
+                return
         run_jax = (
             self.jax is not None
             and self.reference is not None

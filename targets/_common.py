@@ -28,3 +28,13 @@ def sigmoid(x: torch.Tensor) -> torch.Tensor:
     """
     z = torch.exp(torch.where(x >= 0, -x, x))  # exp(-|x|), with a derivative at 0 too
     return torch.where(x >= 0, 1 / (1 + z), z / (1 + z))
+
+
+def softmax_jvp_t(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """p * (g - sum(p * g)): the softmax Jacobian (symmetric) applied to g, along the last dim.
+
+    A second pass removes what the rounded first mean left, so a g that is constant along the
+    row (whose exact result is 0) gives ~0 rather than |g| times the rounding of sum(p).
+    """
+    d = g - (p * g).sum(-1, keepdim=True)
+    return p * (d - (p * d).sum(-1, keepdim=True))

@@ -7,7 +7,7 @@ kept element is 0 (the count is clamped to 1), and every gradient of an empty in
 import jax
 import jax.numpy as jnp
 import torch
-from fuzzgrad.targets._common import upcast
+from fuzzgrad.targets._common import softmax_jvp_t, upcast
 from torch.autograd import Function
 
 import fuzzgrad as fg
@@ -49,7 +49,7 @@ class LogSumExp(Function):
     inputs=[fg.tensor("*batch n")],
 )
 class Softmax(Function):
-    """Softmax over the last dim; backward from the saved output: y * (g - sum(g * y))."""
+    """Softmax over the last dim; backward from the saved output: y * (g - sum(g * y)), two-pass."""
 
     @staticmethod
     def forward(ctx, x):
@@ -61,7 +61,7 @@ class Softmax(Function):
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
         yf, g = upcast(y), upcast(grad)
-        return (yf * (g - (g * yf).sum(-1, keepdim=True))).to(y.dtype)
+        return softmax_jvp_t(yf, g).to(y.dtype)
 
 
 def _masked_mean_jax(x, mask):
