@@ -243,16 +243,10 @@ def fuzz_target(
                     "traceback": "".join(traceback.format_exception(e))[-4000:],
                 }
     seconds = time.perf_counter() - started
-    if error is not None:
-        status = "error"
-    elif failures:
-        status = "xfailed" if target.xfail else "failed"
-    else:
-        status = "xpassed" if target.xfail else "passed"
     return TargetResult(
         target.name,
         target.module,
-        status,
+        verdict(target, failures, error),
         checker.stats.examples,
         seconds,
         failures,
@@ -260,6 +254,15 @@ def fuzz_target(
         target.xfail,
         checker.stats,
     )
+
+
+def verdict(target, failures, error) -> str:
+    """A target's status from what its run found (see `STATUSES`)."""
+    if error is not None:
+        return "error"
+    if failures:
+        return "xfailed" if target.xfail else "failed"
+    return "xpassed" if target.xfail else "passed"
 
 
 def _db_key(target, checker) -> str:

@@ -129,7 +129,7 @@ def fuzz_for(
 def merge_results(target, results: list):
     """One `TargetResult` from the rounds of one target."""
     from fuzzgrad._properties import Stats
-    from fuzzgrad._runner import TargetResult
+    from fuzzgrad._runner import TargetResult, verdict
 
     stats = Stats()
     for r in results:
@@ -143,16 +143,10 @@ def merge_results(target, results: list):
         stats.ratio_hist.update(s.ratio_hist)
     failures = [f for r in results for f in r.failures]
     error = next((r.error for r in results if r.error is not None), None)
-    if error is not None:
-        status = "error"
-    elif failures:
-        status = "xfailed" if target.xfail else "failed"
-    else:
-        status = "xpassed" if target.xfail else "passed"
     return TargetResult(
         target.name,
         target.module,
-        status,
+        verdict(target, failures, error),
         stats.examples,
         sum(r.seconds for r in results),
         failures,
