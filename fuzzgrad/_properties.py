@@ -134,12 +134,6 @@ class Stats:
         return {"edges": edges, "counts": [self.ratio_hist.get(e, 0) for e in edges[:-1]]}
 
 
-@dataclass
-class Outcome:
-    """What happened on one case (for ablation: did the property still fail?)."""
-
-    failure: PropertyFailure | None = None
-
 
 def overflow_regime(args) -> bool:
     """Whether some input is so large (``|x| >= sqrt(max)`` of its dtype) that squaring it, or
