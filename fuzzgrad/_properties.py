@@ -134,7 +134,6 @@ class Stats:
         return {"edges": edges, "counts": [self.ratio_hist.get(e, 0) for e in edges[:-1]]}
 
 
-
 def overflow_regime(args) -> bool:
     """Whether some input is so large (``|x| >= sqrt(max)`` of its dtype) that squaring it, or
     multiplying two such, overflows: then where and how a formula overflows is not a finding."""
