@@ -97,6 +97,9 @@ def write_reproducer(
         "near_overflow": NEAR_OVERFLOW,
         "overflow_regime": overflow_regime(case.args),
         "direction_seed": case.cotangents[0].values.seed if case.cotangents else 0,
+        # Some CPU kernels (oneDNN's bf16 matmul among them) pick their blocking, and so what
+        # they compute, by thread count: the replay runs with the count the failure was found at.
+        "threads": torch.get_num_threads(),
     }
     header = _describe(target, prop, case, message, diagnosis, found_after)
     text = _TEMPLATE.replace("@@HEADER@@", header).replace(
@@ -128,7 +131,11 @@ def _describe(target, prop, case, message, diagnosis, found_after) -> str:
             )
         else:
             lines.append(f"  arg {i}: {a!r}")
-    lines += ["", "Run: python THIS_FILE  (exit 1 while the bug is there, 0 once it is fixed)"]
+    lines += [
+        "",
+        f"Runs with torch.set_num_threads({torch.get_num_threads()}), as the fuzz run did.",
+        "Run: python THIS_FILE  (exit 1 while the bug is there, 0 once it is fixed)",
+    ]
     return "\n".join(lines).replace('"""', "'''").replace("\\", "\\\\")
 
 
@@ -194,11 +201,21 @@ def as_tuple(x):
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 
-def vjp(fn, args, wrt, cts, dtype=None):
-    """Outputs and gradients of fn; dtype set: fresh contiguous copies at that dtype."""
-    if dtype is not None:
-        args = [a.detach().to(dtype).contiguous() if floating(a) else a for a in args]
-        cts = [c.detach().to(dtype).contiguous() if c is not None else None for c in cts]
+def fresh(x, dtype):
+    """A fresh contiguous copy (at dtype, for floating tensors), as fuzzgrad's oracles use."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    x = x.detach().resolve_conj().resolve_neg()
+    if dtype is not None and floating(x):
+        x = x.to(dtype)
+    return x.clone(memory_format=torch.contiguous_format)
+
+
+def vjp(fn, args, wrt, cts, dtype=None, oracle=False):
+    """Outputs and gradients of fn; for an oracle, on fresh contiguous copies at dtype (if set)."""
+    if oracle:
+        args = [fresh(a, dtype) for a in args]
+        cts = [fresh(c, dtype) for c in cts]
     leaves = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
     for i in wrt:
         leaves[i].requires_grad_(True)
@@ -288,6 +305,8 @@ def check(path, got, exp, calib):
 
 def main():
     global MUTATES
+    if DATA.get("threads"):
+        torch.set_num_threads(DATA["threads"])
     target = load_target()
     MUTATES = bool(target.options.get("mutates_inputs", False))
     args = [decode(a) for a in DATA["args"]]
@@ -311,7 +330,8 @@ def main():
     ref_fn = target.reference
     refs = []
     if ref_fn is not None:
-        refs.append(("torch reference (float64)", vjp(ref_fn, args, wrt, cts, torch.float64)))
+        ref = vjp(ref_fn, args, wrt, cts, torch.float64, oracle=True)
+        refs.append(("torch reference (float64)", ref))
     if target.jax_reference is not None:
         try:
             refs.append(("JAX reference (float64)", jax_vjp(target.jax_reference, args, wrt, cts)))
@@ -319,7 +339,7 @@ def main():
             print(f"(JAX reference raised {type(exc).__name__}: {exc})")
     calib = ([None] * len(outs), [None] * len(args))
     if ref_fn is not None and low:
-        calib = vjp(ref_fn, args, wrt, cts, None)
+        calib = vjp(ref_fn, args, wrt, cts, None, oracle=True)
     print(__doc__.splitlines()[0])
     for i in wrt:
         print(f"custom grad[input={i}]: {grads[i]}")
