@@ -17,6 +17,7 @@ import torch
 
 from fuzzgrad._compare import Mismatch, compare, tolerance
 from fuzzgrad._oracles import Evaluation, as_tuple, floating, shared_jax, torch_oracle
+from fuzzgrad._sensitivity import rounding_slack
 
 #: Every property, in the order they run on a case (each has its own failure type and meta-test).
 PROPERTIES = (
@@ -463,6 +464,18 @@ class Checker:
 
     def _check_pair(self, prop, case, wrt, cts, outputs, grads, ref, calib, kind) -> None:
         first = self._compare_all(kind, outputs, grads, ref, calib, wrt)
+        if first is not None and self.reference is not None:
+            # Where the math is ill-conditioned or the result a cancellation of large terms,
+            # honest rounding at the dtype errs by more than any fixed tolerance: allow that.
+            slack = rounding_slack(self.reference, case.args, wrt, cts, ref)
+            if (
+                slack is not None
+                and self._compare_all(
+                    kind, outputs, grads, ref, calib, wrt, record=False, slack=slack
+                )
+                is None
+            ):
+                return
         if first is not None and calib is None and self._all_float64 and self.reference:
             # A float64 Function may differ from the float64 reference by that reference's own
             # rounding where the math is ill-conditioned (huge terms cancelling): allow it.
@@ -522,9 +535,16 @@ class Checker:
         if first is None or second is None:
             self.stats.ambiguous += 1  # the references disagree here; agreeing with one is enough
             return
+        differ = refs_differ()
+        if differ and self.overflow_regime:
+            # Inputs so large that the references' own intermediates overflow, and they disagree
+            # with each other: neither can be trusted here (e.g. both give finite garbage for a
+            # LayerNorm row of 1e154), so there is nothing to judge against.
+            self.stats.ambiguous += 1
+            return
         note = (
             "the torch and JAX references also disagree with each other"
-            if refs_differ()
+            if differ
             else "JAX agrees with the torch reference"
         )
         self._fail(prop, f"{first} ({note})", case, first)
@@ -533,7 +553,7 @@ class Checker:
         spent = self.jax.compile_seconds - self._jax_compile0
         return spent <= self.jax_share * (time.perf_counter() - self.stats.started)
 
-    def _compare_all(self, kind, outputs, grads, ref, calib, wrt, record=True):
+    def _compare_all(self, kind, outputs, grads, ref, calib, wrt, record=True, slack=None):
         worst = 0.0
         found = None
         if kind == "outputs":
@@ -558,6 +578,7 @@ class Checker:
                     overrides=self.target.tolerances,
                     check_dtype=want,
                     overflow_regime=self.overflow_regime,
+                    slack=slack.outputs[k] if slack is not None else None,
                 )
                 worst = max(worst, r)
                 found = found or m
@@ -571,6 +592,7 @@ class Checker:
                     calib=c,
                     overrides=self.target.tolerances,
                     overflow_regime=self.overflow_regime,
+                    slack=slack.grads[i] if slack is not None else None,
                 )
                 worst = max(worst, r)
                 found = found or m

@@ -12,6 +12,16 @@ def upcast(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in LOW_PRECISION else t
 
 
+def dense(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as a contiguous copy if it is bfloat16, else unchanged: a matmul operand.
+
+    torch 2.13's CPU bfloat16 matmul (oneDNN, AMX) reads one element past each row of a strided
+    operand whose row length is odd, so a NaN next to the view turns whole output rows into NaN;
+    fuzzgrad found it (bench/notes/bf16_matmul_nan.md). Contiguous operands avoid it.
+    """
+    return t.contiguous() if t.dtype == torch.bfloat16 else t
+
+
 def sum_leading(t: torch.Tensor) -> torch.Tensor:
     """Sum over every dim but the last: a per-feature parameter's gradient from a batch of rows.
 

@@ -9,7 +9,7 @@ import math
 import jax.numpy as jnp
 import torch
 import torch.nn.functional as F
-from fuzzgrad.targets._common import upcast
+from fuzzgrad.targets._common import dense, upcast
 from torch.autograd import Function
 
 import fuzzgrad as fg
@@ -28,16 +28,16 @@ class Linear(Function):
         ctx.save_for_backward(x, w)
         # addmm accumulates onto b: x @ W.T + b would overflow where x @ W.T alone does
         rows = math.prod(x.shape[:-1])
-        y = torch.addmm(b, x.reshape(rows, w.shape[1]), w.T)
+        y = torch.addmm(b, dense(x.reshape(rows, w.shape[1])), dense(w.T))
         return y.reshape(*x.shape[:-1], w.shape[0])
 
     @staticmethod
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
         rows = math.prod(x.shape[:-1])  # reshape(-1, n) is ambiguous when n == 0
-        g2 = grad.reshape(rows, w.shape[0])
-        dx = grad @ w if ctx.needs_input_grad[0] else None
-        dw = g2.T @ x.reshape(rows, w.shape[1]) if ctx.needs_input_grad[1] else None
+        g2 = dense(grad.reshape(rows, w.shape[0]))
+        dx = dense(grad) @ dense(w) if ctx.needs_input_grad[0] else None
+        dw = dense(g2.T) @ dense(x.reshape(rows, w.shape[1])) if ctx.needs_input_grad[1] else None
         db = g2.sum(0) if ctx.needs_input_grad[2] else None
         return dx, dw, db
 
@@ -53,13 +53,14 @@ class BroadcastMatmul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a @ b
+        return dense(a) @ dense(b)
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
-        da = (grad @ b.mT).sum_to_size(a.shape) if ctx.needs_input_grad[0] else None
-        db = (a.mT @ grad).sum_to_size(b.shape) if ctx.needs_input_grad[1] else None
+        g = dense(grad)
+        da = (g @ dense(b.mT)).sum_to_size(a.shape) if ctx.needs_input_grad[0] else None
+        db = (dense(a.mT) @ g).sum_to_size(b.shape) if ctx.needs_input_grad[1] else None
         return da, db
 
 

@@ -1,0 +1,185 @@
+"""Rounding slack: how much error honest arithmetic at a case's dtype can make, per element.
+
+A comparison first allows the per-dtype tolerance plus the reference's own error at the dtype
+(`fuzzgrad._compare`). Where that fails, two estimates of the math's sensitivity to rounding at
+this very input are added before anything is reported, each from the float64 reference:
+
+- **Nudges.** Every floating input and cotangent moves by one rounding of its own dtype (relative
+  eps, or a subnormal's spacing near zero), twice at random; how far the exact result moves is
+  what a backward-stable algorithm may err by. This covers ill-conditioned points: a constant
+  LayerNorm row times a huge weight, whose exact output is 0 but whose rounded centring is not.
+- **Term magnitudes.** A dot product of rounded terms errs by about eps times the sum of the
+  terms' absolute values, however small the result. For the forward that is ``|J| @ |x|`` (the
+  first-order effect of rounding every input), for the vjp ``|g| @ |J|`` (the cotangent's terms):
+  where a result is the cancellation of large terms (LayerNorm's input gradient on a 2-element
+  row is ~1e-9 from terms of ~300), float32 arithmetic errs by ~eps times the terms, not the
+  result. The Jacobian is taken only for cases small enough (`MAX_JACOBIAN` entries).
+
+Both only run for a case that fails without them, so passing cases pay nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fuzzgrad._oracles import Evaluation, as_tuple, floating, torch_oracle
+
+#: Seed of the rounding-sized input nudges.
+NUDGE_SEED = 20240229
+#: Largest Jacobian (output elements x input elements) computed for term magnitudes.
+MAX_JACOBIAN = 1 << 18
+
+
+def eps_of(t: torch.Tensor) -> float:
+    """Machine epsilon of a floating tensor's dtype (of its real part for complex ones)."""
+    return torch.finfo(t.real.dtype if t.is_complex() else t.dtype).eps
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to(torch.complex128 if t.is_complex() else torch.float64)
+
+
+def plus(a, b):
+    """a + b where both are tensors, else whichever is not None."""
+    if a is None or b is None:
+        return a if b is None else b
+    return a + b
+
+
+def _merge(x: Evaluation | None, y: Evaluation | None, op) -> Evaluation | None:
+    if x is None or y is None:
+        return x if y is None else y
+    return Evaluation(
+        tuple(op(a, b) for a, b in zip(x.outputs, y.outputs)),
+        tuple(op(a, b) for a, b in zip(x.grads, y.grads)),
+    )
+
+
+def nudger():
+    """A function moving a floating tensor, in float64, by one random rounding of its dtype:
+    relative eps, or a subnormal's spacing near zero (anything else is returned as is)."""
+    gen = torch.Generator().manual_seed(NUDGE_SEED)
+
+    def nudge(t):
+        if not floating(t):
+            return t
+        fin = torch.finfo(t.real.dtype if t.is_complex() else t.dtype)
+        u = torch.rand(t.shape, generator=gen, dtype=torch.float64) * 2 - 1
+        wide = _wide(t)
+        step = (wide.abs() * fin.eps).clamp_min(fin.smallest_normal * fin.eps)
+        return wide + u * step
+
+    return nudge
+
+
+def moved(lo, hi):
+    """|lo - hi| elementwise in ``hi``'s dtype, non-finite differences as 0 (no information)."""
+    if not (isinstance(lo, torch.Tensor) and isinstance(hi, torch.Tensor)) or not floating(hi):
+        return None
+    return (lo.to(hi.dtype) - hi).abs().nan_to_num(0.0, 0.0, 0.0)
+
+
+def larger(a, b):
+    """Elementwise maximum where both are tensors, else whichever is not None."""
+    if a is None or b is None:
+        return a if b is None else b
+    return torch.maximum(a, b)
+
+
+def nudged(reference, args, wrt, cts, ref: Evaluation) -> Evaluation | None:
+    """Elementwise |reference(nudged) - reference|, the worse of two random nudges."""
+    nudge = nudger()
+    worst = None
+    for _ in range(2):
+        try:
+            moved_args = [nudge(a) for a in args]
+            moved_cts = None if cts is None else [nudge(c) for c in cts]
+            other = torch_oracle(reference, moved_args, wrt, moved_cts, torch.float64)
+        except Exception:  # noqa: BLE001 - a nudge can leave the math's domain: no slack from it
+            return worst
+        here = Evaluation(
+            tuple(moved(lo, hi) for lo, hi in zip(other.outputs, ref.outputs)),
+            tuple(moved(lo, hi) for lo, hi in zip(other.grads, ref.grads)),
+        )
+        worst = _merge(worst, here, larger)
+    return worst
+
+
+def abs_terms(f, inputs, weights, eps) -> tuple[list, list] | None:
+    """Rounding-sized term magnitudes of ``f`` at float64 ``inputs`` (a Jacobian, when small).
+
+    Returns ``(forward, backward)``: per output of ``f``, ``sum_i |J_i| @ (eps_i * |x_i|)``, and
+    per input, ``eps_i * sum_k |w_k| @ |J_ki|`` for the output weights ``w_k`` (cotangents; a None
+    weight adds nothing). None when the Jacobian would be too large or cannot be taken.
+    """
+    try:
+        probe = [o for o in as_tuple(f(*inputs))]
+    except Exception:  # noqa: BLE001
+        return None
+    n_out = sum(o.numel() for o in probe)
+    n_in = sum(x.numel() for x in inputs)
+    if not n_out or not n_in or n_out * n_in > MAX_JACOBIAN:
+        return None
+    try:
+        jac = torch.autograd.functional.jacobian(lambda *xs: tuple(as_tuple(f(*xs))), tuple(inputs))
+    except Exception:  # noqa: BLE001 - e.g. a reference autograd cannot differentiate twice
+        return None
+    forward: list = []
+    backward: list = [None] * len(inputs)
+    for k, o in enumerate(probe):
+        total = torch.zeros(o.shape, dtype=torch.float64)
+        for i, x in enumerate(inputs):
+            block = jac[k][i].abs().nan_to_num(0.0, 0.0, 0.0).reshape(o.numel(), -1)
+            total += (block @ (x.abs().nan_to_num(0.0, 0.0, 0.0).reshape(-1) * eps[i])).reshape(
+                o.shape
+            )
+            w = weights[k] if k < len(weights) else None
+            if isinstance(w, torch.Tensor):
+                terms = w.abs().nan_to_num(0.0, 0.0, 0.0).reshape(-1) @ block * eps[i]
+                backward[i] = plus(backward[i], terms.reshape(x.shape))
+        forward.append(total)
+    return forward, backward
+
+
+def term_magnitudes(reference, args, wrt, cts, ref: Evaluation) -> Evaluation | None:
+    """eps * (|J| @ |x|) per output element and eps * (|g| @ |J|) per gradient element."""
+    wrt = [i for i in wrt if floating(args[i]) and not args[i].is_complex()]
+    out_ok = [
+        isinstance(o, torch.Tensor) and floating(o) and not o.is_complex() for o in ref.outputs
+    ]
+    if not wrt:
+        return None
+    wide = [_wide(a) if floating(a) else a for a in args]
+
+    def f(*xs):
+        full = list(wide)
+        for i, x in zip(wrt, xs):
+            full[i] = x
+        got = as_tuple(reference(*full))
+        return tuple(o for o, ok in zip(got, out_ok) if ok)
+
+    kept = [k for k, ok in enumerate(out_ok) if ok]
+    weights = [
+        _wide(cts[k]) if cts is not None and k < len(cts) and cts[k] is not None else None
+        for k in kept
+    ]
+    got = abs_terms(f, [wide[i] for i in wrt], weights, [eps_of(args[i]) for i in wrt])
+    if got is None:
+        return None
+    forward, backward = got
+    outs: list = [None] * len(ref.outputs)
+    for k, t in zip(kept, forward):
+        outs[k] = t
+    grads: list = [None] * len(args)
+    for i, t in zip(wrt, backward):
+        grads[i] = t
+    return Evaluation(tuple(outs), tuple(grads))
+
+
+def rounding_slack(reference, args, wrt, cts, ref: Evaluation) -> Evaluation | None:
+    """The sum of both estimates (either may be None where it cannot be computed)."""
+    return _merge(
+        nudged(reference, args, wrt, cts, ref),
+        term_magnitudes(reference, args, wrt, cts, ref),
+        plus,
+    )
