@@ -62,6 +62,26 @@ def tolerance(dtype: torch.dtype, overrides: dict | None = None) -> tuple[float,
     return TOLERANCES.get(dtype, (0.0, 0.0))
 
 
+#: For ``precision="fused"``: float32 arithmetic may err by this many float32 eps of the
+#: tensor's largest value before the one rounding to half precision.
+FUSED_NOISE = 64.0
+
+
+def fused_tolerance(dtype: torch.dtype, expected: torch.Tensor) -> tuple[float, float]:
+    """(rtol, atol) for a Function that computes in float32 and rounds once to ``dtype``.
+
+    One rounding to ``dtype`` errs by at most half an ulp, i.e. ``eps/2`` relative; ``rtol`` is
+    ``eps``, twice that. ``atol`` covers what float32 arithmetic adds before the rounding (relative
+    to the tensor's largest finite value) and the absolute spacing of subnormals.
+    """
+    fin = torch.finfo(dtype)
+    e = expected.detach().abs()
+    finite = e[e.isfinite()]
+    scale = float(finite.max()) if finite.numel() else 0.0
+    noise = FUSED_NOISE * torch.finfo(torch.float32).eps * scale
+    return fin.eps, noise + fin.smallest_normal * fin.eps
+
+
 def _index(flat: int, shape: torch.Size) -> tuple[int, ...]:
     out = []
     for size in reversed(shape):
@@ -81,6 +101,7 @@ def compare(
     check_dtype: torch.dtype | None = None,
     overflow_regime: bool = False,
     slack: torch.Tensor | None = None,
+    fused: bool = False,
 ) -> tuple[Mismatch | None, float]:
     """Compare one tensor; return the mismatch (or None) and the worst error/tolerance ratio.
 
@@ -90,7 +111,9 @@ def compare(
     any formula's intermediates overflow somewhere: there, inf/NaN on either side is not a finding
     (wrong finite values still are). ``slack``, elementwise, is how far the exact result moves
     under a rounding-sized change of the inputs (the math's own conditioning there); `WIDEN`
-    times it is allowed on top, at that element only.
+    times it is allowed on top, at that element only. ``fused`` (a half-precision Function that
+    promises float32 math rounded once; ``calib`` is then the reference in float32) replaces the
+    dtype's default tolerance by `fused_tolerance`.
     """
     if actual is None and expected is None:
         return None, 0.0
@@ -125,6 +148,8 @@ def compare(
             ), math.inf
         return None, 0.0
     rtol, atol = tolerance(dtype, overrides)
+    if fused and not (overrides and dtype in overrides):
+        rtol, atol = fused_tolerance(dtype, expected)
     a = actual.detach().to("cpu", torch.complex128 if actual.is_complex() else torch.float64)
     e = expected.detach().to("cpu", a.dtype)
     c = calib.detach().to("cpu", a.dtype) if calib is not None else e

@@ -97,6 +97,11 @@ def _function_arity(name: str, obj: Any) -> tuple[list[str], bool, int] | None:
     return _positional_params(obj, 0)
 
 
+#: Values of the ``precision`` option: "native" (default) allows a half-precision Function the
+#: error the reference math makes in that dtype; "fused" holds it to one rounding of float32 math.
+PRECISIONS = ("native", "fused")
+
+
 def register(
     fn: Any = None,
     /,
@@ -120,7 +125,10 @@ def register(
     argument) or a Hypothesis strategy drawing the whole argument tuple. ``dtypes`` restricts the
     float dtypes tried. ``xfail`` is a reason: the Function is known wrong. ``tolerances`` maps a
     dtype to ``(rtol, atol)`` overriding the defaults. Other keyword options are kept in
-    ``Target.options`` (e.g. ``properties=[...]``, ``max_elements=...``).
+    ``Target.options`` (e.g. ``properties=[...]``, ``max_elements=...``, ``precision="fused"``:
+    in float16/bfloat16 the Function computes in float32 or wider and rounds its results once,
+    so it is held to within about an ulp of the exactly rounded result instead of to the error
+    the reference makes when run in that dtype).
     """
     caller = sys._getframe(1).f_globals.get("__name__", "__main__")
     kwargs = dict(
@@ -244,6 +252,13 @@ def make_target(
                 f"{props!r}."
             )
         opts["properties"] = tuple(props)
+    precision = opts.get("precision", "native")
+    if precision not in PRECISIONS:
+        raise InvalidRegistration(
+            f"{where}precision must be one of {', '.join(map(repr, PRECISIONS))}; got "
+            f"{precision!r}. 'fused' promises that float16/bfloat16 results are computed in "
+            "float32 or wider and rounded once, and holds the Function to that."
+        )
     return Target(
         name=label,
         fn=call,

@@ -100,6 +100,7 @@ def write_reproducer(
         # Some CPU kernels (oneDNN's bf16 matmul among them) pick their blocking, and so what
         # they compute, by thread count: the replay runs with the count the failure was found at.
         "threads": torch.get_num_threads(),
+        "precision": target.options.get("precision", "native"),
     }
     header = _describe(target, prop, case, message, diagnosis, found_after)
     text = _TEMPLATE.replace("@@HEADER@@", header).replace(
@@ -312,8 +313,13 @@ def main():
     args = [decode(a) for a in DATA["args"]]
     cts = [decode(c) for c in DATA["cotangents"]]
     wrt = [i for i, (a, rg) in enumerate(zip(args, DATA["requires_grad"])) if rg and floating(a)]
-    if DATA["property"] not in ("forward", "vjp", "requires_grad_subsets"):
-        # This property's check is more than a comparison; fuzzgrad runs it on these inputs.
+    fused = DATA.get("precision") == "fused" and any(
+        floating(a) and a.dtype in (torch.float16, torch.bfloat16) for a in args
+    )
+    if DATA["property"] not in ("forward", "vjp", "requires_grad_subsets") or fused:
+        # This property's check is more than a comparison (or, for a precision="fused"
+        # target in half precision, a comparison with fuzzgrad's fused tolerance rule):
+        # fuzzgrad runs it on these inputs.
         from fuzzgrad._replay import replay
 
         print(__doc__.splitlines()[0])

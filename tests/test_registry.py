@@ -74,6 +74,7 @@ def test_shape_strings_are_parsed_at_registration():
         (dict(dtypes=["float32"]), ["'Mul'", "torch dtypes"]),
         (dict(inputs=[1, 2]), ["'Mul'", "inputs[0] must be fuzzgrad.tensor"]),
         (dict(options={"properties": ["vjp", "bogus"]}), ["'Mul'", "properties must be"]),
+        (dict(options={"precision": "exact"}), ["'Mul'", "precision must be", "'fused'"]),
     ],
 )
 def test_bad_registrations_name_the_target_and_the_fix(kwargs, words):

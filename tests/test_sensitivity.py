@@ -125,3 +125,50 @@ def test_a_wrong_second_order_is_still_caught_in_float32():
     x = torch.tensor([0.5, -1.0, 2.0], dtype=F32)
     cts = [torch.tensor([1.0, -0.5, 0.25], dtype=F32)]
     assert replay(target, "second_order", [x], [0], cts, 0) == 1
+
+
+# -- precision="fused" ----------------------------------------------------------------------
+
+
+def _corpus(name):
+    from pathlib import Path
+
+    corpus = Path(__file__).parent / "corpus"
+    return next(
+        t for f in sorted(corpus.glob("*.py")) for t in load_targets([str(f)]) if t.name == name
+    )
+
+
+def test_a_forgotten_upcast_passes_natively_and_fails_the_fused_promise(tmp_path):
+    import dataclasses
+
+    from fuzzgrad._runner import fuzz_target
+
+    buggy = _corpus("SiLUFusedForgetsUpcast")
+    native = dataclasses.replace(buggy, options={**buggy.options, "precision": "native"})
+    # by the native contract the half-precision backward is as good as the reference run in half
+    assert fuzz_target(native, max_examples=60, derandomize=True).status == "passed"
+    result = fuzz_target(buggy, max_examples=60, derandomize=True, report_dir=tmp_path)
+    (failure,) = [f for f in result.failures if f.property == "vjp"]
+    assert "dtype" in failure.factors and failure.reproducer
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, failure.reproducer], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 1 and "FAIL (vjp)" in out.stdout, out.stdout + out.stderr
+
+
+def test_fused_tolerance_is_an_ulp_plus_float32_noise():
+    from fuzzgrad._compare import compare, fused_tolerance
+
+    e = torch.tensor([1.0, 1000.0, 0.0], dtype=torch.float64)
+    rtol, atol = fused_tolerance(torch.bfloat16, e)
+    assert rtol == torch.finfo(torch.bfloat16).eps
+    assert atol == pytest.approx(64 * torch.finfo(torch.float32).eps * 1000.0)
+    exact = torch.tensor([1.0, 1000.0, 0.0], dtype=torch.bfloat16)
+    two_ulps = torch.tensor([1.0 + 2 * 2**-7, 1000.0, 0.0], dtype=torch.bfloat16)
+    assert compare("y", exact, e, calib=e.float(), fused=True)[0] is None
+    assert compare("y", two_ulps, e, calib=e.float(), fused=True)[0] is not None
+    assert compare("y", two_ulps, e, calib=e.to(torch.bfloat16))[0] is None  # native: allowed

@@ -360,3 +360,35 @@ class AtanFiniteDifference(Function):
         (x,) = ctx.saved_tensors
         h = 1e-6
         return grad * (torch.atan(x + h) - torch.atan(x - h)) / (2 * h)
+
+
+def _silu_grad(x):
+    s = torch.sigmoid(x)
+    return s * (1 + x * (1 - s))
+
+
+@fg.register(
+    reference=torch.nn.functional.silu,
+    jax_reference=jax.nn.silu,
+    dtypes=[torch.float16, torch.bfloat16],
+    precision="fused",
+    planted={
+        "property": "vjp",
+        "bug_class": "upcast forgotten under a fused-precision promise",
+        "needs": "low_precision",
+    },
+)
+class SiLUFusedForgetsUpcast(Function):
+    """SiLU that promises fused precision (float32 math, one rounding) and keeps it in forward,
+    but its backward computes sigmoid and the product in the input's half precision: within the
+    error the reference itself makes in half, but several ulps off the rounded float32 result."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.nn.functional.silu(x.float()).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _silu_grad(x)

@@ -266,3 +266,26 @@ class SigmoidFloat32Kernel(Function):
         (x,) = ctx.saved_tensors
         xf = x.float()
         return (grad.float() * torch.sigmoid(xf) * torch.sigmoid(-xf)).to(x.dtype)
+
+
+@fg.register(
+    reference=torch.nn.functional.silu,
+    jax_reference=jax.nn.silu,
+    dtypes=[torch.float16, torch.bfloat16, torch.float32],
+    precision="fused",
+)
+class SiLUFused(Function):
+    """SiLU that keeps its fused-precision promise: forward and backward upcast half inputs to
+    float32, compute there, and round once."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.nn.functional.silu(x.float()).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        xf = x.float()
+        s = torch.sigmoid(xf)
+        return (grad.float() * s * (1 + xf * (1 - s))).to(x.dtype)
