@@ -111,8 +111,8 @@ def compare(
     any formula's intermediates overflow somewhere: there, inf/NaN on either side is not a finding
     (wrong finite values still are). ``slack``, elementwise, is how far the exact result moves
     under a rounding-sized change of the inputs (the math's own conditioning there); `WIDEN`
-    times it is allowed on top, at that element only. ``fused`` (a half-precision Function that
-    promises float32 math rounded once; ``calib`` is then the reference in float32) replaces the
+    times it is allowed on top, at that element only. ``fused`` (a half-precision result against
+    the same Function's float32 result rounded once, for ``precision="fused"``) replaces the
     dtype's default tolerance by `fused_tolerance`.
     """
     if actual is None and expected is None:

@@ -161,6 +161,13 @@ def _second_order(checker, case, full, cts) -> None:
         slack = _hvp_slack(checker, case, full, cts, us, ref)
         if slack is not None and _compare_list(checker, paths, got, ref, calib, slack) is None:
             return
+        if calib is None:
+            # float64: the reference's own rounding, from its float32 error scaled by eps64/eps32
+            # (as Checker._conditioning does for first order); a double backward through a
+            # normalisation of tiny values is noise of ~1e3 even in float64
+            cond = _hvp_conditioning(checker, case, full, cts, us, ref)
+            if cond is not None and _compare_list(checker, paths, got, ref, cond) is None:
+                return
     if first is None or checker.jax is None:
         if first is not None:
             checker._fail(
@@ -215,6 +222,21 @@ def _hvp_slack(checker, case, full, cts, us, ref) -> list | None:
             out = out or extra
         else:
             out = [plus(a, b) for a, b in zip(out, extra)]
+    return out
+
+
+def _hvp_conditioning(checker, case, full, cts, us, ref) -> list | None:
+    try:
+        low = _hvp(checker.reference, case.args, full, cts, us, torch.float32)
+    except Exception:  # noqa: BLE001
+        return None
+    ratio = torch.finfo(torch.float64).eps / torch.finfo(torch.float32).eps
+    out = []
+    for lo, hi in zip(low, ref):
+        if lo is None or hi is None:
+            out.append(hi)
+            continue
+        out.append(hi + (lo.to(hi.dtype) - hi).nan_to_num(0.0, 0.0, 0.0) * ratio)
     return out
 
 

@@ -16,7 +16,14 @@ from typing import Any
 import torch
 
 from fuzzgrad._compare import Mismatch, compare, tolerance
-from fuzzgrad._oracles import Evaluation, as_tuple, floating, shared_jax, torch_oracle
+from fuzzgrad._oracles import (
+    Evaluation,
+    as_tuple,
+    floating,
+    shared_jax,
+    torch_oracle,
+    torch_vjp,
+)
 from fuzzgrad._sensitivity import rounding_slack
 
 #: Every property, in the order they run on a case (each has its own failure type and meta-test).
@@ -173,8 +180,6 @@ class Checker:
         self.overflow_regime = False
         self._all_float64 = False
         self.fused = target.options.get("precision") == "fused"
-        self._fused = False
-        self._dtypes = None
         self.reference = target.reference
         self.numerical = False  # no reference at all: finite differences of the Function itself
         self._auto = self.reference is None and target.jax_reference is None
@@ -255,17 +260,12 @@ class Checker:
         ref_cts = cts if grads_wanted else None
         ref = self._oracle(case, full, ref_cts, torch.float64)
         low = case.dtype not in (None, torch.float64) and self.reference is not None
-        # precision="fused": a half-precision case is held to float32 math rounded once, so the
-        # reference's own error is taken in float32, not in the case's dtype
-        self._fused = self.fused and case.dtype in (torch.float16, torch.bfloat16)
         calib = self._oracle(case, full, ref_cts, None) if low else None
-        self._dtypes = None
-        if self._fused:  # the native run still says which dtype each output must have
-            self._dtypes = [o.dtype if isinstance(o, torch.Tensor) else None for o in calib.outputs]
-            calib = self._oracle(case, full, ref_cts, torch.float32)
         out_snap = [o.detach().clone() if isinstance(o, torch.Tensor) else o for o in outs]
         if self.wants("forward"):
             self._check_pair("forward", case, full, cts, outs, None, ref, calib, "outputs")
+            if self.fused:
+                self._check_fused(case, full, cts, outs, None)
         if grads_wanted:
             ct_snap = [c.clone() if c is not None else None for c in cts]
             retain = self.wants("determinism") or self.wants("grad_meta")
@@ -276,6 +276,8 @@ class Checker:
                         self._fail("purity", f"backward modified grad_output[{k}] in place", case)
             if self.wants("vjp"):
                 self._check_pair("vjp", case, full, cts, None, grads, ref, calib, "grads")
+            if self.fused and self.wants("vjp"):
+                self._check_fused(case, full, cts, None, grads)
             if self.wants("purity"):
                 self._check_purity(case, snapshot, call, versions, outs, out_snap)
             if self.wants("determinism"):
@@ -436,6 +438,44 @@ class Checker:
             "requires_grad_subsets", case, subset, cts, None, grads, ref, calib, "grads"
         )
 
+    def _check_fused(self, case, wrt, cts, outputs, grads) -> None:
+        """precision="fused": a half-precision result must be the Function's own float32 result
+        (on the same inputs and cotangents, upcast exactly) rounded once to the half dtype.
+
+        Both sides are the Function, so no reference's rounding enters; whether the float32 path
+        is right is judged on float32 cases. A forgotten upcast (half intermediates) is caught.
+        """
+        if case.dtype not in (torch.float16, torch.bfloat16):
+            return
+        try:
+            args = [_as_float32(a) for a in case.args]
+            wide_cts = [None if c is None else _as_float32(c) for c in cts]
+            if self._nonleaf:
+                args = [a.clone() if floating(a) else a for a in args]
+            wide = torch_vjp(self.target.fn, args, wrt, wide_cts)
+        except Exception:  # noqa: BLE001 - a float32 crash is the float32 cases' finding
+            return
+        prop = "forward" if outputs is not None else "vjp"
+        pairs = (
+            [(f"output[{k}]", o, w) for k, (o, w) in enumerate(zip(outputs, wide.outputs))]
+            if outputs is not None
+            else [(f"grad[input={i}]", grads[i], wide.grads[i]) for i in wrt]
+        )
+        for path, got, w in pairs:
+            if not (
+                isinstance(got, torch.Tensor) and floating(got) and isinstance(w, torch.Tensor)
+            ):
+                continue
+            m, _ = compare(path, got, w.to(got.dtype), fused=True, overrides=self.target.tolerances)
+            if m is not None:
+                self._fail(
+                    prop,
+                    f"{m} (precision='fused': against the Function's own float32 result, "
+                    "rounded once)",
+                    case,
+                    m,
+                )
+
     def _oracle(self, case, wrt, cts, dtype) -> Evaluation:
         try:
             if self.reference is not None:
@@ -477,8 +517,7 @@ class Checker:
         if first is not None and self.reference is not None:
             # Where the math is ill-conditioned or the result a cancellation of large terms,
             # honest rounding at the dtype errs by more than any fixed tolerance: allow that.
-            working = torch.float32 if self._fused else None
-            slack = rounding_slack(self.reference, case.args, wrt, cts, ref, working)
+            slack = rounding_slack(self.reference, case.args, wrt, cts, ref)
             if (
                 slack is not None
                 and self._compare_all(
@@ -575,8 +614,6 @@ class Checker:
             for k, (o, e) in enumerate(zip(outputs, ref.outputs)):
                 c = calib.outputs[k] if calib is not None else None
                 want = c.dtype if isinstance(c, torch.Tensor) else None
-                if self._fused and self._dtypes is not None and k < len(self._dtypes):
-                    want = self._dtypes[k]
                 if (
                     want is None
                     and isinstance(e, torch.Tensor)
@@ -592,7 +629,6 @@ class Checker:
                     check_dtype=want,
                     overflow_regime=self.overflow_regime,
                     slack=slack.outputs[k] if slack is not None else None,
-                    fused=self._fused,
                 )
                 worst = max(worst, r)
                 found = found or m
@@ -607,7 +643,6 @@ class Checker:
                     overrides=self.target.tolerances,
                     overflow_regime=self.overflow_regime,
                     slack=slack.grads[i] if slack is not None else None,
-                    fused=self._fused,
                 )
                 worst = max(worst, r)
                 found = found or m
@@ -618,6 +653,15 @@ class Checker:
     def _fail(self, prop, message, case, mismatch=None):
         self.stats.first_failure.setdefault(prop, time.perf_counter() - self.stats.started)
         raise failure_type(prop)(message, mismatch=mismatch, case=case)
+
+
+def _as_float32(t):
+    """A half-precision tensor as float32 the way the Function's own upcast makes it
+    (``Tensor.float()`` keeps the strides of a dense layout, so the float32 path sums in the same
+    order as the half path did after upcasting); anything else is returned as is."""
+    if not (isinstance(t, torch.Tensor) and t.dtype in (torch.float16, torch.bfloat16)):
+        return t
+    return t.detach().float()
 
 
 def materialise(case, outputs) -> list[torch.Tensor | None]:

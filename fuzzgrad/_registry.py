@@ -127,8 +127,8 @@ def register(
     dtype to ``(rtol, atol)`` overriding the defaults. Other keyword options are kept in
     ``Target.options`` (e.g. ``properties=[...]``, ``max_elements=...``, ``precision="fused"``:
     in float16/bfloat16 the Function computes in float32 or wider and rounds its results once,
-    so it is held to within about an ulp of the exactly rounded result instead of to the error
-    the reference makes when run in that dtype).
+    so each half-precision result must be, within about an ulp, its own result on the same
+    inputs upcast to float32, rounded once; a forgotten upcast fails that).
     """
     caller = sys._getframe(1).f_globals.get("__name__", "__main__")
     kwargs = dict(

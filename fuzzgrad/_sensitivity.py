@@ -55,16 +55,15 @@ def _merge(x: Evaluation | None, y: Evaluation | None, op) -> Evaluation | None:
     )
 
 
-def nudger(working: torch.dtype | None = None):
-    """A function moving a floating tensor, in float64, by one random rounding of its dtype (or
-    of ``working``): relative eps, or a subnormal's spacing near zero (others are returned as is).
-    """
+def nudger():
+    """A function moving a floating tensor, in float64, by one random rounding of its dtype:
+    relative eps, or a subnormal's spacing near zero (anything else is returned as is)."""
     gen = torch.Generator().manual_seed(NUDGE_SEED)
 
     def nudge(t):
         if not floating(t):
             return t
-        fin = torch.finfo(working or (t.real.dtype if t.is_complex() else t.dtype))
+        fin = torch.finfo(t.real.dtype if t.is_complex() else t.dtype)
         u = torch.rand(t.shape, generator=gen, dtype=torch.float64) * 2 - 1
         wide = _wide(t)
         step = (wide.abs() * fin.eps).clamp_min(fin.smallest_normal * fin.eps)
@@ -87,9 +86,9 @@ def larger(a, b):
     return torch.maximum(a, b)
 
 
-def nudged(reference, args, wrt, cts, ref: Evaluation, working=None) -> Evaluation | None:
+def nudged(reference, args, wrt, cts, ref: Evaluation) -> Evaluation | None:
     """Elementwise |reference(nudged) - reference|, the worse of two random nudges."""
-    nudge = nudger(working)
+    nudge = nudger()
     worst = None
     for _ in range(2):
         try:
@@ -142,7 +141,7 @@ def abs_terms(f, inputs, weights, eps) -> tuple[list, list] | None:
     return forward, backward
 
 
-def term_magnitudes(reference, args, wrt, cts, ref: Evaluation, working=None) -> Evaluation | None:
+def term_magnitudes(reference, args, wrt, cts, ref: Evaluation) -> Evaluation | None:
     """eps * (|J| @ |x|) per output element and eps * (|g| @ |J|) per gradient element."""
     wrt = [i for i in wrt if floating(args[i]) and not args[i].is_complex()]
     out_ok = [
@@ -164,8 +163,7 @@ def term_magnitudes(reference, args, wrt, cts, ref: Evaluation, working=None) ->
         _wide(cts[k]) if cts is not None and k < len(cts) and cts[k] is not None else None
         for k in kept
     ]
-    eps = [torch.finfo(working).eps if working else eps_of(args[i]) for i in wrt]
-    got = abs_terms(f, [wide[i] for i in wrt], weights, eps)
+    got = abs_terms(f, [wide[i] for i in wrt], weights, [eps_of(args[i]) for i in wrt])
     if got is None:
         return None
     forward, backward = got
@@ -178,12 +176,10 @@ def term_magnitudes(reference, args, wrt, cts, ref: Evaluation, working=None) ->
     return Evaluation(tuple(outs), tuple(grads))
 
 
-def rounding_slack(reference, args, wrt, cts, ref: Evaluation, working=None) -> Evaluation | None:
-    """The sum of both estimates (either may be None where it cannot be computed). ``working``:
-    the precision the Function computes in, where it is not the inputs' (``precision="fused"``).
-    """
+def rounding_slack(reference, args, wrt, cts, ref: Evaluation) -> Evaluation | None:
+    """The sum of both estimates (either may be None where it cannot be computed)."""
     return _merge(
-        nudged(reference, args, wrt, cts, ref, working),
-        term_magnitudes(reference, args, wrt, cts, ref, working),
+        nudged(reference, args, wrt, cts, ref),
+        term_magnitudes(reference, args, wrt, cts, ref),
         plus,
     )

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
+from ._choices import integer, pick
 from ._layouts import Layout, arrange
 from ._shapes import DEFAULT_MAX_ELEMENTS, shapes
-from ._tensors import FLOAT_DTYPES, devices, for_device, layouts, values
+from ._tensors import _DRAWN_KINDS, FLOAT_DTYPES, device_names, draw_layout, for_device, values
 from ._values import Values, fill
 
 #: Scales of cotangents: never all ones, so a backward that ignores grad_output is caught.
@@ -101,19 +102,15 @@ def is_differentiable(x: Any) -> bool:
 
 
 class _Cotangents(st.SearchStrategy):
-    def __init__(self):
-        super().__init__()
-        self._scale = st.sampled_from(COTANGENT_SCALES)
-        self._seed = st.integers(0, 2**32 - 1)
-        self._layout = layouts(COTANGENT_KINDS)
-
     def __repr__(self) -> str:
         return "cotangent_recipes()"
 
     def do_draw(self, data) -> tuple[CotangentRecipe, ...]:
-        scale = data.draw(self._scale)
-        seed = data.draw(self._seed)
-        return (CotangentRecipe(Values(seed=seed, scale=scale), data.draw(self._layout)),)
+        scale = pick(data, COTANGENT_SCALES)
+        seed = integer(data, 0, 2**32 - 1)
+        return (
+            CotangentRecipe(Values(seed=seed, scale=scale), draw_layout(data, COTANGENT_KINDS)),
+        )
 
 
 @functools.cache
@@ -129,9 +126,16 @@ def requires_grad_masks(n: int) -> st.SearchStrategy[tuple[bool, ...]]:
     of the draws), or a drawn subset (possibly none)."""
     if n == 0:
         return st.just(())
-    return st.integers(0, 2 ** (n + 1) - 1).map(
-        lambda m: tuple(m >= 2**n or not (m >> i & 1) for i in range(n))
-    )
+    return st.integers(0, 2 ** (n + 1) - 1).map(functools.partial(_mask, n))
+
+
+def _mask(n: int, m: int) -> tuple[bool, ...]:
+    return tuple(m >= 2**n or not (m >> i & 1) for i in range(n))
+
+
+def _draw_mask(data, n: int) -> tuple[bool, ...]:
+    """What `requires_grad_masks` draws, as one choice made directly."""
+    return _mask(n, integer(data, 0, 2 ** (n + 1) - 1)) if n else ()
 
 
 def _target_dtypes(target) -> tuple[torch.dtype, ...]:
@@ -145,11 +149,11 @@ class _SpecCases(st.SearchStrategy):
         super().__init__()
         self.target_name = getattr(target, "name", "?")
         self.specs = specs
-        self._dtype = st.sampled_from(dtypes)
-        self._device = devices()
+        self.dtypes = dtypes
+        self._devices = device_names()
         self._shapes = shapes([s.dims if s.shape is not None else None for s in specs], cap)
-        self._arg_dtypes = tuple(st.sampled_from(s.dtypes) if s.dtypes else None for s in specs)
-        self._layout = layouts()
+        self._arg_dtypes = tuple(tuple(s.dtypes) if s.dtypes else None for s in specs)
+        self._layouts = _DRAWN_KINDS
         self._values = values(nonfinite=nonfinite)
         self._cotangents = cotangent_recipes()
 
@@ -157,16 +161,15 @@ class _SpecCases(st.SearchStrategy):
         return f"cases({self.target_name})"
 
     def do_draw(self, data) -> Case:
-        dtype = data.draw(self._dtype)
-        dtype, dev = for_device(dtype, data.draw(self._device))
+        dtype, dev = for_device(pick(data, self.dtypes), pick(data, self._devices))
         recipes = []
         for spec, shape, own in zip(self.specs, data.draw(self._shapes), self._arg_dtypes):
-            d = for_device(data.draw(own), dev)[0] if own is not None else dtype
-            layout, vals = data.draw(self._layout), data.draw(self._values)
+            d = for_device(pick(data, own), dev)[0] if own is not None else dtype
+            layout, vals = draw_layout(data, self._layouts), data.draw(self._values)
             recipes.append(ArgRecipe(shape, d, dev, layout, vals, spec.low, spec.high))
         args = tuple(r.build() for r in recipes)
         wants = [is_differentiable(a) and s.requires_grad for a, s in zip(args, self.specs)]
-        mask = iter(data.draw(requires_grad_masks(sum(wants))))
+        mask = iter(_draw_mask(data, sum(wants)))
         rg = tuple(next(mask) if w else False for w in wants)
         return Case(args, rg, data.draw(self._cotangents), tuple(recipes), dtype, dev)
 
@@ -187,7 +190,7 @@ class _StrategyCases(st.SearchStrategy):
         if not isinstance(args, tuple):
             args = tuple(args) if isinstance(args, list) else (args,)
         wants = [is_differentiable(a) for a in args]
-        mask = iter(data.draw(requires_grad_masks(sum(wants))))
+        mask = iter(_draw_mask(data, sum(wants)))
         rg = tuple(next(mask) if w else False for w in wants)
         floats = [a.dtype for a in args if is_differentiable(a)]
         devs = [str(a.device) for a in args if isinstance(a, torch.Tensor)]

@@ -18,29 +18,18 @@ from hypothesis import strategies as st
 
 from fuzzgrad._spec import DEFAULT_SHAPE_NAME, Dim, parse_shape
 
+from ._choices import pick
+
 #: Sizes a free dim takes, simplest first: small, zero, then both sides of block boundaries.
 SIZES = (1, 2, 3, 4, 0, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64)
 #: The most elements one drawn tensor may have (fixed sizes in a spec may exceed it).
 DEFAULT_MAX_ELEMENTS = 4096
 MAX_VARIADIC_RANK = 4
 
-_RANKS = st.integers(0, MAX_VARIADIC_RANK)
-_FLAGS = st.booleans()
-
 
 @functools.cache
-def _sizes_upto(budget: int) -> st.SearchStrategy[int]:
-    return st.sampled_from([s for s in SIZES if s <= budget])
-
-
-@functools.cache
-def _masks(n: int) -> st.SearchStrategy[int]:
-    return st.integers(0, 2**n - 1)
-
-
-@functools.cache
-def _drops(n: int) -> st.SearchStrategy[int]:
-    return st.integers(0, n)
+def _sizes_upto(budget: int) -> tuple[int, ...]:
+    return tuple(s for s in SIZES if s <= budget)
 
 
 def _root(x: int, k: int) -> int:
@@ -100,7 +89,7 @@ class Shapes(st.SearchStrategy):
                 if d.variadic:
                     if key is None or key not in sizes:
                         batch: list[int] = []
-                        for _ in range(data.draw(_RANKS)):
+                        for _ in range(data.draw_integer(0, MAX_VARIADIC_RANK)):
                             batch.append(self._size(data, key, i, sizes, drawn, batch))
                         if key is not None:
                             sizes[key] = tuple(batch)
@@ -108,8 +97,8 @@ class Shapes(st.SearchStrategy):
                             drawn[i].extend(batch)
                     batch = list(sizes.get(key, batch))
                     if d.broadcast and batch:
-                        batch = batch[data.draw(_drops(len(batch))) :]
-                        mask = data.draw(_masks(len(batch)))
+                        batch = batch[data.draw_integer(0, len(batch)) :]
+                        mask = data.draw_integer(0, 2 ** len(batch) - 1)
                         batch = [1 if mask >> j & 1 else s for j, s in enumerate(batch)]
                     shape.extend(batch)
                     continue
@@ -122,7 +111,7 @@ class Shapes(st.SearchStrategy):
                     size = sizes[key]
                 else:
                     size = sizes[key] = self._size(data, key, i, sizes, drawn, [])
-                if d.broadcast and data.draw(_FLAGS):
+                if d.broadcast and data.draw_boolean():
                     size = 1
                 shape.append(size)
             out.append(tuple(shape))
@@ -136,7 +125,7 @@ class Shapes(st.SearchStrategy):
             room = self.max_elements // max(self._known(i, sizes, drawn[i]) * extra, 1)
             uses = sum(_key(d) == key for d in self.dims[i]) if key is not None else 1
             budget = min(budget, _root(room, uses))
-        return data.draw(_sizes_upto(min(max(budget, 1), max(SIZES))))
+        return pick(data, _sizes_upto(min(max(budget, 1), max(SIZES))))
 
     def _known(self, i: int, sizes: dict[str, Any], anonymous: list[int]) -> int:
         """Product of the nonzero sizes input ``i`` already has (unknown ones count as 1)."""

@@ -24,6 +24,7 @@ from hypothesis.errors import InvalidArgument
 
 from fuzzgrad._errors import FuzzgradError
 
+from ._choices import integer, pick
 from ._layouts import LAYOUTS, PARAM_KINDS, Layout, arrange
 from ._shapes import DEFAULT_MAX_ELEMENTS, shapes
 from ._values import EDGE_CLASSES, NONFINITE_CLASSES, Values, fill
@@ -37,11 +38,11 @@ SCALES = (1.0, 0.5, 2.0, 1e-3, 10.0, 1e3, 1e-6, 1e6)
 _MODES = ("constant", *SCALES, "spread")
 #: Layout kinds as drawn: contiguous twice, so plain inputs stay common (shrinks to the first).
 _DRAWN_KINDS = ("contiguous", *LAYOUTS)
-_PARAMS = st.integers(0, 255)
-_SEEDS = st.integers(0, 2**32 - 1)
+_MAX_PARAM = 255
+_MAX_SEED = 2**32 - 1
 _CONSTANTS = st.floats(-4.0, 4.0, allow_nan=False, allow_infinity=False)
 #: An injection's place: bit 0 its sign, bits 1-2 == 3 sprinkled, the rest its position.
-_WHERE = st.integers(0, 2**19 - 1)
+_MAX_WHERE = 2**19 - 1
 
 
 def _seed_torch(seed: int) -> None:
@@ -71,24 +72,33 @@ def dtypes(*, complex: bool = False) -> st.SearchStrategy[torch.dtype]:
 
 
 @functools.cache
+def device_names() -> tuple[str, ...]:
+    """``"cpu"`` first, then each accelerator this machine has."""
+    return tuple(str(d) for d in hypothesis_torch.physical_devices())
+
+
+@functools.cache
 def devices() -> st.SearchStrategy[str]:
     """``"cpu"`` first, then each accelerator this machine has (nothing to draw where none)."""
-    found = [str(d) for d in hypothesis_torch.physical_devices()]
-    return st.sampled_from(found)
+    return st.sampled_from(device_names())
+
+
+def draw_layout(data, kinds: tuple[str, ...]) -> Layout:
+    """A `Layout` among ``kinds``: one choice, two for kinds with a parameter."""
+    kind = pick(data, kinds)
+    return Layout(kind, integer(data, 0, _MAX_PARAM) if kind in PARAM_KINDS else 0)
 
 
 class _Layouts(st.SearchStrategy):
     def __init__(self, kinds: tuple[str, ...]):
         super().__init__()
         self.kinds = kinds
-        self._kind = st.sampled_from(kinds)
 
     def __repr__(self) -> str:
         return "layouts()" if self.kinds == _DRAWN_KINDS else f"layouts(kinds={self.kinds!r})"
 
     def do_draw(self, data) -> Layout:
-        kind = data.draw(self._kind)
-        return Layout(kind, data.draw(_PARAMS) if kind in PARAM_KINDS else 0)
+        return draw_layout(data, self.kinds)
 
 
 @functools.cache
@@ -105,9 +115,7 @@ class _Values(st.SearchStrategy):
     def __init__(self, nonfinite: bool, max_injections: int):
         super().__init__()
         self.nonfinite, self.max_injections = nonfinite, max_injections
-        self._mode = st.sampled_from(_MODES)
-        self._count = st.integers(0, 2 * max_injections - 1) if max_injections else st.just(0)
-        self._class = st.sampled_from(EDGE_CLASSES + (NONFINITE_CLASSES if nonfinite else ()))
+        self._classes = EDGE_CLASSES + (NONFINITE_CLASSES if nonfinite else ())
 
     def __repr__(self) -> str:
         args = ["nonfinite=True"] if self.nonfinite else []
@@ -115,18 +123,19 @@ class _Values(st.SearchStrategy):
         return f"values({', '.join(args)})"
 
     def do_draw(self, data) -> Values:
-        mode = data.draw(self._mode)
+        mode = pick(data, _MODES)
         if mode == "constant":
             head: dict[str, Any] = {"constant": data.draw(_CONSTANTS)}
         else:
-            head = {"seed": data.draw(_SEEDS)}
+            head = {"seed": integer(data, 0, _MAX_SEED)}
             head.update(spread=True) if mode == "spread" else head.update(scale=mode)
         # Half of the recipes inject nothing; the rest 1..max_injections values.
-        count = max(0, data.draw(self._count) - self.max_injections + 1)
+        most = self.max_injections
+        count = max(0, data.draw_integer(0, 2 * most - 1) - most + 1) if most else 0
         injections = []
         for _ in range(count):
-            kind = data.draw(self._class)
-            where = data.draw(_WHERE)
+            kind = pick(data, self._classes)
+            where = integer(data, 0, _MAX_WHERE)
             position = -1 if (where >> 1) & 3 == 3 else where >> 3
             injections.append((position, kind, bool(where & 1)))
         return Values(injections=tuple(injections), **head)

@@ -29,6 +29,7 @@ def _jax_sigmoid(x):
 @fg.register(
     reference=lambda x: torch.logaddexp(x, torch.zeros_like(x)),
     jax_reference=lambda x: jnp.logaddexp(x, 0.0),
+    precision="fused",
 )
 class StableSoftplus(Function):
     """softplus(x) = log(1 + exp(x)) in the overflow-free form max(x, 0) + log1p(exp(-|x|))."""
@@ -48,6 +49,7 @@ class StableSoftplus(Function):
 @fg.register(
     reference=F.silu,
     jax_reference=lambda x: x * _jax_sigmoid(x),
+    precision="fused",
 )
 class SiLU(Function):
     """SiLU / swish, x * sigmoid(x), with the derivative s(x) * (1 + x * s(-x))."""
@@ -80,6 +82,7 @@ def _gelu_tanh_parts(x):
 @fg.register(
     reference=lambda x: F.gelu(x, approximate="tanh"),
     jax_reference=_gelu_tanh_jax,
+    precision="fused",
 )
 class GELUTanh(Function):
     """GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).

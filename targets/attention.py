@@ -71,6 +71,7 @@ def _backward(ctx, grad, causal):
         fg.tensor("b t d", low=-8, high=8),
         fg.tensor("b t e", low=-8, high=8),
     ],
+    precision="fused",
 )
 class ScaledDotProductAttention(Function):
     """softmax(q k^T / sqrt(d)) v; queries and keys may differ in number (s vs t)."""
@@ -92,6 +93,7 @@ class ScaledDotProductAttention(Function):
         fg.tensor("b s d", low=-8, high=8),
         fg.tensor("b s e", low=-8, high=8),
     ],
+    precision="fused",
 )
 class CausalAttention(Function):
     """Causal self-attention: query i attends to keys j <= i (masked with -inf before softmax)."""

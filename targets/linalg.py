@@ -69,6 +69,7 @@ class BroadcastMatmul(Function):
     reference=lambda x1, x2, w, b: torch.einsum("bi,oij,bj->bo", x1, w, x2) + b,
     jax_reference=lambda x1, x2, w, b: jnp.einsum("bi,oij,bj->bo", x1, w, x2) + b,
     inputs=[fg.tensor("b i"), fg.tensor("b j"), fg.tensor("o i j"), fg.tensor("o")],
+    precision="fused",
 )
 class Bilinear(Function):
     """y_o = x1^T W_o x2 + b_o (``nn.Bilinear``), written with einsum in both directions.

@@ -32,6 +32,7 @@ def _nll_jax(logits, target):
     reference=F.cross_entropy,
     jax_reference=_nll_jax,
     inputs=_logits_and_targets(),
+    precision="fused",
 )
 class LogSoftmaxNLL(Function):
     """Cross-entropy = log-softmax + NLL over int64 class indices, mean over the batch."""
@@ -58,6 +59,7 @@ class LogSoftmaxNLL(Function):
     reference=F.binary_cross_entropy_with_logits,
     jax_reference=lambda x, y: jnp.mean(jnp.logaddexp(0.0, x) - x * y),
     inputs=[fg.tensor(), fg.tensor(low=0, high=1)],
+    precision="fused",
 )
 class BCEWithLogits(Function):
     """Binary cross-entropy on logits, stable form max(x, 0) - x y + log1p(exp(-|x|)), mean.
@@ -92,7 +94,7 @@ def _smooth_l1_jax(x, y):
     return jnp.mean(jnp.where(ad < 1, 0.5 * d * d, ad - 0.5))
 
 
-@fg.register(reference=F.smooth_l1_loss, jax_reference=_smooth_l1_jax)
+@fg.register(reference=F.smooth_l1_loss, jax_reference=_smooth_l1_jax, precision="fused")
 class SmoothL1(Function):
     """Smooth L1 (Huber, beta = 1) between prediction and target, mean; gradient clip(d, -1, 1)."""
 

@@ -42,6 +42,7 @@ def _layer_norm_jax(x, w, b):
     reference=lambda x, w, b: F.layer_norm(x, x.shape[-1:], w, b, LN_EPS),
     jax_reference=_layer_norm_jax,
     inputs=[fg.tensor("*batch n"), fg.tensor("n"), fg.tensor("n")],
+    precision="fused",
 )
 class LayerNorm(Function):
     """LayerNorm over the last dim with elementwise weight and bias (eps = 1e-5)."""
@@ -78,6 +79,7 @@ def _rms_jax(x, w):
     reference=lambda x, w: F.rms_norm(x, x.shape[-1:], w, RMS_EPS),
     jax_reference=_rms_jax,
     inputs=[fg.tensor("*batch n"), fg.tensor("n")],
+    precision="fused",
 )
 class RMSNorm(Function):
     """RMSNorm over the last dim with a weight: x / sqrt(mean(x^2) + 1e-6) * w."""
@@ -111,6 +113,7 @@ def _l2_normalize_jax(x):
     reference=lambda x: F.normalize(x, dim=-1, eps=L2_EPS),
     jax_reference=_l2_normalize_jax,
     inputs=[fg.tensor("*batch n")],
+    precision="fused",
 )
 class L2Normalize(Function):
     """x / max(||x||, eps) along the last dim (``F.normalize``); below eps it is x / eps."""

@@ -17,6 +17,7 @@ import fuzzgrad as fg
     reference=lambda x: torch.logsumexp(x, -1),
     jax_reference=lambda x: jax.nn.logsumexp(x, axis=-1),
     inputs=[fg.tensor("*batch n")],
+    precision="fused",
 )
 class LogSumExp(Function):
     """log(sum(exp(x))) over the last dim, shifted by the (finite) row max for stability.
@@ -73,6 +74,7 @@ def _masked_mean_jax(x, mask):
     reference=lambda x, mask: torch.where(mask, x, 0).sum(-1) / mask.sum(-1).clamp_min(1),
     jax_reference=_masked_mean_jax,
     inputs=[fg.tensor("*batch n"), fg.tensor("*batch n", dtypes=[torch.bool], requires_grad=False)],
+    precision="fused",
 )
 class MaskedMean(Function):
     """Mean over the last dim of the entries where a bool mask is set (padding-aware pooling).
@@ -100,6 +102,7 @@ class MaskedMean(Function):
     reference=lambda x: torch.cumsum(x, -1),
     jax_reference=lambda x: jnp.cumsum(x, axis=-1),
     inputs=[fg.tensor("*batch n")],
+    precision="fused",
 )
 class CumSum(Function):
     """Inclusive cumulative sum over the last dim; backward is the reversed cumulative sum."""
@@ -117,6 +120,7 @@ class CumSum(Function):
     reference=lambda x: torch.cumprod(x, -1),
     jax_reference=lambda x: jnp.cumprod(x, axis=-1),
     inputs=[fg.tensor("*batch n")],
+    precision="fused",
 )
 class CumProd(Function):
     """Cumulative product over the last dim, with a backward that is exact when inputs hold 0.

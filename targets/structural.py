@@ -136,6 +136,7 @@ def _logaddexp_jax(x, y):
     reference=torch.logaddexp,
     jax_reference=_logaddexp_jax,
     inputs=[fg.tensor("*#batch #n"), fg.tensor("*#batch #n")],
+    precision="fused",
 )
 class LogAddExp(Function):
     """log(exp(x) + exp(y)) with broadcasting, in the ``setup_context`` style (forward has no
@@ -169,6 +170,7 @@ _LOG2 = math.log(2)
 @fg.register(
     reference=lambda x: x.abs() + F.softplus(-2 * x.abs()) - _LOG2,
     jax_reference=lambda x: jnp.abs(x) + jnp.logaddexp(0.0, -2 * jnp.abs(x)) - _LOG2,
+    precision="fused",
 )
 class LogCosh(Function):
     """log(cosh(x)) without overflow, |x| + log1p(exp(-2|x|)) - log 2; gradient tanh(x).

@@ -172,3 +172,20 @@ def test_fused_tolerance_is_an_ulp_plus_float32_noise():
     assert compare("y", exact, e, calib=e.float(), fused=True)[0] is None
     assert compare("y", two_ulps, e, calib=e.float(), fused=True)[0] is not None
     assert compare("y", two_ulps, e, calib=e.to(torch.bfloat16))[0] is None  # native: allowed
+
+
+def test_a_float64_double_backward_where_the_references_are_noise():
+    # n = 1 rows of ~1e-9: F.normalize's float64 double backward gives values like -1024 where
+    # every derivative is exactly 0; the Function gives 0. The references' own rounding, from
+    # their float32 error scaled to float64, is allowed.
+    import json
+    from pathlib import Path
+
+    from fuzzgrad._repro import decode_tensor
+
+    data = json.loads((Path(__file__).parent / "data" / "l2normalize_hvp_float64.json").read_text())
+    (x,) = [decode_tensor(a["tensor"]) for a in data["args"]]
+    (g,) = [decode_tensor(c["tensor"]) for c in data["cotangents"]]
+    assert (
+        replay(BUILTIN["L2Normalize"], "second_order", [x], [0], [g], data["direction_seed"]) == 0
+    )
