@@ -161,16 +161,24 @@ class JaxOracle:
     def is_warm(self, reference, args, wrt, cotangents, mode: str = "vjp") -> bool:
         return self.signature(reference, args, wrt, cotangents, mode) in self._cache
 
-    def __call__(self, reference, args, wrt, cotangents, *, mode: str = "vjp", extra=None):
+    def __call__(
+        self, reference, args, wrt, cotangents, *, mode: str = "vjp", extra=None, working=None
+    ):
         """``mode="vjp"``: an `Evaluation`. ``"jvp"``: ``(outputs, output tangents)`` for the
         tangents ``extra`` (one per ``wrt``). ``"hvp"``: the VJP of the VJP with cotangents
-        ``extra`` (one per ``wrt``): ``(grads w.r.t. wrt inputs, grads w.r.t. cotangents)``."""
+        ``extra`` (one per ``wrt``): ``(grads w.r.t. wrt inputs, grads w.r.t. cotangents)``.
+        ``working`` (a torch dtype): compute in that precision instead of float64 (the inputs
+        are cast inside the program, the results returned as float64), to measure the error
+        the reference math makes at a Function's dtype."""
         jax = _jax()
-        key = self.signature(reference, args, wrt, cotangents, mode)
+        key = (*self.signature(reference, args, wrt, cotangents, mode), str(working))
         compiled = self._cache.get(key)
         cold = compiled is None
         if cold:
-            compiled = jax.jit(_program(jax, reference, args, wrt, cotangents, mode))
+            program = _program(jax, reference, args, wrt, cotangents, mode)
+            if working is not None:
+                program = _at_precision(jax, program, str(working).replace("torch.", ""))
+            compiled = jax.jit(program)
             self._cache[key] = compiled
             self.compiles += 1
         self.calls += 1
@@ -252,6 +260,26 @@ def _program(jax, reference, args, wrt, cotangents, mode):
         if cotangents is None or not wrt:
             return tuple(as_tuple(reference(*full))), ()
         return pull(full, diff, cts)
+
+    return run
+
+
+def _at_precision(jax, program, dtype: str):
+    """``program`` with its floating inputs cast to ``dtype`` and its results back to float64."""
+    jnp = jax.numpy
+    target = getattr(jnp, dtype)
+
+    def down(x):
+        return x.astype(target) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    def up(x):
+        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating):
+            return x.astype(jnp.float64)
+        return x
+
+    def run(dyn, cts, ext):
+        result = program([down(d) for d in dyn], [down(c) for c in cts], [down(e) for e in ext])
+        return jax.tree_util.tree_map(up, result)
 
     return run
 

@@ -44,6 +44,11 @@ DEFAULT_PROPERTIES = PROPERTIES
 #: JAX always runs where the custom Function disagrees with the torch reference (it can only
 #: change a verdict there) and on every passing case whose signature is already compiled.
 JAX_COMPILE_SHARE = 0.1
+#: Share of the cases that the custom Function passes against the torch reference on which JAX
+#: still runs. There it cannot change the verdict (agreeing with either reference is enough);
+#: it only measures how often the references disagree (the "ambiguous" count, sampled). Chosen
+#: by the case itself, so a replay makes the same choice.
+JAX_PASSING_SHARE = 0.25
 
 
 class PropertyFailure(AssertionError):
@@ -512,6 +517,28 @@ class Checker:
             tuple(scale(lo, hi) for lo, hi in zip(low.grads, ref.grads)),
         )
 
+    def _jax_calibration(self, case, wrt, cts, ref, calib) -> Evaluation | None:
+        """Per element, whichever of the torch and JAX references errs more at the case's dtype
+        (None where there is no low-precision calibration or no JAX reference)."""
+        if calib is None or self.jax is None or case.dtype is None:
+            return None
+        try:
+            low = self.jax(self.target.jax_reference, case.args, wrt, cts, working=case.dtype)
+        except Exception:  # noqa: BLE001 - outside the JAX reference's domain at this dtype
+            return None
+
+        def worse(t, j, e):
+            if not all(isinstance(v, torch.Tensor) and floating(v) for v in (t, j, e)):
+                return t
+            t64, j64, e64 = (v.detach().to(torch.float64) for v in (t, j, e))
+            further = (j64 - e64).abs().nan_to_num(0.0) > (t64 - e64).abs().nan_to_num(0.0)
+            return torch.where(further, j64, t64)
+
+        return Evaluation(
+            tuple(worse(t, j, e) for t, j, e in zip(calib.outputs, low.outputs, ref.outputs)),
+            tuple(worse(t, j, e) for t, j, e in zip(calib.grads, low.grads, ref.grads)),
+        )
+
     def _check_pair(self, prop, case, wrt, cts, outputs, grads, ref, calib, kind) -> None:
         first = self._compare_all(kind, outputs, grads, ref, calib, wrt)
         if first is not None and self.reference is not None:
@@ -522,6 +549,18 @@ class Checker:
                 slack is not None
                 and self._compare_all(
                     kind, outputs, grads, ref, calib, wrt, record=False, slack=slack
+                )
+                is None
+            ):
+                return
+            # The reference math's error at this dtype, from the JAX reference too: the torch
+            # reference may accumulate in float64 (torch's CPU LayerNorm does) where a textbook
+            # formula, the Function's and JAX's, cancels in float32.
+            wider = self._jax_calibration(case, wrt, cts, ref, calib)
+            if (
+                wider is not None
+                and self._compare_all(
+                    kind, outputs, grads, ref, wider, wrt, record=False, slack=slack
                 )
                 is None
             ):
@@ -540,8 +579,13 @@ class Checker:
             and self.reference is not None
             and (
                 first is not None
-                or self.jax.is_warm(self.target.jax_reference, case.args, wrt, cts)
-                or self._may_compile()
+                or (
+                    _sampled(case, JAX_PASSING_SHARE)
+                    and (
+                        self.jax.is_warm(self.target.jax_reference, case.args, wrt, cts)
+                        or self._may_compile()
+                    )
+                )
             )
         )
         if not run_jax:
@@ -653,6 +697,12 @@ class Checker:
     def _fail(self, prop, message, case, mismatch=None):
         self.stats.first_failure.setdefault(prop, time.perf_counter() - self.stats.started)
         raise failure_type(prop)(message, mismatch=mismatch, case=case)
+
+
+def _sampled(case, share: float) -> bool:
+    """Whether ``case`` falls in a ``share`` of all cases, by its own cotangent seed."""
+    seed = case.cotangents[0].values.seed if case.cotangents else 0
+    return (seed * 2654435761 % 2**32) < share * 2**32
 
 
 def _as_float32(t):
