@@ -61,9 +61,13 @@ class LayerNorm(Function):
         xhat, rstd = _layer_norm_stats(upcast(x))
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            gxhat = g * upcast(w)
-            proj = (gxhat * xhat).mean(-1, keepdim=True)
-            dx = (rstd * (gxhat - gxhat.mean(-1, keepdim=True) - xhat * proj)).to(x.dtype)
+            # In float64, as torch's CPU kernel accumulates: for a row of two (or any nearly
+            # degenerate row) dx is terms of ~|g w| rstd cancelling down to ~eps/var of them, and
+            # float32 leaves noise 25x the exact value (fuzzgrad found it against torch).
+            xd, rd = _layer_norm_stats(upcast(x).double())
+            gxhat = g.double() * upcast(w).double()
+            proj = (gxhat * xd).mean(-1, keepdim=True)
+            dx = (rd * (gxhat - gxhat.mean(-1, keepdim=True) - xd * proj)).to(x.dtype)
         if ctx.needs_input_grad[1]:
             dw = sum_leading(g * xhat).to(w.dtype)
         if ctx.needs_input_grad[2]:
