@@ -140,6 +140,11 @@ class CumProd(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         xf, g = upcast(x), upcast(grad)
+        # the leave-one-out products in float64: products of float32 values overflow float32
+        # long before the exact gradient (or its derivative) does, and inf there is NaN in the
+        # double backward (fuzzgrad found it: NaN where the exact second order is -1.5e33)
+        wide = torch.float64 if xf.dtype == torch.float32 else xf.dtype
+        xf, g = xf.to(wide), g.to(wide)
         n = x.shape[-1]
         eye = torch.eye(n, dtype=torch.bool, device=x.device)
         upper = torch.ones(n, n, dtype=torch.bool, device=x.device).triu()  # j >= i
