@@ -116,6 +116,18 @@ class CumSum(Function):
         return torch.cumsum(upcast(grad).flip(-1), -1).flip(-1).to(grad.dtype)
 
 
+def _products(m: torch.Tensor) -> torch.Tensor:
+    """Running products along the last dim by repeated multiplication. Autograd of this never
+    divides; torch.cumprod's backward divides by the input where it holds no zero, which loses
+    most digits at a subnormal input (fuzzgrad found a 7% second-order error at x = 1.6e-322)."""
+    if m.shape[-1] == 0:
+        return m.clone()
+    out = [m[..., :1]]
+    for k in range(1, m.shape[-1]):
+        out.append(out[-1] * m[..., k : k + 1])
+    return torch.cat(out, -1)
+
+
 @fg.register(
     reference=lambda x: torch.cumprod(x, -1),
     jax_reference=lambda x: jnp.cumprod(x, axis=-1),
@@ -148,6 +160,6 @@ class CumProd(Function):
         n = x.shape[-1]
         eye = torch.eye(n, dtype=torch.bool, device=x.device)
         upper = torch.ones(n, n, dtype=torch.bool, device=x.device).triu()  # j >= i
-        leave_one_out = torch.cumprod(torch.where(eye, 1, xf[..., None, :]), -1)
+        leave_one_out = _products(torch.where(eye, 1, xf[..., None, :]))
         dx = (torch.where(upper, leave_one_out, 0) @ g[..., None])[..., 0]
         return dx.to(x.dtype)

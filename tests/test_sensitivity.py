@@ -226,3 +226,30 @@ def test_a_float64_double_backward_where_the_references_are_noise():
     assert (
         replay(BUILTIN["L2Normalize"], "second_order", [x], [0], [g], data["direction_seed"]) == 0
     )
+
+
+# -- built-in targets: bugs fuzzing found in them (fixed) ------------------------------------
+
+
+def _data_case(name):
+    import json
+    from pathlib import Path
+
+    from fuzzgrad._repro import decode_tensor
+
+    data = json.loads((Path(__file__).parent / "data" / name).read_text())
+    args = [decode_tensor(a["tensor"]) for a in data["args"]]
+    cts = [decode_tensor(c["tensor"]) for c in data["cotangents"]]
+    return args, cts, data["direction_seed"]
+
+
+def test_cumprod_double_backward_survives_float32_overflow_of_its_products():
+    args, cts, seed = _data_case("cumprod_hvp_float32_overflow.json")
+    assert replay(BUILTIN["CumProd"], "second_order", args, [0], cts, seed) == 0
+
+
+def test_cumprod_double_backward_keeps_its_digits_at_a_subnormal_input():
+    # hvp[0] = u1 * g1 exactly; torch.cumprod's backward divides by x0 = 1.6e-322 (5 bits)
+    x = torch.tensor([1.58101006669198894e-322, 0.0], dtype=torch.float64)
+    g = torch.tensor([1.88157313716484742, 0.54702687131569960], dtype=torch.float64)
+    assert replay(BUILTIN["CumProd"], "second_order", [x], [0], [g], 0) == 0
