@@ -77,6 +77,16 @@ def check_higher(checker, case, full: list[int], cts: list) -> None:
         and _selected(case, SECOND_ORDER_EVERY)
     ):
         _second_order(checker, case, full, cts)
+    elif (
+        checker.wants("second_order")
+        and checker.fused
+        and not checker.target.once_differentiable
+        and full
+        and any(c is not None for c in cts)
+        and case.dtype in (torch.float16, torch.bfloat16)
+        and _selected(case, SECOND_ORDER_EVERY)
+    ):
+        _second_order_fused(checker, case, full, cts)
     if checker.wants("forward_ad") and full:
         _forward_ad(checker, case, full)
     if checker.wants("vmap"):
@@ -193,6 +203,53 @@ def _second_order(checker, case, full, cts) -> None:
         second,
         lambda: _compare_list(checker, paths, ref, list(jgx) + list(jgc), None),
     )
+
+
+def _second_order_fused(checker, case, full, cts) -> None:
+    """precision="fused" in half precision: the double backward must be the Function's own
+    float32 double backward (inputs, cotangents and directions upcast with ``Tensor.float()``)
+    rounded once, as for first order (`Checker._check_fused`); no reference enters."""
+    from fuzzgrad._compare import compare
+
+    fn, mutates = checker.target.fn, checker._nonleaf
+    us = _directions(case, [case.args[i] for i in full], salt=1)
+    try:
+        got = _hvp(fn, case.args, full, cts, us, mutates=mutates)
+    except Exception as exc:  # noqa: BLE001
+        checker._fail("second_order", f"double backward raised {type(exc).__name__}: {exc}", case)
+
+    def wide(t):
+        if isinstance(t, torch.Tensor) and t.dtype in (torch.float16, torch.bfloat16):
+            return t.detach().float()
+        return t
+
+    try:
+        ref = _hvp(
+            fn,
+            [wide(a) for a in case.args],
+            full,
+            [wide(c) for c in cts],
+            [wide(u) for u in us],
+            mutates=mutates,
+        )
+    except Exception:  # noqa: BLE001 - a float32 crash is the float32 cases' finding
+        return
+    paths = [f"hvp[input={i}]" for i in full] + [
+        f"hvp[grad_output={k}]" for k, c in enumerate(cts) if c is not None
+    ]
+    for path, g, r in zip(paths, got, ref):
+        if r is None or not floating(r):
+            continue
+        g = torch.zeros_like(r, dtype=case.dtype) if g is None else g
+        m, _ = compare(path, g, r.to(g.dtype), fused=True, overrides=checker.target.tolerances)
+        if m is not None:
+            checker._fail(
+                "second_order",
+                f"{m} (precision='fused': against the Function's own float32 double backward, "
+                "rounded once)",
+                case,
+                m,
+            )
 
 
 def _hvp_slack(checker, case, full, cts, us, ref) -> list | None:

@@ -58,13 +58,14 @@ class LayerNorm(Function):
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
         g = upcast(grad)
-        xhat, rstd = _layer_norm_stats(upcast(x))
+        xf = upcast(x)  # once: each upcast's backward rounds to half on its own
+        xhat, rstd = _layer_norm_stats(xf)
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
             # In float64, as torch's CPU kernel accumulates: for a row of two (or any nearly
             # degenerate row) dx is terms of ~|g w| rstd cancelling down to ~eps/var of them, and
             # float32 leaves noise 25x the exact value (fuzzgrad found it against torch).
-            xd, rd = _layer_norm_stats(upcast(x).double())
+            xd, rd = _layer_norm_stats(xf.double())
             gxhat = g.double() * upcast(w).double()
             proj = (gxhat * xd).mean(-1, keepdim=True)
             dx = (rd * (gxhat - gxhat.mean(-1, keepdim=True) - xd * proj)).to(x.dtype)

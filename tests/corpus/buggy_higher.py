@@ -182,3 +182,36 @@ class ScaleVmapMisaligned(Function):
         if w_bdim is not None:
             w = w.movedim(w_bdim, 0)
         return ScaleVmapMisaligned.apply(x, w), 0
+
+
+@fg.register(
+    reference=torch.logaddexp,
+    jax_reference=jnp.logaddexp,
+    dtypes=[torch.float16, torch.bfloat16],
+    precision="fused",
+    planted={
+        "property": "second_order",
+        "bug_class": "an upcast per use under a fused-precision promise",
+        "needs": "low_precision",
+        # a double rounding shows only for some values, and a smaller shape draws other values
+        # (and other second-order directions), so the shrunk case stays a row of about 15
+        "max_elements": 32,
+    },
+)
+class LogAddExpUpcastPerUse(Function):
+    """log(e^x + e^y), fused: float32 math rounded once in forward and backward, so first order
+    keeps the promise. But backward upcasts x and y at each use, and in a double backward every
+    one of those casts rounds its own share of the gradient to half before they are summed."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return torch.logaddexp(x.float(), y.float()).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        g = grad.float()
+        dx = g * torch.sigmoid(x.float() - y.float())
+        dy = g * torch.sigmoid(y.float() - x.float())
+        return dx.to(x.dtype), dy.to(y.dtype)
