@@ -102,8 +102,12 @@ class RMSNorm(Function):
         xf, g = upcast(x), upcast(grad)
         rstd = torch.rsqrt((xf * xf).mean(-1, keepdim=True) + RMS_EPS)
         xhat = xf * rstd
-        gxhat = g * upcast(w)
-        dx = rstd * (gxhat - xhat * (gxhat * xhat).mean(-1, keepdim=True))
+        # dx in float64, as for LayerNorm: where one element dominates a short row the two
+        # terms cancel almost exactly, and float32 leaves noise well above the exact value
+        xd = xf.double()
+        rd = torch.rsqrt((xd * xd).mean(-1, keepdim=True) + RMS_EPS)
+        xhd, gxhat = xd * rd, g.double() * upcast(w).double()
+        dx = rd * (gxhat - xhd * (gxhat * xhd).mean(-1, keepdim=True))
         return dx.to(x.dtype), sum_leading(g * xhat).to(w.dtype)
 
 

@@ -253,3 +253,8 @@ def test_cumprod_double_backward_keeps_its_digits_at_a_subnormal_input():
     x = torch.tensor([1.58101006669198894e-322, 0.0], dtype=torch.float64)
     g = torch.tensor([1.88157313716484742, 0.54702687131569960], dtype=torch.float64)
     assert replay(BUILTIN["CumProd"], "second_order", [x], [0], [g], 0) == 0
+
+
+def test_rmsnorm_computes_a_cancelling_short_row_gradient_in_float64():
+    args, cts, seed = _data_case("rmsnorm_vjp_float32.json")
+    assert replay(BUILTIN["RMSNorm"], "vjp", args, [0, 1], cts, seed) == 0
