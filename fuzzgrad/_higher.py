@@ -13,8 +13,16 @@ from typing import Any
 import torch
 
 from fuzzgrad._compare import TOLERANCES, compare
-from fuzzgrad._oracles import as_tuple, floating, upcast
-from fuzzgrad._sensitivity import NUDGE_SEED, abs_terms, eps_of, larger, moved, nudger, plus
+from fuzzgrad._oracles import HALF, as_float32, as_tuple, floating, upcast
+from fuzzgrad._sensitivity import (
+    NUDGE_SEED,
+    abs_terms,
+    add_up,
+    eps_of,
+    float64_rounding,
+    larger,
+    nudge_spread,
+)
 
 
 def _defines(cls: Any, name: str) -> bool:
@@ -44,7 +52,7 @@ def applicable(target, prop: str) -> bool:
 
 def _directions(case, like: list[torch.Tensor], salt: int) -> list[torch.Tensor]:
     """Seeded random directions shaped like ``like`` (tangents, second-order cotangents)."""
-    seed = (case.cotangents[0].values.seed if case.cotangents else 0) + salt
+    seed = case.direction_seed + salt
     gen = torch.Generator().manual_seed(seed % (2**63))
     return [
         torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.dtype).to(t.device)
@@ -64,8 +72,7 @@ HIGHER_ORDER_DTYPES = (None, torch.float64, torch.float32, torch.complex128, tor
 
 
 def _selected(case, every: int) -> bool:
-    seed = case.cotangents[0].values.seed if case.cotangents else 0
-    return seed % every == 0
+    return case.direction_seed % every == 0
 
 
 def check_higher(checker, case, full: list[int], cts: list) -> None:
@@ -83,7 +90,7 @@ def check_higher(checker, case, full: list[int], cts: list) -> None:
         and not checker.target.once_differentiable
         and full
         and any(c is not None for c in cts)
-        and case.dtype in (torch.float16, torch.bfloat16)
+        and case.dtype in HALF
         and _selected(case, SECOND_ORDER_EVERY)
     ):
         _second_order_fused(checker, case, full, cts)
@@ -135,6 +142,13 @@ def _hvp(fn, args, wrt, cts, us, dtype=None, mutates=False):
         )
 
 
+def _hvp_paths(full, cts) -> list[str]:
+    """Names of `_hvp`'s results: the inputs differentiated, then the live cotangents."""
+    return [f"hvp[input={i}]" for i in full] + [
+        f"hvp[grad_output={k}]" for k, c in enumerate(cts) if c is not None
+    ]
+
+
 def _second_order(checker, case, full, cts) -> None:
     target = checker.target
     us = _directions(case, [case.args[i] for i in full], salt=1)
@@ -155,9 +169,7 @@ def _second_order(checker, case, full, cts) -> None:
         got = _hvp(target.fn, case.args, full, cts, us, mutates=checker._nonleaf)
     except Exception as exc:  # noqa: BLE001
         checker._fail("second_order", f"double backward raised {type(exc).__name__}: {exc}", case)
-    paths = [f"hvp[input={i}]" for i in full] + [
-        f"hvp[grad_output={k}]" for k, c in enumerate(cts) if c is not None
-    ]
+    paths = _hvp_paths(full, cts)
     ref = _hvp(checker.reference, case.args, full, cts, us, torch.float64)
     calib = None
     if case.dtype not in (None, torch.float64):
@@ -168,7 +180,7 @@ def _second_order(checker, case, full, cts) -> None:
     first = _compare_list(checker, paths, got, ref, calib)
     if first is not None:
         # rounding-sized moves of the inputs, cotangents and direction (fuzzgrad._sensitivity)
-        slack = _hvp_slack(checker, case, full, cts, us, ref)
+        slack = _hvp_slack(checker, case, full, cts, us, got, ref)
         if slack is not None and _compare_list(checker, paths, got, ref, calib, slack) is None:
             return
         if calib is None:
@@ -209,8 +221,6 @@ def _second_order_fused(checker, case, full, cts) -> None:
     """precision="fused" in half precision: the double backward must be the Function's own
     float32 double backward (inputs, cotangents and directions upcast with ``Tensor.float()``)
     rounded once, as for first order (`Checker._check_fused`); no reference enters."""
-    from fuzzgrad._compare import compare
-
     fn, mutates = checker.target.fn, checker._nonleaf
     us = _directions(case, [case.args[i] for i in full], salt=1)
     try:
@@ -218,25 +228,18 @@ def _second_order_fused(checker, case, full, cts) -> None:
     except Exception as exc:  # noqa: BLE001
         checker._fail("second_order", f"double backward raised {type(exc).__name__}: {exc}", case)
 
-    def wide(t):
-        if isinstance(t, torch.Tensor) and t.dtype in (torch.float16, torch.bfloat16):
-            return t.detach().float()
-        return t
-
     try:
         ref = _hvp(
             fn,
-            [wide(a) for a in case.args],
+            [as_float32(a) for a in case.args],
             full,
-            [wide(c) for c in cts],
-            [wide(u) for u in us],
+            [as_float32(c) for c in cts],
+            [as_float32(u) for u in us],
             mutates=mutates,
         )
     except Exception:  # noqa: BLE001 - a float32 crash is the float32 cases' finding
         return
-    paths = [f"hvp[input={i}]" for i in full] + [
-        f"hvp[grad_output={k}]" for k, c in enumerate(cts) if c is not None
-    ]
+    paths = _hvp_paths(full, cts)
     for path, g, r in zip(paths, got, ref):
         if r is None or not floating(r):
             continue
@@ -252,34 +255,18 @@ def _second_order_fused(checker, case, full, cts) -> None:
             )
 
 
-def _hvp_slack(checker, case, full, cts, us, ref) -> list | None:
-    """|hvp(nudged) - hvp| of the float64 reference, the worse of two nudges."""
-    nudge = nudger()
-    worst = None
-    for _ in range(2):
-        try:
-            other = _hvp(
-                checker.reference,
-                [nudge(a) for a in case.args],
-                full,
-                [None if c is None else nudge(c) for c in cts],
-                [nudge(u) for u in us],
-                torch.float64,
-            )
-        except Exception:  # noqa: BLE001 - a nudge can leave the domain: no slack from it
-            return worst
-        here = [moved(o, r) for o, r in zip(other, ref)]
-        worst = here if worst is None else [larger(a, b) for a, b in zip(worst, here)]
-    out = worst
-    for extra in (
+def _hvp_slack(checker, case, full, cts, us, got, ref) -> list | None:
+    """Rounding slack for a double backward: the float64 reference's spread under two nudges,
+    its term magnitudes, and the Function's own ulp-step jitter (each where computable)."""
+
+    def evaluate(args, c, u):
+        return _hvp(checker.reference, args, full, c, u, torch.float64)
+
+    return add_up(
+        nudge_spread(evaluate, [case.args, cts, us], ref),
         _hvp_terms(checker, case, full, cts, us),
-        _hvp_noise(checker, case, full, cts, us, ref),
-    ):
-        if out is None or extra is None:
-            out = out or extra
-        else:
-            out = [plus(a, b) for a, b in zip(out, extra)]
-    return out
+        _hvp_noise(checker, case, full, cts, us, got, ref),
+    )
 
 
 def _hvp_conditioning(checker, case, full, cts, us, ref) -> list | None:
@@ -287,14 +274,7 @@ def _hvp_conditioning(checker, case, full, cts, us, ref) -> list | None:
         low = _hvp(checker.reference, case.args, full, cts, us, torch.float32)
     except Exception:  # noqa: BLE001
         return None
-    ratio = torch.finfo(torch.float64).eps / torch.finfo(torch.float32).eps
-    out = []
-    for lo, hi in zip(low, ref):
-        if lo is None or hi is None:
-            out.append(hi)
-            continue
-        out.append(hi + (lo.to(hi.dtype) - hi).nan_to_num(0.0, 0.0, 0.0) * ratio)
-    return out
+    return [float64_rounding(lo, hi) for lo, hi in zip(low, ref)]
 
 
 def _ulp_step(t, gen):
@@ -306,17 +286,13 @@ def _ulp_step(t, gen):
     return torch.nextafter(t.detach(), toward)
 
 
-def _hvp_noise(checker, case, full, cts, us, ref) -> list | None:
+def _hvp_noise(checker, case, full, cts, us, here, ref) -> list | None:
     """How much the Function's own double backward jitters, beyond the reference's change, when
     every input, cotangent and direction moves by one ulp: rounding noise (a formula that cancels
     internally, e.g. L2-normalising one element, whose exact derivatives are 0). A wrong formula
     changes smoothly and so adds nothing here; only the noise itself is allowed."""
     gen = torch.Generator().manual_seed(NUDGE_SEED)
     mutates = checker._nonleaf
-    try:
-        here = _hvp(checker.target.fn, case.args, full, cts, us, mutates=mutates)
-    except Exception:  # noqa: BLE001
-        return None
     worst = None
     for _ in range(2):
         args = [_ulp_step(a, gen) for a in case.args]

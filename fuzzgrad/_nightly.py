@@ -413,20 +413,18 @@ def _decode(value: Any) -> Any:
 
 def _rebuild_reproducer(plan: Plan, name: str, kind: str, data: dict, message: str) -> str | None:
     """A reproducer of the example a dead worker was running (inputs only: no cotangents)."""
-    from types import SimpleNamespace
-
     from fuzzgrad._repro import write_reproducer
+    from fuzzgrad.strategies import Case
 
     if "args" not in data:
         return None
     target = next(t for t in plan.targets if t.name == name)
     try:
         grad = tuple(data["requires_grad"])
-        # Stands in for a drawn Case: what write_reproducer reads of one, no cotangent recipe.
-        case = SimpleNamespace(
-            args=tuple(_decode(a) for a in data["args"]),
-            requires_grad=grad,
-            cotangents=(),
+        case = Case(  # no cotangent recipe: the worker died before it made cotangents
+            tuple(_decode(a) for a in data["args"]),
+            grad,
+            (),
             notes={"wrt": [i for i, g in enumerate(grad) if g]},
         )
         diagnosis = "crashes the process" if kind == "crash" else "hangs"

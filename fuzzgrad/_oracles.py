@@ -35,6 +35,19 @@ def floating(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex)
 
 
+#: The half-precision dtypes (what ``precision="fused"`` speaks of).
+HALF = (torch.float16, torch.bfloat16)
+
+
+def as_float32(x: Any) -> Any:
+    """A half-precision tensor as float32 the way a Function's own upcast makes it
+    (``Tensor.float()`` keeps the strides of a dense layout, so a float32 path sums in the same
+    order as the half path did after upcasting); anything else is returned as is."""
+    if not (isinstance(x, torch.Tensor) and x.dtype in HALF):
+        return x
+    return x.detach().float()
+
+
 def upcast(x: Any, dtype: torch.dtype | None) -> Any:
     """A fresh contiguous copy at ``dtype`` (floating tensors only): oracles never alias inputs."""
     if not isinstance(x, torch.Tensor):
@@ -144,7 +157,7 @@ class JaxOracle:
         self.calls = 0
         self.compile_seconds = 0.0
 
-    def signature(self, reference, args, wrt, cotangents, mode: str = "vjp") -> tuple:
+    def signature(self, reference, args, wrt, cotangents, mode: str = "vjp", working=None) -> tuple:
         def sig(x):
             if isinstance(x, torch.Tensor):
                 return ("T", tuple(x.shape), str(x.dtype))
@@ -156,6 +169,7 @@ class JaxOracle:
             tuple(sig(a) for a in args),
             tuple(wrt),
             None if cotangents is None else tuple(c is not None for c in cotangents),
+            str(working),
         )
 
     def is_warm(self, reference, args, wrt, cotangents, mode: str = "vjp") -> bool:
@@ -171,7 +185,7 @@ class JaxOracle:
         are cast inside the program, the results returned as float64), to measure the error
         the reference math makes at a Function's dtype."""
         jax = _jax()
-        key = (*self.signature(reference, args, wrt, cotangents, mode), str(working))
+        key = self.signature(reference, args, wrt, cotangents, mode, working)
         compiled = self._cache.get(key)
         cold = compiled is None
         if cold:

@@ -17,14 +17,16 @@ import torch
 
 from fuzzgrad._compare import Mismatch, compare, tolerance
 from fuzzgrad._oracles import (
+    HALF,
     Evaluation,
+    as_float32,
     as_tuple,
     floating,
     shared_jax,
     torch_oracle,
     torch_vjp,
 )
-from fuzzgrad._sensitivity import rounding_slack
+from fuzzgrad._sensitivity import float64_rounding, rounding_slack
 
 #: Every property, in the order they run on a case (each has its own failure type and meta-test).
 PROPERTIES = (
@@ -266,11 +268,14 @@ class Checker:
         ref = self._oracle(case, full, ref_cts, torch.float64)
         low = case.dtype not in (None, torch.float64) and self.reference is not None
         calib = self._oracle(case, full, ref_cts, None) if low else None
+        # precision="fused": the Function's own float32 run, once per half-precision case
+        wide = self._float32_run(case, full, ref_cts) if self.fused and case.dtype in HALF else None
         out_snap = [o.detach().clone() if isinstance(o, torch.Tensor) else o for o in outs]
         if self.wants("forward"):
             self._check_pair("forward", case, full, cts, outs, None, ref, calib, "outputs")
-            if self.fused:
-                self._check_fused(case, full, cts, outs, None)
+            if wide is not None:
+                paths = [f"output[{k}]" for k in range(len(outs))]
+                self._check_fused("forward", case, paths, outs, wide.outputs)
         if grads_wanted:
             ct_snap = [c.clone() if c is not None else None for c in cts]
             retain = self.wants("determinism") or self.wants("grad_meta")
@@ -281,8 +286,10 @@ class Checker:
                         self._fail("purity", f"backward modified grad_output[{k}] in place", case)
             if self.wants("vjp"):
                 self._check_pair("vjp", case, full, cts, None, grads, ref, calib, "grads")
-            if self.fused and self.wants("vjp"):
-                self._check_fused(case, full, cts, None, grads)
+            if wide is not None and self.wants("vjp"):
+                paths = [f"grad[input={i}]" for i in full]
+                got, want = [grads[i] for i in full], [wide.grads[i] for i in full]
+                self._check_fused("vjp", case, paths, got, want)
             if self.wants("purity"):
                 self._check_purity(case, snapshot, call, versions, outs, out_snap)
             if self.wants("determinism"):
@@ -443,35 +450,28 @@ class Checker:
             "requires_grad_subsets", case, subset, cts, None, grads, ref, calib, "grads"
         )
 
-    def _check_fused(self, case, wrt, cts, outputs, grads) -> None:
-        """precision="fused": a half-precision result must be the Function's own float32 result
-        (on the same inputs and cotangents, upcast exactly) rounded once to the half dtype.
-
-        Both sides are the Function, so no reference's rounding enters; whether the float32 path
-        is right is judged on float32 cases. A forgotten upcast (half intermediates) is caught.
-        """
-        if case.dtype not in (torch.float16, torch.bfloat16):
-            return
+    def _float32_run(self, case, wrt, cts) -> Evaluation | None:
+        """The Function on the case's inputs and cotangents upcast with `as_float32`; None if
+        that raises (a float32 crash is the float32 cases' finding)."""
+        args = [as_float32(a) for a in case.args]
+        if self._nonleaf:
+            args = [a.clone() if floating(a) else a for a in args]
         try:
-            args = [_as_float32(a) for a in case.args]
-            wide_cts = [None if c is None else _as_float32(c) for c in cts]
-            if self._nonleaf:
-                args = [a.clone() if floating(a) else a for a in args]
-            wide = torch_vjp(self.target.fn, args, wrt, wide_cts)
-        except Exception:  # noqa: BLE001 - a float32 crash is the float32 cases' finding
-            return
-        prop = "forward" if outputs is not None else "vjp"
-        pairs = (
-            [(f"output[{k}]", o, w) for k, (o, w) in enumerate(zip(outputs, wide.outputs))]
-            if outputs is not None
-            else [(f"grad[input={i}]", grads[i], wide.grads[i]) for i in wrt]
-        )
-        for path, got, w in pairs:
-            if not (
-                isinstance(got, torch.Tensor) and floating(got) and isinstance(w, torch.Tensor)
-            ):
+            return torch_vjp(
+                self.target.fn, args, wrt, None if cts is None else [as_float32(c) for c in cts]
+            )
+        except Exception:  # noqa: BLE001
+            return None
+
+    def _check_fused(self, prop, case, paths, got, want) -> None:
+        """precision="fused": each half-precision result must be the Function's own float32
+        result (`_float32_run`) rounded once to the half dtype. Both sides are the Function, so
+        no reference's rounding enters; whether the float32 path is right is judged on float32
+        cases. A forgotten upcast (half intermediates) is caught."""
+        for path, g, w in zip(paths, got, want):
+            if not (isinstance(g, torch.Tensor) and floating(g) and isinstance(w, torch.Tensor)):
                 continue
-            m, _ = compare(path, got, w.to(got.dtype), fused=True, overrides=self.target.tolerances)
+            m, _ = compare(path, g, w.to(g.dtype), fused=True, overrides=self.target.tolerances)
             if m is not None:
                 self._fail(
                     prop,
@@ -502,19 +502,9 @@ class Checker:
             low = torch_oracle(self.reference, case.args, wrt, cts, torch.float32)
         except Exception:  # noqa: BLE001
             return None
-        ratio = torch.finfo(torch.float64).eps / torch.finfo(torch.float32).eps
-
-        def scale(lo, hi):
-            if not (isinstance(lo, torch.Tensor) and isinstance(hi, torch.Tensor)) or not floating(
-                hi
-            ):
-                return None
-            diff = (lo.to(torch.float64) - hi).nan_to_num(0.0, 0.0, 0.0)
-            return hi + diff * ratio
-
         return Evaluation(
-            tuple(scale(lo, hi) for lo, hi in zip(low.outputs, ref.outputs)),
-            tuple(scale(lo, hi) for lo, hi in zip(low.grads, ref.grads)),
+            tuple(float64_rounding(lo, hi) for lo, hi in zip(low.outputs, ref.outputs)),
+            tuple(float64_rounding(lo, hi) for lo, hi in zip(low.grads, ref.grads)),
         )
 
     def _jax_calibration(self, case, wrt, cts, ref, calib) -> Evaluation | None:
@@ -701,17 +691,7 @@ class Checker:
 
 def _sampled(case, share: float) -> bool:
     """Whether ``case`` falls in a ``share`` of all cases, by its own cotangent seed."""
-    seed = case.cotangents[0].values.seed if case.cotangents else 0
-    return (seed * 2654435761 % 2**32) < share * 2**32
-
-
-def _as_float32(t):
-    """A half-precision tensor as float32 the way the Function's own upcast makes it
-    (``Tensor.float()`` keeps the strides of a dense layout, so the float32 path sums in the same
-    order as the half path did after upcasting); anything else is returned as is."""
-    if not (isinstance(t, torch.Tensor) and t.dtype in (torch.float16, torch.bfloat16)):
-        return t
-    return t.detach().float()
+    return (case.direction_seed * 2654435761 % 2**32) < share * 2**32
 
 
 def materialise(case, outputs) -> list[torch.Tensor | None]:

@@ -96,7 +96,7 @@ def write_reproducer(
         "widen": WIDEN,
         "near_overflow": NEAR_OVERFLOW,
         "overflow_regime": overflow_regime(case.args),
-        "direction_seed": case.cotangents[0].values.seed if case.cotangents else 0,
+        "direction_seed": case.direction_seed,
         # Some CPU kernels (oneDNN's bf16 matmul among them) pick their blocking, and so what
         # they compute, by thread count: the replay runs with the count the failure was found at.
         "threads": torch.get_num_threads(),

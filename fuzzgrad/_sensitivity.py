@@ -47,15 +47,6 @@ def plus(a, b):
     return a + b
 
 
-def _merge(x: Evaluation | None, y: Evaluation | None, op) -> Evaluation | None:
-    if x is None or y is None:
-        return x if y is None else y
-    return Evaluation(
-        tuple(op(a, b) for a, b in zip(x.outputs, y.outputs)),
-        tuple(op(a, b) for a, b in zip(x.grads, y.grads)),
-    )
-
-
 def nudger():
     """A function moving a floating tensor, in float64, by one random rounding of its dtype:
     relative eps, or a subnormal's spacing near zero (anything else is returned as is)."""
@@ -87,23 +78,60 @@ def larger(a, b):
     return torch.maximum(a, b)
 
 
-def nudged(reference, args, wrt, cts, ref: Evaluation) -> Evaluation | None:
-    """Elementwise |reference(nudged) - reference|, the worse of two random nudges."""
+def nudge_spread(evaluate, groups, ref: list) -> list | None:
+    """Elementwise, the worse of two random nudges of every tensor in ``groups`` (lists, or
+    None) of ``|evaluate(*nudged groups) - ref|``; ``evaluate`` returns a list shaped like
+    ``ref``. None if even the first nudge leaves the math's domain."""
     nudge = nudger()
     worst = None
     for _ in range(2):
         try:
-            moved_args = [nudge(a) for a in args]
-            moved_cts = None if cts is None else [nudge(c) for c in cts]
-            other = torch_oracle(reference, moved_args, wrt, moved_cts, torch.float64)
+            other = evaluate(*[None if g is None else [nudge(t) for t in g] for g in groups])
         except Exception:  # noqa: BLE001 - a nudge can leave the math's domain: no slack from it
             return worst
-        here = Evaluation(
-            tuple(moved(lo, hi) for lo, hi in zip(other.outputs, ref.outputs)),
-            tuple(moved(lo, hi) for lo, hi in zip(other.grads, ref.grads)),
-        )
-        worst = _merge(worst, here, larger)
+        here = [moved(o, r) for o, r in zip(other, ref)]
+        worst = here if worst is None else [larger(a, b) for a, b in zip(worst, here)]
     return worst
+
+
+def add_up(*slacks: list | None) -> list | None:
+    """The elementwise sum of the slacks that exist (lists of tensors or None)."""
+    present = [s for s in slacks if s is not None]
+    if not present:
+        return None
+    out = present[0]
+    for s in present[1:]:
+        out = [plus(a, b) for a, b in zip(out, s)]
+    return out
+
+
+def float64_rounding(lo, hi):
+    """A float64 result ``hi`` moved by its own estimated rounding error: the deviation of its
+    float32 counterpart ``lo`` scaled by eps64/eps32 (None unless both are floating tensors)."""
+    if not (isinstance(lo, torch.Tensor) and isinstance(hi, torch.Tensor)) or not floating(hi):
+        return None
+    ratio = torch.finfo(torch.float64).eps / torch.finfo(torch.float32).eps
+    return hi + (lo.to(hi.dtype) - hi).nan_to_num(0.0, 0.0, 0.0) * ratio
+
+
+def _flat(ev: Evaluation) -> list:
+    return [*ev.outputs, *ev.grads]
+
+
+def _unflat(flat: list | None, like: Evaluation) -> Evaluation | None:
+    if flat is None:
+        return None
+    n = len(like.outputs)
+    return Evaluation(tuple(flat[:n]), tuple(flat[n:]))
+
+
+def nudged(reference, args, wrt, cts, ref: Evaluation) -> Evaluation | None:
+    """Elementwise |reference(nudged) - reference|, the worse of two random nudges."""
+
+    def evaluate(a, c):
+        return _flat(torch_oracle(reference, a, wrt, c, torch.float64))
+
+    return _unflat(nudge_spread(evaluate, [args, cts], _flat(ref)), ref)
 
 
 def abs_terms(f, inputs, weights, eps) -> tuple[list, list] | None:
@@ -186,8 +214,9 @@ def term_magnitudes(reference, args, wrt, cts, ref: Evaluation) -> Evaluation | 
 
 def rounding_slack(reference, args, wrt, cts, ref: Evaluation) -> Evaluation | None:
     """The sum of both estimates (either may be None where it cannot be computed)."""
-    return _merge(
-        nudged(reference, args, wrt, cts, ref),
-        term_magnitudes(reference, args, wrt, cts, ref),
-        plus,
+    terms = term_magnitudes(reference, args, wrt, cts, ref)
+    flat = add_up(
+        _flat(n) if (n := nudged(reference, args, wrt, cts, ref)) else None,
+        _flat(terms) if terms else None,
     )
+    return _unflat(flat, ref)

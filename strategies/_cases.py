@@ -88,6 +88,11 @@ class Case:
         layouts_ = ", ".join(c.layout.kind for c in self.cotangents)
         return f"Case({', '.join(parts)}; cotangent layout: {layouts_})"
 
+    @property
+    def direction_seed(self) -> int:
+        """The first cotangent's seed: what selects and seeds a case's higher-order checks."""
+        return self.cotangents[0].values.seed if self.cotangents else 0
+
     def cotangent_for(self, index: int, like: torch.Tensor) -> torch.Tensor:
         """The cotangent for output ``index``; outputs past the drawn recipes reseed the last."""
         recipe = self.cotangents[min(index, len(self.cotangents) - 1)]

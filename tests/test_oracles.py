@@ -110,3 +110,20 @@ def test_targets_without_references_are_checked_by_auto_reference_and_numerics()
     assert bad.status == "failed"
     assert "finite differences" in bad.failures[0].message
     assert "numerical oracle" in (bad.stats.oracle_note or "")
+
+
+def test_jax_oracle_compiles_once_per_signature_and_precision():
+    from fuzzgrad._oracles import JaxOracle
+
+    jax = JaxOracle()
+    x, c = torch.linspace(-1, 1, 5, dtype=torch.float64), torch.ones(5, dtype=torch.float64)
+    assert not jax.is_warm(jnp.sin, [x], [0], [c])
+    jax(jnp.sin, [x], [0], [c])
+    assert jax.is_warm(jnp.sin, [x], [0], [c]) and jax.compiles == 1
+    jax(jnp.sin, [x], [0], [c])
+    assert jax.compiles == 1
+    low = jax(jnp.sin, [x], [0], [c], working=torch.bfloat16)  # its own program
+    assert jax.compiles == 2
+    g = low.grads[0]
+    assert g.dtype == torch.float64 and torch.equal(g, g.bfloat16().double())  # bf16 values
+    assert torch.allclose(g, torch.cos(x), rtol=2**-7, atol=0)

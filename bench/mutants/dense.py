@@ -124,7 +124,7 @@ def compare(original, mutant, cases: int = 1000) -> dict[str, tuple[float, str]]
     )
     @given(case_strategy(original))
     def run(case):
-        one(case.args, case.cotangents[0].values.seed if case.cotangents else 0)
+        one(case.args, case.direction_seed)
 
     run()
     specs = original.inputs
