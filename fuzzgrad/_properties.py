@@ -160,6 +160,22 @@ def overflow_regime(args) -> bool:
     return False
 
 
+#: What autograd says when a Function writes into an input it was given as is (see
+#: `Checker.run_custom`).
+_WRITES_INTO_INPUTS = (
+    "leaf Variable that requires grad",
+    "more than one element of the written-to tensor refers to a single memory location",
+)
+
+
+def _restore(args, snapshot) -> None:
+    """Write the values of ``snapshot`` back into the tensors of ``args`` that changed."""
+    with torch.no_grad():
+        for a, a0 in zip(args, snapshot):
+            if isinstance(a, torch.Tensor) and not _same_bits(a, a0):
+                a.copy_(a0)
+
+
 def _same_bits(a: Any, b: Any) -> bool:
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
         return (a is None) == (b is None)
@@ -183,7 +199,10 @@ class Checker:
         self.jax = shared_jax() if target.jax_reference is not None else None
         self.jax_share = jax_share
         self._jax_compile0 = self.jax.compile_seconds if self.jax else 0.0
-        self._nonleaf = bool(target.options.get("mutates_inputs", False))
+        # Call the Function on copies of the inputs: declared (``mutates_inputs``), or found
+        # out afresh on each case (see `run_custom`), so no case's verdict depends on another.
+        self._declared_nonleaf = bool(target.options.get("mutates_inputs", False))
+        self._nonleaf = self._declared_nonleaf
         self.overflow_regime = False
         self._all_float64 = False
         self.fused = target.options.get("precision") == "fused"
@@ -208,8 +227,13 @@ class Checker:
             i for i, a in enumerate(case.args) if floating(a) and (allowed is None or allowed[i])
         ]
 
-    def run_custom(self, args, wrt) -> tuple[tuple, list, list]:
-        """Call the Function on leaves (views of ``args``) with ``wrt`` requiring grad."""
+    def run_custom(self, args, wrt, snapshot=None) -> tuple[tuple, list, list]:
+        """Call the Function on leaves (views of ``args``) with ``wrt`` requiring grad.
+
+        A Function found to write into its inputs (autograd refuses its in-place write into a
+        leaf that requires grad, or into an input whose elements share memory) is called on
+        copies from then on; ``args`` are first restored from ``snapshot`` (their values before
+        the call), as the write happened before autograd refused it."""
         leaves = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
         for i in wrt:
             leaves[i] = leaves[i].requires_grad_(True)
@@ -222,8 +246,10 @@ class Checker:
             with torch.enable_grad():
                 outputs = as_tuple(self.target.fn(*call))
         except RuntimeError as exc:
-            if "leaf Variable that requires grad" in str(exc) and not self._nonleaf:
+            if not self._nonleaf and any(m in str(exc) for m in _WRITES_INTO_INPUTS):
                 self._nonleaf = True
+                if snapshot is not None:
+                    _restore(args, snapshot)
                 return self.run_custom(args, wrt)
             raise
         return outputs, leaves, call
@@ -232,6 +258,7 @@ class Checker:
     def check(self, case) -> None:
         """Raise the property's failure type if a selected property fails on ``case``."""
         self.stats.record_case(case)
+        self._nonleaf = self._declared_nonleaf
         full = self.differentiable(case)
         case.notes["wrt"] = full
         self.overflow_regime = overflow_regime(case.args)
@@ -242,17 +269,14 @@ class Checker:
             return self._check_numerical(case, full)
         snapshot = [a.clone() if isinstance(a, torch.Tensor) else a for a in case.args]
         try:
-            outs, leaves, call = self.run_custom(case.args, full)
+            outs, leaves, call = self.run_custom(case.args, full, snapshot)
         except Exception as exc:  # noqa: BLE001 - a crash of the Function is a finding
             self._oracle(case, full, None, torch.float64)  # outside the domain: discard instead
             self._fail("forward", f"the Function raised {type(exc).__name__}: {exc}", case)
         if not self._nonleaf and any(o is c for o in outs for c in call):
             # mark_dirty on an input that does not require grad: undo it, then use copies.
             self._nonleaf = True
-            with torch.no_grad():
-                for a, a0 in zip(case.args, snapshot):
-                    if isinstance(a, torch.Tensor) and not _same_bits(a, a0):
-                        a.copy_(a0)
+            _restore(case.args, snapshot)
             outs, leaves, call = self.run_custom(case.args, full)
         versions = [a._version if isinstance(a, torch.Tensor) else None for a in call]
         cts = materialise(case, outs)

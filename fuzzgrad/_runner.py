@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from fuzzgrad import _explore
 from fuzzgrad._properties import Checker, Discard, PropertyFailure, Stats
 from fuzzgrad.strategies import cases
 
@@ -198,50 +199,114 @@ def fuzz_target(
         except Discard:
             return
         except PropertyFailure as e:
-            if e.property not in found:
-                found[e.property] = checker.stats.examples
-                if on_finding is not None:
-                    on_finding(
-                        e.property,
-                        {"message": e.message, "inputs": describe_inputs(case)},
-                    )
+            note_finding(e, case)
             raise
+
+    def note_finding(e: PropertyFailure, case) -> None:
+        if e.property not in found:
+            found[e.property] = checker.stats.examples
+            if on_finding is not None:
+                on_finding(e.property, {"message": e.message, "inputs": describe_inputs(case)})
 
     if database is None and database_dir is not None:
         database = DirectoryBasedExampleDatabase(Path(database_dir) / _db_key(target, checker))
     config = hyp_settings or hypothesis_settings(
         max_examples, database=database, derandomize=derandomize
     )
-    run = config(given(cases(target))(test))
-    # A fixed database key: the default hashes this function's source, so any edit here would
-    # orphan every stored failure (the database is already one namespace per target).
-    run._hypothesis_internal_database_key = b"fuzzgrad.case.v1"
-    if seed is not None:
-        run = hypothesis_seed(seed)(run)
+    strategy = cases(target)
     failures: list[FailureRecord] = []
-    error = None
-    try:
-        with _alarm_handler(example_timeout):
-            run()
-    except BudgetSpent:
-        pass
-    except ExampleTimeout as exc:
-        error = _timeout_error(target, exc, running[0], checker.stats, report_dir)
-    except BaseException as exc:  # noqa: BLE001 - sorted below; KeyboardInterrupt re-raised
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        for e in _failures_of(exc):
-            if isinstance(e, PropertyFailure) and e.case is not None:
-                failures.append(
-                    _record(target, e, checker.stats, report_dir, diagnose, write_reproducer)
+    errors: list[dict[str, Any]] = []
+
+    def hypothesis_run(cfg: settings, fixed: int | None = None) -> None:
+        """Run Hypothesis with ``cfg``; sort what it raises into ``failures`` and ``errors``.
+        ``fixed`` seeds its random choices and keeps the database (``hypothesis.seed`` drops
+        it): for replaying and shrinking hand-offs."""
+        run = cfg(given(strategy)(test))
+        # A fixed database key: the default hashes this function's source, so any edit here
+        # would orphan every stored failure (the database is already one namespace per target).
+        run._hypothesis_internal_database_key = DATABASE_KEY
+        if fixed is not None:
+            run._hypothesis_internal_use_seed = fixed
+        elif seed is not None:
+            run = hypothesis_seed(seed)(run)
+        try:
+            with _alarm_handler(example_timeout):
+                run()
+        except BudgetSpent:
+            pass
+        except ExampleTimeout as exc:
+            errors.append(_timeout_error(target, exc, running[0], checker.stats, report_dir))
+        except BaseException as exc:  # noqa: BLE001 - sorted below; KeyboardInterrupt re-raised
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            for e in _failures_of(exc):
+                if isinstance(e, PropertyFailure) and e.case is not None:
+                    failures.append(
+                        _record(target, e, checker.stats, report_dir, diagnose, write_reproducer)
+                    )
+                    failures[-1].examples_to_find = found.get(e.property)
+                else:
+                    errors.append(_exception_error(e))
+
+    if not _explorable(strategy, config):
+        hypothesis_run(config)
+    else:
+        # Failures stored by earlier runs replay first, as Hypothesis always does.
+        if Phase.reuse in config.phases and _explore.has_stored(config.database, DATABASE_KEY):
+            hypothesis_run(settings(config, phases=_without(config.phases, Phase.generate)))
+        if not failures and not errors:
+            explored = _explore_cases(
+                target,
+                strategy,
+                checker,
+                config,
+                seed,
+                stop_at,
+                example_timeout,
+                on_example,
+                note_finding,
+                running,
+            )
+            if explored.timeout is not None:
+                errors.append(
+                    _timeout_error(target, explored.timeout, running[0], checker.stats, report_dir)
                 )
-                failures[-1].examples_to_find = found.get(e.property)
-            elif error is None:
-                error = {
-                    "kind": "exception",
-                    "message": f"{type(e).__name__}: {e}",
-                    "traceback": "".join(traceback.format_exception(e))[-4000:],
-                }
+            elif explored.found:
+                handoff = _explore.HandOff(config.database)
+                for data, _ in explored.found.values():
+                    handoff.stored(DATABASE_KEY, data.to_bytes())
+                phases = _without(config.phases, Phase.generate) + (Phase.reuse,)
+                # A database rules out derandomize: a derandomized run's hand-off has a fixed seed.
+                fixed = seed if seed is not None else 0 if config.derandomize else None
+                hypothesis_run(
+                    settings(
+                        config,
+                        database=handoff,
+                        phases=phases,
+                        derandomize=False,
+                        max_examples=max(config.max_examples, len(explored.found)),
+                    ),
+                    fixed,
+                )
+                # A failure Hypothesis could not replay (a nondeterministic Function) is still
+                # reported, as found and not shrunk.
+                reported = {f.property for f in failures}
+                for key, (_, exc) in explored.found.items():
+                    if isinstance(exc, PropertyFailure) and key not in reported and not errors:
+                        exc.message += (
+                            " (found while exploring; Hypothesis's replay of it passed, so it is "
+                            "not shrunk: does the Function give different results on the same "
+                            "inputs?)"
+                        )
+                        failures.append(
+                            _record(
+                                target, exc, checker.stats, report_dir, diagnose, write_reproducer
+                            )
+                        )
+                        failures[-1].examples_to_find = found.get(exc.property)
+                    elif not isinstance(exc, PropertyFailure) and not errors:
+                        errors.append(_exception_error(exc))
+    error = errors[0] if errors else None
     seconds = time.perf_counter() - started
     return TargetResult(
         target.name,
@@ -254,6 +319,103 @@ def fuzz_target(
         target.xfail,
         checker.stats,
     )
+
+
+#: The key of a target's failures in its example database (one database namespace per target).
+DATABASE_KEY = b"fuzzgrad.case.v1"
+#: After the first failure, exploration looks for failures of other properties for as long as
+#: it took to find the last one, at least `MIN_MORE` and at most `MAX_MORE` more cases or
+#: `MAX_MORE_SECONDS` (Hypothesis's own rule after a first bug, counted in cases).
+MIN_MORE, MAX_MORE, MAX_MORE_SECONDS = 10, 1000, 10.0
+
+
+def _without(phases, phase) -> tuple:
+    return tuple(p for p in phases if p != phase)
+
+
+def _explorable(strategy, config: settings) -> bool:
+    from fuzzgrad.strategies._cases import _SpecCases
+
+    return (
+        _explore.available()
+        and isinstance(strategy, _SpecCases)
+        and Phase.generate in config.phases
+    )
+
+
+@dataclass
+class _Explored:
+    #: Per property (or ``"error"``): the failing case's choices and what it raised.
+    found: dict[str, tuple[Any, BaseException]] = field(default_factory=dict)
+    timeout: ExampleTimeout | None = None
+
+
+def _explore_cases(
+    target,
+    strategy,
+    checker,
+    config,
+    seed,
+    stop_at,
+    example_timeout,
+    on_example,
+    note_finding,
+    running,
+) -> _Explored:
+    """Draw and check cases with `fuzzgrad._explore.FastData` until the budget is spent or,
+    after a failure, the search for other properties' failures ends (see `MIN_MORE`)."""
+    out = _Explored()
+    rng = _explore.rng_for(seed, config.derandomize, f"{target.module}.{target.name}")
+    first = last = None
+    first_time = 0.0
+    with _alarm_handler(example_timeout):
+        while checker.stats.examples < config.max_examples:
+            n = checker.stats.examples
+            if first is None:
+                if stop_at is not None and time.monotonic() >= stop_at:
+                    break
+            elif (
+                not config.report_multiple_bugs
+                or n >= max(first + MIN_MORE, min(first + MAX_MORE, 2 * last))
+                or time.monotonic() - first_time > MAX_MORE_SECONDS
+            ):
+                break
+            data = _explore.FastData(rng)
+            try:
+                case = strategy.do_draw(data)
+            except _explore.Unsupported:
+                break  # pragma: no cover - _explorable admits only strategies FastData draws
+            running[0] = case
+            if on_example is not None:
+                on_example(case)
+            try:
+                with _alarm(example_timeout):
+                    checker.check(case)
+            except Discard:
+                continue
+            except ExampleTimeout as exc:
+                out.timeout = exc
+                break
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failure, or a crash Hypothesis replays
+                key = exc.property if isinstance(exc, PropertyFailure) else "error"
+                if isinstance(exc, PropertyFailure):
+                    note_finding(exc, case)
+                if key not in out.found:
+                    out.found[key] = (data, exc)
+                    last = checker.stats.examples
+                    if first is None:
+                        first, first_time = last, time.monotonic()
+    return out
+
+
+def _exception_error(e: BaseException) -> dict[str, Any]:
+    return {
+        "kind": "exception",
+        "message": f"{type(e).__name__}: {e}",
+        "traceback": "".join(traceback.format_exception(e))[-4000:],
+    }
 
 
 def verdict(target, failures, error) -> str:
