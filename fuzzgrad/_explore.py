@@ -31,6 +31,12 @@ except ImportError:  # pragma: no cover - an older or newer Hypothesis: no fast 
 SPECIAL_FLOAT = 0.25
 
 
+#: How simple each explored case is: the chance that each of its choices is the simplest value
+#: (a size of 1, a contiguous layout, no injected edge value ...), one drawn per case. The
+#: first case of a run is the simplest of all, as Hypothesis's is.
+SIMPLICITY = (0.0, 0.0, 0.25, 0.5, 0.9)
+
+
 class Unsupported(Exception):
     """A strategy asked `FastData` for something only Hypothesis's engine provides."""
 
@@ -40,9 +46,14 @@ class FastData:
     bookkeeping: draws bounded integers (with the same optional ``weights``), booleans and bounded
     floats from ``rng``, and records each choice in ``choices`` in the order a replay makes it."""
 
-    def __init__(self, rng: random.Random):
+    def __init__(self, rng: random.Random, simplest: float = 0.0):
         self.rng = rng
+        #: The chance that each choice is its simplest value (where Hypothesis shrinks it to).
+        self.simplest = simplest
         self.choices: list[Any] = []
+
+    def _simple(self) -> bool:
+        return self.simplest > 0 and (self.simplest >= 1 or self.rng.random() < self.simplest)
 
     def draw_integer(
         self,
@@ -58,6 +69,8 @@ class FastData:
             raise Unsupported("an unbounded integer")
         if forced is not None:
             value = forced
+        elif self._simple():
+            value = min(max(shrink_towards, min_value), max_value)
         else:
             value = None
             if weights:
@@ -73,7 +86,12 @@ class FastData:
         return value
 
     def draw_boolean(self, p=0.5, *, forced=None, observe=True) -> bool:
-        value = forced if forced is not None else p >= 1 or (p > 0 and self.rng.random() < p)
+        if forced is not None:
+            value = forced
+        elif p >= 1 or p <= 0:
+            value = p >= 1
+        else:
+            value = not self._simple() and self.rng.random() < p
         self.choices.append(bool(value))
         return bool(value)
 
@@ -91,6 +109,8 @@ class FastData:
             raise Unsupported("an unbounded float")
         if forced is not None:
             value = forced
+        elif self._simple():
+            value = min(max(0.0, min_value), max_value)
         elif self.rng.random() < SPECIAL_FLOAT:
             candidates = (0.0, 1.0, -1.0, 0.5, min_value, max_value)
             specials = [x for x in candidates if min_value <= x <= max_value]

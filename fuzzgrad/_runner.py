@@ -291,6 +291,8 @@ def fuzz_target(
                 # A failure Hypothesis could not replay (a nondeterministic Function) is still
                 # reported, as found and not shrunk.
                 reported = {f.property for f in failures}
+                if failures and not config.report_multiple_bugs:
+                    explored.found.clear()  # one bug was asked for, and Hypothesis shrank one
                 for key, (_, exc) in explored.found.items():
                     if isinstance(exc, PropertyFailure) and key not in reported and not errors:
                         exc.message += (
@@ -368,6 +370,7 @@ def _explore_cases(
     rng = _explore.rng_for(seed, config.derandomize, f"{target.module}.{target.name}")
     first = last = None
     first_time = 0.0
+    drawn = 0
     with _alarm_handler(example_timeout):
         while checker.stats.examples < config.max_examples:
             n = checker.stats.examples
@@ -380,7 +383,8 @@ def _explore_cases(
                 or time.monotonic() - first_time > MAX_MORE_SECONDS
             ):
                 break
-            data = _explore.FastData(rng)
+            data = _explore.FastData(rng, rng.choice(_explore.SIMPLICITY) if drawn else 1.0)
+            drawn += 1
             try:
                 case = strategy.do_draw(data)
             except _explore.Unsupported:

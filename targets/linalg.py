@@ -58,9 +58,15 @@ class BroadcastMatmul(Function):
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
-        g = dense(grad)
-        da = (g @ dense(b.mT)).sum_to_size(a.shape) if ctx.needs_input_grad[0] else None
-        db = (dense(a.mT) @ g).sum_to_size(b.shape) if ctx.needs_input_grad[1] else None
+        # The products of a broadcast batch are summed in float32 for half precision, as
+        # torch.matmul's own backward folds them into one float32 accumulation: one product
+        # rounded to half may overflow where the sum does not (found by exploration).
+        g = dense(upcast(grad))
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            da = (g @ dense(upcast(b).mT)).sum_to_size(a.shape).to(a.dtype)
+        if ctx.needs_input_grad[1]:
+            db = (dense(upcast(a).mT) @ g).sum_to_size(b.shape).to(b.dtype)
         return da, db
 
 

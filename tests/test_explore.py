@@ -1,0 +1,173 @@
+"""Exploration (`fuzzgrad._explore`): fast draws of the same cases, failures handed to Hypothesis.
+
+A case drawn by `FastData` must be the case Hypothesis draws from the recorded choices, or a
+hand-off would shrink some other case; a failure Hypothesis cannot replay must still be reported.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from fuzzgrad.strategies import cases
+from fuzzgrad.strategies._cases import _SpecCases
+from hypothesis import Phase, given, settings
+from torch.autograd import Function
+
+from fuzzgrad import _explore
+from fuzzgrad._discovery import load_targets
+from fuzzgrad._properties import Checker
+from fuzzgrad._registry import make_target
+from fuzzgrad._runner import DATABASE_KEY, fuzz_target, hypothesis_settings
+
+BUILTINS = [t for t in load_targets() if isinstance(cases(t), _SpecCases)]
+
+
+def _same_case(a, b) -> bool:
+    if repr(a) != repr(b) or a.cotangents != b.cotangents or a.requires_grad != b.requires_grad:
+        return False
+    return all(
+        torch.equal(x.nan_to_num(), y.nan_to_num()) if isinstance(x, torch.Tensor) else x == y
+        for x, y in zip(a.args, b.args)
+    )
+
+
+@pytest.mark.parametrize("target", BUILTINS[::3], ids=lambda t: t.name)
+def test_hypothesis_replays_the_very_case_exploration_drew(target):
+    strategy = cases(target)
+    rng = random.Random(7)
+    for _ in range(8):
+        data = _explore.FastData(rng)
+        drawn = strategy.do_draw(data)
+        handoff = _explore.HandOff(None)
+        handoff.stored(DATABASE_KEY, data.to_bytes())
+        replayed = []
+
+        def keep(case):
+            replayed.append(case)  # noqa: B023 - run at once, in this iteration
+
+        run = settings(hypothesis_settings(1, database=handoff), phases=(Phase.reuse,))(
+            given(strategy)(keep)
+        )
+        run._hypothesis_internal_database_key = DATABASE_KEY
+        run()
+        assert len(replayed) == 1 and _same_case(drawn, replayed[0]), (drawn, replayed)
+
+
+class CubeWrongBackward(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * x * g  # should be 3 x^2
+
+
+def test_a_failure_found_while_exploring_is_shrunk_by_hypothesis(monkeypatch):
+    drawn = []
+    real = _explore.FastData
+
+    def counting(*args):
+        drawn.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(_explore, "FastData", counting)
+    target = make_target(
+        CubeWrongBackward, reference=lambda x: x**3, name="cube", options={"max_elements": 64}
+    )
+    result = fuzz_target(target, max_examples=100, properties=["vjp"], derandomize=True)
+    assert result.status == "failed"
+    assert drawn, "the failure should have been found by exploration"
+    (failure,) = result.failures
+    assert "not shrunk" not in failure.message
+    assert sum(max(1, a.numel()) for a in failure.case.args) == 1
+
+
+def test_derandomized_runs_draw_the_same_cases():
+    target = make_target(CubeWrongBackward, reference=lambda x: x**3, name="cube_again")
+    seen = [[], []]
+    for out in seen:
+        fuzz_target(
+            target,
+            max_examples=20,
+            properties=["forward"],
+            derandomize=True,
+            on_example=lambda c, out=out: out.append(repr(c)),
+        )
+    assert seen[0] == seen[1] and len(seen[0]) == 20
+
+
+class _FirstCallsWrong(Function):
+    """Wrong gradient on its first few calls only: Hypothesis's replay of the failure passes."""
+
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        _FirstCallsWrong.calls += 1
+        return g * (3 if _FirstCallsWrong.calls <= 2 else 2)
+
+
+def test_a_failure_hypothesis_cannot_replay_is_reported_not_lost():
+    _FirstCallsWrong.calls = 0
+    target = make_target(_FirstCallsWrong, reference=lambda x: x * 2, name="first_calls")
+    result = fuzz_target(target, max_examples=30, properties=["vjp"], derandomize=True)
+    assert result.status == "failed", result
+    (failure,) = result.failures
+    assert failure.property == "vjp" and "not shrunk" in failure.message
+    assert failure.case is not None
+
+
+class _InplaceTanh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        x.tanh_()
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y)
+
+
+def test_in_place_functions_pass_on_any_first_case():
+    """Whether a Function writes into its inputs is found out on each case: a fresh checker's
+    first case (random, not Hypothesis's simplest) must not leave the inputs modified."""
+    target = make_target(_InplaceTanh, reference=lambda x: torch.tanh(x), name="inplace_first")
+    for seed in range(30):
+        case = cases(target).do_draw(_explore.FastData(random.Random(seed)))
+        Checker(target, ["forward", "vjp", "purity"]).check(case)
+
+
+def test_strategy_inputs_are_fuzzed_by_hypothesis_itself(monkeypatch):
+    from hypothesis import strategies as st
+
+    monkeypatch.setattr(_explore, "FastData", None)  # would crash if exploration were tried
+    target = make_target(
+        CubeWrongBackward,
+        reference=lambda x: x**3,
+        name="cube_strategy",
+        inputs=st.just(torch.tensor([1.5, -2.0], dtype=torch.float64)).map(lambda t: (t,)),
+    )
+    result = fuzz_target(target, max_examples=5, properties=["vjp"], derandomize=True)
+    assert result.status == "failed"
+
+
+def test_fast_data_refuses_what_it_cannot_draw():
+    data = _explore.FastData(random.Random(0))
+    with pytest.raises(_explore.Unsupported):
+        data.draw_integer()
+    with pytest.raises(_explore.Unsupported):
+        data.draw_bytes(1, 2)
+    assert data.draw_integer(3, 3) == 3 and data.choices == [3]
+    assert -4.0 <= data.draw_float(-4.0, 4.0, allow_nan=False) <= 4.0
