@@ -13,7 +13,9 @@ except where the float64 oracle is near or past the dtype's largest value (withi
 `NEAR_OVERFLOW`) and the custom value is the same-signed ``inf`` or ``NaN``, or the oracle
 is ``inf`` and the custom value is as near to overflowing, or the reference at the dtype gives
 that same non-finite value. When an input is so large that squaring it overflows
-(``overflow_regime``), inf/NaN on either side is accepted.
+(``overflow_regime``), inf/NaN on the custom side is accepted, and a tensor whose float64
+reference is non-finite anywhere is not judged at all (its finite values may come from
+overflowed intermediates too).
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def compare(
     tolerance (default: ``actual``'s dtype); ``check_dtype``, when given, is the dtype ``actual``
     must have. ``overflow_regime`` says the inputs hold values so large (``|x| >= sqrt(max)``) that
     any formula's intermediates overflow somewhere: there, inf/NaN on either side is not a finding
-    (wrong finite values still are). ``slack``, elementwise, is how far the exact result moves
+    (wrong finite values still are, unless the reference is non-finite somewhere in the tensor). ``slack``, elementwise, is how far the exact result moves
     under a rounding-sized change of the inputs (the math's own conditioning there); `WIDEN`
     times it is allowed on top, at that element only. ``fused`` (a half-precision result against
     the same Function's float32 result rounded once, for ``precision="fused"``) replaces the
@@ -189,7 +191,12 @@ def compare(
         # ... and the other way round: the oracle overflowed where the custom value is huge.
         same |= e.isinf() & (a.abs() > fmax / NEAR_OVERFLOW) & (a.sign() == e.sign())
     if overflow_regime:
-        same |= ~a.isfinite() | ~e.isfinite()
+        if not bool(e.isfinite().all()):
+            # The reference overflowed somewhere in this tensor: its finite values are suspect
+            # too (an overflowed variance makes a finite, wrong, zero gradient elsewhere in its
+            # row), so nothing in the tensor is judged.
+            return None, 1.0
+        same |= ~a.isfinite()
     ok |= same
     ratio = ratio.nan_to_num(math.inf, math.inf, math.inf)
     ratio = torch.where(ok, ratio.clamp_max(1.0), ratio)

@@ -51,7 +51,11 @@ class LayerNorm(Function):
     def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
         ctx.bias_dtype = b.dtype
-        xhat, _ = _layer_norm_stats(upcast(x))
+        xf = upcast(x)
+        # Statistics in float64, as torch's CPU kernel accumulates: a constant row of huge
+        # float32 values centres to the mean's rounding error in float32, which 1/sqrt(var + eps)
+        # then scales to +-1 where the exact output is 0 (fuzzgrad's exploration found it).
+        xhat = _layer_norm_stats(xf.double())[0].to(xf.dtype)
         return (xhat * upcast(w) + upcast(b)).to(x.dtype)
 
     @staticmethod
@@ -59,13 +63,13 @@ class LayerNorm(Function):
         x, w = ctx.saved_tensors
         g = upcast(grad)
         xf = upcast(x)  # once: each upcast's backward rounds to half on its own
-        xhat, rstd = _layer_norm_stats(xf)
+        xd, rd = _layer_norm_stats(xf.double())
+        xhat = xd.to(xf.dtype)
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
             # In float64, as torch's CPU kernel accumulates: for a row of two (or any nearly
             # degenerate row) dx is terms of ~|g w| rstd cancelling down to ~eps/var of them, and
             # float32 leaves noise 25x the exact value (fuzzgrad found it against torch).
-            xd, rd = _layer_norm_stats(xf.double())
             gxhat = g.double() * upcast(w).double()
             proj = (gxhat * xd).mean(-1, keepdim=True)
             dx = (rd * (gxhat - gxhat.mean(-1, keepdim=True) - xd * proj)).to(x.dtype)

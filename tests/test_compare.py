@@ -77,3 +77,12 @@ def test_integer_outputs_compare_exactly():
 def test_target_overrides_take_precedence():
     over = {torch.float64: (1e-2, 1e-2)}
     assert compare("y", t(1.005), t(1.0), overrides=over)[0] is None
+
+
+def test_overflow_regime_judges_no_tensor_whose_reference_overflowed():
+    got = torch.tensor([349.0, 1.0], dtype=torch.float64)
+    overflowed = torch.tensor([0.0, float("nan")], dtype=torch.float64)
+    assert compare("g", got, overflowed, overflow_regime=True)[0] is None
+    assert compare("g", got, overflowed, overflow_regime=False)[0] is not None
+    finite = torch.tensor([0.0, 1.0], dtype=torch.float64)  # wrong finite values still count
+    assert compare("g", got, finite, overflow_regime=True)[0] is not None
