@@ -111,9 +111,10 @@ def compare(
     tolerance (default: ``actual``'s dtype); ``check_dtype``, when given, is the dtype ``actual``
     must have. ``overflow_regime`` says the inputs hold values so large (``|x| >= sqrt(max)``) that
     any formula's intermediates overflow somewhere: there, inf/NaN on either side is not a finding
-    (wrong finite values still are, unless the reference is non-finite somewhere in the tensor). ``slack``, elementwise, is how far the exact result moves
-    under a rounding-sized change of the inputs (the math's own conditioning there); `WIDEN`
-    times it is allowed on top, at that element only. ``fused`` (a half-precision result against
+    (wrong finite values still are, unless the reference is non-finite somewhere in the
+    tensor). ``slack``, elementwise, is how far the exact result moves under a rounding-sized
+    change of the inputs (the math's own conditioning there); `WIDEN` times it is allowed on
+    top, at that element only. ``fused`` (a half-precision result against
     the same Function's float32 result rounded once, for ``precision="fused"``) replaces the
     dtype's default tolerance by `fused_tolerance`.
     """

@@ -7,6 +7,7 @@ hand-off would shrink some other case; a failure Hypothesis cannot replay must s
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 import torch
@@ -171,3 +172,25 @@ def test_fast_data_refuses_what_it_cannot_draw():
         data.draw_bytes(1, 2)
     assert data.draw_integer(3, 3) == 3 and data.choices == [3]
     assert -4.0 <= data.draw_float(-4.0, 4.0, allow_nan=False) <= 4.0
+
+
+class _WrongAndHangsOnBigInputs(Function):
+    @staticmethod
+    def forward(ctx, x):
+        if x.numel() > 64:
+            time.sleep(30)  # interrupted by the example timeout
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 3  # should be 2
+
+
+def test_a_hang_while_exploring_keeps_the_failures_found_before_it():
+    target = make_target(_WrongAndHangsOnBigInputs, reference=lambda x: x * 2, name="hangs")
+    result = fuzz_target(
+        target, max_examples=200, properties=["vjp"], derandomize=True, example_timeout=0.5
+    )
+    assert result.status == "error" and result.error["kind"] == "timeout"
+    assert [f.property for f in result.failures] == ["vjp"]
+    assert "not shrunk" not in result.failures[0].message
