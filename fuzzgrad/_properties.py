@@ -518,8 +518,20 @@ class Checker:
             raise Discard(reason) from exc
 
     def _run_jax(self, case, wrt, cts) -> Evaluation:
-        self.stats.jax_runs += 1
-        return self.jax(self.target.jax_reference, case.args, wrt, cts)
+        """The JAX reference's outputs and vjp, once per case, inputs and cotangents (the
+        forward and vjp properties share one evaluation; so does a raise)."""
+        memo = case.notes.setdefault("_jax", {})
+        key = (tuple(wrt), None if cts is None else id(cts))
+        if key not in memo:
+            self.stats.jax_runs += 1
+            try:
+                memo[key] = (self.jax(self.target.jax_reference, case.args, wrt, cts), None)
+            except Exception as exc:  # noqa: BLE001 - raised again to each caller
+                memo[key] = (None, exc)
+        value, exc = memo[key]
+        if exc is not None:
+            raise exc
+        return value
 
     def _conditioning(self, case, wrt, cts, ref) -> Evaluation | None:
         """For float64 cases: the float64 reference's own rounding error, estimated from its

@@ -52,12 +52,22 @@ def nudger():
     relative eps, or a subnormal's spacing near zero (anything else is returned as is)."""
     gen = torch.Generator().manual_seed(NUDGE_SEED)
 
-    def nudge(t):
+    def nudge(t, alternate: bool = False):
+        """``alternate``: up and down in turn along the elements (row-major) instead of at
+        random, so that no row of two or more elements moves all one way (a constant row that
+        stays constant says nothing about the rounding of its centring)."""
         if not floating(t):
             return t
         fin = torch.finfo(t.real.dtype if t.is_complex() else t.dtype)
-        u = torch.rand(t.shape, generator=gen, dtype=torch.float64) * 2 - 1
+        if alternate:
+            u = (torch.arange(t.numel(), dtype=torch.float64) % 2 * 2 - 1).reshape(t.shape)
+        else:
+            u = torch.rand(t.shape, generator=gen, dtype=torch.float64) * 2 - 1
         wide = _wide(t)
+        if t.dtype == torch.float64:
+            # A float64 nudge made in float64 would mostly round back to the value itself: move
+            # every element one ulp, up or down at random, instead.
+            return torch.nextafter(wide, torch.where(u >= 0, torch.inf, -torch.inf).to(wide))
         step = (wide.abs() * fin.eps).clamp_min(fin.smallest_normal * fin.eps)
         return wide + u * step
 
@@ -65,10 +75,15 @@ def nudger():
 
 
 def moved(lo, hi):
-    """|lo - hi| elementwise in ``hi``'s dtype, non-finite differences as 0 (no information)."""
+    """|lo - hi| elementwise in ``hi``'s dtype. Where a rounding-sized nudge makes a finite
+    result overflow (``lo`` infinite), the result is that sensitive: inf. Other non-finite
+    differences (a nudge that left the math's domain, or ``hi`` itself non-finite) are 0: no
+    information."""
     if not (isinstance(lo, torch.Tensor) and isinstance(hi, torch.Tensor)) or not floating(hi):
         return None
-    return (lo.to(hi.dtype) - hi).abs().nan_to_num(0.0, 0.0, 0.0)
+    lo = lo.to(hi.dtype)
+    out = (lo - hi).abs().nan_to_num(0.0, 0.0, 0.0)
+    return out.masked_fill_(lo.isinf() & hi.isfinite(), float("inf"))
 
 
 def larger(a, b):
@@ -79,14 +94,17 @@ def larger(a, b):
 
 
 def nudge_spread(evaluate, groups, ref: list) -> list | None:
-    """Elementwise, the worse of two random nudges of every tensor in ``groups`` (lists, or
-    None) of ``|evaluate(*nudged groups) - ref|``; ``evaluate`` returns a list shaped like
-    ``ref``. None if even the first nudge leaves the math's domain."""
+    """Elementwise, the worst of three nudges (two random, one alternating) of every tensor in
+    ``groups`` (lists, or None) of ``|evaluate(*nudged groups) - ref|``; ``evaluate`` returns a
+    list shaped like ``ref``. None if even the first nudge leaves the math's domain."""
     nudge = nudger()
     worst = None
-    for _ in range(2):
+    for k in range(3):
+        alternate = k == 2
         try:
-            other = evaluate(*[None if g is None else [nudge(t) for t in g] for g in groups])
+            other = evaluate(
+                *[None if g is None else [nudge(t, alternate) for t in g] for g in groups]
+            )
         except Exception:  # noqa: BLE001 - a nudge can leave the math's domain: no slack from it
             return worst
         here = [moved(o, r) for o, r in zip(other, ref)]
