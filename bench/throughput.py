@@ -1,8 +1,9 @@
 """Examples per second of the full pipeline, next to the floor: the three computations alone.
 
 For each target, a time-limited fuzz run (generation only, no failure to shrink for passing
-targets) records every case it ran; then the same cases are replayed through just the custom
-forward+backward, the torch reference (float64) and the JAX vjp with compilation already paid.
+targets) keeps a uniform sample of the cases it ran (`FLOOR_SAMPLE`); then those cases are
+replayed through just the custom forward+backward, the torch reference (float64) and the JAX vjp
+with compilation already paid.
 The ratio pipeline/floor is the harness's overhead. Also prints the share of examples that paid a
 JAX compile, and the time to the first failure on the seed's wrong example.
 
@@ -13,6 +14,7 @@ JAX compile, and the time to the first failure on the seed's wrong example.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 
@@ -27,6 +29,25 @@ DEFAULT_TARGETS = [
     "LogSumExp",
     "LinearBias",
 ]
+
+
+#: Cases, drawn uniformly from all the run's cases, on which the floor is measured.
+FLOOR_SAMPLE = 1000
+
+
+class Reservoir:
+    """A uniform sample of at most ``size`` of the items added (reservoir sampling, seeded)."""
+
+    def __init__(self, size: int):
+        self.size, self.seen, self.items = size, 0, []
+        self._rng = random.Random(0)
+
+    def add(self, item) -> None:
+        self.seen += 1
+        if len(self.items) < self.size:
+            self.items.append(item)
+        elif (j := self._rng.randrange(self.seen)) < self.size:
+            self.items[j] = item
 
 
 def floor_rate(target, cases) -> float:
@@ -66,19 +87,19 @@ def run_target(target, seconds: float, properties) -> dict:
 
     jax = shared_jax()
     compiles0 = jax.compiles
-    cases = []
+    sample = Reservoir(FLOOR_SAMPLE)
     start = time.perf_counter()
     result = fuzz_target(
         target,
         max_examples=10**6,
         properties=properties,
         stop_at=time.monotonic() + seconds,
-        on_example=cases.append,
+        on_example=sample.add,
     )
     elapsed = time.perf_counter() - start
     first = min((f.seconds_to_find for f in result.failures if f.seconds_to_find), default=None)
     rate = result.examples / elapsed
-    floor = floor_rate(target, cases[-300:])
+    floor = floor_rate(target, sample.items)
     return {
         "name": target.name,
         "status": result.status,

@@ -128,3 +128,20 @@ def test_jax_oracle_compiles_once_per_signature_and_precision():
     g = low.grads[0]
     assert g.dtype == torch.float64 and torch.equal(g, g.bfloat16().double())  # bf16 values
     assert torch.allclose(g, torch.cos(x), rtol=2**-7, atol=0)
+
+
+def test_forward_and_vjp_share_one_jax_evaluation_per_case():
+    import random
+
+    from fuzzgrad._explore import FastData
+    from fuzzgrad._properties import Checker
+    from fuzzgrad.strategies import cases
+
+    target = make_target(
+        Square, reference=lambda x: x * x, jax_reference=lambda x: x * x, name="square_jax"
+    )
+    case = cases(target).do_draw(FastData(random.Random(0), simplest=1.0))
+    assert case.direction_seed == 0  # a case JAX samples among passing ones
+    checker = Checker(target, ["forward", "vjp"], jax_share=1.0)
+    checker.check(case)
+    assert checker.stats.jax_runs == 1
