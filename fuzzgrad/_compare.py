@@ -10,12 +10,13 @@ math itself breaks down at that dtype, and any custom value is accepted there. E
 non-finite values must match the oracle's (an oracle ``NaN`` means the math is undefined
 there and accepts anything; an oracle ``inf`` takes the same ``inf`` or ``NaN``),
 except where the float64 oracle is near or past the dtype's largest value (within
-`NEAR_OVERFLOW`) and the custom value is the same-signed ``inf`` or ``NaN``, or the oracle
+`NEAR_OVERFLOW`) and the custom value is ``inf`` or ``NaN`` (an intermediate may overflow in
+any evaluation order, and then the sign says nothing), or the oracle
 is ``inf`` and the custom value is as near to overflowing, or the reference at the dtype gives
-that same non-finite value. When an input is so large that squaring it overflows
-(``overflow_regime``), inf/NaN on the custom side is accepted, and a tensor whose float64
-reference is non-finite anywhere is not judged at all (its finite values may come from
-overflowed intermediates too).
+that same non-finite value. When an input is so large that squaring it comes within
+`NEAR_OVERFLOW` of overflowing (``overflow_regime``), inf/NaN on the custom side is accepted,
+and a tensor whose float64 reference is non-finite anywhere is not judged at all (its finite
+values may come from overflowed intermediates too).
 """
 
 from __future__ import annotations
@@ -109,14 +110,14 @@ def compare(
 
     ``None`` on either side stands for zeros (an unused input's gradient). ``dtype`` picks the
     tolerance (default: ``actual``'s dtype); ``check_dtype``, when given, is the dtype ``actual``
-    must have. ``overflow_regime`` says the inputs hold values so large (``|x| >= sqrt(max)``) that
-    any formula's intermediates overflow somewhere: there, inf/NaN on either side is not a finding
-    (wrong finite values still are, unless the reference is non-finite somewhere in the
-    tensor). ``slack``, elementwise, is how far the exact result moves under a rounding-sized
-    change of the inputs (the math's own conditioning there); `WIDEN` times it is allowed on
-    top, at that element only. ``fused`` (a half-precision result against
-    the same Function's float32 result rounded once, for ``precision="fused"``) replaces the
-    dtype's default tolerance by `fused_tolerance`.
+    must have. ``overflow_regime`` says the inputs hold values so large (``|x|`` at least
+    ``sqrt(max / NEAR_OVERFLOW)``) that any formula's intermediates overflow somewhere: there,
+    inf/NaN on either side is not a finding (wrong finite values still are, unless the
+    reference is non-finite somewhere in the tensor). ``slack``, elementwise, is how far the
+    exact result moves under a rounding-sized change of the inputs (the math's own conditioning
+    there); `WIDEN` times it is allowed on top, at that element only. ``fused`` (a
+    half-precision result against the same Function's float32 result rounded once, for
+    ``precision="fused"``) replaces the dtype's default tolerance by `fused_tolerance`.
     """
     if actual is None and expected is None:
         return None, 0.0
@@ -192,9 +193,9 @@ def compare(
     if not a.is_complex():
         fmax = torch.finfo(dtype).max if dtype.is_floating_point else math.inf
         # Within a factor NEAR_OVERFLOW of the dtype's largest value, any evaluation order may
-        # overflow: a same-signed inf there is not a finding.
+        # overflow, in an intermediate too (then inf of either sign, or NaN): not a finding.
         near = e.isfinite() & (e.abs() > fmax / NEAR_OVERFLOW)
-        same |= near & (a.isnan() | (a.isinf() & (a.sign() == e.sign())))
+        same |= near & ~a.isfinite()
         # ... and the other way round: the oracle overflowed where the custom value is huge.
         same |= e.isinf() & (a.abs() > fmax / NEAR_OVERFLOW) & (a.sign() == e.sign())
     if overflow_regime:

@@ -238,4 +238,11 @@ def reduce_to_element(target, prop: str, case, mismatch):
         notes={"fixed_cotangents": cts} if cts else {},
     )
     failure = failure_on(target, prop, smaller)
-    return (smaller, failure) if isinstance(failure, PropertyFailure) else (case, None)
+    # The same failure, not another one: slicing only the inputs of the failing output's rank
+    # may leave the others inconsistent with it (a crash, or another output, then fails).
+    same = (
+        isinstance(failure, PropertyFailure)
+        and failure.mismatch is not None
+        and failure.mismatch.path == getattr(mismatch, "path", None)
+    )
+    return (smaller, failure) if same else (case, None)

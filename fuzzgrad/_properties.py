@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from fuzzgrad._compare import Mismatch, compare, tolerance
+from fuzzgrad._compare import NEAR_OVERFLOW, Mismatch, compare, tolerance
 from fuzzgrad._oracles import (
     HALF,
     Evaluation,
@@ -152,8 +152,9 @@ class Stats:
 
 
 def overflow_regime(args) -> bool:
-    """Whether some input is so large (``|x| >= sqrt(max)`` of its dtype) that squaring it, or
-    multiplying two such, overflows: then where and how a formula overflows is not a finding."""
+    """Whether some input is so large (``|x| >= sqrt(max / NEAR_OVERFLOW)`` of its dtype) that
+    squaring it comes near overflowing, and a product of three such overflows: then where and
+    how a formula's intermediates overflow is not a finding."""
     for a in args:
         if floating(a) and a.numel() and not a.is_complex():
             limit = _sqrt_max(a.dtype)
@@ -165,7 +166,7 @@ def overflow_regime(args) -> bool:
 
 @functools.cache
 def _sqrt_max(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype).max ** 0.5
+    return (torch.finfo(dtype).max / NEAR_OVERFLOW) ** 0.5
 
 
 #: What autograd says when a Function writes into an input it was given as is (see

@@ -86,3 +86,14 @@ def test_overflow_regime_judges_no_tensor_whose_reference_overflowed():
     assert compare("g", got, overflowed, overflow_regime=False)[0] is not None
     finite = torch.tensor([0.0, 1.0], dtype=torch.float64)  # wrong finite values still count
     assert compare("g", got, finite, overflow_regime=True)[0] is not None
+
+
+def test_near_overflow_any_non_finite_value_is_an_overflowed_intermediate():
+    """Found by exploration (Bilinear, float32): a triple product of values near sqrt(max)
+    overflowed in the Function's contraction order to +inf where the exact result is -8e37."""
+    expected = torch.tensor([-8.04e37, 1.0], dtype=torch.float64)
+    for got in (float("inf"), float("-inf"), float("nan")):
+        actual = torch.tensor([got, 1.0], dtype=torch.float32)
+        assert compare("g", actual, expected)[0] is None
+    far = torch.tensor([-8.04e35, 1.0], dtype=torch.float64)  # 400x below max: a finding
+    assert compare("g", torch.tensor([math.inf, 1.0]), far)[0] is not None
