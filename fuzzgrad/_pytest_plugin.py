@@ -361,6 +361,9 @@ class _Runs:
         self.report_dir = Path(report).resolve() if report else self.directory / "reproducers"
         self.profile = _profile(config)
         self.results: dict[str, dict[str, Any]] = {}
+        workers = getattr(config, "workerinput", {}).get("workercount")
+        if workers:
+            _share_cores(int(workers))
 
     def result(self, target) -> dict[str, Any]:
         """The target's JSON result, fuzzing it unless this session already has."""
@@ -389,6 +392,14 @@ class _Runs:
             report_dir=self.report_dir,
             database_dir=p.database_dir,
         ).to_json()
+
+
+def _share_cores(workers: int) -> None:
+    """Under xdist, each worker's torch gets its share of the cores: by default every worker
+    takes them all, and on a busy machine their thread pools then thrash."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(workers, 1)))
 
 
 @contextlib.contextmanager

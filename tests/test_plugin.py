@@ -302,3 +302,20 @@ def test_check_works_inside_a_users_test(pytester):
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["E*Cube: property 'vjp' fails*", "E*diagnosis:*"])
+
+
+def test_xdist_workers_share_the_cores():
+    import os
+
+    import torch
+
+    from fuzzgrad._pytest_plugin import _share_cores
+
+    before = torch.get_num_threads()
+    try:
+        _share_cores(2)
+        assert torch.get_num_threads() == max(1, (os.cpu_count() or 1) // 2)
+        _share_cores(10**6)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
