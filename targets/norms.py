@@ -141,7 +141,10 @@ class L2Normalize(Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        xf, g = upcast(x), upcast(grad)
+        # In float64: for a row of one element, g - y * <g, y> is g (1 - y^2), exactly 0, and
+        # its derivative (the double backward) is a cancellation that float32 leaves as noise
+        # far above the exact result (fuzzgrad's nightly profile found it).
+        xf, g = x.double(), grad.double()
         norm = torch.linalg.vector_norm(xf, dim=-1, keepdim=True)
         denom = norm.clamp_min(L2_EPS)
         y = xf / denom

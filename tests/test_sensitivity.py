@@ -344,3 +344,8 @@ def test_a_shifted_layernorm_on_the_same_rows_is_still_caught():
     w[0] = 1.3407807929942596e154
     args = [torch.ones(5, 4, 4, 7, dtype=f64), w, torch.zeros(7, dtype=f64)]
     assert replay(target, "forward", args, [], [None]) == 1
+
+
+def test_l2normalize_double_backward_on_rows_of_one_element_is_computed_in_float64():
+    args, cts, seed = _data_case("l2normalize_hvp_float32_rows_of_one.json")
+    assert replay(BUILTIN["L2Normalize"], "second_order", args, [0], cts, seed) == 0
