@@ -349,3 +349,32 @@ def test_a_shifted_layernorm_on_the_same_rows_is_still_caught():
 def test_l2normalize_double_backward_on_rows_of_one_element_is_computed_in_float64():
     args, cts, seed = _data_case("l2normalize_hvp_float32_rows_of_one.json")
     assert replay(BUILTIN["L2Normalize"], "second_order", args, [0], cts, seed) == 0
+
+
+def test_bce_at_minus_max_is_not_judged_against_references_that_cancel():
+    """Found by a 4-minute sweep: x = -max, y = 1.1e-308. The exact loss is -x y = 2.0, as the
+    Function computes; torch's formula cancels -max + max to 0. With an input within
+    NEAR_OVERFLOW of the largest value, a finite disagreement with both references counts as
+    ambiguous (wrong values are judged on every other case)."""
+    f64 = torch.float64
+    x = torch.tensor(-1.7976931348623157e308, dtype=f64)
+    y = torch.tensor(1.1125369292536007e-308, dtype=f64)
+    assert (
+        replay(BUILTIN["BCEWithLogits"], "forward", [x, y], [0, 1], [torch.tensor(1.0, dtype=f64)])
+        == 0
+    )
+    # one binade lower than NEAR_OVERFLOW allows, a wrong value is a finding again
+    from fuzzgrad._compare import NEAR_OVERFLOW
+
+    class Doubled(Function):
+        @staticmethod
+        def forward(ctx, x, y):
+            return 2 * BUILTIN["BCEWithLogits"].fn(x, y)
+
+        @staticmethod
+        def backward(ctx, g):
+            raise NotImplementedError
+
+    target = make_target(Doubled, name="Doubled", reference=BUILTIN["BCEWithLogits"].reference)
+    lower = torch.tensor(-torch.finfo(f64).max / NEAR_OVERFLOW / 4, dtype=f64)
+    assert replay(target, "forward", [lower, torch.tensor(0.5, dtype=f64)], [], [None]) == 1
