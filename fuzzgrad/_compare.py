@@ -156,25 +156,22 @@ def compare(
         rtol, atol = fused_tolerance(dtype, expected)
     a = actual.detach().to("cpu", torch.complex128 if actual.is_complex() else torch.float64)
     e = expected.detach().to("cpu", a.dtype)
-    if calib is None and slack is None and atol > 0:
-        # The common case, in as few tensor operations as possible: all finite and close.
-        worst = float((a - e).abs_().div_(e.abs().mul_(rtol).add_(atol)).max())
-        if worst <= 1.0:  # a NaN anywhere makes worst NaN
-            return None, worst
     c = calib.detach().to("cpu", a.dtype) if calib is not None else e
-    err = (a - e).abs()
-    allowed = atol + rtol * e.abs()
+    allowed = e.abs().mul_(rtol).add_(atol)
     if calib is not None:
         # The reference's own error at this dtype, elementwise and at its worst anywhere in the
         # tensor (a float32 Function may compute in another order than the reference and err
         # elsewhere); where the reference is non-finite it says nothing here.
         calib_err = (c - e).abs().nan_to_num(0.0, 0.0, 0.0)
-        allowed = allowed + WIDEN * (calib_err + calib_err.max())
+        allowed.add_(WIDEN * (calib_err + calib_err.max()))
     if slack is not None:
         # an infinite slack (a rounding-sized nudge overflows the result) allows anything finite
         extra = slack.detach().to("cpu", torch.float64).nan_to_num(0.0, math.inf, 0.0)
-        allowed = allowed + WIDEN * extra
-    ratio = err / allowed.clamp_min(1e-300)
+        allowed.add_(WIDEN * extra)
+    if atol <= 0:  # an override of (rtol, 0): no division by 0 where the oracle is 0
+        allowed.clamp_min_(1e-300)
+    err = (a - e).abs()  # not abs_: complex tensors have no in-place abs
+    ratio = err / allowed
     worst = float(ratio.max())
     if worst <= 1.0:  # the common case, all finite and close (a NaN anywhere makes worst NaN)
         return None, worst
@@ -216,7 +213,7 @@ def compare(
     i = int(flat_err.argmax())
     idx = _index(i, a.shape)
     av, ev = a.reshape(-1)[i].item(), e.reshape(-1)[i].item()
-    rel = abs(av - ev) / abs(ev) if ev not in (0, 0.0) and math.isfinite(ev) else math.inf
+    rel = abs(av - ev) / abs(ev) if ev not in (0, 0.0) and math.isfinite(abs(ev)) else math.inf
     n_bad = int(bad.sum())
     msg = (
         f"{n_bad} of {a.numel()} elements differ; worst at index {idx}: got {av:.6g}, "

@@ -193,9 +193,8 @@ def fuzz_target(
     found: dict[str, int] = {}
     running: list[Any] = [None]
 
-    def test(case):
-        if stop_at is not None and not found and time.monotonic() >= stop_at:
-            raise BudgetSpent
+    def run_case(case) -> None:
+        """Check one case, drawn by Hypothesis or by exploration (a `Discard` is no failure)."""
         running[0] = case
         if on_example is not None:
             on_example(case)
@@ -205,14 +204,17 @@ def fuzz_target(
         except Discard:
             return
         except PropertyFailure as e:
-            note_finding(e, case)
+            if e.property not in found:
+                found[e.property] = checker.stats.examples
+                if on_finding is not None:
+                    info = {"message": e.message, "inputs": describe_inputs(case)}
+                    on_finding(e.property, info)
             raise
 
-    def note_finding(e: PropertyFailure, case) -> None:
-        if e.property not in found:
-            found[e.property] = checker.stats.examples
-            if on_finding is not None:
-                on_finding(e.property, {"message": e.message, "inputs": describe_inputs(case)})
+    def test(case):
+        if stop_at is not None and not found and time.monotonic() >= stop_at:
+            raise BudgetSpent
+        run_case(case)
 
     if database is None and database_dir is not None:
         database = DirectoryBasedExampleDatabase(Path(database_dir) / _db_key(target, checker))
@@ -263,18 +265,9 @@ def fuzz_target(
         if Phase.reuse in config.phases and _explore.has_stored(database, DATABASE_KEY):
             hypothesis_run(settings(config, phases=_without(config.phases, Phase.generate)))
         if not failures and not errors:
-            explored = _explore_cases(
-                target,
-                strategy,
-                checker,
-                config,
-                seed,
-                stop_at,
-                example_timeout,
-                on_example,
-                note_finding,
-                running,
-            )
+            rng = _explore.rng_for(seed, config.derandomize, f"{target.module}.{target.name}")
+            with _alarm_handler(example_timeout):
+                explored = _explore_cases(strategy, checker, config, rng, stop_at, run_case)
             if explored.timeout is not None:  # what was found before it is still handed off
                 errors.append(
                     _timeout_error(target, explored.timeout, running[0], checker.stats, report_dir)
@@ -284,11 +277,9 @@ def fuzz_target(
                 # A failure Hypothesis could not replay (a nondeterministic Function) is still
                 # reported, as found and not shrunk; one bug asked for is the one Hypothesis shrank.
                 reported = {f.property for f in failures}
-                if failures and not config.report_multiple_bugs:
+                if explored.replay_errored or (failures and not config.report_multiple_bugs):
                     explored.found.clear()
                 for key, (_, exc) in explored.found.items():
-                    if explored.replay_errored:
-                        break
                     if not isinstance(exc, PropertyFailure):
                         errors.append(_exception_error(exc))
                     elif key not in reported:
@@ -371,65 +362,40 @@ def _hand_off(explored: _Explored, database, config: settings, seed, hypothesis_
     explored.replay_errored = len(errors) > before
 
 
-def _explore_cases(
-    target,
-    strategy,
-    checker,
-    config,
-    seed,
-    stop_at,
-    example_timeout,
-    on_example,
-    note_finding,
-    running,
-) -> _Explored:
-    """Draw and check cases with `fuzzgrad._explore.FastData` until the budget is spent or,
-    after a failure, the search for other properties' failures ends (see `MIN_MORE`)."""
+def _explore_cases(strategy, checker, config, rng, stop_at, run_case) -> _Explored:
+    """Draw cases with `fuzzgrad._explore.FastData` and check each with ``run_case`` until the
+    budget is spent or, after a failure, the search for other properties' failures ends (see
+    `MIN_MORE`). Runs inside the caller's `_alarm_handler`."""
     out = _Explored()
-    rng = _explore.rng_for(seed, config.derandomize, f"{target.module}.{target.name}")
     first = last = None
     first_time = 0.0
     drawn = 0
-    with _alarm_handler(example_timeout):
-        while checker.stats.examples < config.max_examples:
-            n = checker.stats.examples
-            if first is None:
-                if stop_at is not None and time.monotonic() >= stop_at:
-                    break
-            elif (
-                not config.report_multiple_bugs
-                or n >= max(first + MIN_MORE, min(first + MAX_MORE, 2 * last))
-                or time.monotonic() - first_time > MAX_MORE_SECONDS
-            ):
+    while checker.stats.examples < config.max_examples:
+        n = checker.stats.examples
+        if first is None:
+            if stop_at is not None and time.monotonic() >= stop_at:
                 break
-            data = _explore.FastData(rng, rng.choice(_explore.SIMPLICITY) if drawn else 1.0)
-            drawn += 1
-            try:
-                case = strategy.do_draw(data)
-            except _explore.Unsupported:
-                break  # pragma: no cover - _explorable admits only strategies FastData draws
-            running[0] = case
-            if on_example is not None:
-                on_example(case)
-            try:
-                with _alarm(example_timeout):
-                    checker.check(case)
-            except Discard:
-                continue
-            except ExampleTimeout as exc:
-                out.timeout = exc
-                break
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a failure, or a crash Hypothesis replays
-                key = exc.property if isinstance(exc, PropertyFailure) else "error"
-                if isinstance(exc, PropertyFailure):
-                    note_finding(exc, case)
-                if key not in out.found:
-                    out.found[key] = (data, exc)
-                    last = checker.stats.examples
-                    if first is None:
-                        first, first_time = last, time.monotonic()
+        elif (
+            not config.report_multiple_bugs
+            or n >= max(first + MIN_MORE, min(first + MAX_MORE, 2 * last))
+            or time.monotonic() - first_time > MAX_MORE_SECONDS
+        ):
+            break
+        data = _explore.FastData(rng, rng.choice(_explore.SIMPLICITY) if drawn else 1.0)
+        drawn += 1
+        case = strategy.do_draw(data)  # `_explorable` admits only what FastData can draw
+        try:
+            run_case(case)
+        except ExampleTimeout as exc:
+            out.timeout = exc
+            break
+        except Exception as exc:  # noqa: BLE001 - a failure, or a crash Hypothesis replays
+            key = exc.property if isinstance(exc, PropertyFailure) else "error"
+            if key not in out.found:
+                out.found[key] = (data, exc)
+                last = checker.stats.examples
+                if first is None:
+                    first, first_time = last, time.monotonic()
     return out
 
 

@@ -97,3 +97,10 @@ def test_near_overflow_any_non_finite_value_is_an_overflowed_intermediate():
         assert compare("g", actual, expected)[0] is None
     far = torch.tensor([-8.04e35, 1.0], dtype=torch.float64)  # 400x below max: a finding
     assert compare("g", torch.tensor([math.inf, 1.0]), far)[0] is not None
+
+
+def test_complex_results_are_compared_and_their_mismatch_described():
+    expected = torch.tensor([1 + 1j, 2 - 1j], dtype=torch.complex128)
+    assert compare("z", expected.to(torch.complex64), expected)[0] is None
+    m = compare("z", (expected * 1.1).to(torch.complex64), expected)[0]
+    assert m is not None and "2 of 2 elements differ" in m.message
