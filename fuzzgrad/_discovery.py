@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 from fuzzgrad._errors import InvalidRegistration, TargetNotFound
-from fuzzgrad._registry import MODULE_ATTR, Target
+from fuzzgrad._registry import BY_PATH_PREFIX, MODULE_ATTR, Target
 
 BUILTIN = "fuzzgrad.targets"
 
@@ -35,7 +35,7 @@ def _module_name(path: Path) -> str:
     """A stable module name for a file, so reproducers can import it again by path."""
     stem = path.stem if path.suffix == ".py" else path.name
     digest = zlib.crc32(str(path.parent).encode())  # stable across processes, unique per folder
-    return f"fuzzgrad_user_{stem}_{digest}"
+    return f"{BY_PATH_PREFIX}{stem}_{digest}"
 
 
 def _import_file(file: Path, name: str, package: bool = False) -> ModuleType:

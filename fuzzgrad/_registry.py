@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,11 @@ from fuzzgrad._spec import TensorSpec, _check_dtypes, parse_shape, tensor
 #: Attribute under which a module keeps the targets it registered ({name: Target}). Reproducers
 #: use it to find a target's Function and references after importing the module.
 MODULE_ATTR = "__fuzzgrad_targets__"
+
+#: Prefix of the import name `fuzzgrad._discovery` gives a file it imports by path; the name
+#: ends with the file's stem and a digest of its folder (see `Target.key`).
+BY_PATH_PREFIX = "fuzzgrad_user_"
+_BY_PATH = re.compile(re.escape(BY_PATH_PREFIX) + r"(.+)_\d+")
 
 _REGISTRY: dict[tuple[str, str], Target] = {}
 
@@ -48,6 +54,15 @@ class Target:
             and code.co_name == "wrapper"
             and code.co_filename.replace("\\", "/").endswith("torch/autograd/function.py")
         )
+
+    @property
+    def key(self) -> str:
+        """The target's identity across checkouts: ``module.name``, where a module imported by
+        path is named by its file's stem (not by the folder digest in its import name), so a
+        derandomized run draws the same cases, and finds its stored failures, wherever the
+        project is cloned."""
+        match = _BY_PATH.fullmatch(self.module)
+        return f"{match.group(1) if match else self.module}.{self.name}"
 
     @property
     def source_file(self) -> str | None:

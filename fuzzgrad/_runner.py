@@ -265,7 +265,7 @@ def fuzz_target(
         if Phase.reuse in config.phases and _explore.has_stored(database, DATABASE_KEY):
             hypothesis_run(settings(config, phases=_without(config.phases, Phase.generate)))
         if not failures and not errors:
-            rng = _explore.rng_for(seed, config.derandomize, f"{target.module}.{target.name}")
+            rng = _explore.rng_for(seed, config.derandomize, target.key)
             with _alarm_handler(example_timeout):
                 explored = _explore_cases(strategy, checker, config, rng, stop_at, run_case)
             if explored.timeout is not None:  # what was found before it is still handed off
@@ -419,7 +419,7 @@ def verdict(target, failures, error) -> str:
 def _db_key(target, checker) -> str:
     import re
 
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{target.module}.{target.name}")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", target.key)
 
 
 def _record(target, exc: PropertyFailure, stats: Stats, report_dir, diagnose, write_reproducer):

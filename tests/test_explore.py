@@ -21,7 +21,7 @@ from fuzzgrad import _explore
 from fuzzgrad._discovery import load_targets
 from fuzzgrad._properties import Checker
 from fuzzgrad._registry import make_target
-from fuzzgrad._runner import DATABASE_KEY, fuzz_target, hypothesis_settings
+from fuzzgrad._runner import DATABASE_KEY, _db_key, fuzz_target, hypothesis_settings
 
 BUILTINS = [t for t in load_targets() if isinstance(cases(t), _SpecCases)]
 CORPUS = Path(__file__).parent / "corpus"
@@ -102,6 +102,31 @@ def test_derandomized_runs_draw_the_same_cases():
             on_example=lambda c, out=out: out.append(repr(c)),
         )
     assert seen[0] == seen[1] and len(seen[0]) == 20
+
+
+def test_derandomized_runs_draw_the_same_cases_wherever_the_project_is_cloned(tmp_path):
+    """A file imported by path gets a folder digest in its module name; the cases a
+    derandomized (CI) run draws, and its database key, must not depend on it (a CI clone in
+    another folder drew other cases and missed a planted bug that passed locally)."""
+    source = (CORPUS / "buggy_layout.py").read_text(encoding="utf-8")
+    seen = []
+    for folder in ("here", "there"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "clone_corpus.py").write_text(source, encoding="utf-8")
+        (target,) = [t for t in load_targets([str(tmp_path / folder)]) if t.name == "LogCoshNaiveTanh"]
+        cases_drawn = []
+        fuzz_target(
+            target,
+            max_examples=15,
+            properties=["forward"],
+            derandomize=True,
+            on_example=lambda c, out=cases_drawn: out.append(repr(c)),
+        )
+        seen.append((target.module, target.key, _db_key(target, None), cases_drawn))
+    (module_a, key_a, db_a, drawn_a), (module_b, key_b, db_b, drawn_b) = seen
+    assert module_a != module_b
+    assert key_a == key_b == "clone_corpus.LogCoshNaiveTanh" and db_a == db_b
+    assert drawn_a == drawn_b and len(drawn_a) == 15
 
 
 class _FirstCallsWrong(Function):
