@@ -113,7 +113,8 @@ def test_derandomized_runs_draw_the_same_cases_wherever_the_project_is_cloned(tm
     for folder in ("here", "there"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "clone_corpus.py").write_text(source, encoding="utf-8")
-        (target,) = [t for t in load_targets([str(tmp_path / folder)]) if t.name == "LogCoshNaiveTanh"]
+        loaded = load_targets([str(tmp_path / folder)])
+        (target,) = [t for t in loaded if t.name == "LogCoshNaiveTanh"]
         cases_drawn = []
         fuzz_target(
             target,
