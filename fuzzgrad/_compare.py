@@ -15,8 +15,9 @@ any evaluation order, and then the sign says nothing), or the oracle
 is ``inf`` and the custom value is as near to overflowing, or the reference at the dtype gives
 that same non-finite value. When an input is so large that squaring it comes within
 `NEAR_OVERFLOW` of overflowing (``overflow_regime``), inf/NaN on the custom side is accepted,
-and a tensor whose float64 reference is non-finite anywhere is not judged at all (its finite
-values may come from overflowed intermediates too).
+and where the float64 reference is non-finite its finite values are not judged either (they
+may come from overflowed intermediates too); both only at the elements those large inputs
+reach, where that is known.
 """
 
 from __future__ import annotations
@@ -85,6 +86,13 @@ def fused_tolerance(dtype: torch.dtype, expected: torch.Tensor) -> tuple[float, 
     return fin.eps, noise + fin.smallest_normal * fin.eps
 
 
+def _reach(overflow_regime: bool | torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The elements an overflow regime excuses: all, or those of a mask of the same shape."""
+    if isinstance(overflow_regime, torch.Tensor) and overflow_regime.shape == shape:
+        return overflow_regime.detach().to("cpu", torch.bool)
+    return torch.ones(shape, dtype=torch.bool)
+
+
 def _index(flat: int, shape: torch.Size) -> tuple[int, ...]:
     out = []
     for size in reversed(shape):
@@ -102,9 +110,10 @@ def compare(
     dtype: torch.dtype | None = None,
     overrides: dict | None = None,
     check_dtype: torch.dtype | None = None,
-    overflow_regime: bool = False,
+    overflow_regime: bool | torch.Tensor = False,
     slack: torch.Tensor | None = None,
     fused: bool = False,
+    judge_reach: bool = True,
 ) -> tuple[Mismatch | None, float]:
     """Compare one tensor; return the mismatch (or None) and the worst error/tolerance ratio.
 
@@ -113,7 +122,9 @@ def compare(
     must have. ``overflow_regime`` says the inputs hold values so large (``|x|`` at least
     ``sqrt(max / NEAR_OVERFLOW)``) that any formula's intermediates overflow somewhere: there,
     inf/NaN on either side is not a finding (wrong finite values still are, unless the
-    reference is non-finite somewhere in the tensor). ``slack``, elementwise, is how far the
+    reference is non-finite somewhere in the tensor). A boolean tensor instead of ``True``
+    says which elements the large inputs reach (see `Checker._reach`): only those are excused,
+    and ``judge_reach=False`` leaves them out altogether. ``slack``, elementwise, is how far the
     exact result moves under a rounding-sized change of the inputs (the math's own conditioning
     there); `WIDEN` times it is allowed on top, at that element only. ``fused`` (a
     half-precision result against the same Function's float32 result rounded once, for
@@ -195,13 +206,14 @@ def compare(
         same |= near & ~a.isfinite()
         # ... and the other way round: the oracle overflowed where the custom value is huge.
         same |= e.isinf() & (a.abs() > fmax / NEAR_OVERFLOW) & (a.sign() == e.sign())
-    if overflow_regime:
-        if not bool(e.isfinite().all()):
-            # The reference overflowed somewhere in this tensor: its finite values are suspect
-            # too (an overflowed variance makes a finite, wrong, zero gradient elsewhere in its
-            # row), so nothing in the tensor is judged.
-            return None, 1.0
-        same |= ~a.isfinite()
+    if isinstance(overflow_regime, torch.Tensor) or overflow_regime:
+        reach = _reach(overflow_regime, a.shape)
+        if not judge_reach or not bool(e[reach].isfinite().all()):
+            # The reference overflowed where the large inputs reach: its finite values there are
+            # suspect too (an overflowed variance makes a finite, wrong, zero gradient elsewhere
+            # in its row), so nothing there is judged.
+            ok |= reach
+        same |= ~a.isfinite() & reach
     ok |= same
     ratio = ratio.nan_to_num(math.inf, math.inf, math.inf)
     ratio = torch.where(ok, ratio.clamp_max(1.0), ratio)

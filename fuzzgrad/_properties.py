@@ -176,6 +176,41 @@ def _near_max(args) -> bool:
     )
 
 
+def _tamed(a: Any) -> Any:
+    """``a`` with its elements at or past the overflow size set to +-1.5 (see `Checker._reach`)."""
+    if not floating(a) or a.is_complex() or not a.numel():
+        return a
+    a = a.detach()
+    big = a.abs() >= _sqrt_max(a.dtype)
+    return torch.where(big, a.sign() * 1.5, a)
+
+
+def _changed(results: list[tuple[Any, ...]]) -> tuple[torch.Tensor | None, ...]:
+    """Per result position, where the reference's or the Function's value differs between the
+    case's inputs and the tamed ones (``results``: reference, tamed reference, Function, tamed
+    Function). None where unknown: shapes differ or nothing is a tensor (a missing gradient
+    is a zero)."""
+    out = []
+    for values in zip(*results):
+        tensors = [v.detach().cpu() for v in values if isinstance(v, torch.Tensor)]
+        if len(tensors) != len(values):
+            zeros = next((torch.zeros_like(t) for t in tensors), None)
+            tensors = [v.detach().cpu() if isinstance(v, torch.Tensor) else zeros for v in values]
+        if tensors[0] is None or any(t.shape != tensors[0].shape for t in tensors):
+            out.append(None)
+            continue
+        ref, ref_tamed, own, own_tamed = tensors
+        out.append(~_same_each(ref, ref_tamed) | ~_same_each(own, own_tamed))
+    return tuple(out)
+
+
+def _same_each(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a == b) | (a.isnan() & b.isnan())
+
+
+_UNSET = object()
+
+
 @functools.cache
 def _sqrt_max(dtype: torch.dtype) -> float:
     return (torch.finfo(dtype).max / NEAR_OVERFLOW) ** 0.5
@@ -228,6 +263,9 @@ class Checker:
         self._nonleaf = self._declared_nonleaf
         self.overflow_regime = False
         self.near_max = False
+        self._regime_case: tuple | None = None  # (case, wrt, cotangents) for `_reach`
+        self._reach_memo: Any = _UNSET
+        self._away = False  # judging only the elements the largest inputs do not reach
         self._all_float64 = False
         self.fused = target.options.get("precision") == "fused"
         self.reference = target.reference
@@ -287,6 +325,7 @@ class Checker:
         case.notes["wrt"] = full
         self.overflow_regime = overflow_regime(case.args)
         self.near_max = self.overflow_regime and _near_max(case.args)
+        self._reach_memo, self._regime_case = _UNSET, None
         self._all_float64 = all(a.dtype == torch.float64 for a in case.args if floating(a))
         if self._auto:
             self._probe_auto_reference(case, full)
@@ -314,6 +353,7 @@ class Checker:
             )
         )
         ref_cts = cts if grads_wanted else None
+        self._regime_case = (case, full, ref_cts)
         ref = self._oracle(case, full, ref_cts, torch.float64)
         low = case.dtype not in (None, torch.float64) and self.reference is not None
         calib = _Calibration(self, case, full, ref_cts) if low else None
@@ -690,22 +730,34 @@ class Checker:
                 wrt,
                 record=False,
             ),
+            away=lambda: self._check_pair(prop, case, wrt, cts, outputs, grads, ref, lazy, kind),
         )
 
-    def vote(self, prop, case, first, second, refs_differ) -> None:
-        """Either-agreement: fail only if the custom Function disagrees with both references."""
+    def vote(self, prop, case, first, second, refs_differ, away=None) -> None:
+        """Either-agreement: fail only if the custom Function disagrees with both references.
+
+        ``away``, where given, runs the same check again judging only the elements that the
+        inputs past the overflow size do not reach (``self._away``); it raises if the Function
+        disagrees with both references there."""
         if first is None and second is None:
             return
         if first is None or second is None:
             self.stats.ambiguous += 1  # the references disagree here; agreeing with one is enough
             return
         differ = refs_differ()
-        if self.overflow_regime and (differ or self.near_max):
+        if self.overflow_regime and (differ or self.near_max) and not self._away:
             # Inputs so large that the references' own intermediates overflow, and they disagree
             # with each other: neither can be trusted here (e.g. both give finite garbage for a
             # LayerNorm row of 1e154), so there is nothing to judge against. With an input within
             # NEAR_OVERFLOW of the largest value, both may agree on garbage: torch's BCE cancels
-            # -max + max to 0 where the exact loss (and the Function's) is 2.
+            # -max + max to 0 where the exact loss (and the Function's) is 2. Away from where
+            # those inputs reach, the references are as good as anywhere.
+            if away is not None and self._reach() is not None:
+                self._away = True
+                try:
+                    away()
+                finally:
+                    self._away = False
             self.stats.ambiguous += 1
             return
         note = (
@@ -713,7 +765,57 @@ class Checker:
             if differ
             else "JAX agrees with the torch reference"
         )
+        if self._away:
+            note += "; judged only where the inputs past the overflow size do not reach"
         self._fail(prop, f"{first} ({note})", case, first)
+
+    def _reach(self) -> Evaluation | None:
+        """In the overflow regime: per output and gradient element, whether an input at or past
+        the overflow size (see `overflow_regime`) reaches it, so that an intermediate may
+        honestly overflow there. Found by setting those inputs to ordinary values (+-1.5) and
+        seeing which results change, in the reference and in the Function itself (its own
+        evaluation order; a value that is NaN either way is not the large inputs' doing). None
+        (every element, as if unknown) where a run raises. Once per case, on demand."""
+        if self._reach_memo is _UNSET:
+            self._reach_memo = None
+            if self._regime_case is None:
+                return None
+            case, wrt, cts = self._regime_case
+            tamed = [_tamed(a) for a in case.args]
+            fn = self.target.fn
+            if self._nonleaf:  # in-place Functions get copies, as in `run_custom`
+
+                def fn(*xs):
+                    return self.target.fn(*(x.clone() if floating(x) else x for x in xs))
+
+            try:
+                if self.reference is not None:
+                    runs = [torch_oracle(self.reference, xs, wrt, cts) for xs in (case.args, tamed)]
+                else:
+                    ref = self.target.jax_reference
+                    runs = [self.jax(ref, xs, wrt, cts) for xs in (case.args, tamed)]
+                runs += [torch_vjp(fn, xs, wrt, cts) for xs in (case.args, tamed)]
+            except Exception:  # noqa: BLE001 - unknown reach: every element is excused
+                return None
+            self._reach_memo = Evaluation(
+                _changed([r.outputs for r in runs]), _changed([r.grads for r in runs])
+            )
+        return self._reach_memo
+
+    def _regime(self, kind: str, k: int, actual: Any, expected: Any) -> bool | torch.Tensor:
+        """What `compare` gets as ``overflow_regime`` for output or gradient ``k``."""
+        if not self.overflow_regime:
+            return False
+        if not self._away and all(
+            not isinstance(t, torch.Tensor) or bool(t.isfinite().all()) for t in (actual, expected)
+        ):
+            return True  # all finite: nothing for the regime to excuse, no need for its reach
+        reach = self._reach()
+        if reach is None:
+            return True
+        masks = reach.outputs if kind == "outputs" else reach.grads
+        mask = masks[k] if k < len(masks) else None
+        return mask if mask is not None else True
 
     def _may_compile(self) -> bool:
         spent = self.jax.compile_seconds - self._jax_compile0
@@ -750,8 +852,9 @@ class Checker:
                     calib=c,
                     overrides=self.target.tolerances,
                     check_dtype=want,
-                    overflow_regime=self.overflow_regime,
+                    overflow_regime=self._regime(kind, k, o, e),
                     slack=slack.outputs[k] if slack is not None else None,
+                    judge_reach=not self._away,
                 )
                 worst = max(worst, r)
                 found = found or m
@@ -764,8 +867,9 @@ class Checker:
                     ref.grads[i],
                     calib=c,
                     overrides=self.target.tolerances,
-                    overflow_regime=self.overflow_regime,
+                    overflow_regime=self._regime(kind, i, grads[i], ref.grads[i]),
                     slack=slack.grads[i] if slack is not None else None,
+                    judge_reach=not self._away,
                 )
                 worst = max(worst, r)
                 found = found or m

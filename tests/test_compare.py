@@ -104,3 +104,29 @@ def test_complex_results_are_compared_and_their_mismatch_described():
     assert compare("z", expected.to(torch.complex64), expected)[0] is None
     m = compare("z", (expected * 1.1).to(torch.complex64), expected)[0]
     assert m is not None and "2 of 2 elements differ" in m.message
+
+
+def test_an_overflow_regime_mask_excuses_only_the_elements_it_reaches():
+    """With the reach of the large inputs known (`Checker._reach`), an inf/NaN elsewhere in
+    the tensor is judged, and ``judge_reach=False`` leaves the reached elements out."""
+    expected = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    got = torch.tensor([math.nan, 2.0, math.nan])
+    reach = torch.tensor([True, False, False])
+    assert compare("g", got, expected, overflow_regime=True)[0] is None
+    m = compare("g", got, expected, overflow_regime=reach)[0]
+    assert m is not None and m.index == (2,)
+    assert (
+        compare("g", got, expected, overflow_regime=reach | torch.tensor([0, 0, 1]).bool())[0]
+        is None
+    )
+    # the reference overflowed where the large inputs reach: nothing there is judged
+    overflowed = torch.tensor([math.nan, 2.0, 3.0], dtype=torch.float64)
+    wrong_there = torch.tensor([7.0, 2.0, 3.0])
+    assert compare("g", wrong_there, overflowed, overflow_regime=reach)[0] is None
+    assert compare("g", wrong_there + 1, overflowed, overflow_regime=reach)[0] is not None
+    # judge_reach=False: a wrong finite value where the large inputs reach is not judged
+    wrong = torch.tensor([9.0, 2.0, 3.0])
+    assert compare("g", wrong, expected, overflow_regime=reach)[0] is not None
+    assert compare("g", wrong, expected, overflow_regime=reach, judge_reach=False)[0] is None
+    # a mask of another shape is no mask: every element is excused
+    assert compare("g", got, expected, overflow_regime=torch.tensor([True]))[0] is None

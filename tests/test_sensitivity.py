@@ -366,3 +366,66 @@ def test_bce_at_minus_max_is_not_judged_against_references_that_cancel():
     target = make_target(Doubled, name="Doubled", reference=BUILTIN["BCEWithLogits"].reference)
     lower = torch.tensor(-torch.finfo(f64).max / NEAR_OVERFLOW / 4, dtype=f64)
     assert replay(target, "forward", [lower, torch.tensor(0.5, dtype=f64)], [], [None]) == 1
+
+
+# -- the overflow regime: only where the large inputs reach -------------------------------------
+
+
+def _buggy_logcosh():
+    from pathlib import Path
+
+    corpus = Path(__file__).parent / "corpus" / "buggy_layout.py"
+    return next(t for t in load_targets([str(corpus)]) if t.name == "LogCoshNaiveTanh")
+
+
+@pytest.mark.parametrize(
+    "values, caught",
+    [
+        ([10.0, 100.0], True),  # NaN at 10, where 100 does not reach: the bug
+        ([6.0, 6.0, 5000.0], True),  # within NEAR_OVERFLOW of max: judged away from 5000
+        ([100.0, 1.0], False),  # NaN only at 100, past the overflow size: not judged
+        ([100.0, 6.0, 60000.0], True),
+    ],
+)
+def test_a_large_input_excuses_only_the_results_it_reaches(values, caught):
+    """Found by CI: a float16 case with one input past sqrt(max / NEAR_OVERFLOW) (64) used to
+    excuse every inf/NaN of the case, and hid LogCoshNaiveTanh's NaN gradient at x = 10 (its
+    exp(2x) overflows float16 from x = 5.55), so the planted bug was found by some seeds only."""
+    x = torch.tensor(values, dtype=torch.float16)
+    g = torch.full_like(x, 0.5)
+    assert replay(_buggy_logcosh(), "vjp", [x], [0], [g]) == int(caught)
+
+
+class _NaiveLogSumExp(Function):
+    """Row-wise log(sum(exp(x - m))) in the input's dtype, with m the max of the *whole*
+    tensor (any m is exact math): in float16 a row of 100 overflows its own row and, through
+    m, underflows every other row to -inf. Honest evaluation order, not a bug to report."""
+
+    @staticmethod
+    def forward(ctx, x):
+        m = x.max()
+        y = (x - m).exp().sum(-1).log() + m
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        return g.unsqueeze(-1) * (x - y.unsqueeze(-1)).exp()
+
+
+def test_results_the_function_itself_routes_through_a_large_input_are_excused():
+    """The reference is row-wise, so by its account the large row reaches only its own
+    output; the Function's global max carries it to every row. Reach is the union of both."""
+    target = make_target(
+        _NaiveLogSumExp,
+        name="NaiveLogSumExp",
+        reference=lambda x: torch.logsumexp(x, -1),
+        inputs=[fg.tensor("r n")],
+    )
+    x = torch.tensor([[300.0, 1.0, 2.0], [1.0, 2.0, 3.0]], dtype=torch.float16)
+    g = torch.tensor([1.0, 1.0], dtype=torch.float16)
+    assert replay(target, "forward", [x], [0], [g]) == 0
+    assert replay(target, "vjp", [x], [0], [g]) == 0
+    # with no large input the underflow is not excused: the same Function, rows 1 apart
+    assert replay(target, "forward", [x.clamp(max=60.0)], [0], [g]) == 1
