@@ -6,7 +6,9 @@ where ``e`` is the float64 oracle and ``calib`` is the same reference math evalu
 custom Function's own dtype: the error the reference itself makes at that dtype is allowed (plus
 its worst error anywhere in the tensor), so a float16 Function is never held to float64 accuracy.
 Where the reference at the dtype is non-finite but the float64 oracle is finite, the reference
-math itself breaks down at that dtype, and any custom value is accepted there. Elsewhere
+math itself breaks down at that dtype, and any custom value is accepted there; where the oracle
+is inf and ``calib`` (there, the other reference) is finite, the custom value may match
+``calib``. Elsewhere
 non-finite values must match the oracle's (an oracle ``NaN`` means the math is undefined
 there and accepts anything; an oracle ``inf`` takes the same ``inf`` or ``NaN``),
 except where the float64 oracle is near or past the dtype's largest value (within
@@ -123,10 +125,10 @@ def compare(
     ``sqrt(max / NEAR_OVERFLOW)``) that any formula's intermediates overflow somewhere: there,
     inf/NaN on either side is not a finding (wrong finite values still are, unless the
     reference is non-finite somewhere in the tensor). A boolean tensor instead of ``True``
-    says which elements the large inputs reach (see `Checker._reach`): only those are excused,
-    and ``judge_reach=False`` leaves them out altogether. ``slack``, elementwise, is how far the
-    exact result moves under a rounding-sized change of the inputs (the math's own conditioning
-    there); `WIDEN` times it is allowed on top, at that element only. ``fused`` (a
+    says which elements the large inputs reach (`fuzzgrad._overflow.find_reach`): only those
+    are excused, and ``judge_reach=False`` leaves them out altogether. ``slack``, elementwise,
+    is how far the exact result moves under a rounding-sized change of the inputs (the math's
+    own conditioning there); `WIDEN` times it is allowed on top, at that element only. ``fused`` (a
     half-precision result against the same Function's float32 result rounded once, for
     ``precision="fused"``) replaces the dtype's default tolerance by `fused_tolerance`.
     """
@@ -198,6 +200,11 @@ def compare(
         # Where the reference math itself breaks down at this dtype (overflow to inf/NaN while the
         # float64 oracle is finite), any value is as good as the reference's: not a finding.
         same |= ~c.isfinite() & e.isfinite()
+        # ... and the other way round: where the oracle overflowed and the calibration did not
+        # (the other reference's evaluation order), the custom value may match the calibration.
+        other = e.isinf() & c.isfinite()
+        if bool(other.any()):
+            same |= other & ((a - c).abs() <= c.abs().mul_(rtol).add_(atol))
     if not a.is_complex():
         fmax = torch.finfo(dtype).max if dtype.is_floating_point else math.inf
         # Within a factor NEAR_OVERFLOW of the dtype's largest value, any evaluation order may

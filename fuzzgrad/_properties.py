@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from fuzzgrad._compare import NEAR_OVERFLOW, Mismatch, compare, tolerance
+from fuzzgrad._compare import Mismatch, compare, tolerance
 from fuzzgrad._oracles import (
     HALF,
     Evaluation,
@@ -27,6 +27,7 @@ from fuzzgrad._oracles import (
     torch_oracle,
     torch_vjp,
 )
+from fuzzgrad._overflow import find_reach, near_max, overflow_regime
 from fuzzgrad._sensitivity import float64_rounding, rounding_slack
 
 #: Every property, in the order they run on a case (each has its own failure type and meta-test).
@@ -151,69 +152,7 @@ class Stats:
         return {"edges": edges, "counts": [self.ratio_hist.get(e, 0) for e in edges[:-1]]}
 
 
-def overflow_regime(args) -> bool:
-    """Whether some input is so large (``|x| >= sqrt(max / NEAR_OVERFLOW)`` of its dtype) that
-    squaring it comes near overflowing, and a product of three such overflows: then where and
-    how a formula's intermediates overflow is not a finding."""
-    for a in args:
-        if floating(a) and a.numel() and not a.is_complex():
-            limit = _sqrt_max(a.dtype)
-            top = float(a.detach().abs().amax())  # NaN if any element is: look closer then
-            if top >= limit or (top != top and bool((a.detach().abs() >= limit).any())):
-                return True
-    return False
-
-
-def _near_max(args) -> bool:
-    """Whether some input is within `NEAR_OVERFLOW` of its dtype's largest finite value."""
-    return any(
-        floating(a)
-        and a.numel()
-        and not a.is_complex()
-        and float(a.detach().abs().nan_to_num(0.0).amax())  # inf counts, as max
-        >= torch.finfo(a.dtype).max / NEAR_OVERFLOW
-        for a in args
-    )
-
-
-def _tamed(a: Any) -> Any:
-    """``a`` with its elements at or past the overflow size set to +-1.5 (see `Checker._reach`)."""
-    if not floating(a) or a.is_complex() or not a.numel():
-        return a
-    a = a.detach()
-    big = a.abs() >= _sqrt_max(a.dtype)
-    return torch.where(big, a.sign() * 1.5, a)
-
-
-def _changed(results: list[tuple[Any, ...]]) -> tuple[torch.Tensor | None, ...]:
-    """Per result position, where the reference's or the Function's value differs between the
-    case's inputs and the tamed ones (``results``: reference, tamed reference, Function, tamed
-    Function). None where unknown: shapes differ or nothing is a tensor (a missing gradient
-    is a zero)."""
-    out = []
-    for values in zip(*results):
-        tensors = [v.detach().cpu() for v in values if isinstance(v, torch.Tensor)]
-        if len(tensors) != len(values):
-            zeros = next((torch.zeros_like(t) for t in tensors), None)
-            tensors = [v.detach().cpu() if isinstance(v, torch.Tensor) else zeros for v in values]
-        if tensors[0] is None or any(t.shape != tensors[0].shape for t in tensors):
-            out.append(None)
-            continue
-        ref, ref_tamed, own, own_tamed = tensors
-        out.append(~_same_each(ref, ref_tamed) | ~_same_each(own, own_tamed))
-    return tuple(out)
-
-
-def _same_each(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a == b) | (a.isnan() & b.isnan())
-
-
 _UNSET = object()
-
-
-@functools.cache
-def _sqrt_max(dtype: torch.dtype) -> float:
-    return (torch.finfo(dtype).max / NEAR_OVERFLOW) ** 0.5
 
 
 #: What autograd says when a Function writes into an input it was given as is (see
@@ -324,7 +263,7 @@ class Checker:
         full = self.differentiable(case)
         case.notes["wrt"] = full
         self.overflow_regime = overflow_regime(case.args)
-        self.near_max = self.overflow_regime and _near_max(case.args)
+        self.near_max = self.overflow_regime and near_max(case.args)
         self._reach_memo, self._regime_case = _UNSET, None
         self._all_float64 = all(a.dtype == torch.float64 for a in case.args if floating(a))
         if self._auto:
@@ -770,36 +709,25 @@ class Checker:
         self._fail(prop, f"{first} ({note})", case, first)
 
     def _reach(self) -> Evaluation | None:
-        """In the overflow regime: per output and gradient element, whether an input at or past
-        the overflow size (see `overflow_regime`) reaches it, so that an intermediate may
-        honestly overflow there. Found by setting those inputs to ordinary values (+-1.5) and
-        seeing which results change, in the reference and in the Function itself (its own
-        evaluation order; a value that is NaN either way is not the large inputs' doing). None
-        (every element, as if unknown) where a run raises. Once per case, on demand."""
+        """The elements the case's inputs past the overflow size reach (`find_reach`), in the
+        reference and in the Function itself; None (every element) where unknown. Once per
+        case, on demand."""
         if self._reach_memo is _UNSET:
             self._reach_memo = None
             if self._regime_case is None:
                 return None
             case, wrt, cts = self._regime_case
-            tamed = [_tamed(a) for a in case.args]
             fn = self.target.fn
             if self._nonleaf:  # in-place Functions get copies, as in `run_custom`
 
                 def fn(*xs):
                     return self.target.fn(*(x.clone() if floating(x) else x for x in xs))
 
-            try:
-                if self.reference is not None:
-                    runs = [torch_oracle(self.reference, xs, wrt, cts) for xs in (case.args, tamed)]
-                else:
-                    ref = self.target.jax_reference
-                    runs = [self.jax(ref, xs, wrt, cts) for xs in (case.args, tamed)]
-                runs += [torch_vjp(fn, xs, wrt, cts) for xs in (case.args, tamed)]
-            except Exception:  # noqa: BLE001 - unknown reach: every element is excused
-                return None
-            self._reach_memo = Evaluation(
-                _changed([r.outputs for r in runs]), _changed([r.grads for r in runs])
-            )
+            if self.reference is not None:
+                reference = functools.partial(torch_oracle, self.reference)
+            else:
+                reference = functools.partial(self.jax, self.target.jax_reference)
+            self._reach_memo = find_reach(reference, fn, case.args, wrt, cts)
         return self._reach_memo
 
     def _regime(self, kind: str, k: int, actual: Any, expected: Any) -> bool | torch.Tensor:

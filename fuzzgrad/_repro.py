@@ -19,7 +19,7 @@ import torch
 
 from fuzzgrad._compare import NEAR_OVERFLOW, WIDEN, tolerance
 from fuzzgrad._errors import ReproducerError
-from fuzzgrad._properties import overflow_regime
+from fuzzgrad._overflow import overflow_regime
 
 FORMAT_VERSION = 1
 

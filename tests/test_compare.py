@@ -107,8 +107,9 @@ def test_complex_results_are_compared_and_their_mismatch_described():
 
 
 def test_an_overflow_regime_mask_excuses_only_the_elements_it_reaches():
-    """With the reach of the large inputs known (`Checker._reach`), an inf/NaN elsewhere in
-    the tensor is judged, and ``judge_reach=False`` leaves the reached elements out."""
+    """With the reach of the large inputs known (`fuzzgrad._overflow.find_reach`), an inf or
+    NaN elsewhere in the tensor is judged, and ``judge_reach=False`` leaves the reached
+    elements out."""
     expected = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
     got = torch.tensor([math.nan, 2.0, math.nan])
     reach = torch.tensor([True, False, False])
@@ -130,3 +131,15 @@ def test_an_overflow_regime_mask_excuses_only_the_elements_it_reaches():
     assert compare("g", wrong, expected, overflow_regime=reach, judge_reach=False)[0] is None
     # a mask of another shape is no mask: every element is excused
     assert compare("g", got, expected, overflow_regime=torch.tensor([True]))[0] is None
+
+
+def test_where_the_oracle_overflowed_a_finite_calibration_may_judge():
+    """Found by a 4-minute sweep (CumProd, float64 double backward): torch's reference overflowed
+    to inf where JAX's order gave 2.0789e305, as the Function did; judged against the other
+    reference, the Function's value passes, and a wrong one is still caught."""
+    oracle = torch.tensor([math.inf, 1.0], dtype=torch.float64)
+    other = torch.tensor([2.0788689837904043e305, 1.0], dtype=torch.float64)
+    right = torch.tensor([2.078868983790405e305, 1.0], dtype=torch.float64)
+    assert compare("g", right, oracle)[0] is not None
+    assert compare("g", right, oracle, calib=other)[0] is None
+    assert compare("g", right * 1.01, oracle, calib=other)[0] is not None

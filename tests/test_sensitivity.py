@@ -338,6 +338,32 @@ def test_a_shifted_layernorm_on_the_same_rows_is_still_caught():
     assert replay(target, "forward", args, [], [None]) == 1
 
 
+def test_cumprod_double_backward_where_torchs_reference_overflows_and_jaxs_does_not():
+    """Found by a 4-minute sweep: rows of 63 values near 1e6, whose products pass float64's max
+    from element 53 on. torch's double backward overflows to inf a step before JAX's, which
+    gives 2.0789e305 there, as the Function does; the Function agrees with one reference at
+    every element, with neither everywhere."""
+    args, cts, seed = _data_case("cumprod_hvp_float64_reference_overflows.json")
+    assert replay(BUILTIN["CumProd"], "second_order", args, [0], cts, seed) == 0
+
+
+def test_a_cumprod_with_a_scaled_double_backward_is_caught_on_those_rows():
+    cumprod = BUILTIN["CumProd"]
+
+    def scaled_cumprod(x):  # every derivative, the double backward too, is 0.1% off
+        return torch.cumprod(x, -1) * 1.001
+
+    target = make_target(
+        scaled_cumprod,
+        name="ScaledCumProd",
+        reference=cumprod.reference,
+        jax_reference=cumprod.jax_reference,
+        inputs=[fg.tensor("b n")],
+    )
+    args, cts, seed = _data_case("cumprod_hvp_float64_reference_overflows.json")
+    assert replay(target, "second_order", args, [0], cts, seed) == 1
+
+
 def test_l2normalize_double_backward_on_rows_of_one_element_is_computed_in_float64():
     args, cts, seed = _data_case("l2normalize_hvp_float32_rows_of_one.json")
     assert replay(BUILTIN["L2Normalize"], "second_order", args, [0], cts, seed) == 0

@@ -1,0 +1,108 @@
+"""The overflow regime: inputs so large that where and how a formula's intermediates overflow
+is not a finding, and the results those inputs reach.
+
+An input is past the overflow size when ``|x| >= sqrt(max / NEAR_OVERFLOW)`` of its dtype:
+squaring it comes near overflowing, and a product of three such overflows. A case with such an
+input is in the overflow regime (`overflow_regime`); `fuzzgrad._compare.compare` then excuses
+inf/NaN results, but only where those inputs reach (`find_reach`): a NaN elsewhere in the same
+case is judged like any other.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from fuzzgrad._compare import NEAR_OVERFLOW
+from fuzzgrad._oracles import Evaluation, floating, torch_vjp
+
+#: What the inputs past the overflow size become, with their sign, to find their reach.
+TAMED = 1.5
+
+
+def overflow_regime(args) -> bool:
+    """Whether some input is so large (``|x| >= sqrt(max / NEAR_OVERFLOW)`` of its dtype) that
+    squaring it comes near overflowing, and a product of three such overflows: then where and
+    how a formula's intermediates overflow is not a finding."""
+    for a in args:
+        if floating(a) and a.numel() and not a.is_complex():
+            limit = sqrt_max(a.dtype)
+            top = float(a.detach().abs().amax())  # NaN if any element is: look closer then
+            if top >= limit or (top != top and bool((a.detach().abs() >= limit).any())):
+                return True
+    return False
+
+
+def near_max(args) -> bool:
+    """Whether some input is within `NEAR_OVERFLOW` of its dtype's largest finite value."""
+    return any(
+        floating(a)
+        and a.numel()
+        and not a.is_complex()
+        and float(a.detach().abs().nan_to_num(0.0).amax())  # inf counts, as max
+        >= torch.finfo(a.dtype).max / NEAR_OVERFLOW
+        for a in args
+    )
+
+
+def tamed(a: Any) -> Any:
+    """``a`` with its elements at or past the overflow size set to +-`TAMED` (see `find_reach`)."""
+    if not floating(a) or a.is_complex() or not a.numel():
+        return a
+    a = a.detach()
+    big = a.abs() >= sqrt_max(a.dtype)
+    return torch.where(big, a.sign() * TAMED, a)
+
+
+def _changed(results: list[tuple[Any, ...]]) -> tuple[torch.Tensor | None, ...]:
+    """Per result position, where the reference's or the Function's value differs between the
+    case's inputs and the tamed ones (``results``: reference, tamed reference, Function, tamed
+    Function). None where unknown: shapes differ or nothing is a tensor (a missing gradient
+    is a zero)."""
+    out = []
+    for values in zip(*results):
+        tensors = [v.detach().cpu() for v in values if isinstance(v, torch.Tensor)]
+        if len(tensors) != len(values):
+            zeros = next((torch.zeros_like(t) for t in tensors), None)
+            tensors = [v.detach().cpu() if isinstance(v, torch.Tensor) else zeros for v in values]
+        if tensors[0] is None or any(t.shape != tensors[0].shape for t in tensors):
+            out.append(None)
+            continue
+        ref, ref_tamed, own, own_tamed = tensors
+        out.append(~_same_each(ref, ref_tamed) | ~_same_each(own, own_tamed))
+    return tuple(out)
+
+
+def _same_each(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a == b) | (a.isnan() & b.isnan())
+
+
+@functools.cache
+def sqrt_max(dtype: torch.dtype) -> float:
+    """The overflow size of ``dtype``."""
+    return (torch.finfo(dtype).max / NEAR_OVERFLOW) ** 0.5
+
+
+def find_reach(
+    reference: Callable[..., Evaluation],
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    wrt: Sequence[int],
+    cotangents: Sequence[Any] | None,
+) -> Evaluation | None:
+    """Per output and gradient element, whether an input past the overflow size reaches it,
+    so that an intermediate may honestly overflow there: the elements whose value changes when
+    those inputs are `tamed`, in ``reference`` (``reference(args, wrt, cotangents)``, float64)
+    or in the Function ``fn`` itself (its own evaluation order may carry a large value further
+    than the reference's). A value that is NaN either way is not the large inputs' doing. None
+    (every element, as if unknown) where a run raises; a mask is None where shapes differ."""
+    calm = [tamed(a) for a in args]
+    try:
+        runs = [reference(xs, wrt, cotangents) for xs in (args, calm)]
+        runs += [torch_vjp(fn, xs, wrt, cotangents) for xs in (args, calm)]
+    except Exception:  # noqa: BLE001 - unknown reach: every element is excused
+        return None
+    return Evaluation(_changed([r.outputs for r in runs]), _changed([r.grads for r in runs]))
