@@ -116,6 +116,7 @@ def compare(
     slack: torch.Tensor | None = None,
     fused: bool = False,
     judge_reach: bool = True,
+    near_overflow: float = NEAR_OVERFLOW,
 ) -> tuple[Mismatch | None, float]:
     """Compare one tensor; return the mismatch (or None) and the worst error/tolerance ratio.
 
@@ -131,6 +132,9 @@ def compare(
     own conditioning there); `WIDEN` times it is allowed on top, at that element only. ``fused`` (a
     half-precision result against the same Function's float32 result rounded once, for
     ``precision="fused"``) replaces the dtype's default tolerance by `fused_tolerance`.
+    ``near_overflow`` is the factor below the dtype's largest value from which a result may
+    overflow in some evaluation order (`NEAR_OVERFLOW`; more where intermediates are products
+    of the inputs, see `fuzzgrad._overflow.product_margin`).
     """
     if actual is None and expected is None:
         return None, 0.0
@@ -209,10 +213,10 @@ def compare(
         fmax = torch.finfo(dtype).max if dtype.is_floating_point else math.inf
         # Within a factor NEAR_OVERFLOW of the dtype's largest value, any evaluation order may
         # overflow, in an intermediate too (then inf of either sign, or NaN): not a finding.
-        near = e.isfinite() & (e.abs() > fmax / NEAR_OVERFLOW)
+        near = e.isfinite() & (e.abs() > fmax / near_overflow)
         same |= near & ~a.isfinite()
         # ... and the other way round: the oracle overflowed where the custom value is huge.
-        same |= e.isinf() & (a.abs() > fmax / NEAR_OVERFLOW) & (a.sign() == e.sign())
+        same |= e.isinf() & (a.abs() > fmax / near_overflow) & (a.sign() == e.sign())
     if isinstance(overflow_regime, torch.Tensor) or overflow_regime:
         reach = _reach(overflow_regime, a.shape)
         if not judge_reach or not bool(e[reach].isfinite().all()):

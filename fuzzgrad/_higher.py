@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from fuzzgrad._compare import TOLERANCES, compare
+from fuzzgrad._compare import NEAR_OVERFLOW, TOLERANCES, compare
 from fuzzgrad._oracles import HALF, as_float32, as_tuple, floating, upcast
+from fuzzgrad._overflow import product_margin
 from fuzzgrad._sensitivity import (
     NUDGE_SEED,
     abs_terms,
@@ -170,6 +171,13 @@ def _second_order(checker, case, full, cts) -> None:
     except Exception as exc:  # noqa: BLE001
         checker._fail("second_order", f"double backward raised {type(exc).__name__}: {exc}", case)
     paths = _hvp_paths(full, cts)
+    # a second derivative of a product is the product over two inputs: its terms may overflow
+    # max|x|**2 times below the largest value
+    margin = product_margin(case.args, 2)
+
+    def judge(expected, calib, slack=None, got=got):
+        return _compare_list(checker, paths, got, expected, calib, slack, margin)
+
     ref = _hvp(checker.reference, case.args, full, cts, us, torch.float64)
     calib = None
     if case.dtype not in (None, torch.float64):
@@ -177,18 +185,18 @@ def _second_order(checker, case, full, cts) -> None:
             calib = _hvp(checker.reference, case.args, full, cts, us, None)
         except Exception:  # noqa: BLE001
             calib = None
-    first = _compare_list(checker, paths, got, ref, calib)
+    first = judge(ref, calib)
     if first is not None:
         # rounding-sized moves of the inputs, cotangents and direction (fuzzgrad._sensitivity)
         slack = _hvp_slack(checker, case, full, cts, us, got, ref)
-        if slack is not None and _compare_list(checker, paths, got, ref, calib, slack) is None:
+        if slack is not None and judge(ref, calib, slack) is None:
             return
         if calib is None:
             # float64: the reference's own rounding, from its float32 error scaled by eps64/eps32
             # (as Checker._conditioning does for first order); a double backward through a
             # normalisation of tiny values is noise of ~1e3 even in float64
             cond = _hvp_conditioning(checker, case, full, cts, us, ref)
-            if cond is not None and _compare_list(checker, paths, got, ref, cond) is None:
+            if cond is not None and judge(ref, cond) is None:
                 return
     if first is None or checker.jax is None:
         if first is not None:
@@ -202,18 +210,15 @@ def _second_order(checker, case, full, cts) -> None:
             )
         return
     jgx, jgc = checker.jax(target.jax_reference, case.args, full, cts, mode="hvp", extra=us)
-    second = _compare_list(checker, paths, got, list(jgx) + list(jgc), calib)
-    if (
-        second is not None
-        and _compare_list(checker, paths, got, ref, list(jgx) + list(jgc)) is None
-    ):
+    second = judge(list(jgx) + list(jgc), calib)
+    if second is not None and judge(ref, list(jgx) + list(jgc)) is None:
         first = None  # within the references' own disagreement (see Checker._check_pair)
     checker.vote(
         "second_order",
         case,
         first,
         second,
-        lambda: _compare_list(checker, paths, ref, list(jgx) + list(jgc), None),
+        lambda: judge(list(jgx) + list(jgc), None, got=ref),
     )
 
 
@@ -357,7 +362,7 @@ def _higher_tolerances(target) -> dict:
     return out
 
 
-def _compare_list(checker, paths, got, expected, calib, slack=None):
+def _compare_list(checker, paths, got, expected, calib, slack=None, margin=NEAR_OVERFLOW):
     for n, (path, g, e) in enumerate(zip(paths, got, expected)):
         c = calib[n] if calib is not None else None
         if g is None and e is not None:
@@ -370,6 +375,7 @@ def _compare_list(checker, paths, got, expected, calib, slack=None):
             overrides=_higher_tolerances(checker.target),
             overflow_regime=checker.overflow_regime,
             slack=slack[n] if slack is not None else None,
+            near_overflow=margin,
         )
         if m is not None:
             return m

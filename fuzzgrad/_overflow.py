@@ -11,6 +11,7 @@ case is judged like any other.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -106,3 +107,19 @@ def find_reach(
     except Exception:  # noqa: BLE001 - unknown reach: every element is excused
         return None
     return Evaluation(_changed([r.outputs for r in runs]), _changed([r.grads for r in runs]))
+
+
+def product_margin(args, order: int) -> float:
+    """The `NEAR_OVERFLOW` factor for results whose terms may be the result times up to
+    ``order`` inputs (a derivative of a product is the product over one input, a second
+    derivative over two): an intermediate of such a formula may overflow while the result is
+    ``max|x| ** order`` times below the largest value."""
+    largest = 1.0
+    for a in args:
+        if floating(a) and a.numel() and not a.is_complex():
+            top = float(a.detach().abs().nan_to_num(0.0, 0.0, 0.0).amax())
+            largest = max(largest, top)
+    try:
+        return NEAR_OVERFLOW * largest**order
+    except OverflowError:  # inputs near max: the overflow regime excuses more than this anyway
+        return math.inf

@@ -338,16 +338,26 @@ def test_a_shifted_layernorm_on_the_same_rows_is_still_caught():
     assert replay(target, "forward", args, [], [None]) == 1
 
 
-def test_cumprod_double_backward_where_torchs_reference_overflows_and_jaxs_does_not():
-    """Found by a 4-minute sweep: rows of 63 values near 1e6, whose products pass float64's max
-    from element 53 on. torch's double backward overflows to inf a step before JAX's, which
-    gives 2.0789e305 there, as the Function does; the Function agrees with one reference at
-    every element, with neither everywhere."""
-    args, cts, seed = _data_case("cumprod_hvp_float64_reference_overflows.json")
+CUMPROD_NEAR_MAX = [
+    "cumprod_hvp_float64_reference_overflows.json",
+    "cumprod_hvp_float64_opposite_infs.json",
+]
+
+
+@pytest.mark.parametrize("data", CUMPROD_NEAR_MAX)
+def test_cumprod_double_backward_where_the_references_overflow_differently(data):
+    """Found by 4-minute sweeps: rows of 63 values near 1e6, whose products pass float64's max
+    from element 53 on. (1) torch's double backward overflows to inf a step before JAX's, which
+    gives 2.0789e305 there, as the Function does: the Function agrees with one reference at
+    every element, with neither everywhere. (2) Where the exact value is ~5e306, 34x below max,
+    torch's overflows to +inf and the Function's to -inf: a second derivative of a product is
+    the product over two inputs, so its terms may overflow max|x|**2 times below max."""
+    args, cts, seed = _data_case(data)
     assert replay(BUILTIN["CumProd"], "second_order", args, [0], cts, seed) == 0
 
 
-def test_a_cumprod_with_a_scaled_double_backward_is_caught_on_those_rows():
+@pytest.mark.parametrize("data", CUMPROD_NEAR_MAX)
+def test_a_cumprod_with_a_scaled_double_backward_is_caught_on_those_rows(data):
     cumprod = BUILTIN["CumProd"]
 
     def scaled_cumprod(x):  # every derivative, the double backward too, is 0.1% off
@@ -360,7 +370,7 @@ def test_a_cumprod_with_a_scaled_double_backward_is_caught_on_those_rows():
         jax_reference=cumprod.jax_reference,
         inputs=[fg.tensor("b n")],
     )
-    args, cts, seed = _data_case("cumprod_hvp_float64_reference_overflows.json")
+    args, cts, seed = _data_case(data)
     assert replay(target, "second_order", args, [0], cts, seed) == 1
 
 

@@ -270,6 +270,12 @@ def test_each_edge_class_is_the_value_it_names_at_each_dtype(dtype):
         assert 0 < sub < fin.tiny
     assert injected("max", True).item() == -fin.max
     assert 1 < injected("large").item() < fin.max
+    # past exp's overflow at the dtype: exp(x) at even positions, exp(2x) at odd ones
+    big = injected("exp_limit", position=0).to(torch.float64)
+    assert torch.exp(big.to(dtype)).isinf() and big < 2 * math.log(fin.max)
+    half = injected("exp_limit", position=1).to(torch.float64)
+    assert torch.exp(2 * half.to(dtype)).isinf() and not torch.exp(half.to(dtype)).isinf()
+    assert injected("exp_limit", True).item() < -math.log(fin.max)
     assert injected("bound", True, low=-2.0, high=3.0).item() == -2
     assert injected("bound", False, low=-2.0, high=3.0).item() == 3
     assert injected("max", False, low=-2.0, high=3.0).item() == 3

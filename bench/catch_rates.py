@@ -1,0 +1,96 @@
+"""How often each planted bug is caught at the meta-tests' budget, over many seeds.
+
+`tests/test_meta.py` runs each planted bug once, derandomized: one fixed draw of cases. A pass
+there can be luck. This runs every planted bug of tests/corpus with ``--seeds`` different seeds at
+``--examples`` examples (the meta-test's 150 by default) and prints, per bug, how many seeds
+caught it by its intended property, the median seconds to the first failure and the seeds that
+missed (``fuzz_target(seed=...)`` repeats any of them).
+
+    python bench/catch_rates.py --seeds 20 --jobs 2
+    python bench/catch_rates.py -k LogCoshNaiveTanh --seeds 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from meta_corpus import corpus_targets  # noqa: E402
+
+
+def one_bug(name: str, seeds: int, examples: int, threads: int) -> dict:
+    """Run one planted bug with each seed; all properties run, as in the meta-test."""
+    import torch
+
+    from fuzzgrad._runner import fuzz_target
+
+    torch.set_num_threads(threads)
+    (target,) = [t for t in corpus_targets("buggy") if t.name == name]
+    wanted = target.options["planted"]["property"]
+    missed, found_at = [], []
+    start = time.perf_counter()
+    for seed in range(seeds):
+        with tempfile.TemporaryDirectory() as report:
+            result = fuzz_target(target, max_examples=examples, seed=seed, report_dir=report)
+        hit = [f for f in result.failures if f.property == wanted]
+        if hit:
+            found_at.append(hit[0].seconds_to_find or 0.0)
+        else:
+            missed.append(seed)
+    return {
+        "name": name,
+        "property": wanted,
+        "caught": seeds - len(missed),
+        "missed": missed,
+        "median_find": statistics.median(found_at) if found_at else None,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=20, help="seeds per bug (default: 20)")
+    parser.add_argument(
+        "--examples", type=int, default=150, help="examples per run (default: 150, the meta-test's)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="bugs run in parallel (default: 1)")
+    parser.add_argument("-k", "--target", action="append", help="only this planted bug")
+    args = parser.parse_args(argv)
+    names = [t.name for t in corpus_targets("buggy")]
+    if args.target:
+        unknown = sorted(set(args.target) - set(names))
+        if unknown:
+            parser.error(f"no planted bug named {', '.join(unknown)}; known: {', '.join(names)}")
+        names = [n for n in names if n in args.target]
+    start = time.perf_counter()
+    threads = max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(one_bug, n, args.seeds, args.examples, threads) for n in names]
+        rows = [f.result() for f in futures]
+    print(f"{'planted bug':32s} {'property':22s} {'caught':>8s} {'median find':>12s}  missed seeds")
+    for r in rows:
+        find = f"{r['median_find']:.2f} s" if r["median_find"] is not None else "-"
+        caught = f"{r['caught']}/{args.seeds}"
+        missed = ", ".join(map(str, r["missed"][:10])) + (" ..." if len(r["missed"]) > 10 else "")
+        print(f"{r['name']:32s} {r['property']:22s} {caught:>8s} {find:>12s}  {missed}")
+    total = sum(r["caught"] for r in rows)
+    always = sum(r["caught"] == args.seeds for r in rows)
+    print(
+        f"\n{total}/{len(rows) * args.seeds} runs caught their bug; {always} of {len(rows)} bugs "
+        f"caught by every seed ({args.examples} examples each, {time.perf_counter() - start:.0f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
