@@ -379,6 +379,39 @@ def test_l2normalize_double_backward_on_rows_of_one_element_is_computed_in_float
     assert replay(BUILTIN["L2Normalize"], "second_order", args, [0], cts, seed) == 0
 
 
+def test_l2normalize_double_backward_noise_on_tiny_rows_of_one_element():
+    """Found by a 4-minute sweep: in float64 too, rows of one element at x = -3.5e-10 cancel
+    terms of 1e19 to +-4096 (one ulp) where the exact value is 0. Under one-ulp nudges the
+    Function's value jumps between -4096, 0 and 4096, in step with the reference's (so the jitter
+    beyond the reference's change was 0): the Function's own jitter is allowed."""
+    args, cts, seed = _data_case("l2normalize_hvp_float64_tiny_rows_of_one.json")
+    assert replay(BUILTIN["L2Normalize"], "second_order", args, [0], cts, seed) == 0
+
+    class CurvedNormalize(Function):  # a smooth extra curvature of 2e3: a wrong double backward
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return BUILTIN["L2Normalize"].fn(x) + 1e3 * x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            with torch.enable_grad():
+                leaf = x.detach().requires_grad_(True)
+                y = BUILTIN["L2Normalize"].fn(leaf)
+            (gx,) = torch.autograd.grad(y, leaf, g, create_graph=True)
+            return gx + 2e3 * x * g
+
+    target = make_target(
+        CurvedNormalize,
+        name="CurvedNormalize",
+        reference=BUILTIN["L2Normalize"].reference,
+        jax_reference=BUILTIN["L2Normalize"].jax_reference,
+        inputs=[fg.tensor("b n")],
+    )
+    assert replay(target, "second_order", args, [0], cts, seed) == 1
+
+
 def test_bce_at_minus_max_is_not_judged_against_references_that_cancel():
     """Found by a 4-minute sweep: x = -max, y = 1.1e-308. The exact loss is -x y = 2.0, as the
     Function computes; torch's formula cancels -max + max to 0. With an input within
