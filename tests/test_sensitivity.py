@@ -374,6 +374,16 @@ def test_a_cumprod_with_a_scaled_double_backward_is_caught_on_those_rows(data):
     assert replay(target, "second_order", args, [0], cts, seed) == 1
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect of the built-in CumProd, found by a 4-minute sweep and left open: its "
+    "leave-one-out prefix products overflow before a zero factor, and inf * 0 is NaN",
+)
+def test_cumprod_double_backward_with_a_zero_after_an_overflowed_prefix():
+    args, cts, seed = _data_case("cumprod_hvp_float64_overflow_then_zero.json")
+    assert replay(BUILTIN["CumProd"], "second_order", args, [0], cts, seed) == 0
+
+
 def test_l2normalize_double_backward_on_rows_of_one_element_is_computed_in_float64():
     args, cts, seed = _data_case("l2normalize_hvp_float32_rows_of_one.json")
     assert replay(BUILTIN["L2Normalize"], "second_order", args, [0], cts, seed) == 0
