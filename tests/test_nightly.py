@@ -234,7 +234,8 @@ def test_a_failure_found_by_one_run_replays_first_in_another_through_redis(tmp_p
     assert first["signature"] == second["signature"]
     assert second["examples_to_find"] == 1  # replayed by the reuse phase before generating
     client = redis.Redis.from_url(redis_url)
-    key = f"fuzzgrad:{runs[1]['module']}.wrong:fuzzgrad.case.v1".encode()
+    # keyed by the file's stem and the target's name (`Target.key`), not by the folder
+    key = b"fuzzgrad:wrong.wrong:fuzzgrad.case.v1"
     assert client.scard(key) >= 1  # the shrunk failure, stored under a per-target prefix
     client.delete(*client.keys(key + b"*"))
 
