@@ -284,8 +284,6 @@ def check(path, got, exp, calib):
     near = e.isfinite() & (e.abs() > fmax / DATA["near_overflow"])
     same |= near & ~a.isfinite()
     same |= e.isinf() & (a.abs() > fmax / DATA["near_overflow"]) & (a.sign() == e.sign())
-    if DATA["overflow_regime"]:  # inputs so large that any formula overflows somewhere
-        same |= ~a.isfinite() | ~e.isfinite()
     if calib is not None:
         same |= ~c.isfinite() & e.isfinite()  # the reference itself breaks down at this dtype
     ok = ((err <= allowed) & e.isfinite() & a.isfinite()) | same
@@ -316,10 +314,15 @@ def main():
     fused = DATA.get("precision") == "fused" and any(
         floating(a) and a.dtype in (torch.float16, torch.bfloat16) for a in args
     )
-    if DATA["property"] not in ("forward", "vjp", "requires_grad_subsets") or fused:
+    if (
+        DATA["property"] not in ("forward", "vjp", "requires_grad_subsets")
+        or fused
+        or DATA["overflow_regime"]
+    ):
         # This property's check is more than a comparison (or, for a precision="fused"
-        # target in half precision, a comparison with fuzzgrad's fused tolerance rule):
-        # fuzzgrad runs it on these inputs.
+        # target in half precision, a comparison with fuzzgrad's fused tolerance rule; or,
+        # with inputs so large that intermediates may overflow, one that excuses inf/NaN only
+        # where those inputs reach): fuzzgrad runs it on these inputs.
         from fuzzgrad._replay import replay
 
         print(__doc__.splitlines()[0])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,6 +121,25 @@ def test_reproducer_calibrates_on_contiguous_copies_like_the_run(tmp_path):
     x = base[1::2]
     x.copy_(torch.tensor([1.0, -2.0, 0.5, 3.0]))
     path = _failing_reproducer(tmp_path, "StrideSensitive", x)
+    out = _run(path, threads=1)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "FAIL" in out.stdout
+
+
+def test_a_reproducer_judges_large_inputs_as_the_run_does(tmp_path):
+    """Inputs past the overflow size excuse inf/NaN only where they reach (see
+    `fuzzgrad._overflow`); the standalone comparison used to excuse the whole case, so a
+    reproducer of a NaN beside a large input said the bug was fixed. It now replays such a case
+    through fuzzgrad."""
+    corpus = Path(__file__).parent / "corpus" / "buggy_layout.py"
+    (target,) = load_targets([str(corpus)], names=["LogCoshNaiveTanh"])
+    x = torch.tensor([10.0, 100.0], dtype=torch.float16)  # NaN gradient at 10
+    case = Case((x,), (True,), (CotangentRecipe(Values(seed=0)),), (None,), x.dtype, "cpu")
+    with pytest.raises(PropertyFailure) as failure:
+        Checker(target, properties=["vjp"]).check(case)
+    path = write_reproducer(
+        tmp_path / "report", target, "vjp", case, message=failure.value.message, diagnosis=""
+    )
     out = _run(path, threads=1)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "FAIL" in out.stdout
