@@ -502,3 +502,13 @@ def test_results_the_function_itself_routes_through_a_large_input_are_excused():
     assert replay(target, "vjp", [x], [0], [g]) == 0
     # with no large input the underflow is not excused: the same Function, rows 1 apart
     assert replay(target, "forward", [x.clamp(max=60.0)], [0], [g]) == 1
+
+
+def test_the_reach_of_large_inputs_is_found_through_a_jax_only_reference():
+    logcosh = _buggy_logcosh()
+    target = make_target(
+        logcosh.function, name="LogCoshJaxOnly", jax_reference=logcosh.jax_reference
+    )
+    for values, caught in (([10.0, 100.0], 1), ([100.0, 1.0], 0)):
+        x = torch.tensor(values, dtype=torch.float16)
+        assert replay(target, "vjp", [x], [0], [torch.full_like(x, 0.5)]) == caught
