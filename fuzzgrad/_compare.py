@@ -88,7 +88,7 @@ def fused_tolerance(dtype: torch.dtype, expected: torch.Tensor) -> tuple[float, 
     return fin.eps, noise + fin.smallest_normal * fin.eps
 
 
-def _reach(overflow_regime: bool | torch.Tensor, shape: torch.Size) -> torch.Tensor:
+def _reach_mask(overflow_regime: bool | torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """The elements an overflow regime excuses: all, or those of a mask of the same shape."""
     if isinstance(overflow_regime, torch.Tensor) and overflow_regime.shape == shape:
         return overflow_regime.detach().to("cpu", torch.bool)
@@ -218,7 +218,7 @@ def compare(
         # ... and the other way round: the oracle overflowed where the custom value is huge.
         same |= e.isinf() & (a.abs() > fmax / near_overflow) & (a.sign() == e.sign())
     if isinstance(overflow_regime, torch.Tensor) or overflow_regime:
-        reach = _reach(overflow_regime, a.shape)
+        reach = _reach_mask(overflow_regime, a.shape)
         if not judge_reach or not bool(e[reach].isfinite().all()):
             # The reference overflowed where the large inputs reach: its finite values there are
             # suspect too (an overflowed variance makes a finite, wrong, zero gradient elsewhere

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,29 +25,44 @@ from fuzzgrad._oracles import Evaluation, floating, torch_vjp
 TAMED = 1.5
 
 
-def overflow_regime(args) -> bool:
+@dataclass(frozen=True)
+class Magnitude:
+    """The largest ``|x|`` of one real floating input: ``top`` with inf counted (NaN ignored),
+    ``finite`` without inf either."""
+
+    dtype: torch.dtype
+    top: float
+    finite: float
+
+
+def magnitudes(args) -> tuple[Magnitude, ...]:
+    """The `Magnitude` of each non-empty real floating input: one ``amax`` each, once per case
+    (`overflow_regime`, `near_max` and `product_margin` all read it)."""
+    out = []
+    for a in args:
+        if floating(a) and a.numel() and not a.is_complex():
+            size = a.detach().abs()
+            top = float(size.amax())
+            if math.isnan(top) or math.isinf(top):  # rare: look closer only then
+                top = float(size.nan_to_num(0.0, math.inf).amax())
+                finite = float(size.nan_to_num(0.0, 0.0).amax())
+            else:
+                finite = top
+            out.append(Magnitude(a.dtype, top, finite))
+    return tuple(out)
+
+
+def overflow_regime(sizes: Sequence[Magnitude]) -> bool:
     """Whether some input is so large (``|x| >= sqrt(max / NEAR_OVERFLOW)`` of its dtype) that
     squaring it comes near overflowing, and a product of three such overflows: then where and
     how a formula's intermediates overflow is not a finding."""
-    for a in args:
-        if floating(a) and a.numel() and not a.is_complex():
-            limit = sqrt_max(a.dtype)
-            top = float(a.detach().abs().amax())  # NaN if any element is: look closer then
-            if top >= limit or (top != top and bool((a.detach().abs() >= limit).any())):
-                return True
-    return False
+    return any(m.top >= sqrt_max(m.dtype) for m in sizes)
 
 
-def near_max(args) -> bool:
-    """Whether some input is within `NEAR_OVERFLOW` of its dtype's largest finite value."""
-    return any(
-        floating(a)
-        and a.numel()
-        and not a.is_complex()
-        and float(a.detach().abs().nan_to_num(0.0).amax())  # inf counts, as max
-        >= torch.finfo(a.dtype).max / NEAR_OVERFLOW
-        for a in args
-    )
+def near_max(sizes: Sequence[Magnitude]) -> bool:
+    """Whether some input is within `NEAR_OVERFLOW` of its dtype's largest finite value (inf
+    counts, as max)."""
+    return any(m.top >= torch.finfo(m.dtype).max / NEAR_OVERFLOW for m in sizes)
 
 
 def tamed(a: Any) -> Any:
@@ -65,19 +81,20 @@ def _changed(results: list[tuple[Any, ...]]) -> tuple[torch.Tensor | None, ...]:
     is a zero)."""
     out = []
     for values in zip(*results):
-        tensors = [v.detach().cpu() for v in values if isinstance(v, torch.Tensor)]
-        if len(tensors) != len(values):
-            zeros = next((torch.zeros_like(t) for t in tensors), None)
-            tensors = [v.detach().cpu() if isinstance(v, torch.Tensor) else zeros for v in values]
-        if tensors[0] is None or any(t.shape != tensors[0].shape for t in tensors):
+        tensors = [v for v in values if isinstance(v, torch.Tensor)]
+        if not tensors or any(t.shape != tensors[0].shape for t in tensors):
             out.append(None)
             continue
-        ref, ref_tamed, own, own_tamed = tensors
-        out.append(~_same_each(ref, ref_tamed) | ~_same_each(own, own_tamed))
+        ref, ref_tamed, own, own_tamed = (
+            v.detach().cpu() if isinstance(v, torch.Tensor) else torch.zeros(tensors[0].shape)
+            for v in values
+        )
+        out.append(~same_each(ref, ref_tamed) | ~same_each(own, own_tamed))
     return tuple(out)
 
 
-def _same_each(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def same_each(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elementwise: equal, or both NaN."""
     return (a == b) | (a.isnan() & b.isnan())
 
 
@@ -109,16 +126,13 @@ def find_reach(
     return Evaluation(_changed([r.outputs for r in runs]), _changed([r.grads for r in runs]))
 
 
-def product_margin(args, order: int) -> float:
+def product_margin(sizes: Sequence[Magnitude], order: int) -> float:
     """The `NEAR_OVERFLOW` factor for results whose terms may be the result times up to
     ``order`` inputs (a derivative of a product is the product over one input, a second
     derivative over two): an intermediate of such a formula may overflow while the result is
-    ``max|x| ** order`` times below the largest value."""
-    largest = 1.0
-    for a in args:
-        if floating(a) and a.numel() and not a.is_complex():
-            top = float(a.detach().abs().nan_to_num(0.0, 0.0, 0.0).amax())
-            largest = max(largest, top)
+    ``max|x| ** order`` times below the largest value (finite inputs only: an infinite one puts
+    the case in the overflow regime)."""
+    largest = max([1.0, *(m.finite for m in sizes)])
     try:
         return NEAR_OVERFLOW * largest**order
     except OverflowError:  # inputs near max: the overflow regime excuses more than this anyway

@@ -27,7 +27,7 @@ from fuzzgrad._oracles import (
     torch_oracle,
     torch_vjp,
 )
-from fuzzgrad._overflow import find_reach, near_max, overflow_regime
+from fuzzgrad._overflow import find_reach, magnitudes, near_max, overflow_regime, same_each
 from fuzzgrad._sensitivity import float64_rounding, rounding_slack
 
 #: Every property, in the order they run on a case (each has its own failure type and meta-test).
@@ -178,7 +178,7 @@ def _same_bits(a: Any, b: Any) -> bool:
         return False
     if not (a.dtype.is_floating_point or a.dtype.is_complex):
         return bool(torch.equal(a, b))
-    return bool(((a == b) | (a.isnan() & b.isnan())).all())
+    return bool(same_each(a, b).all())
 
 
 class Checker:
@@ -200,6 +200,7 @@ class Checker:
         self._out_dtypes: dict[tuple, tuple] = {}  # see `_Calibration`
         self._worst = 0.0
         self._nonleaf = self._declared_nonleaf
+        self.magnitudes: tuple = ()  # of the case's inputs (`fuzzgrad._overflow.magnitudes`)
         self.overflow_regime = False
         self.near_max = False
         self._regime_case: tuple | None = None  # (case, wrt, cotangents) for `_reach`
@@ -262,8 +263,9 @@ class Checker:
         self._nonleaf = self._declared_nonleaf
         full = self.differentiable(case)
         case.notes["wrt"] = full
-        self.overflow_regime = overflow_regime(case.args)
-        self.near_max = self.overflow_regime and near_max(case.args)
+        self.magnitudes = magnitudes(case.args)
+        self.overflow_regime = overflow_regime(self.magnitudes)
+        self.near_max = self.overflow_regime and near_max(self.magnitudes)
         self._reach_memo, self._regime_case = _UNSET, None
         self._all_float64 = all(a.dtype == torch.float64 for a in case.args if floating(a))
         if self._auto:

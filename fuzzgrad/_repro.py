@@ -19,7 +19,7 @@ import torch
 
 from fuzzgrad._compare import NEAR_OVERFLOW, WIDEN, tolerance
 from fuzzgrad._errors import ReproducerError
-from fuzzgrad._overflow import overflow_regime
+from fuzzgrad._overflow import magnitudes, overflow_regime
 
 FORMAT_VERSION = 1
 
@@ -95,7 +95,7 @@ def write_reproducer(
         },
         "widen": WIDEN,
         "near_overflow": NEAR_OVERFLOW,
-        "overflow_regime": overflow_regime(case.args),
+        "overflow_regime": overflow_regime(magnitudes(case.args)),
         "direction_seed": case.direction_seed,
         # Some CPU kernels (oneDNN's bf16 matmul among them) pick their blocking, and so what
         # they compute, by thread count: the replay runs with the count the failure was found at.

@@ -148,13 +148,14 @@ def test_where_the_oracle_overflowed_a_finite_calibration_may_judge():
 def test_products_of_large_inputs_widen_where_a_result_may_overflow():
     """A second derivative of a product is the product over two inputs: with inputs near 4e6,
     its terms overflow while the result is 34x below max (found in CumProd's double backward)."""
-    from fuzzgrad._overflow import product_margin
+    from fuzzgrad._overflow import magnitudes, product_margin
 
     x = torch.tensor([3.84e6, -2.0, float("inf")], dtype=torch.float64)
-    margin = product_margin([x], 2)
+    margin = product_margin(magnitudes([x]), 2)
     assert margin == 16.0 * 3.84e6**2  # an infinite input does not count: it is the regime's
-    assert product_margin([torch.tensor([0.5])], 2) == 16.0  # inputs below 1 shrink nothing
-    assert product_margin([torch.tensor([1e300], dtype=torch.float64)], 2) == math.inf
+    # inputs below 1 shrink nothing
+    assert product_margin(magnitudes([torch.tensor([0.5])]), 2) == 16.0
+    assert product_margin(magnitudes([torch.tensor([1e300], dtype=torch.float64)]), 2) == math.inf
     exact = torch.tensor([5.29e306, 1.0], dtype=torch.float64)
     got = torch.tensor([-math.inf, 1.0], dtype=torch.float64)
     assert compare("g", got, exact)[0] is not None

@@ -90,18 +90,23 @@ def test_a_failure_found_while_exploring_is_shrunk_by_hypothesis(monkeypatch):
     assert sum(max(1, a.numel()) for a in failure.case.args) == 1
 
 
+def _derandomized_cases(target, n: int) -> list[str]:
+    """The cases (as repr) a derandomized run of ``n`` examples draws."""
+    drawn: list[str] = []
+    fuzz_target(
+        target,
+        max_examples=n,
+        properties=["forward"],
+        derandomize=True,
+        on_example=lambda c: drawn.append(repr(c)),
+    )
+    return drawn
+
+
 def test_derandomized_runs_draw_the_same_cases():
     target = make_target(CubeWrongBackward, reference=lambda x: x**3, name="cube_again")
-    seen = [[], []]
-    for out in seen:
-        fuzz_target(
-            target,
-            max_examples=20,
-            properties=["forward"],
-            derandomize=True,
-            on_example=lambda c, out=out: out.append(repr(c)),
-        )
-    assert seen[0] == seen[1] and len(seen[0]) == 20
+    first, second = _derandomized_cases(target, 20), _derandomized_cases(target, 20)
+    assert first == second and len(first) == 20
 
 
 def test_derandomized_runs_draw_the_same_cases_wherever_the_project_is_cloned(tmp_path):
@@ -115,15 +120,8 @@ def test_derandomized_runs_draw_the_same_cases_wherever_the_project_is_cloned(tm
         (tmp_path / folder / "clone_corpus.py").write_text(source, encoding="utf-8")
         loaded = load_targets([str(tmp_path / folder)])
         (target,) = [t for t in loaded if t.name == "LogCoshNaiveTanh"]
-        cases_drawn = []
-        fuzz_target(
-            target,
-            max_examples=15,
-            properties=["forward"],
-            derandomize=True,
-            on_example=lambda c, out=cases_drawn: out.append(repr(c)),
-        )
-        seen.append((target.module, target.key, _db_key(target, None), cases_drawn))
+        drawn = _derandomized_cases(target, 15)
+        seen.append((target.module, target.key, _db_key(target, None), drawn))
     (module_a, key_a, db_a, drawn_a), (module_b, key_b, db_b, drawn_b) = seen
     assert module_a != module_b
     assert key_a == key_b == "clone_corpus.LogCoshNaiveTanh" and db_a == db_b
