@@ -38,3 +38,56 @@ def write_module(tmp_path):
         return path
 
     return write
+
+
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A Redis server on loopback for this test session, started and stopped here.
+
+    ``FUZZGRAD_TEST_REDIS`` points at a server of your own instead. Skipped (with the install
+    hint the README gives) where neither the ``redis`` client package nor a server is available.
+    """
+    import shutil
+    import subprocess
+    import time
+
+    redis = pytest.importorskip(
+        "redis", reason='the Redis client is not installed: pip install -e ".[redis]"'
+    )
+    url = os.environ.get("FUZZGRAD_TEST_REDIS")
+    if url:
+        yield url
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("no redis-server on PATH: apt-get install -y redis-server (see README)")
+    port = _free_loopback_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        for _ in range(100):
+            try:
+                redis.Redis.from_url(url, socket_connect_timeout=0.2).ping()
+                break
+            except redis.exceptions.RedisError:
+                if proc.poll() is not None:
+                    pytest.skip(f"redis-server exited with status {proc.returncode}")
+                time.sleep(0.05)
+        else:
+            pytest.skip(f"redis-server did not answer on {url}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(5)

@@ -190,19 +190,6 @@ def test_a_killed_run_keeps_what_it_found(tmp_path, sig):
         assert (report / "index.html").is_file()
 
 
-REDIS_URL = os.environ.get("FUZZGRAD_TEST_REDIS", "redis://127.0.0.1:6390/0")
-
-
-@pytest.fixture
-def redis_url():
-    redis = pytest.importorskip("redis")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.exceptions.RedisError as exc:
-        pytest.skip(f"no Redis server answers at {REDIS_URL} ({exc}); .ci/run starts one")
-    return REDIS_URL
-
-
 WRONG_FOR_LARGE_VALUES = HEADER + (
     "class F(torch.autograd.Function):\n"
     "    @staticmethod\n"
