@@ -8,7 +8,6 @@ call `main` in this process.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess

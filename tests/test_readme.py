@@ -55,6 +55,7 @@ def test_dev_extra_has_every_package_the_tests_import():
         for req in project["dependencies"] + project["optional-dependencies"]["dev"]
     }
     declared |= {"pytest", "hypothesis", "torch", "jax", "numpy", "xdist", "_pytest", "tomli"}
+
     def skips(path: Path) -> set[str]:
         return set(re.findall(r"importorskip\(\s*\"(\w+)", path.read_text()))
 
