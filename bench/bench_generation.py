@@ -23,7 +23,7 @@ from hypothesis.control import BuildContext
 from hypothesis.internal.conjecture.data import ConjectureData
 
 import fuzzgrad as fg
-from fuzzgrad._registry import make_target
+from fuzzgrad.registry.target import make_target
 
 
 def _target(inputs=None):

@@ -32,7 +32,7 @@ def one_bug(name: str, seeds: int, examples: int, threads: int) -> dict:
     """Run one planted bug with each seed; all properties run, as in the meta-test."""
     import torch
 
-    from fuzzgrad._runner import fuzz_target
+    from fuzzgrad.engine.runner import fuzz_target
 
     torch.set_num_threads(threads)
     (target,) = [t for t in corpus_targets("buggy") if t.name == name]

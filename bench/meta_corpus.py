@@ -32,7 +32,7 @@ FACTOR_WORDS = {
 
 
 def corpus_targets(kind: str):
-    from fuzzgrad._discovery import load_targets
+    from fuzzgrad.registry.discovery import load_targets
 
     files = sorted((ROOT / "tests" / "corpus").glob(f"{kind}*.py"))
     return [t for f in files for t in load_targets([str(f)])]
@@ -43,7 +43,7 @@ def shrunk_size(failure) -> int:
 
 
 def run(buggy_examples: int, correct_examples: int, seed: int, report: Path | None) -> int:
-    from fuzzgrad._runner import fuzz_target
+    from fuzzgrad.engine.runner import fuzz_target
 
     rows = []
     missed = 0

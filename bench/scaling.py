@@ -28,10 +28,11 @@ from throughput import Reservoir, floor_rate  # noqa: E402
 
 def big(seconds: float) -> None:
     import fuzzgrad as fg
-    from fuzzgrad._discovery import load_targets
-    from fuzzgrad._oracles import as_tuple, floating, torch_vjp
-    from fuzzgrad._registry import make_target
-    from fuzzgrad._runner import fuzz_target
+    from fuzzgrad.engine.runner import fuzz_target
+    from fuzzgrad.oracles.evaluation import as_tuple, floating
+    from fuzzgrad.oracles.torch_ref import torch_vjp
+    from fuzzgrad.registry.discovery import load_targets
+    from fuzzgrad.registry.target import make_target
 
     seed = {t.name: t for t in load_targets()}["MyElementWise"]
     target = make_target(

@@ -52,7 +52,9 @@ class Reservoir:
 
 def floor_rate(target, cases) -> float:
     """Cases per second of custom fwd+bwd, torch reference and warm JAX vjp, nothing else."""
-    from fuzzgrad._oracles import as_tuple, floating, shared_jax, torch_oracle, torch_vjp
+    from fuzzgrad.oracles.evaluation import as_tuple, floating
+    from fuzzgrad.oracles.jax_ref import shared_jax
+    from fuzzgrad.oracles.torch_ref import torch_oracle, torch_vjp
 
     jax = shared_jax()
     prepared = []
@@ -82,8 +84,8 @@ def floor_rate(target, cases) -> float:
 
 
 def run_target(target, seconds: float, properties) -> dict:
-    from fuzzgrad._oracles import shared_jax
-    from fuzzgrad._runner import fuzz_target
+    from fuzzgrad.engine.runner import fuzz_target
+    from fuzzgrad.oracles.jax_ref import shared_jax
 
     jax = shared_jax()
     compiles0 = jax.compiles
@@ -118,7 +120,7 @@ def main() -> int:
     p.add_argument("--targets", default=",".join(DEFAULT_TARGETS))
     p.add_argument("--properties", default=None, help="comma-separated (default: all)")
     a = p.parse_args()
-    from fuzzgrad._discovery import load_targets
+    from fuzzgrad.registry.discovery import load_targets
 
     torch.set_num_threads(1)
     known = {t.name: t for t in load_targets()}

@@ -5,7 +5,7 @@ compares outputs and gradients against both references and shrinks every failure
 reproducer. Importing this package is cheap: torch and JAX load only when something runs.
 """
 
-from fuzzgrad._errors import (
+from fuzzgrad.errors import (
     FuzzgradError,
     InvalidRegistration,
     OracleUnavailable,
@@ -13,8 +13,8 @@ from fuzzgrad._errors import (
     ShapeSpecError,
     TargetNotFound,
 )
-from fuzzgrad._registry import Target, register, registered
-from fuzzgrad._spec import TensorSpec, tensor
+from fuzzgrad.registry.spec import TensorSpec, tensor
+from fuzzgrad.registry.target import Target, register, registered
 
 __version__ = "0.1.0"
 
@@ -22,9 +22,9 @@ __version__ = "0.1.0"
 def check(fn, /, **kwargs):  # noqa: ANN001, ANN003, ANN201 - thin lazy wrapper
     """Fuzz one Function inside any test; raises AssertionError with the shrunk case on failure.
 
-    See `fuzzgrad._check.check` for the arguments.
+    See `fuzzgrad.integrations.check.check` for the arguments.
     """
-    from fuzzgrad._check import check as _check
+    from fuzzgrad.integrations.check import check as _check
 
     return _check(fn, **kwargs)
 

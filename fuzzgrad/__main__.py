@@ -1,5 +1,5 @@
 import sys
 
-from fuzzgrad._cli import main
+from fuzzgrad.integrations.cli import main
 
 sys.exit(main())

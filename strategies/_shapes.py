@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from fuzzgrad._spec import DEFAULT_SHAPE_NAME, Dim, parse_shape
+from fuzzgrad.registry.spec import DEFAULT_SHAPE_NAME, Dim, parse_shape
 
 from ._choices import pick
 

@@ -22,7 +22,7 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from fuzzgrad._errors import FuzzgradError
+from fuzzgrad.errors import FuzzgradError
 
 from ._choices import integer, pick
 from ._layouts import LAYOUTS, PARAM_KINDS, Layout, arrange

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from fuzzgrad._compare import compare
+from fuzzgrad.verdict.compare import compare
 
 
 def t(*values, dtype=torch.float64):
@@ -107,7 +107,7 @@ def test_complex_results_are_compared_and_their_mismatch_described():
 
 
 def test_an_overflow_regime_mask_excuses_only_the_elements_it_reaches():
-    """With the reach of the large inputs known (`fuzzgrad._overflow.find_reach`), an inf or
+    """With the reach of the large inputs known (`fuzzgrad.verdict.overflow.find_reach`), an inf or
     NaN elsewhere in the tensor is judged, and ``judge_reach=False`` leaves the reached
     elements out."""
     expected = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
@@ -148,7 +148,7 @@ def test_where_the_oracle_overflowed_a_finite_calibration_may_judge():
 def test_products_of_large_inputs_widen_where_a_result_may_overflow():
     """A second derivative of a product is the product over two inputs: with inputs near 4e6,
     its terms overflow while the result is 34x below max (found in CumProd's double backward)."""
-    from fuzzgrad._overflow import magnitudes, product_margin
+    from fuzzgrad.verdict.overflow import magnitudes, product_margin
 
     x = torch.tensor([3.84e6, -2.0, float("inf")], dtype=torch.float64)
     margin = product_margin(magnitudes([x]), 2)

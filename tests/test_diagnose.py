@@ -1,4 +1,4 @@
-"""`fuzzgrad._diagnose.reduce_to_element`: a one-element reduction is kept only when it fails
+"""`fuzzgrad.engine.diagnose.reduce_to_element`: a one-element reduction is kept only when it fails
 the same way (a mismatch at the same output), not when slicing some inputs broke the call."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import torch
 from fuzzgrad.strategies import Case, CotangentRecipe, Values
 from torch.autograd import Function
 
-from fuzzgrad._compare import Mismatch
-from fuzzgrad._diagnose import reduce_to_element
-from fuzzgrad._registry import make_target
+from fuzzgrad.engine.diagnose import reduce_to_element
+from fuzzgrad.registry.target import make_target
+from fuzzgrad.verdict.compare import Mismatch
 
 EQ = "bi,oij,bj->bo"
 

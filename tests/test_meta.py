@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fuzzgrad._discovery import load_targets
-from fuzzgrad._runner import fuzz_target
+from fuzzgrad.engine.runner import fuzz_target
+from fuzzgrad.registry.discovery import load_targets
 
 CORPUS = Path(__file__).parent / "corpus"
 BUGGY_EXAMPLES = 150
@@ -36,7 +36,7 @@ CORRECT = _targets("correct")
 
 
 def test_corpus_is_large_enough_and_covers_every_property():
-    from fuzzgrad._properties import PROPERTIES
+    from fuzzgrad.properties import PROPERTIES
 
     assert len(BUGGY) >= 20 and len(CORRECT) >= 15
     planted = {t.options["planted"]["property"] for t in BUGGY}

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from fuzzgrad._cli import main
-from fuzzgrad._nightly import parse_duration, shard
-from fuzzgrad._render import load_results
+from fuzzgrad.integrations.cli import main
+from fuzzgrad.nightly.pool import parse_duration, shard
+from fuzzgrad.report.render import load_results
 
 HEADER = "import torch\nimport fuzzgrad as fg\n\n"
 
@@ -128,8 +128,8 @@ def test_crash_hang_and_raise_are_contained_and_the_rest_still_run(tmp_path):
 
 
 def test_python_level_hang_is_a_timeout_with_a_reproducer(tmp_path):
-    from fuzzgrad._discovery import load_targets
-    from fuzzgrad._runner import fuzz_target
+    from fuzzgrad.engine.runner import fuzz_target
+    from fuzzgrad.registry.discovery import load_targets
 
     path = write_targets(
         tmp_path, {"sleepy": scale_target("sleepy", 1, 1, "        __import__('time').sleep(60)\n")}

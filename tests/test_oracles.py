@@ -8,10 +8,12 @@ import pytest
 import torch
 from torch.autograd import Function
 
-from fuzzgrad._autoref import AutoReferenceImpossible, auto_reference, numerical_vjp
-from fuzzgrad._oracles import shared_jax, torch_oracle
-from fuzzgrad._registry import make_target
-from fuzzgrad._runner import fuzz_target
+from fuzzgrad.engine.runner import fuzz_target
+from fuzzgrad.oracles.autoref import AutoReferenceImpossible, auto_reference
+from fuzzgrad.oracles.jax_ref import shared_jax
+from fuzzgrad.oracles.numerical import numerical_vjp
+from fuzzgrad.oracles.torch_ref import torch_oracle
+from fuzzgrad.registry.target import make_target
 
 
 def test_jax_oracle_is_float64_and_matches_torch():
@@ -113,8 +115,18 @@ def test_targets_without_references_are_checked_by_auto_reference_and_numerics()
     assert "numerical oracle" in (bad.stats.oracle_note or "")
 
 
+def test_jax_x64_is_on_only_inside_fuzzgrad_calls():
+    """A user's JAX code in the same process keeps JAX's default float32 (a global x64 switch
+    would silently change its dtypes)."""
+    x, c = torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    assert jnp.ones(2).dtype == jnp.float32
+    got = shared_jax()(lambda v: v * 0.1, [x], [0], [c])
+    assert got.outputs[0].dtype == torch.float64  # fuzzgrad computes in float64
+    assert jnp.ones(2).dtype == jnp.float32  # and leaves the user's default alone
+
+
 def test_jax_oracle_compiles_once_per_signature_and_precision():
-    from fuzzgrad._oracles import JaxOracle
+    from fuzzgrad.oracles.jax_ref import JaxOracle
 
     jax = JaxOracle()
     x, c = torch.linspace(-1, 1, 5, dtype=torch.float64), torch.ones(5, dtype=torch.float64)
@@ -135,8 +147,8 @@ def test_forward_and_vjp_share_one_jax_evaluation_per_case():
 
     from fuzzgrad.strategies import cases
 
-    from fuzzgrad._explore import FastData
-    from fuzzgrad._properties import Checker
+    from fuzzgrad.engine.explore import FastData
+    from fuzzgrad.properties.checker import Checker
 
     target = make_target(
         Square, reference=lambda x: x * x, jax_reference=lambda x: x * x, name="square_jax"

@@ -309,7 +309,7 @@ def test_xdist_workers_share_the_cores():
 
     import torch
 
-    from fuzzgrad._pytest_plugin import _share_cores
+    from fuzzgrad.integrations.pytest_plugin import _share_cores
 
     before = torch.get_num_threads()
     try:

@@ -7,8 +7,8 @@ import torch
 from torch.autograd import Function
 
 import fuzzgrad as fg
-from fuzzgrad._discovery import load_targets
-from fuzzgrad._registry import make_target
+from fuzzgrad.registry.discovery import load_targets
+from fuzzgrad.registry.target import make_target
 
 
 class Mul(Function):

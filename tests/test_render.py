@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from fuzzgrad._errors import FuzzgradError, ReproducerError
-from fuzzgrad._render import (
+from fuzzgrad.errors import FuzzgradError, ReproducerError
+from fuzzgrad.report.render import (
     compare,
     failure_signature,
     format_comparison,
@@ -502,7 +502,7 @@ def test_html_renders_sparse_and_malformed_records(tmp_path: Path) -> None:
 
 def test_rendering_imports_neither_torch_nor_jax() -> None:
     code = (
-        "import sys, fuzzgrad._render, fuzzgrad._render_html; "
+        "import sys, fuzzgrad.report.render, fuzzgrad.report.html; "
         "print(sorted(m for m in ('torch', 'jax', 'numpy', 'rich') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -12,9 +12,9 @@ import pytest
 import torch
 from fuzzgrad.strategies import Case, CotangentRecipe, Values
 
-from fuzzgrad._discovery import load_targets
-from fuzzgrad._properties import Checker, PropertyFailure
-from fuzzgrad._repro import decode_tensor, encode_tensor, storage_bytes, write_reproducer
+from fuzzgrad.properties.checker import Checker, PropertyFailure
+from fuzzgrad.registry.discovery import load_targets
+from fuzzgrad.report.reproducer import decode_tensor, encode_tensor, storage_bytes, write_reproducer
 
 
 def _views():
@@ -128,7 +128,7 @@ def test_reproducer_calibrates_on_contiguous_copies_like_the_run(tmp_path):
 
 def test_a_reproducer_judges_large_inputs_as_the_run_does(tmp_path):
     """Inputs past the overflow size excuse inf/NaN only where they reach (see
-    `fuzzgrad._overflow`); the standalone comparison used to excuse the whole case, so a
+    `fuzzgrad.verdict.overflow`); the standalone comparison used to excuse the whole case, so a
     reproducer of a NaN beside a large input said the bug was fixed. It now replays such a case
     through fuzzgrad."""
     corpus = Path(__file__).parent / "corpus" / "buggy_layout.py"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fuzzgrad._cli import main
-from fuzzgrad._discovery import load_targets
-from fuzzgrad._repro import read_reproducer
-from fuzzgrad._runner import fuzz_target
+from fuzzgrad.engine.runner import fuzz_target
+from fuzzgrad.integrations.cli import main
+from fuzzgrad.registry.discovery import load_targets
+from fuzzgrad.report.reproducer import read_reproducer
 
 SEED = Path(__file__).resolve().parents[1] / "targets" / "seed.py"
 

@@ -1,4 +1,4 @@
-"""Rounding slack (`fuzzgrad._sensitivity`): honest rounding at ill-conditioned or cancelling
+"""Rounding slack (`fuzzgrad.verdict.slack`): honest rounding at ill-conditioned or cancelling
 points is not reported, while a wrong formula on the very same inputs still is.
 
 Each input below is one that random fuzzing of a built-in target flagged before the slack
@@ -12,9 +12,9 @@ import torch
 from torch.autograd import Function
 
 import fuzzgrad as fg
-from fuzzgrad._discovery import load_targets
-from fuzzgrad._registry import make_target
-from fuzzgrad._replay import replay
+from fuzzgrad.engine.replay import replay
+from fuzzgrad.registry.discovery import load_targets
+from fuzzgrad.registry.target import make_target
 
 BUILTIN = {t.name: t for t in load_targets()}
 F32 = torch.float32
@@ -179,7 +179,7 @@ def _corpus(name):
 def test_a_forgotten_upcast_passes_natively_and_fails_the_fused_promise(tmp_path):
     import dataclasses
 
-    from fuzzgrad._runner import fuzz_target
+    from fuzzgrad.engine.runner import fuzz_target
 
     buggy = _corpus("SiLUFusedForgetsUpcast")
     native = dataclasses.replace(buggy, options={**buggy.options, "precision": "native"})
@@ -198,7 +198,7 @@ def test_a_forgotten_upcast_passes_natively_and_fails_the_fused_promise(tmp_path
 
 
 def test_fused_tolerance_is_an_ulp_plus_float32_noise():
-    from fuzzgrad._compare import compare, fused_tolerance
+    from fuzzgrad.verdict.compare import compare, fused_tolerance
 
     e = torch.tensor([1.0, 1000.0, 0.0], dtype=torch.float64)
     rtol, atol = fused_tolerance(torch.bfloat16, e)
@@ -218,7 +218,7 @@ def test_a_float64_double_backward_where_the_references_are_noise():
     import json
     from pathlib import Path
 
-    from fuzzgrad._repro import decode_tensor
+    from fuzzgrad.report.reproducer import decode_tensor
 
     data = json.loads((Path(__file__).parent / "data" / "l2normalize_hvp_float64.json").read_text())
     (x,) = [decode_tensor(a["tensor"]) for a in data["args"]]
@@ -235,7 +235,7 @@ def _data_case(name):
     import json
     from pathlib import Path
 
-    from fuzzgrad._repro import decode_tensor
+    from fuzzgrad.report.reproducer import decode_tensor
 
     data = json.loads((Path(__file__).parent / "data" / name).read_text())
     args = [decode_tensor(a["tensor"]) for a in data["args"]]
@@ -429,7 +429,7 @@ def test_bce_at_minus_max_is_not_judged_against_references_that_cancel():
         == 0
     )
     # one binade lower than NEAR_OVERFLOW allows, a wrong value is a finding again
-    from fuzzgrad._compare import NEAR_OVERFLOW
+    from fuzzgrad.verdict.compare import NEAR_OVERFLOW
 
     class Doubled(Function):
         @staticmethod

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from fuzzgrad._registry import make_target
+from fuzzgrad.registry.target import make_target
 
 FAST = settings(
     derandomize=True,

@@ -3,7 +3,7 @@
 A mutant rewrites one site of a target Function's ``backward`` (or of a module-level helper that
 only backward calls, such as attention's ``_backward``). It is rebuilt by executing the mutated
 source in a copy of the target module's namespace, so that the module's helpers, constants and
-imports are reused, and wrapped with `fuzzgrad._registry.make_target` using the original's
+imports are reused, and wrapped with `fuzzgrad.registry.target.make_target` using the original's
 references, input spec and options. Nothing is registered globally, and the original target is
 untouched. Generation is deterministic: the same sources give the same mutant ids in every
 process, so worker processes rebuild mutants from their ids.
@@ -162,7 +162,7 @@ def all_mutants(targets, operators: list[str] | None = None) -> list[Mutant]:
 
 def build(mutant: Mutant, target):
     """The mutated Function wrapped as an unregistered `fuzzgrad` Target."""
-    from fuzzgrad._registry import make_target
+    from fuzzgrad.registry.target import make_target
 
     cls = target.function
     module = sys.modules[cls.__module__]
@@ -196,6 +196,6 @@ def build(mutant: Mutant, target):
 @functools.cache
 def builtin_targets() -> dict[str, object]:
     """The built-in targets by name (imported once per process)."""
-    from fuzzgrad._discovery import load_targets
+    from fuzzgrad.registry.discovery import load_targets
 
     return {t.name: t for t in load_targets()}

@@ -42,7 +42,7 @@ def _init_worker() -> None:
     import torch
 
     from bench.mutants.tools import SHRINK_SECONDS
-    from fuzzgrad._oracles import shared_jax
+    from fuzzgrad.oracles.jax_ref import shared_jax
 
     torch.set_num_threads(1)
     engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS

@@ -1,6 +1,6 @@
 """The three bug finders the benchmark compares, each given one target and the same wall budget.
 
-- ``fuzzgrad``: `fuzzgrad._runner.fuzz_target` with ``stop_at``; any property failure (or a
+- ``fuzzgrad``: `fuzzgrad.engine.runner.fuzz_target` with ``stop_at``; any property failure (or a
   hang/crash it reports as an error) kills.
 - ``gradcheck``: what most people run today: `torch.autograd.gradcheck` and `gradgradcheck` (the
   latter skipped for ``once_differentiable`` Functions, which forbid it) on random contiguous
@@ -64,7 +64,7 @@ def _short(exc: BaseException) -> str:
 # -- fuzzgrad ---------------------------------------------------------------------------------
 def run_fuzzgrad(target, budget: float, seed: int) -> Outcome:
     """fuzzgrad with all its default properties, stopping generation at the budget."""
-    from fuzzgrad._runner import fuzz_target, hypothesis_settings
+    from fuzzgrad.engine.runner import fuzz_target, hypothesis_settings
 
     start = time.monotonic()
     found: dict[str, float] = {}

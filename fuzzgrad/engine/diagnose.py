@@ -1,0 +1,248 @@
+"""Diagnosis: re-run a shrunk failure with each factor set back to its simplest.
+
+A factor "matters" when simplifying it alone makes the failure go away. The diagnosis names the
+factors that matter ("fails only for non-contiguous grad_output", "only in float16"), or says the
+failure needs none of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+
+from fuzzgrad.oracles.evaluation import floating
+from fuzzgrad.properties.checker import Checker, Discard, PropertyFailure
+from fuzzgrad.strategies import CotangentRecipe, Layout, describe_layout
+
+
+def _with(case, **changes):
+    """A simplified copy with its own notes (checking it must not overwrite the original's)."""
+    changes.setdefault("notes", {})
+    return dataclasses.replace(case, **changes)
+
+
+def _no_zeros(case):
+    if not any(floating(a) and a.numel() and bool((a == 0).any()) for a in case.args):
+        return None
+    args = tuple(
+        torch.where(a == 0, torch.full_like(a, 0.5), a) if floating(a) else a for a in case.args
+    )
+    return _with(case, args=args)
+
+
+def _contiguous(case):
+    args = tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in case.args)
+    if all(a is b for a, b in zip(args, case.args)):
+        return None
+    return _with(case, args=args)
+
+
+def _float64(case):
+    if case.dtype in (None, torch.float64):
+        return None
+    args = tuple(a.to(torch.float64) if floating(a) else a for a in case.args)
+    return _with(case, args=args, dtype=torch.float64)
+
+
+def _cpu(case):
+    if case.device == "cpu":
+        return None
+    args = tuple(a.cpu() if isinstance(a, torch.Tensor) else a for a in case.args)
+    return _with(case, args=args, device="cpu")
+
+
+def _all_grad(case):
+    rg = tuple(floating(a) for a in case.args)
+    if rg == case.requires_grad:
+        return None
+    return _with(case, requires_grad=rg)
+
+
+def _plain_cotangents(case):
+    if all(c.layout.kind == "contiguous" for c in case.cotangents):
+        return None
+    cts = tuple(CotangentRecipe(c.values, Layout()) for c in case.cotangents)
+    return _with(case, cotangents=cts)
+
+
+def _no_edge_values(case):
+    recipes = case.recipes or ()
+    if not any(r is not None and r.values.injections for r in recipes):
+        return None
+    args = list(case.args)
+    for i, r in enumerate(recipes):
+        if r is not None and r.values.injections:
+            args[i] = r.build(values=dataclasses.replace(r.values, injections=()))
+    return _with(case, args=tuple(args))
+
+
+def _non_negative(case):
+    if not any(floating(a) and a.numel() and bool((a < 0).any()) for a in case.args):
+        return None
+    args = tuple(a.abs() if floating(a) else a for a in case.args)
+    return _with(case, args=args)
+
+
+def _describe_inputs(case) -> str:
+    parts = []
+    for i, a in enumerate(case.args):
+        if isinstance(a, torch.Tensor):
+            parts.append(f"input {i}: {describe_layout(a)}")
+    return ", ".join(parts)
+
+
+#: (factor, simplification, what it means when the factor matters)
+FACTORS: tuple[tuple[str, Callable, Callable], ...] = (
+    ("layout", _contiguous, lambda c: f"a non-contiguous input layout ({_describe_inputs(c)})"),
+    (
+        "cotangent_layout",
+        _plain_cotangents,
+        lambda c: (
+            "a non-contiguous or stride-0 grad_output ("
+            + ", ".join(x.layout.kind for x in c.cotangents)
+            + ")"
+        ),
+    ),
+    ("dtype", _float64, lambda c: f"dtype {str(c.dtype).replace('torch.', '')}"),
+    ("device", _cpu, lambda c: f"device {c.device}"),
+    (
+        "requires_grad",
+        _all_grad,
+        lambda c: (
+            "inputs that do not require grad ("
+            + ", ".join(
+                str(i)
+                for i, (a, r) in enumerate(zip(c.args, c.requires_grad))
+                if floating(a) and not r
+            )
+            + ")"
+        ),
+    ),
+    (
+        "edge_values",
+        _no_edge_values,
+        lambda c: (
+            "edge values ("
+            + ", ".join(
+                f"input {i}: {', '.join(k for _, k, _ in r.values.injections)}"
+                for i, r in enumerate(c.recipes or ())
+                if r is not None and r.values.injections
+            )
+            + ")"
+        ),
+    ),
+    ("sign", _non_negative, lambda c: "negative input values"),
+    ("zero_values", _no_zeros, lambda c: "zero input values"),
+)
+
+
+def _shape_notes(case) -> list[str]:
+    """What the shrunk shapes say (shapes cannot be simplified independently of the bug)."""
+    tensors = [a for a in case.args if isinstance(a, torch.Tensor)]
+    notes = []
+    if any(a.numel() == 0 for a in tensors):
+        notes.append("a zero-size input")
+    if any(a.dim() == 0 for a in tensors) and not all(a.dim() == 0 for a in tensors):
+        notes.append("a 0-d input")
+    elif tensors and all(a.dim() == 0 for a in tensors):
+        notes.append("0-d inputs")
+    shapes = {tuple(a.shape) for a in tensors if floating(a)}
+    if len(shapes) > 1:
+        notes.append(
+            "inputs of different (broadcast) shapes " + ", ".join(map(str, sorted(shapes)))
+        )
+    return notes
+
+
+def failure_on(target, prop: str, case) -> PropertyFailure | bool | None:
+    """``prop``'s failure on ``case``, False if it holds, None if the case was discarded."""
+    checker = Checker(target, properties=[prop], jax_share=1.0)
+    try:
+        checker.check(case)
+    except PropertyFailure as exc:
+        return exc if exc.property == prop else False
+    except Discard:
+        return None
+    except Exception:  # noqa: BLE001 - a harness-level error on a simplified case
+        return None
+    return False
+
+
+def still_fails(target, prop: str, case) -> bool | None:
+    """Whether ``prop`` still fails on ``case`` (None: the case was discarded)."""
+    result = failure_on(target, prop, case)
+    return result if result is None or result is False else True
+
+
+def diagnose(target, prop: str, case) -> tuple[str, list[str]]:
+    """A sentence naming the factors the failure needs, and their keys."""
+    needed: list[tuple[str, str]] = []
+    for key, simplify, explain in FACTORS:
+        simpler = simplify(case)
+        if simpler is None:
+            continue
+        if still_fails(target, prop, simpler) is False:
+            needed.append((key, explain(case)))
+    shape = _shape_notes(case)
+    shape_text = f"; shrunk to {' and '.join(shape)}" if shape else ""
+    if not needed:
+        return (
+            "fails on the simplest form of this input (no layout, dtype, grad-subset or "
+            f"value factor needed){shape_text}",
+            [],
+        )
+    return (
+        "fails only with " + " and ".join(text for _, text in needed) + shape_text,
+        [k for k, _ in needed],
+    )
+
+
+def reduce_to_element(target, prop: str, case, mismatch):
+    """Cut a shrunk case down to the one element where it fails, when that still fails.
+
+    Hypothesis shrinks knobs (a seed, a shape) but cannot pick the one offending value out of a
+    seeded tensor; for a Function that works elementwise, slicing every input of the failing
+    output's shape at the worst index keeps the failure and leaves a one-element reproducer.
+    Returns the smaller case and its failure, or ``(case, None)``.
+    """
+    index = getattr(mismatch, "index", None)
+    if not index:
+        return case, None
+    sliced = []
+    changed = False
+    for a in case.args:
+        if (
+            isinstance(a, torch.Tensor)
+            and a.dim() == len(index)
+            and a.numel() > 1
+            and all(i < n for i, n in zip(index, a.shape))
+        ):
+            piece = a[tuple(slice(i, i + 1) for i in index)].clone()
+            sliced.append(piece)
+            changed = True
+        else:
+            sliced.append(a)
+    if not changed:
+        return case, None
+    cts = []
+    for c in case.notes.get("cotangents") or ():
+        if isinstance(c, torch.Tensor) and c.dim() == len(index):
+            c = c[tuple(slice(i, i + 1) for i in index)].clone()
+        cts.append(c)
+    smaller = _with(
+        case,
+        args=tuple(sliced),
+        recipes=(None,) * len(sliced),
+        notes={"fixed_cotangents": cts} if cts else {},
+    )
+    failure = failure_on(target, prop, smaller)
+    # The same failure, not another one: slicing only the inputs of the failing output's rank
+    # may leave the others inconsistent with it (a crash, or another output, then fails).
+    same = (
+        isinstance(failure, PropertyFailure)
+        and failure.mismatch is not None
+        and failure.mismatch.path == getattr(mismatch, "path", None)
+    )
+    return (smaller, failure) if same else (case, None)

@@ -1,0 +1,90 @@
+"""What fuzzing one target produces: a `TargetResult` with its shrunk `FailureRecord`s, and the
+JSON records of ``results.json`` they become (see ``reports/README.md``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fuzzgrad.verdict.stats import Stats
+
+STATUSES = ("passed", "failed", "xfailed", "xpassed", "error")
+
+
+@dataclass
+class FailureRecord:
+    """One shrunk, explained failure."""
+
+    property: str
+    message: str
+    diagnosis: str
+    factors: list[str]
+    reproducer: str | None
+    seconds_to_find: float | None
+    inputs: list[dict[str, Any]]
+    case: Any = field(repr=False, default=None)
+    #: Examples run (this call) when the property first failed: 1 means a database replay.
+    examples_to_find: int | None = None
+    #: Whether Hypothesis shrank it (False: found while exploring, its replay passed).
+    shrunk: bool = True
+    #: The cotangents' layouts (``grad_output``), one per output that gets one.
+    cotangents: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "property": self.property,
+            "message": self.message,
+            "diagnosis": self.diagnosis,
+            "factors": self.factors,
+            "reproducer": self.reproducer,
+            "seconds_to_find": self.seconds_to_find,
+            "examples_to_find": self.examples_to_find,
+            "shrunk": self.shrunk,
+            "inputs": self.inputs,
+            "cotangents": self.cotangents,
+        }
+
+
+@dataclass
+class TargetResult:
+    """The outcome of fuzzing one target."""
+
+    name: str
+    module: str
+    status: str
+    examples: int
+    seconds: float
+    failures: list[FailureRecord] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    xfail_reason: str | None = None
+    stats: Stats | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "name": self.name,
+            "module": self.module,
+            "status": self.status,
+            "xfail_reason": self.xfail_reason,
+            "examples": self.examples,
+            "seconds": round(self.seconds, 3),
+            "discards": dict(s.discards) if s else {},
+            "ambiguous": s.ambiguous if s else 0,
+            "checked": dict(s.checked) if s else {},
+            "skipped": dict(s.skipped) if s else {},
+            "oracle_note": s.oracle_note if s else None,
+            "jax_share": round(s.jax_runs / max(1, s.examples), 3) if s else 0.0,
+            "coverage": {k: dict(v) for k, v in s.coverage.items()} if s else {},
+            "error_ratio_hist": s.histogram() if s else None,
+            "error": self.error,
+            "failures": [f.to_json() for f in self.failures],
+        }
+
+
+def verdict(target, failures, error) -> str:
+    """A target's status from what its run found (see `STATUSES`)."""
+    if error is not None:
+        return "error"
+    if failures:
+        return "xfailed" if target.xfail else "failed"
+    return "xpassed" if target.xfail else "passed"

@@ -1,0 +1,234 @@
+"""Where a nightly run's findings go as they happen: events, results.json, the progress display.
+
+`Recorder` is the single writer of the report directory during a run. Workers (or the inline
+runner) report started / finding / failure / done; each is appended to ``events.jsonl`` at once,
+and ``results.json`` is rewritten (atomically) whenever a target finishes, so a run killed at any
+moment keeps what it found. `finish` writes the human-facing artefacts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fuzzgrad.nightly.pool import EventLog, Plan
+
+
+class Recorder:
+    """Collects one run's records and keeps the report directory current."""
+
+    def __init__(self, plan: Plan, run: dict[str, Any], *, live: bool | None = None):
+        self.plan = plan
+        self.run = run
+        self.records: dict[str, dict[str, Any]] = {}
+        self.partial: dict[str, list[dict[str, Any]]] = {}
+        self.running: dict[str, float] = {}
+        self.examples_done = 0
+        self.inline_examples: dict[str, int] = {}
+        self.workers: list[Any] = []
+        self.events = EventLog(plan.report_dir / "events.jsonl")
+        self.events.write("run_started", run=run, targets=[t.name for t in plan.targets])
+        live = sys.stdout.isatty() if live is None else live
+        self.display = _Live(self) if live else None
+
+    # -- events from the runners ----------------------------------------------------------------
+    def started(self, name: str, task: dict[str, Any]) -> None:
+        self.running[name] = time.monotonic()
+        self.events.write("target_started", target=name, seed=task.get("seed"))
+
+    def example(self, name: str) -> None:
+        self.inline_examples[name] = self.inline_examples.get(name, 0) + 1
+
+    def finding(self, name: str, prop: str, info: dict[str, Any]) -> None:
+        """A property failed for the first time (before shrinking)."""
+        self.events.write("finding", target=name, property=prop, **info)
+
+    def failure(self, name: str, record: dict[str, Any]) -> None:
+        """A shrunk, diagnosed failure with its reproducer."""
+        from fuzzgrad.report.render import failure_signature
+
+        record = {**record, "signature": failure_signature(name, record)}
+        self.partial.setdefault(name, []).append(record)
+        self.events.write("failure", target=name, failure=record)
+
+    def failures_of(self, name: str) -> list[dict[str, Any]]:
+        return list(self.partial.get(name, []))
+
+    def done(self, name: str, record: dict[str, Any]) -> None:
+        from fuzzgrad.report.render import failure_signature
+
+        for failure in record.get("failures") or []:
+            failure["signature"] = failure_signature(name, failure)
+        self.running.pop(name, None)
+        self.inline_examples.pop(name, None)
+        self.records[name] = record
+        self.examples_done += int(record.get("examples") or 0)
+        self.events.write("target_finished", target=name, record=record)
+        self.write_results()
+        if self.display is None:
+            print_record(record)
+
+    def not_started(
+        self, name: str, why: str = "the budget ran out before it started", kind: str = "budget"
+    ) -> None:
+        self.done(name, _error_record(self.plan, name, kind, f"not run: {why}"))
+
+    def log(self, event: str, **fields: Any) -> None:
+        self.events.write(event, **fields)
+
+    def interrupted(self, reason: str) -> None:
+        """Mark every unfinished target, and the run, as interrupted."""
+        self.run["interrupted"] = reason
+        for t in self.plan.targets:
+            if t.name not in self.records:
+                record = _error_record(
+                    self.plan, t.name, "interrupted", f"the run was stopped ({reason})"
+                )
+                record["failures"] = self.failures_of(t.name)
+                self.done(t.name, record)
+        self.events.write("run_interrupted", reason=reason)
+
+    # -- files ----------------------------------------------------------------------------------
+    def ordered(self) -> list[dict[str, Any]]:
+        names = [t.name for t in self.plan.targets]
+        return sorted(self.records.values(), key=lambda r: names.index(r["name"]))
+
+    def write_results(self) -> None:
+        from fuzzgrad.report.results import results_document, write_results
+
+        self.run["seconds"] = round(time.monotonic() - self.plan.started, 3)
+        document = results_document(self.run, self.ordered())
+        write_results(self.plan.report_dir / "results.json", document)
+
+    def finish(self, baseline: Path | None) -> dict[str, Any] | None:
+        """Write results.json, junit.xml, summary.md and index.html; return the comparison."""
+        from fuzzgrad.report.results import now
+
+        if self.display is not None:
+            self.display.stop()
+            for record in self.ordered():
+                if record["status"] not in ("passed", "xfailed"):
+                    print_record(record)
+        self.run["finished"] = now()
+        self.write_results()
+        self.events.write("run_finished", seconds=self.run["seconds"])
+        self.events.close()
+        return render_reports(self.plan.report_dir, baseline)
+
+    # -- progress -------------------------------------------------------------------------------
+    def running_examples(self) -> dict[str, int]:
+        out = dict(self.inline_examples)
+        for w in self.workers:
+            if w.task is not None:
+                out[w.task["name"]] = w.examples
+        return out
+
+    def refresh(self) -> None:
+        if self.display is not None:
+            self.display.live.refresh()
+
+
+def render_reports(report_dir: Path, baseline: Path | None) -> dict[str, Any] | None:
+    """(Re)write junit.xml, summary.md and index.html from results.json (diffed to baseline)."""
+    from fuzzgrad.report.render import compare, load_results, write_html, write_junit, write_summary
+
+    results = load_results(report_dir)
+    comparison = None
+    if baseline is not None and (baseline / "results.json").is_file():
+        comparison = compare(load_results(baseline), results)
+    write_junit(results, report_dir / "junit.xml")
+    write_summary(results, report_dir / "summary.md", comparison)
+    write_html(results, report_dir / "index.html", comparison)
+    return comparison
+
+
+def _error_record(plan: Plan, name: str, kind: str, message: str) -> dict[str, Any]:
+    target = next(t for t in plan.targets if t.name == name)
+    return {
+        "name": name,
+        "module": target.module,
+        "status": "error",
+        "xfail_reason": target.xfail,
+        "examples": 0,
+        "seconds": 0.0,
+        "error": {"kind": kind, "message": message},
+        "failures": [],
+    }
+
+
+def print_record(record: dict[str, Any]) -> None:
+    """One plain line per finished target (and a few for its failures or error)."""
+    print(
+        f"{record['name']:28s} {record['status'].upper():8s} {record.get('examples', 0):5d} "
+        f"examples {record.get('seconds') or 0:6.1f}s",
+        flush=True,
+    )
+    for f in record.get("failures") or []:
+        print(f"    {f.get('property')}: {f.get('message')}")
+        print(f"    diagnosis: {f.get('diagnosis')}")
+        if f.get("reproducer"):
+            print(f"    reproducer: fuzzgrad repro {os.path.relpath(f['reproducer'])}")
+    error = record.get("error")
+    if error:
+        print(f"    error ({error.get('kind')}): {error.get('message')}")
+        if error.get("reproducer"):
+            print(f"    reproducer: fuzzgrad repro {os.path.relpath(error['reproducer'])}")
+    sys.stdout.flush()
+
+
+class _Live:
+    """A rich live display: targets done, examples run, failures found, time left."""
+
+    def __init__(self, recorder: Recorder):
+        from rich.live import Live
+
+        self.recorder = recorder
+        self.live = Live(get_renderable=self.render, refresh_per_second=4, transient=False)
+        self.live.start()
+
+    def render(self):
+        from rich.table import Table
+        from rich.text import Text
+
+        r = self.recorder
+        plan = r.plan
+        running = r.running_examples()
+        failures = sum(len(x.get("failures") or []) for x in r.records.values())
+        failures += sum(len(v) for k, v in r.partial.items() if k not in r.records)
+        errors = sum(x["status"] == "error" for x in r.records.values())
+        examples = r.examples_done + sum(running.values())
+        if plan.end is not None:
+            left = max(0, int(plan.end - time.monotonic()))
+            clock = f"{left // 60}:{left % 60:02d} left"
+        else:
+            clock = f"{int(time.monotonic() - plan.started)}s"
+        head = Text.assemble(
+            ("fuzzgrad ", "bold"),
+            f"{len(r.records)}/{len(plan.targets)} targets done  ",
+            f"{examples} examples  ",
+            (f"{failures} failures", "bold red" if failures else "green"),
+            "  ",
+            (f"{errors} errors  ", "bold magenta") if errors else "",
+            (clock, "cyan"),
+        )
+        table = Table.grid(padding=(0, 2))
+        table.add_row(head)
+        for name, n in running.items():
+            since = r.running.get(name, time.monotonic())
+            table.add_row(Text(f"  > {name:28s} {n:6d} examples {time.monotonic() - since:6.1f}s"))
+        for record in r.ordered()[-8:]:
+            style = {"passed": "green", "xfailed": "yellow"}.get(record["status"], "bold red")
+            table.add_row(
+                Text.assemble(
+                    f"    {record['name']:28s} ",
+                    (f"{record['status'].upper():8s}", style),
+                    f" {record.get('examples', 0):6d} examples {record.get('seconds') or 0:6.1f}s",
+                )
+            )
+        return table
+
+    def stop(self) -> None:
+        self.live.stop()

@@ -1,0 +1,48 @@
+"""What every oracle returns: an `Evaluation` (outputs and one gradient per argument), and the
+small tensor helpers the oracles, verdicts and properties share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Evaluation:
+    """Outputs (always a tuple) and one gradient per argument (None where not asked or unused)."""
+
+    outputs: tuple[Any, ...]
+    grads: tuple[torch.Tensor | None, ...]
+
+
+def as_tuple(out: Any) -> tuple[Any, ...]:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def floating(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex)
+
+
+#: The half-precision dtypes (what ``precision="fused"`` speaks of).
+HALF = (torch.float16, torch.bfloat16)
+
+
+def as_float32(x: Any) -> Any:
+    """A half-precision tensor as float32 the way a Function's own upcast makes it
+    (``Tensor.float()`` keeps the strides of a dense layout, so a float32 path sums in the same
+    order as the half path did after upcasting); anything else is returned as is."""
+    if not (isinstance(x, torch.Tensor) and x.dtype in HALF):
+        return x
+    return x.detach().float()
+
+
+def upcast(x: Any, dtype: torch.dtype | None) -> Any:
+    """A fresh contiguous copy at ``dtype`` (floating tensors only): oracles never alias inputs."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    x = x.detach().resolve_conj().resolve_neg()
+    if dtype is not None and x.dtype.is_floating_point:
+        x = x.to(dtype)
+    return x.clone(memory_format=torch.contiguous_format)

@@ -1,0 +1,227 @@
+"""The Checker: runs the properties selected for a target on each case, every one of them.
+
+A case passes a property when the custom Function agrees with the torch reference, or (when they
+differ) with the JAX reference (`fuzzgrad.verdict.judge`). Every selected property runs on every
+case, whatever another found on it, so a forward failure never hides a gradient failure: `run`
+returns each failing property's failure. A case outside the math's domain (a reference raised)
+is discarded and counted.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from fuzzgrad.oracles.evaluation import floating
+from fuzzgrad.oracles.torch_ref import torch_oracle
+from fuzzgrad.properties.base import Discard, PropertyFailure, Skip, failure_type
+from fuzzgrad.properties.case import CaseRun, materialise
+from fuzzgrad.verdict.compare import tolerance
+from fuzzgrad.verdict.judge import JAX_COMPILE_SHARE, Judge
+from fuzzgrad.verdict.stats import Stats
+
+
+def describe_inputs(case) -> list[dict]:
+    """Per argument: shape, dtype, stride, storage offset, device, requires_grad (or a value)."""
+    out = []
+    for i, a in enumerate(case.args):
+        if isinstance(a, torch.Tensor):
+            out.append(
+                {
+                    "index": i,
+                    "shape": list(a.shape),
+                    "dtype": str(a.dtype).replace("torch.", ""),
+                    "stride": list(a.stride()),
+                    "storage_offset": a.storage_offset(),
+                    "device": str(a.device),
+                    "requires_grad": bool(case.requires_grad[i]),
+                }
+            )
+        else:
+            out.append({"index": i, "value": repr(a)[:200]})
+    return out
+
+
+class Checker:
+    """Runs the selected properties on cases of one target, keeping oracles and stats."""
+
+    def __init__(
+        self, target, properties=None, *, jax_share: float = JAX_COMPILE_SHARE, reported=()
+    ):
+        from fuzzgrad.properties import select
+
+        self.target = target
+        #: Properties already reported failing (by an earlier round): what only they check is
+        #: skipped and counted here, not found again.
+        self.reported = frozenset(reported)
+        self.selected = select(target, properties)
+        self.properties = tuple(p.name for p in self.selected)
+        self.stats = Stats()
+        self.fused = target.options.get("precision") == "fused"
+        # Call the Function on copies of the inputs: declared (``mutates_inputs``), or found
+        # out afresh on each case (see `CaseRun.call`), so no case's verdict depends on another.
+        self.declared_nonleaf = bool(target.options.get("mutates_inputs", False))
+        reference = target.reference
+        self.numerical = False  # no reference at all: finite differences of the Function itself
+        self._auto = reference is None and target.jax_reference is None
+        if self._auto:
+            from fuzzgrad.oracles.autoref import auto_reference
+
+            reference = auto_reference(target)
+        jax = None
+        if target.jax_reference is not None:
+            from fuzzgrad.oracles.jax_ref import shared_jax
+
+            jax = shared_jax()
+        self.judge = Judge(target, reference, jax, self.stats, jax_share=jax_share)
+        specs = target.inputs if isinstance(target.inputs, tuple) else None
+        self._grad_allowed = None if specs is None else [s.requires_grad for s in specs]
+        self._needs = frozenset().union(*(p.needs for p in self.selected))
+
+    def only(self, names) -> Checker:
+        """This checker restricted to the properties ``names`` (sharing its oracles, its
+        verdicts and its stats)."""
+        import copy
+
+        narrowed = copy.copy(self)
+        narrowed.selected = tuple(p for p in self.selected if p.name in set(names))
+        narrowed.properties = tuple(p.name for p in narrowed.selected)
+        narrowed._needs = frozenset().union(*(p.needs for p in narrowed.selected))
+        return narrowed
+
+    @property
+    def reference(self):
+        """The torch reference the verdicts use (None: JAX only, or finite differences)."""
+        return self.judge.reference
+
+    @property
+    def jax(self):
+        return self.judge.jax
+
+    def wants(self, prop: str) -> bool:
+        return prop in self.properties
+
+    def needs(self, what: str) -> bool:
+        """Whether a selected property needs ``what`` (``"grads"``, ``"retain"``)."""
+        return what in self._needs
+
+    def describe(self, case) -> list[dict]:
+        return describe_inputs(case)
+
+    def differentiable(self, case) -> list[int]:
+        """Indices of the floating inputs that may require grad (the "all" in subsets)."""
+        allowed = self._grad_allowed
+        return [
+            i for i, a in enumerate(case.args) if floating(a) and (allowed is None or allowed[i])
+        ]
+
+    # -- one case -------------------------------------------------------------------------------
+    def check(self, case) -> None:
+        """Raise the first failure of a selected property on ``case`` (`Discard` if a
+        reference raised)."""
+        failures = self.run(case)
+        if failures:
+            raise next(iter(failures.values()))
+
+    def run(self, case) -> dict[str, PropertyFailure]:
+        """Every selected property's failure on ``case``, in run order (`Discard` if a
+        reference raised: the case is outside the math's domain)."""
+        self.stats.record_case(case)
+        full = self.differentiable(case)
+        case.notes["wrt"] = full
+        self.judge.start(case, self.declared_nonleaf)
+        try:
+            if self._auto:
+                self._probe_auto_reference(case, full)
+            if self.numerical:
+                return self._run_numerical(case, full)
+            return self._run(case, full)
+        finally:
+            self.judge.finish()
+
+    def _run(self, case, full) -> dict[str, PropertyFailure]:
+        run = CaseRun(self, case, full)
+        failures: dict[str, PropertyFailure] = {}
+        try:
+            run.start()
+        except Exception as exc:  # noqa: BLE001 - a crash of the Function is a finding
+            run.judge.oracle(case, full, None, torch.float64, self.describe)  # else: discard
+            owner = "forward" if self.wants("forward") else self.properties[0]
+            if "forward" in self.reported or not self.selected:
+                # reported once, under forward (which found it before it was left out)
+                self.stats.skipped["the Function raised (reported under forward)"] += 1
+                return failures
+            message = f"the Function raised {type(exc).__name__}: {exc}"
+            self._found(failures, failure_type(owner)(message, case=case))
+            return failures
+        run.reference  # noqa: B018 - outside the math's domain: Discard before any verdict
+        for prop in self.selected:
+            try:
+                self.stats.checked[prop.name] += 1
+                prop.check(run)
+            except PropertyFailure as exc:
+                self._found(failures, exc)
+            except Skip as why:
+                self.stats.checked[prop.name] -= 1
+                self.stats.skipped[f"{prop.name}: {why}"] += 1
+        return failures
+
+    def _found(self, failures: dict, exc: PropertyFailure) -> None:
+        self.stats.first_failure.setdefault(exc.property, time.perf_counter() - self.stats.started)
+        failures.setdefault(exc.property, exc)
+
+    def _probe_auto_reference(self, case, full) -> None:
+        """On the first case, find out whether forward can serve as its own reference."""
+        from fuzzgrad.oracles.autoref import AutoReferenceImpossible
+
+        try:
+            torch_oracle(self.judge.reference, case.args, full, None)
+        except AutoReferenceImpossible as exc:
+            self.numerical, self.judge.reference = True, None
+            self.stats.oracle_note = f"numerical oracle (finite differences): {exc}"
+        except Exception:  # noqa: BLE001 - outside the domain; probe again on the next case
+            return
+        self._auto = False
+
+    def _run_numerical(self, case, full) -> dict[str, PropertyFailure]:
+        """VJP against central finite differences of the Function's own forward, in float64
+        (the only property such a target gets: nothing else has a reference)."""
+        from fuzzgrad.oracles.numerical import numerical_vjp
+
+        run = CaseRun(self, case, full)
+        failures: dict[str, PropertyFailure] = {}
+        try:
+            outs, leaves, _ = run.call(case.args, full)
+        except Exception as exc:  # noqa: BLE001
+            message = f"the Function raised {type(exc).__name__}: {exc}"
+            self._found(failures, failure_type("forward")(message, case=case))
+            return failures
+        cts = materialise(case, outs)
+        case.notes["cotangents"] = cts
+        if not self.wants("vjp") or not full or all(c is None for c in cts):
+            return failures
+        self.stats.checked["vjp"] += 1
+        try:
+            grads = run.backward(outs, leaves, full, cts, retain=False, prop="vjp")
+            rtol, atol = tolerance(case.dtype or torch.float64, self.target.tolerances)
+            for dirs, estimate, scale in numerical_vjp(self.target.fn, case.args, full, cts):
+                dot = sum(
+                    float((grads[i].to(torch.float64) * d).sum())
+                    for i, d in dirs.items()
+                    if grads[i] is not None
+                )
+                allowed = 1e-4 * scale + max(rtol, 1e-5) * abs(estimate) + atol
+                if not abs(dot - estimate) <= allowed:
+                    run.fail(
+                        "vjp",
+                        f"<grad, direction> = {dot:.6g} but central finite differences "
+                        f"of the Function's own forward give {estimate:.6g} (no reference "
+                        "registered; numerical oracle)",
+                    )
+        except PropertyFailure as exc:
+            self._found(failures, exc)
+        return failures
+
+
+__all__ = ["Checker", "Discard", "PropertyFailure", "Stats", "describe_inputs"]

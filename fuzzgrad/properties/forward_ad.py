@@ -1,0 +1,83 @@
+"""``forward_ad``: the Function's ``jvp`` (forward-mode AD), when it defines one, matches the
+references' Jacobian-vector products."""
+
+from __future__ import annotations
+
+import torch
+
+from fuzzgrad.oracles.evaluation import as_tuple, floating, upcast
+from fuzzgrad.properties.base import Property, Skip, defines, directions
+
+
+class ForwardAD(Property):
+    name = "forward_ad"
+    order = 80
+    summary = "the Function's `jvp`, when it defines one"
+
+    def applies(self, target) -> bool:
+        return target.function is not None and defines(target.function, "jvp")
+
+    def check(self, run) -> None:
+        if not run.wrt:
+            raise Skip("nothing to differentiate")
+        _forward_ad(run, run.case, run.wrt)
+
+
+def _jvp(fn, args, wrt, tangents, dtype=None):
+    import warnings
+
+    import torch.autograd.forward_ad as fwAD
+
+    args = [upcast(a, dtype) if dtype is not None else a for a in args]
+    tangents = [upcast(t, dtype) if dtype else t for t in tangents]
+    with fwAD.dual_level(), warnings.catch_warnings():
+        # torch's forward-AD decompositions use deprecated torch.jit on first use: not ours.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        duals = list(args)
+        for i, t in zip(wrt, tangents):
+            primal = args[i].detach()
+            if any(s == 0 for s in primal.stride()):  # torch cannot attach a tangent to stride 0
+                primal = primal.contiguous()
+            duals[i] = fwAD.make_dual(primal, t)
+        outs = as_tuple(fn(*duals))
+        result = []
+        for o in outs:
+            if isinstance(o, torch.Tensor) and floating(o):
+                primal, tangent = fwAD.unpack_dual(o)
+                result.append(tangent if tangent is not None else torch.zeros_like(primal))
+            else:
+                result.append(None)
+    return result
+
+
+def _forward_ad(run, case, full) -> None:
+    checker, target = run.checker, run.target
+    tangents = directions(case, [case.args[i] for i in full], salt=2)
+    try:
+        got = _jvp(target.fn, case.args, full, tangents)
+    except Exception as exc:  # noqa: BLE001
+        run.fail("forward_ad", f"forward-mode AD raised {type(exc).__name__}: {exc}")
+    ref = _jvp(checker.reference, case.args, full, tangents, torch.float64)
+    paths = [f"jvp[output={k}]" for k in range(len(got))]
+    keep = [k for k, g in enumerate(got) if g is not None or ref[k] is not None]
+    first = run.judge.compare_list(
+        [paths[k] for k in keep], [got[k] for k in keep], [ref[k] for k in keep], None
+    )
+    if first is None or checker.jax is None:
+        if first is not None:
+            run.fail("forward_ad", str(first), first)
+        return
+    _, jt = checker.jax(target.jax_reference, case.args, full, None, mode="jvp", extra=tangents)
+    second = run.judge.compare_list(
+        [paths[k] for k in keep], [got[k] for k in keep], [jt[k] for k in keep], None
+    )
+    found = run.judge.vote(
+        case,
+        first,
+        second,
+        lambda: run.judge.compare_list(
+            [paths[k] for k in keep], [ref[k] for k in keep], [jt[k] for k in keep], None
+        ),
+    )
+    if found is not None:
+        run.fail("forward_ad", str(found), found)

@@ -1,0 +1,297 @@
+"""``second_order``: Hessian-vector products (double backward) match both references; a
+``once_differentiable`` backward must raise instead.
+
+Checked on one case in `SECOND_ORDER_EVERY` (by the case's own seed, so a shrunk case still
+selects it), in float64 and float32: a double backward in half precision is dominated by
+rounding. With ``precision="fused"``, half-precision cases are held to the Function's own float32
+double backward, rounded once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fuzzgrad.oracles.evaluation import HALF, as_float32, as_tuple, floating, upcast
+from fuzzgrad.properties.base import Property, Skip, directions, selected
+from fuzzgrad.verdict.compare import compare
+from fuzzgrad.verdict.overflow import product_margin
+from fuzzgrad.verdict.slack import (
+    NUDGE_SEED,
+    abs_terms,
+    add_up,
+    eps_of,
+    float64_rounding,
+    larger,
+    nudge_spread,
+)
+
+#: Second order costs about three first-order checks; it runs on one case in this many.
+SECOND_ORDER_EVERY = 3
+#: The dtypes second order is checked in (None: a case without floating inputs).
+HIGHER_ORDER_DTYPES = (None, torch.float64, torch.float32, torch.complex128, torch.complex64)
+
+
+class SecondOrder(Property):
+    name = "second_order"
+    order = 70
+    summary = (
+        "Hessian-vector products match both references; a `once_differentiable` backward must "
+        "raise instead"
+    )
+
+    def check(self, run) -> None:
+        case, full, cts = run.case, run.wrt, run.cotangents
+        if not full or all(c is None for c in cts):
+            raise Skip("nothing to differentiate")
+        if not selected(case, SECOND_ORDER_EVERY):
+            raise Skip("not sampled")
+        if case.dtype in HIGHER_ORDER_DTYPES:
+            _second_order(run, case, full, cts)
+        elif run.checker.fused and not run.target.once_differentiable and case.dtype in HALF:
+            _second_order_fused(run, case, full, cts)
+        else:
+            raise Skip("half precision")
+
+
+def _hvp(fn, args, wrt, cts, us, dtype=None, mutates=False):
+    """Second-order VJP: d<vjp(f)(x, v), u> / d(x, v); None where a grad does not depend.
+
+    ``mutates``: the Function works in place (mark_dirty), so it gets non-leaf copies."""
+    args = [upcast(a, dtype) if dtype is not None else a for a in args]
+    leaves = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+    for i in wrt:
+        leaves[i] = leaves[i].requires_grad_(True)
+    vs = [
+        None
+        if c is None
+        else (upcast(c, dtype) if dtype else c.detach().clone()).requires_grad_(True)
+        for c in cts
+    ]
+    us = [upcast(u, dtype) if dtype else u for u in us]
+    with torch.enable_grad():
+        call = [a.clone() if mutates and i in wrt else a for i, a in enumerate(leaves)]
+        outs = as_tuple(fn(*call))
+        pairs = [(o, v) for o, v in zip(outs, vs) if v is not None]
+        first = torch.autograd.grad(
+            [o for o, _ in pairs],
+            [leaves[i] for i in wrt],
+            [v for _, v in pairs],
+            allow_unused=True,
+            create_graph=True,
+        )
+        live = [(g, u) for g, u in zip(first, us) if g is not None and g.requires_grad]
+        inputs = [leaves[i] for i in wrt] + [v for _, v in pairs]
+        if not live:
+            return [None] * len(inputs)
+        return list(
+            torch.autograd.grad(
+                [g for g, _ in live], inputs, [u for _, u in live], allow_unused=True
+            )
+        )
+
+
+def _hvp_paths(full, cts) -> list[str]:
+    """Names of `_hvp`'s results: the inputs differentiated, then the live cotangents."""
+    return [f"hvp[input={i}]" for i in full] + [
+        f"hvp[grad_output={k}]" for k, c in enumerate(cts) if c is not None
+    ]
+
+
+def _second_order(run, case, full, cts) -> None:
+    checker, target = run.checker, run.target
+    us = directions(case, [case.args[i] for i in full], salt=1)
+    if target.once_differentiable:
+        try:
+            got = _hvp(target.fn, case.args, full, cts, us, mutates=run.nonleaf)
+        except RuntimeError:
+            return  # the clear error once_differentiable promises
+        if any(g is not None for g in got):
+            run.fail(
+                "second_order",
+                "the backward is marked once_differentiable, yet a "
+                "double backward returned numbers instead of raising",
+            )
+        return
+    try:
+        got = _hvp(target.fn, case.args, full, cts, us, mutates=run.nonleaf)
+    except Exception as exc:  # noqa: BLE001
+        run.fail("second_order", f"double backward raised {type(exc).__name__}: {exc}")
+    paths = _hvp_paths(full, cts)
+    # a second derivative of a product is the product over two inputs: its terms may overflow
+    # max|x|**2 times below the largest value
+    margin = product_margin(run.judge.magnitudes, 2)
+
+    def judge(expected, calib, slack=None, got=got):
+        return run.judge.compare_list(paths, got, expected, calib, slack, margin)
+
+    ref = _hvp(checker.reference, case.args, full, cts, us, torch.float64)
+    calib = None
+    if case.dtype not in (None, torch.float64):
+        try:
+            calib = _hvp(checker.reference, case.args, full, cts, us, None)
+        except Exception:  # noqa: BLE001
+            calib = None
+    first = judge(ref, calib)
+    if first is not None:
+        # rounding-sized moves of the inputs, cotangents and direction (fuzzgrad.verdict.slack)
+        slack = _hvp_slack(run, case, full, cts, us, got, ref)
+        if slack is not None and judge(ref, calib, slack) is None:
+            return
+        if calib is None:
+            # float64: the reference's own rounding, from its float32 error scaled by eps64/eps32
+            # (as Judge._conditioning does for first order); a double backward through a
+            # normalisation of tiny values is noise of ~1e3 even in float64
+            cond = _hvp_conditioning(checker, case, full, cts, us, ref)
+            if cond is not None and judge(ref, cond) is None:
+                return
+    if first is None or checker.jax is None:
+        if first is not None:
+            run.fail(
+                "second_order",
+                f"{first} (the Function's backward is not "
+                "differentiable correctly; mark it once_differentiable if second order "
+                "is not supported)",
+                first,
+            )
+        return
+    jgx, jgc = checker.jax(target.jax_reference, case.args, full, cts, mode="hvp", extra=us)
+    second = judge(list(jgx) + list(jgc), calib)
+    if second is not None and judge(ref, list(jgx) + list(jgc)) is None:
+        first = None  # within the references' own disagreement (see Judge.pair)
+    found = run.judge.vote(case, first, second, lambda: judge(list(jgx) + list(jgc), None, got=ref))
+    if found is not None:
+        run.fail("second_order", str(found), found)
+
+
+def _second_order_fused(run, case, full, cts) -> None:
+    """precision="fused" in half precision: the double backward must be the Function's own
+    float32 double backward (inputs, cotangents and directions upcast with ``Tensor.float()``)
+    rounded once, as for first order (`CaseRun.check_fused`); no reference enters."""
+    checker = run.checker
+    fn, mutates = checker.target.fn, run.nonleaf
+    us = directions(case, [case.args[i] for i in full], salt=1)
+    try:
+        got = _hvp(fn, case.args, full, cts, us, mutates=mutates)
+    except Exception as exc:  # noqa: BLE001
+        run.fail("second_order", f"double backward raised {type(exc).__name__}: {exc}")
+
+    try:
+        ref = _hvp(
+            fn,
+            [as_float32(a) for a in case.args],
+            full,
+            [as_float32(c) for c in cts],
+            [as_float32(u) for u in us],
+            mutates=mutates,
+        )
+    except Exception:  # noqa: BLE001 - a float32 crash is the float32 cases' finding
+        return
+    paths = _hvp_paths(full, cts)
+    for path, g, r in zip(paths, got, ref):
+        if r is None or not floating(r):
+            continue
+        g = torch.zeros_like(r, dtype=case.dtype) if g is None else g
+        m, _ = compare(path, g, r.to(g.dtype), fused=True, overrides=checker.target.tolerances)
+        if m is not None:
+            run.fail(
+                "second_order",
+                f"{m} (precision='fused': against the Function's own float32 double backward, "
+                "rounded once)",
+                m,
+            )
+
+
+def _hvp_slack(run, case, full, cts, us, got, ref) -> list | None:
+    """Rounding slack for a double backward: the float64 reference's spread under two nudges,
+    its term magnitudes, and the Function's own ulp-step jitter (each where computable)."""
+    checker = run.checker
+
+    def evaluate(args, c, u):
+        return _hvp(checker.reference, args, full, c, u, torch.float64)
+
+    return add_up(
+        nudge_spread(evaluate, [case.args, cts, us], ref),
+        _hvp_terms(checker, case, full, cts, us),
+        _hvp_noise(run, case, full, cts, us, got, ref),
+    )
+
+
+def _hvp_conditioning(checker, case, full, cts, us, ref) -> list | None:
+    try:
+        low = _hvp(checker.reference, case.args, full, cts, us, torch.float32)
+    except Exception:  # noqa: BLE001
+        return None
+    return [float64_rounding(lo, hi) for lo, hi in zip(low, ref)]
+
+
+def _ulp_step(t, gen):
+    """``t`` with every element moved one ulp up or down at random (floating real tensors)."""
+    if not floating(t) or t.is_complex():
+        return t
+    up = torch.rand(t.shape, generator=gen) < 0.5
+    toward = torch.where(up, math.inf, -math.inf).to(t.dtype)
+    return torch.nextafter(t.detach(), toward)
+
+
+#: One-ulp steps `_hvp_noise` takes (a cancelling formula's residue can stay put under a step).
+NOISE_STEPS = 4
+
+
+def _hvp_noise(run, case, full, cts, us, here, ref) -> list | None:
+    """How much the Function's own double backward jitters when every input, cotangent and
+    direction moves by one ulp: rounding noise (a formula that cancels internally, e.g.
+    L2-normalising one element, whose exact derivatives are 0, jumps between 0 and +-1 ulp of
+    its terms). A wrong formula changes smoothly, by about what the reference's change is (which
+    the reference's own spread allows anyway); the jitter beyond the reference's change counts
+    too, where the two move apart."""
+    gen = torch.Generator().manual_seed(NUDGE_SEED)
+    checker, mutates = run.checker, run.nonleaf
+    worst = None
+    for _ in range(NOISE_STEPS):
+        args = [_ulp_step(a, gen) for a in case.args]
+        moved_cts = [None if c is None else _ulp_step(c, gen) for c in cts]
+        moved_us = [_ulp_step(u, gen) for u in us]
+        try:
+            mine = _hvp(checker.target.fn, args, full, moved_cts, moved_us, mutates=mutates)
+            theirs = _hvp(checker.reference, args, full, moved_cts, moved_us, torch.float64)
+        except Exception:  # noqa: BLE001 - a step can leave the domain: no slack from it
+            return worst
+        step = []
+        for c1, c0, r1, r0 in zip(mine, here, theirs, ref):
+            if r1 is None or r0 is None:
+                step.append(None)
+                continue
+            c1 = torch.zeros_like(r1) if c1 is None else c1.detach().to(torch.float64)
+            c0 = torch.zeros_like(r0) if c0 is None else c0.detach().to(torch.float64)
+            jitter = torch.maximum((c1 - c0).abs(), ((c1 - c0) - (r1 - r0)).abs())
+            step.append(jitter.nan_to_num(0.0, 0.0, 0.0))
+        worst = step if worst is None else [larger(a, b) for a, b in zip(worst, step)]
+    return worst
+
+
+def _hvp_terms(checker, case, full, cts, us) -> list | None:
+    """eps * |u| @ |J| of the float64 first-order vjp as a function of (inputs, cotangents):
+    what rounding costs where the second-order result is a cancellation of large terms."""
+    wide = [a.detach().to(torch.float64) if floating(a) else a for a in case.args]
+    live = [k for k, c in enumerate(cts) if c is not None]
+
+    def vjp(*xs):
+        xw, vs = xs[: len(full)], xs[len(full) :]
+        args = list(wide)
+        for i, x in zip(full, xw):
+            args[i] = x
+        outs = as_tuple(checker.reference(*args))
+        grads = torch.autograd.grad(
+            [outs[k] for k in live], xw, list(vs), allow_unused=True, create_graph=True
+        )
+        return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xw))
+
+    inputs = [wide[i] for i in full] + [cts[k].detach().to(torch.float64) for k in live]
+    eps = [eps_of(case.args[i]) for i in full] + [eps_of(cts[k]) for k in live]
+    try:
+        got = abs_terms(vjp, inputs, [u.detach().to(torch.float64) for u in us], eps)
+    except Exception:  # noqa: BLE001 - complex inputs, exotic references: no slack from it
+        return None
+    return None if got is None else got[1]

@@ -1,0 +1,117 @@
+"""Finding targets: a module name, a ``.py`` file, or a folder of them."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+import sys
+import zlib
+from pathlib import Path
+from types import ModuleType
+
+from fuzzgrad.errors import InvalidRegistration, TargetNotFound
+from fuzzgrad.registry.target import BY_PATH_PREFIX, MODULE_ATTR, Target
+
+BUILTIN = "fuzzgrad.targets"
+
+
+def _import_path(path: Path) -> list[ModuleType]:
+    path = path.resolve()
+    if path.is_dir():
+        if (path / "__init__.py").exists():
+            package = _import_file(path / "__init__.py", _module_name(path), package=True)
+            return [package, *_walk(package)]
+        modules: list[ModuleType] = []
+        for file in sorted(path.rglob("*.py")):
+            if file.name.startswith(("_", "test_", "conftest")):
+                continue
+            modules.append(_import_file(file, _module_name(file)))
+        return modules
+    return [_import_file(path, _module_name(path))]
+
+
+def _module_name(path: Path) -> str:
+    """A stable module name for a file, so reproducers can import it again by path."""
+    stem = path.stem if path.suffix == ".py" else path.name
+    digest = zlib.crc32(str(path.parent).encode())  # stable across processes, unique per folder
+    return f"{BY_PATH_PREFIX}{stem}_{digest}"
+
+
+def _import_file(file: Path, name: str, package: bool = False) -> ModuleType:
+    for existing in list(sys.modules.values()):
+        if getattr(existing, "__file__", None) == str(file):
+            return existing
+    spec = importlib.util.spec_from_file_location(
+        name, file, submodule_search_locations=[str(file.parent)] if package else None
+    )
+    if spec is None or spec.loader is None:
+        raise TargetNotFound(f"fuzzgrad: cannot import {file}: not a Python file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, str(file.parent if not package else file.parent.parent))
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def _walk(package: ModuleType) -> list[ModuleType]:
+    modules = []
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if info.name.rsplit(".", 1)[-1].startswith(("_", "test_")):
+            continue
+        modules.append(importlib.import_module(info.name))
+    return modules
+
+
+def import_targets(spec: str) -> list[ModuleType]:
+    """Import what ``spec`` names (module, file or folder) and return the modules imported."""
+    path = Path(spec)
+    if spec.endswith(".py") or path.is_dir() or path.is_file():
+        if not path.exists():
+            raise TargetNotFound(f"fuzzgrad: no such file or folder: {spec!r}.")
+        return _import_path(path)
+    try:
+        module = importlib.import_module(spec)
+    except ModuleNotFoundError as exc:
+        if exc.name and spec.startswith(exc.name):
+            raise TargetNotFound(
+                f"fuzzgrad: {spec!r} is neither a module on sys.path nor an existing file or "
+                "folder. Pass a module name (my_pkg.grads), a .py file or a folder."
+            ) from None
+        raise
+    if hasattr(module, "__path__"):
+        return [module, *_walk(module)]
+    return [module]
+
+
+def load_targets(specs: list[str] | None = None, names: list[str] | None = None) -> list[Target]:
+    """The targets that the given modules, files or folders register (default: the built-ins).
+
+    ``names``, when given, keeps only those targets (an unknown name is an error that lists the
+    known ones).
+    """
+    found: dict[str, Target] = {}
+    for spec in specs or [BUILTIN]:
+        for module in import_targets(spec):
+            for name, target in getattr(module, MODULE_ATTR, {}).items():
+                other = found.setdefault(name, target)
+                if other is not target and other.module != target.module:
+                    raise InvalidRegistration(
+                        f"fuzzgrad: two targets are named {name!r} ({other.module} and "
+                        f"{target.module}); pass name='...' to one of the register() calls."
+                    )
+    if names:
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise TargetNotFound(
+                f"fuzzgrad: no target named {', '.join(map(repr, missing))}; known targets: "
+                f"{', '.join(sorted(found)) or '(none)'}."
+            )
+        return [found[n] for n in names]
+    return list(found.values())

@@ -1,0 +1,379 @@
+"""Targets: a registered Function with its references, input spec and options.
+
+Registration validates everything it can without running the Function, so a mistake surfaces at
+import time with the target's name in the message, not halfway through a nightly run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fuzzgrad.errors import InvalidRegistration
+from fuzzgrad.registry.spec import TensorSpec, _check_dtypes, parse_shape, tensor
+
+#: Attribute under which a module keeps the targets it registered ({name: Target}). Reproducers
+#: use it to find a target's Function and references after importing the module.
+MODULE_ATTR = "__fuzzgrad_targets__"
+
+#: Prefix of the import name `fuzzgrad.registry.discovery` gives a file it imports by path; the name
+#: ends with the file's stem and a digest of its folder (see `Target.key`).
+BY_PATH_PREFIX = "fuzzgrad_user_"
+_BY_PATH = re.compile(re.escape(BY_PATH_PREFIX) + r"(.+)_\d+")
+
+_REGISTRY: dict[tuple[str, str], Target] = {}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A registered Function: what to call, what to compare it with, and how to feed it."""
+
+    name: str
+    fn: Callable[..., Any]  # what a case calls: `Function.apply` or a plain callable
+    function: Any  # the torch.autograd.Function subclass, if there is one
+    reference: Callable[..., Any] | None
+    jax_reference: Callable[..., Any] | None
+    inputs: tuple[TensorSpec, ...] | Any  # specs, or a Hypothesis strategy of the args tuple
+    dtypes: tuple[Any, ...] | None  # None: the default float dtypes
+    xfail: str | None = None
+    tolerances: Mapping[Any, tuple[float, float]] = field(default_factory=dict)
+    module: str = ""  # the module that registered it
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def once_differentiable(self) -> bool:
+        """Whether the Function's backward is wrapped in ``once_differentiable``."""
+        code = getattr(getattr(self.function, "backward", None), "__code__", None)
+        return (
+            code is not None
+            and code.co_name == "wrapper"
+            and code.co_filename.replace("\\", "/").endswith("torch/autograd/function.py")
+        )
+
+    @property
+    def key(self) -> str:
+        """The target's identity across checkouts: ``module.name``, where a module imported by
+        path is named by its file's stem (not by the folder digest in its import name), so a
+        derandomized run draws the same cases, and finds its stored failures, wherever the
+        project is cloned."""
+        match = _BY_PATH.fullmatch(self.module)
+        return f"{match.group(1) if match else self.module}.{self.name}"
+
+    @property
+    def source_file(self) -> str | None:
+        module = sys.modules.get(self.module)
+        return getattr(module, "__file__", None)
+
+
+def file_safe(name: str, limit: int = 80) -> str:
+    """``name`` as a file or key name: letters, digits, ``_.-``; where that changes it (or it
+    is longer than ``limit``) a short hash of the original keeps two names apart (``"dup x"``
+    and ``"dup/x"`` both sanitise to ``dup_x``)."""
+    import hashlib
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    if safe == name and len(safe) <= limit:
+        return safe
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return f"{safe[: limit - 9]}-{digest}"
+
+
+def _positional_params(fn: Callable[..., Any], skip: int) -> tuple[list[str], bool, int] | None:
+    """Names of the positional parameters after ``skip``, whether ``*args`` follows, and how
+    many of them have no default."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    names: list[str] = []
+    required = 0
+    star = False
+    for p in list(sig.parameters.values()):
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            names.append(p.name)
+            required += p.default is p.empty
+        elif p.kind is p.VAR_POSITIONAL:
+            star = True
+    return names[skip:], star, max(0, required - skip)
+
+
+def _is_function_class(obj: Any) -> bool:
+    import torch
+
+    return isinstance(obj, type) and issubclass(obj, torch.autograd.Function)
+
+
+def _function_bases() -> frozenset[type]:
+    import torch
+
+    return frozenset(torch.autograd.Function.__mro__)
+
+
+def defines(cls: Any, name: str) -> bool:
+    """Whether a Function class defines ``name`` itself or in a base class of its own (not
+    in torch's ``autograd.Function`` machinery), wherever the class is defined: PyTorch's own
+    test Functions live in ``torch.*`` modules too."""
+    bases = _function_bases()
+    for klass in getattr(cls, "__mro__", ()):
+        if klass in bases:
+            return False
+        if name in klass.__dict__:
+            return True
+    return False
+
+
+def uses_setup_context(cls: type) -> bool:
+    """Whether a Function is written in the ``forward(*args)`` + ``setup_context`` style."""
+    return defines(cls, "setup_context")
+
+
+def _function_arity(name: str, obj: Any) -> tuple[list[str], bool, int] | None:
+    if _is_function_class(obj):
+        skip = 0 if uses_setup_context(obj) else 1  # forward(ctx, ...) unless setup_context style
+        return _positional_params(obj.forward, skip)
+    return _positional_params(obj, 0)
+
+
+def property_names() -> tuple[str, ...]:
+    """The properties fuzzgrad has: one module each in the ``fuzzgrad.properties`` package,
+    named as the property is (read off the package's folder, so that validating a registration
+    imports none of them)."""
+    import importlib.util
+    import pkgutil
+
+    spec = importlib.util.find_spec("fuzzgrad.properties")
+    folders = list(spec.submodule_search_locations or ()) if spec else []
+    machinery = ("base", "case", "checker")
+    return tuple(
+        sorted(
+            m.name
+            for m in pkgutil.iter_modules(folders)
+            if m.name not in machinery and not m.name.startswith("_")
+        )
+    )
+
+
+#: Values of the ``precision`` option: "native" (default) allows a half-precision Function the
+#: error the reference math makes in that dtype; "fused" holds it to one rounding of float32 math.
+PRECISIONS = ("native", "fused")
+
+
+def register(
+    fn: Any = None,
+    /,
+    *,
+    reference: Callable[..., Any] | None = None,
+    jax_reference: Callable[..., Any] | None = None,
+    inputs: Any = None,
+    name: str | None = None,
+    dtypes: Any = None,
+    xfail: str | None = None,
+    tolerances: Mapping[Any, tuple[float, float]] | None = None,
+    **options: Any,
+) -> Any:
+    """Register a custom autograd Function (or a callable wrapping ``.apply``) for fuzzing.
+
+    Use as a decorator, ``@fg.register(reference=..., jax_reference=...)``, or as a call,
+    ``fg.register(TheirFunction, reference=..., name="theirs")``. Returns ``fn`` unchanged.
+
+    ``reference`` is torch math that autograd differentiates; ``jax_reference`` is the same math
+    for ``jax.vjp``. ``inputs`` is a list of `fuzzgrad.tensor` specs (one per positional
+    argument) or a Hypothesis strategy drawing the whole argument tuple. ``dtypes`` restricts the
+    float dtypes tried. ``xfail`` is a reason: the Function is known wrong. ``tolerances`` maps a
+    dtype to ``(rtol, atol)`` overriding the defaults. Other keyword options are kept in
+    ``Target.options`` (e.g. ``properties=[...]``, ``max_elements=...``, ``precision="fused"``:
+    in float16/bfloat16 the Function computes in float32 or wider and rounds its results once,
+    so each half-precision result must be, within about an ulp, its own result on the same
+    inputs upcast to float32, rounded once; a forgotten upcast fails that).
+    """
+    caller = sys._getframe(1).f_globals.get("__name__", "__main__")
+    kwargs = dict(
+        reference=reference,
+        jax_reference=jax_reference,
+        inputs=inputs,
+        name=name,
+        dtypes=dtypes,
+        xfail=xfail,
+        tolerances=tolerances,
+        options=options,
+        module=caller,
+    )
+    if fn is None:
+        return lambda f: _register(f, **kwargs)
+    return _register(fn, **kwargs)
+
+
+def _register(fn: Any, *, module: str, **kw: Any) -> Any:
+    target = make_target(fn, module=module, **kw)
+    key = (target.module, target.name)
+    previous = _REGISTRY.get(key)
+    if previous is not None and _identity(previous) != _identity(target):
+        raise InvalidRegistration(
+            f"fuzzgrad: target name {target.name!r} is registered twice in {target.module}. "
+            "Pass name='...' to one of the register() calls."
+        )
+    _REGISTRY[key] = target
+    mod = sys.modules.get(module)
+    if mod is not None:
+        table = mod.__dict__.setdefault(MODULE_ATTR, {})
+        table[target.name] = target
+    return fn
+
+
+def make_target(
+    fn: Any,
+    *,
+    reference: Callable[..., Any] | None = None,
+    jax_reference: Callable[..., Any] | None = None,
+    inputs: Any = None,
+    name: str | None = None,
+    dtypes: Any = None,
+    xfail: str | None = None,
+    tolerances: Mapping[Any, tuple[float, float]] | None = None,
+    options: Mapping[str, Any] | None = None,
+    module: str = "__main__",
+) -> Target:
+    """Validate a registration and build its `Target` (without adding it to any registry)."""
+    label = name or getattr(fn, "__name__", None) or repr(fn)
+    where = f"fuzzgrad: cannot register {label!r}: "
+    if fn is None or not callable(fn):
+        raise InvalidRegistration(
+            f"{where}expected a torch.autograd.Function subclass or a callable, got {fn!r}."
+        )
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise InvalidRegistration(f"{where}name must be a non-empty string, got {name!r}.")
+    function = fn if _is_function_class(fn) else None
+    call = fn.apply if function is not None else fn
+    for key, ref in (("reference", reference), ("jax_reference", jax_reference)):
+        if ref is not None and not callable(ref):
+            raise InvalidRegistration(f"{where}{key} must be callable, got {ref!r}.")
+    if xfail is not None and not isinstance(xfail, str):
+        raise InvalidRegistration(
+            f"{where}xfail must be a string saying why the Function is known wrong, got {xfail!r}."
+        )
+    if dtypes is not None:
+        dtypes = tuple(dtypes) if isinstance(dtypes, (list, tuple)) else (dtypes,)
+        _check_dtypes(dtypes, where)
+    tolerances = dict(tolerances or {})
+    for key, value in tolerances.items():
+        ok = isinstance(value, (tuple, list)) and len(value) == 2
+        if not ok or not all(isinstance(v, (int, float)) and v >= 0 for v in value):
+            raise InvalidRegistration(
+                f"{where}tolerances[{key!r}] must be a pair (rtol, atol) of non-negative numbers, "
+                f"got {value!r}."
+            )
+    _check_dtypes(tuple(tolerances), where) if tolerances else None
+
+    arity = _function_arity(label, fn)
+    params = arity[0] if arity else None
+    star = arity[1] if arity else True
+    inputs = _normalise_inputs(inputs, params, star, where)
+    n_args = len(inputs) if isinstance(inputs, tuple) else None
+    required = arity[2] if arity else 0
+    if (
+        n_args is not None
+        and params is not None
+        and not star
+        and not (required <= n_args <= len(params))
+    ):
+        raise InvalidRegistration(
+            f"{where}inputs has {n_args} specs but forward takes {len(params)} argument(s) "
+            f"({', '.join(params)}). Give one fuzzgrad.tensor(...) per argument."
+        )
+    for key, ref in (("reference", reference), ("jax_reference", jax_reference)):
+        if ref is None or n_args is None:
+            continue
+        ref_arity = _positional_params(ref, 0)
+        if ref_arity is None:
+            continue
+        ref_params, ref_star, ref_required = ref_arity
+        if ref_required > n_args or (not ref_star and len(ref_params) < n_args):
+            raise InvalidRegistration(
+                f"{where}{key} takes {len(ref_params)} argument(s) ({', '.join(ref_params)}) but "
+                f"the Function takes {n_args}. Make {key} accept the same positional arguments."
+            )
+    if reference is None and jax_reference is None and function is None:
+        raise InvalidRegistration(
+            f"{where}a plain callable needs reference= or jax_reference= (only an "
+            "autograd.Function's own forward can serve as its reference)."
+        )
+    opts = dict(options or {})
+    if "properties" in opts:
+        known = property_names()
+        props = opts["properties"]
+        if isinstance(props, str) or not all(p in known for p in props or ()):
+            raise InvalidRegistration(
+                f"{where}properties must be a list drawn from {', '.join(known)}; got {props!r}."
+            )
+        opts["properties"] = tuple(props)
+    precision = opts.get("precision", "native")
+    if precision not in PRECISIONS:
+        raise InvalidRegistration(
+            f"{where}precision must be one of {', '.join(map(repr, PRECISIONS))}; got "
+            f"{precision!r}. 'fused' promises that float16/bfloat16 results are computed in "
+            "float32 or wider and rounded once, and holds the Function to that."
+        )
+    return Target(
+        name=label,
+        fn=call,
+        function=function,
+        reference=reference,
+        jax_reference=jax_reference,
+        inputs=inputs,
+        dtypes=dtypes,
+        xfail=xfail,
+        tolerances=tolerances,
+        module=module,
+        options=opts,
+    )
+
+
+def _normalise_inputs(inputs: Any, params: list[str] | None, star: bool, where: str) -> Any:
+    from hypothesis.strategies import SearchStrategy
+
+    if isinstance(inputs, SearchStrategy):
+        return inputs
+    if inputs is None:
+        if params is None or star:
+            raise InvalidRegistration(
+                f"{where}cannot tell how many arguments the Function takes (it has *args or no "
+                "signature); pass inputs=[fuzzgrad.tensor(...), ...]."
+            )
+        return tuple(tensor() for _ in params)
+    if not isinstance(inputs, (list, tuple)):
+        raise InvalidRegistration(
+            f"{where}inputs must be a list of fuzzgrad.tensor(...) specs or a Hypothesis strategy "
+            f"of the argument tuple, got {inputs!r}."
+        )
+    out = []
+    for i, spec in enumerate(inputs):
+        if isinstance(spec, str):
+            spec = tensor(spec)  # a bare shape string is a convenience for tensor(shape)
+        if not isinstance(spec, TensorSpec):
+            raise InvalidRegistration(
+                f"{where}inputs[{i}] must be fuzzgrad.tensor(...), got {spec!r}."
+            )
+        if spec.shape is not None:
+            dims = parse_shape(spec.shape, where=f"{where}inputs[{i}]: ")
+            spec = dataclasses.replace(spec, dims=dims)
+        out.append(spec)
+    return tuple(out)
+
+
+def registered() -> dict[str, Target]:
+    """Every target registered in this process, by name (``module:name`` where names clash)."""
+    names = [name for _, name in _REGISTRY]
+    return {
+        (name if names.count(name) == 1 else f"{module}:{name}"): t
+        for (module, name), t in _REGISTRY.items()
+    }
+
+
+def _identity(t: Target) -> tuple[str, str | None]:
+    obj = t.function or t.fn
+    return t.module, getattr(obj, "__qualname__", None)

@@ -1,0 +1,463 @@
+"""The verdict between a Function's results and its references, on one case at a time.
+
+`Judge.pair` takes what the Function computed (outputs, or gradients) and returns a `Mismatch`
+or None. It compares with the float64 torch reference first, and before calling anything a
+failure widens the tolerance by what honest arithmetic may err at this input: the reference's
+own error at the case's dtype (calibration), rounding slack (`fuzzgrad.verdict.slack`), the
+JAX reference's error at the dtype, and for float64 the reference's own conditioning. Then the
+JAX reference votes: where the two references disagree with each other (kinks, ties,
+subgradient conventions), agreeing with either one is enough, and the case is counted
+ambiguous. With inputs so large that intermediates overflow (`fuzzgrad.verdict.overflow`),
+inf/NaN is excused only where those inputs reach.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import torch
+
+from fuzzgrad.oracles.evaluation import Evaluation, floating
+from fuzzgrad.oracles.torch_ref import torch_oracle
+from fuzzgrad.verdict.compare import NEAR_OVERFLOW, TOLERANCES, Mismatch, compare
+from fuzzgrad.verdict.overflow import find_reach, magnitudes, near_max, overflow_regime
+from fuzzgrad.verdict.slack import float64_rounding, rounding_slack
+from fuzzgrad.verdict.stats import Stats
+
+#: Share of run time that JAX compilation may take on cases the torch reference already passes
+#: (there it only samples how often the references disagree). JAX always runs where the custom
+#: Function disagrees with the torch reference (it can only change a verdict there), compiling
+#: whatever that takes.
+JAX_COMPILE_SHARE = 0.03
+#: Share of the cases that the custom Function passes against the torch reference on which JAX
+#: still runs. There it cannot change the verdict (agreeing with either reference is enough);
+#: it only measures how often the references disagree (the "ambiguous" count, sampled). Chosen
+#: by the case itself, so a replay makes the same choice.
+JAX_PASSING_SHARE = 0.25
+#: Second-order (and forward-mode) results in reduced precision compound the rounding of two
+#: passes through formulas that need not match the reference's: their default tolerances are
+#: this many times the first-order ones (a target's own ``tolerances`` are used as given).
+HIGHER_ORDER_SLACK = 10.0
+
+_UNSET = object()
+
+
+class Discard(Exception):
+    """The case is outside the math's domain (a reference raised); counted, not a failure."""
+
+
+class Judge:
+    """Verdicts for one target's cases. Call `start` at each case, `finish` after it."""
+
+    def __init__(self, target, reference, jax, stats: Stats, *, jax_share: float):
+        self.target = target
+        #: the torch reference (the registration's, or one built from the Function's forward)
+        self.reference = reference
+        self.jax = jax
+        self.stats = stats
+        self.jax_share = jax_share
+        self._jax_compile0 = jax.compile_seconds if jax else 0.0
+        self._out_dtypes: dict[tuple, tuple] = {}  # see `Calibration`
+        self.higher_tolerances = _higher_tolerances(target)
+        self.start(None)
+
+    # -- per case -------------------------------------------------------------------------------
+    def start(self, case, nonleaf: bool = False) -> None:
+        """Forget the previous case; size up this one's inputs (the overflow regime)."""
+        self.case = case
+        self.nonleaf = nonleaf  # the Function works in place: calls get copies
+        args = case.args if case is not None else ()
+        self.magnitudes = magnitudes(args)
+        self.overflow_regime = overflow_regime(self.magnitudes)
+        self.near_max = self.overflow_regime and near_max(self.magnitudes)
+        self.all_float64 = all(a.dtype == torch.float64 for a in args if floating(a))
+        self._regime_case: tuple | None = None  # (wrt, cotangents) for `_reach`
+        self._reach_memo: Any = _UNSET
+        self._away = False  # judging only the elements the largest inputs do not reach
+        self._worst = 0.0
+        self.case_ratio: float | None = None
+
+    def finish(self) -> None:
+        """Record the case's worst accepted error ratio (one histogram entry per case)."""
+        if self.case_ratio is not None:
+            self.stats.record_ratio(self.case_ratio)
+
+    def regime_for(self, wrt, cotangents) -> None:
+        """The call whose reach the overflow regime measures, if it is needed."""
+        self._regime_case = (wrt, cotangents)
+
+    # -- references -----------------------------------------------------------------------------
+    def oracle(self, case, wrt, cts, dtype, describe=None) -> Evaluation:
+        """The torch reference at ``dtype`` (None: the case's own), else the JAX reference;
+        a reference that raises means the case is outside the math's domain: `Discard`."""
+        try:
+            if self.reference is not None:
+                return torch_oracle(self.reference, case.args, wrt, cts, dtype)
+            return self.run_jax(case, wrt, cts)
+        except Exception as exc:  # noqa: BLE001 - outside the math's domain
+            reason = f"reference raised {type(exc).__name__}"
+            self.stats.record_discard(reason, describe(case) if describe else None)
+            raise Discard(reason) from exc
+
+    def run_jax(self, case, wrt, cts) -> Evaluation:
+        """The JAX reference's outputs and vjp, once per case, inputs and cotangents (the
+        forward and vjp properties share one evaluation; so does a raise)."""
+        memo = case.notes.setdefault("_jax", {})
+        key = (tuple(wrt), None if cts is None else id(cts))
+        if key not in memo:
+            self.stats.jax_runs += 1
+            try:
+                memo[key] = (self.jax(self.target.jax_reference, case.args, wrt, cts), None)
+            except Exception as exc:  # noqa: BLE001 - raised again to each caller
+                memo[key] = (None, exc)
+        value, exc = memo[key]
+        if exc is not None:
+            raise exc
+        return value
+
+    def _conditioning(self, case, wrt, cts, ref) -> Evaluation | None:
+        """For float64 cases: the float64 reference's own rounding error, estimated from its
+        error in float32 scaled by eps64/eps32 (the conditioning of the math at this input)."""
+        try:
+            low = torch_oracle(self.reference, case.args, wrt, cts, torch.float32)
+        except Exception:  # noqa: BLE001
+            return None
+        return Evaluation(
+            tuple(float64_rounding(lo, hi) for lo, hi in zip(low.outputs, ref.outputs)),
+            tuple(float64_rounding(lo, hi) for lo, hi in zip(low.grads, ref.grads)),
+        )
+
+    def _jax_calibration(self, case, wrt, cts, ref, calib) -> Evaluation | None:
+        """Per element, whichever of the torch and JAX references errs more at the case's dtype
+        (None where there is no low-precision calibration or no JAX reference)."""
+        if calib is None or self.jax is None or case.dtype is None:
+            return None
+        try:
+            low = self.jax(self.target.jax_reference, case.args, wrt, cts, working=case.dtype)
+        except Exception:  # noqa: BLE001 - outside the JAX reference's domain at this dtype
+            return None
+
+        def worse(t, j, e):
+            if not all(isinstance(v, torch.Tensor) and floating(v) for v in (t, j, e)):
+                return t
+            t64, j64, e64 = (v.detach().to(torch.float64) for v in (t, j, e))
+            further = (j64 - e64).abs().nan_to_num(0.0) > (t64 - e64).abs().nan_to_num(0.0)
+            return torch.where(further, j64, t64)
+
+        return Evaluation(
+            tuple(worse(t, j, e) for t, j, e in zip(calib.outputs, low.outputs, ref.outputs)),
+            tuple(worse(t, j, e) for t, j, e in zip(calib.grads, low.grads, ref.grads)),
+        )
+
+    def calibration(self, case, wrt, cts) -> Calibration | None:
+        """The reference at the case's own dtype, lazily (None for float64 cases)."""
+        if case.dtype in (None, torch.float64) or self.reference is None:
+            return None
+        return Calibration(self, case, wrt, cts)
+
+    # -- first order ----------------------------------------------------------------------------
+    def pair(self, kind, case, wrt, cts, outputs, grads, ref, lazy) -> Mismatch | None:
+        """The verdict on the Function's ``outputs`` (``kind="outputs"``) or ``grads``
+        (``"grads"``) against ``ref`` (the float64 reference), widening as the module says
+        before consulting JAX; a `Mismatch` (its message says what the references said) or
+        None."""
+        # The reference at the case's dtype only widens the tolerance, so a case that passes
+        # without it passes with it: it is computed only for a comparison that fails without.
+        calib = lazy.value if lazy is not None else None
+        dtypes = lazy.out_dtypes if lazy is not None else None
+        first = self._compare_all(kind, outputs, grads, ref, calib, wrt, out_dtypes=dtypes)
+        if first is not None and lazy is not None and calib is None:
+            calib = lazy.get()
+            first = self._compare_all(kind, outputs, grads, ref, calib, wrt)
+        first_ratio = self._worst
+        if first is None:
+            self._accept()
+        if first is not None and self.reference is not None:
+            # Where the math is ill-conditioned or the result a cancellation of large terms,
+            # honest rounding at the dtype errs by more than any fixed tolerance: allow that.
+            slack = rounding_slack(self.reference, case.args, wrt, cts, ref)
+            if slack is not None and (
+                self._compare_all(kind, outputs, grads, ref, calib, wrt, slack=slack) is None
+            ):
+                return self._accept()
+            # The reference math's error at this dtype, from the JAX reference too: the torch
+            # reference may accumulate in float64 (torch's CPU LayerNorm does) where a textbook
+            # formula, the Function's and JAX's, cancels in float32.
+            wider = self._jax_calibration(case, wrt, cts, ref, calib)
+            if wider is not None and (
+                self._compare_all(kind, outputs, grads, ref, wider, wrt, slack=slack) is None
+            ):
+                return self._accept()
+        if first is not None and calib is None and self.all_float64 and self.reference:
+            # A float64 Function may differ from the float64 reference by that reference's own
+            # rounding where the math is ill-conditioned (huge terms cancelling): allow it.
+            cond = self._conditioning(case, wrt, cts, ref)
+            if cond is not None and self._compare_all(kind, outputs, grads, ref, cond, wrt) is None:
+                return self._accept()
+        run_jax = (
+            self.jax is not None
+            and self.reference is not None
+            and (
+                first is not None
+                or (
+                    sampled(case, JAX_PASSING_SHARE)
+                    and (
+                        self.jax.is_warm(self.target.jax_reference, case.args, wrt, cts)
+                        or self._may_compile()
+                    )
+                )
+            )
+        )
+        if not run_jax:
+            if first is not None:
+                self._reject(first_ratio)
+            return first
+        try:
+            jref = self.run_jax(case, wrt, cts)
+        except Exception as exc:  # noqa: BLE001
+            if first is None:
+                return None
+            self._reject(first_ratio)
+            return _noted(first, f"the JAX reference raised {type(exc).__name__}")
+        second = self._compare_all(kind, outputs, grads, jref, calib, wrt, out_dtypes=dtypes)
+        if second is not None and lazy is not None and calib is None:
+            calib = lazy.get()
+            second = self._compare_all(kind, outputs, grads, jref, calib, wrt)
+        if second is None:
+            self._accept()
+        if first is not None and second is not None:
+            # Where the two references differ from each other, their disagreement is the
+            # precision the math allows here (cancellation, kinks): widen by it, like calibration.
+            if self._compare_all(kind, outputs, grads, ref, jref, wrt) is None:
+                self._accept()
+                first = None
+        found = self.vote(
+            case,
+            first,
+            second,
+            lambda: self._compare_all(
+                kind,
+                ref.outputs if kind == "outputs" else None,
+                ref.grads if kind == "grads" else None,
+                jref,
+                None,
+                wrt,
+            ),
+            away=lambda: self.pair(kind, case, wrt, cts, outputs, grads, ref, lazy),
+        )
+        if found is not None:
+            self._reject(first_ratio)
+        return found
+
+    def vote(self, case, first, second, refs_differ, away=None) -> Mismatch | None:
+        """Either-agreement: a mismatch only if the custom Function disagrees with both
+        references (``first``: with torch's, ``second``: with JAX's).
+
+        ``away``, where given, runs the same check again judging only the elements that the
+        inputs past the overflow size do not reach; its mismatch, if any, is the verdict."""
+        if first is None and second is None:
+            return None
+        if first is None or second is None:
+            self.stats.ambiguous += 1  # the references disagree here; agreeing with one is enough
+            return None
+        differ = refs_differ()
+        if self.overflow_regime and (differ or self.near_max) and not self._away:
+            # Inputs so large that the references' own intermediates overflow, and they disagree
+            # with each other: neither can be trusted here (e.g. both give finite garbage for a
+            # LayerNorm row of 1e154), so there is nothing to judge against. With an input within
+            # NEAR_OVERFLOW of the largest value, both may agree on garbage: torch's BCE cancels
+            # -max + max to 0 where the exact loss (and the Function's) is 2. Away from where
+            # those inputs reach, the references are as good as anywhere.
+            if away is not None and self._reach() is not None:
+                self._away = True
+                try:
+                    found = away()
+                finally:
+                    self._away = False
+                if found is not None:
+                    return found
+            self.stats.ambiguous += 1
+            return None
+        note = (
+            "the torch and JAX references also disagree with each other"
+            if differ
+            else "JAX agrees with the torch reference"
+        )
+        if self._away:
+            note += "; judged only where the inputs past the overflow size do not reach"
+        return _noted(first, note)
+
+    def _accept(self) -> None:
+        self.case_ratio = max(self.case_ratio or 0.0, min(self._worst, 1.0))
+
+    def _reject(self, ratio: float) -> None:
+        self.case_ratio = max(self.case_ratio or 0.0, ratio)
+
+    def _reach(self) -> Evaluation | None:
+        """The elements the case's inputs past the overflow size reach (`find_reach`), in the
+        reference and in the Function itself; None (every element) where unknown. Once per
+        case, on demand."""
+        if self._reach_memo is _UNSET:
+            self._reach_memo = None
+            if self._regime_case is None or self.case is None:
+                return None
+            wrt, cts = self._regime_case
+            fn = self.target.fn
+            if self.nonleaf:  # in-place Functions get copies, as the Function's own call does
+
+                def fn(*xs):
+                    return self.target.fn(*(x.clone() if floating(x) else x for x in xs))
+
+            if self.reference is not None:
+                reference = functools.partial(torch_oracle, self.reference)
+            else:
+                reference = functools.partial(self.jax, self.target.jax_reference)
+            self._reach_memo = find_reach(reference, fn, self.case.args, wrt, cts)
+        return self._reach_memo
+
+    def _regime(self, kind: str, k: int, actual: Any, expected: Any) -> bool | torch.Tensor:
+        """What `compare` gets as ``overflow_regime`` for output or gradient ``k``."""
+        if not self.overflow_regime:
+            return False
+        if not self._away and all(
+            not isinstance(t, torch.Tensor) or bool(t.isfinite().all()) for t in (actual, expected)
+        ):
+            return True  # all finite: nothing for the regime to excuse, no need for its reach
+        reach = self._reach()
+        if reach is None:
+            return True
+        masks = reach.outputs if kind == "outputs" else reach.grads
+        mask = masks[k] if k < len(masks) else None
+        return mask if mask is not None else True
+
+    def _may_compile(self) -> bool:
+        spent = self.jax.compile_seconds - self._jax_compile0
+        return spent <= self.jax_share * (time.perf_counter() - self.stats.started)
+
+    def _compare_all(self, kind, outputs, grads, ref, calib, wrt, slack=None, out_dtypes=None):
+        """The first mismatch of ``kind`` against ``ref`` (None if all agree); the worst
+        error/tolerance ratio is left in ``self._worst``. ``out_dtypes``: the output dtypes the
+        reference gives at the case's dtype, where ``calib`` is not computed."""
+        worst = 0.0
+        found = None
+        if kind == "outputs":
+            if len(outputs) != len(ref.outputs):
+                self._worst = float("inf")
+                return Mismatch(
+                    "outputs", f"{len(outputs)} outputs but the reference gives {len(ref.outputs)}"
+                )
+            for k, (o, e) in enumerate(zip(outputs, ref.outputs)):
+                c = calib.outputs[k] if calib is not None else None
+                want = c.dtype if isinstance(c, torch.Tensor) else None
+                if calib is None and out_dtypes is not None:
+                    want = out_dtypes[k]
+                if (
+                    want is None
+                    and isinstance(e, torch.Tensor)
+                    and (not floating(e) or self.all_float64)
+                ):
+                    want = e.dtype  # float64 inputs: the float64 reference's dtype is the dtype
+                m, r = compare(
+                    f"output[{k}]",
+                    o,
+                    e,
+                    calib=c,
+                    overrides=self.target.tolerances,
+                    check_dtype=want,
+                    overflow_regime=self._regime(kind, k, o, e),
+                    slack=slack.outputs[k] if slack is not None else None,
+                    judge_reach=not self._away,
+                )
+                worst = max(worst, r)
+                found = found or m
+        else:
+            for i in wrt:
+                c = calib.grads[i] if calib is not None else None
+                m, r = compare(
+                    f"grad[input={i}]",
+                    grads[i],
+                    ref.grads[i],
+                    calib=c,
+                    overrides=self.target.tolerances,
+                    overflow_regime=self._regime(kind, i, grads[i], ref.grads[i]),
+                    slack=slack.grads[i] if slack is not None else None,
+                    judge_reach=not self._away,
+                )
+                worst = max(worst, r)
+                found = found or m
+        self._worst = worst
+        return found
+
+    # -- higher order ---------------------------------------------------------------------------
+    def compare_list(self, paths, got, expected, calib, slack=None, margin=NEAR_OVERFLOW):
+        """The first mismatch between lists of results (second order, forward mode), with the
+        looser higher-order tolerances; a None result stands for zeros."""
+        for n, (path, g, e) in enumerate(zip(paths, got, expected)):
+            c = calib[n] if calib is not None else None
+            if g is None and e is not None:
+                g = torch.zeros_like(e)
+            m, _ = compare(
+                path,
+                g,
+                e,
+                calib=c,
+                overrides=self.higher_tolerances,
+                overflow_regime=self.overflow_regime,
+                slack=slack[n] if slack is not None else None,
+                near_overflow=margin,
+            )
+            if m is not None:
+                return m
+        return None
+
+
+class Calibration:
+    """The reference evaluated at the case's own dtype (`Judge.oracle` with no float64
+    upcast), computed on first use: only a comparison that fails without it needs it.
+
+    Its output dtypes, which the Function's outputs must have, depend only on the dtypes of the
+    arguments; they are kept per dtype signature, and computed eagerly for a new one."""
+
+    def __init__(self, judge: Judge, case, wrt, cts):
+        self._args = (judge, case, wrt, cts)
+        self._key = tuple(
+            a.dtype if isinstance(a, torch.Tensor) else type(a).__name__ for a in case.args
+        )
+        self.value: Evaluation | None = None
+        self.out_dtypes = judge._out_dtypes.get(self._key)
+        if self.out_dtypes is None:
+            self.get()
+
+    def get(self) -> Evaluation:
+        if self.value is None:
+            judge, case, wrt, cts = self._args
+            self.value = judge.oracle(case, wrt, cts, None)
+            self.out_dtypes = tuple(
+                o.dtype if isinstance(o, torch.Tensor) else None for o in self.value.outputs
+            )
+            judge._out_dtypes[self._key] = self.out_dtypes
+        return self.value
+
+
+def sampled(case, share: float) -> bool:
+    """Whether ``case`` falls in a ``share`` of all cases, by its own cotangent seed."""
+    return (case.direction_seed * 2654435761 % 2**32) < share * 2**32
+
+
+def _noted(mismatch: Mismatch, note: str) -> Mismatch:
+    """``mismatch`` whose message ends with ``(note)``."""
+    import dataclasses
+
+    return dataclasses.replace(mismatch, message=f"{mismatch.message} ({note})")
+
+
+def _higher_tolerances(target) -> dict:
+    out = {
+        dt: (r * HIGHER_ORDER_SLACK, a * HIGHER_ORDER_SLACK)
+        for dt, (r, a) in TOLERANCES.items()
+        if dt not in (torch.float64, torch.complex128)
+    }
+    out.update(target.tolerances)
+    return out
