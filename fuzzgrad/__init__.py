@@ -16,7 +16,7 @@ from fuzzgrad.errors import (
 from fuzzgrad.registry.spec import TensorSpec, tensor
 from fuzzgrad.registry.target import Target, register, registered
 
-__version__ = "0.1.0"
+from fuzzgrad._version import __version__
 
 
 def check(fn, /, **kwargs):  # noqa: ANN001, ANN003, ANN201 - thin lazy wrapper

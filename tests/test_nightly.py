@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from fuzzgrad.integrations.cli import main
-from fuzzgrad.nightly.pool import parse_duration, shard
-from fuzzgrad.report.render import load_results
+from fuzzgrad.nightly.plan import parse_duration, shard
+from fuzzgrad.report.results import load_results
 
 HEADER = "import torch\nimport fuzzgrad as fg\n\n"
 

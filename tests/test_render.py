@@ -17,16 +17,12 @@ from typing import Any
 import pytest
 
 from fuzzgrad.errors import FuzzgradError, ReproducerError
-from fuzzgrad.report.render import (
-    compare,
-    failure_signature,
-    format_comparison,
-    load_results,
-    summary_markdown,
-    write_html,
-    write_junit,
-    write_summary,
-)
+from fuzzgrad.report.common import failure_signature
+from fuzzgrad.report.compare import compare, format_comparison
+from fuzzgrad.report.html import write_html
+from fuzzgrad.report.junit import write_junit
+from fuzzgrad.report.markdown import summary_markdown, write_summary
+from fuzzgrad.report.results import load_results
 
 HOSTILE = '<script>alert("x")</script>'
 
@@ -502,7 +498,8 @@ def test_html_renders_sparse_and_malformed_records(tmp_path: Path) -> None:
 
 def test_rendering_imports_neither_torch_nor_jax() -> None:
     code = (
-        "import sys, fuzzgrad.report.render, fuzzgrad.report.html; "
+        "import sys, fuzzgrad.report, fuzzgrad.report.compare, fuzzgrad.report.junit, "
+        "fuzzgrad.report.markdown, fuzzgrad.report.html, fuzzgrad.report.results; "
         "print(sorted(m for m in ('torch', 'jax', 'numpy', 'rich') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

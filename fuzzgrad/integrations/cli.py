@@ -228,12 +228,13 @@ def _fuzz(args) -> int:
     started = time.monotonic()
     props = args.properties.split(",") if args.properties else None
     try:
-        from fuzzgrad.nightly.pool import parse_options
+        from fuzzgrad.nightly.plan import parse_options
 
         options = parse_options(args)
     except ValueError as exc:
         return _usage(str(exc))
-    from fuzzgrad.nightly.pool import Plan, run, shard, start_workers, stop_workers
+    from fuzzgrad.nightly.plan import Plan, shard
+    from fuzzgrad.nightly.pool import run, start_workers, stop_workers
 
     report = args.report or _default_report_dir()
     baseline = args.baseline
@@ -304,7 +305,7 @@ def _fuzz(args) -> int:
     print(f"\n{len(records)} targets: {summary or 'none'} in {info['seconds']:.1f}s. ", end="")
     print(f"Report: {report / 'index.html'}")
     if comparison is not None:
-        from fuzzgrad.report.render import format_comparison
+        from fuzzgrad.report.compare import format_comparison
 
         print(f"Compared with {baseline}: " + format_comparison(comparison).splitlines()[0])
     unexpected = any(r["status"] not in EXPECTED for r in records)
@@ -324,7 +325,8 @@ def _public_database(database: str | None) -> str | None:
 
 
 def _report(args) -> int:
-    from fuzzgrad.report.render import compare, format_comparison, load_results
+    from fuzzgrad.report.compare import compare, format_comparison
+    from fuzzgrad.report.results import load_results
 
     if args.compare:
         old, new = (load_results(p) for p in args.compare)
@@ -366,7 +368,8 @@ def _repro(args) -> int:
 def _find_reproducer(failure_id: str, report: Path) -> Path:
     """The reproducer of a failure in a report, by signature (or a prefix) or target name."""
     from fuzzgrad.errors import ReproducerError
-    from fuzzgrad.report.render import failure_signature, load_results
+    from fuzzgrad.report.common import failure_signature
+    from fuzzgrad.report.results import load_results
 
     results = load_results(report)
     found: dict[str, str] = {}

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fuzzgrad.nightly.pool import EventLog, Plan
+from fuzzgrad.nightly.plan import Plan
+from fuzzgrad.report.events import EventLog
 
 
 class Recorder:
@@ -48,7 +49,7 @@ class Recorder:
 
     def failure(self, name: str, record: dict[str, Any]) -> None:
         """A shrunk, diagnosed failure with its reproducer."""
-        from fuzzgrad.report.render import failure_signature
+        from fuzzgrad.report.common import failure_signature
 
         record = {**record, "signature": failure_signature(name, record)}
         self.partial.setdefault(name, []).append(record)
@@ -58,7 +59,7 @@ class Recorder:
         return list(self.partial.get(name, []))
 
     def done(self, name: str, record: dict[str, Any]) -> None:
-        from fuzzgrad.report.render import failure_signature
+        from fuzzgrad.report.common import failure_signature
 
         for failure in record.get("failures") or []:
             failure["signature"] = failure_signature(name, failure)
@@ -133,16 +134,9 @@ class Recorder:
 
 def render_reports(report_dir: Path, baseline: Path | None) -> dict[str, Any] | None:
     """(Re)write junit.xml, summary.md and index.html from results.json (diffed to baseline)."""
-    from fuzzgrad.report.render import compare, load_results, write_html, write_junit, write_summary
+    from fuzzgrad.report import render_all
 
-    results = load_results(report_dir)
-    comparison = None
-    if baseline is not None and (baseline / "results.json").is_file():
-        comparison = compare(load_results(baseline), results)
-    write_junit(results, report_dir / "junit.xml")
-    write_summary(results, report_dir / "summary.md", comparison)
-    write_html(results, report_dir / "index.html", comparison)
-    return comparison
+    return render_all(report_dir, baseline)
 
 
 def _error_record(plan: Plan, name: str, kind: str, message: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fuzzgrad.report.render import (
+from fuzzgrad.report.common import (
     error_line,
     failures_of,
     fmt_seconds,

@@ -1,0 +1,121 @@
+"""What every renderer of a run's results shares: signatures, ordering, short formats.
+
+Standard library only, so a CI step or a laptop can render a report in milliseconds without torch
+or JAX installed. Every record field other than ``name``, ``status``, ``examples``, ``seconds``
+and ``failures`` may be missing (older or partial records); renderers show what is there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+#: Most alarming first: tables and lists are ordered by this, then by run order.
+STATUS_ORDER = ("error", "failed", "xpassed", "xfailed", "passed")
+
+
+def failure_signature(target_name: str, failure: Mapping[str, Any]) -> str:
+    """A short stable id of one bug: (target, property, diagnosis), not the example that found it.
+
+    Messages and inputs change from run to run as shrinking lands on different minimal cases; the
+    property that broke and the ablation diagnosis do not, so a bug found 100 times is one id.
+    Renderers recompute it rather than trust a stored ``signature`` field, so records written by
+    older versions, or edited by hand, still group and compare the same way.
+    """
+    prop = " ".join(str(failure.get("property") or "").split())
+    diagnosis = " ".join(str(failure.get("diagnosis") or "").split())
+    key = "\x1f".join((target_name, prop, diagnosis))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
+
+
+def ordered_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Target records, most alarming status first, run order within a status."""
+    records = [t for t in results.get("targets") or [] if isinstance(t, dict)]
+
+    def rank(record: dict[str, Any]) -> int:
+        status = record.get("status")
+        return STATUS_ORDER.index(status) if status in STATUS_ORDER else 0
+
+    return sorted(records, key=rank)
+
+
+def status_counts(results: Mapping[str, Any]) -> dict[str, int]:
+    """How many targets ended in each status, in `STATUS_ORDER` (zeros left out)."""
+    counts: dict[str, int] = {}
+    for record in ordered_targets(results):
+        status = str(record.get("status"))
+        counts[status] = counts.get(status, 0) + 1
+    order = {s: i for i, s in enumerate(STATUS_ORDER)}
+    return dict(sorted(counts.items(), key=lambda kv: order.get(kv[0], -1)))
+
+
+def grouped_failures(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
+    """A target's failures as (signature, first failure, times found), first-found order."""
+    groups: dict[str, list[Any]] = {}
+    for failure in record.get("failures") or []:
+        if not isinstance(failure, dict):
+            continue
+        sig = failure_signature(str(record.get("name")), failure)
+        if sig in groups:
+            groups[sig][1] += 1
+        else:
+            groups[sig] = [failure, 1]
+    return [(sig, f, n) for sig, (f, n) in groups.items()]
+
+
+def failures_of(
+    records: list[dict[str, Any]], *, known: bool
+) -> list[tuple[dict[str, Any], tuple[str, dict[str, Any], int]]]:
+    """(record, group) for each distinct bug: of xfailed targets if ``known``, else of the rest."""
+    return [
+        (r, g)
+        for r in records
+        if (r.get("status") == "xfailed") == known
+        for g in grouped_failures(r)
+    ]
+
+
+def repro_command(reproducer: str) -> str:
+    """The shell command that replays a reproducer file."""
+    return f"fuzzgrad repro {shlex.quote(reproducer)}"
+
+
+def describe_input(arg: Mapping[str, Any]) -> str:
+    """One line per tensor argument: ``x: float32 shape (3, 4) stride (1, 3) offset 0 cpu``."""
+    parts = [f"{arg.get('name', '?')}:", str(arg.get("dtype", "?"))]
+    if "shape" in arg:
+        parts.append(f"shape {fmt_tuple(arg['shape'])}")
+    if "stride" in arg:
+        parts.append(f"stride {fmt_tuple(arg['stride'])}")
+    if arg.get("storage_offset"):
+        parts.append(f"offset {arg['storage_offset']}")
+    if "device" in arg:
+        parts.append(str(arg["device"]))
+    if arg.get("requires_grad") is False:
+        parts.append("no grad")
+    return " ".join(parts)
+
+
+def fmt_tuple(values: Any) -> str:
+    """A shape or stride list written the way Python writes tuples: ``()``, ``(3,)``, ``(2, 3)``."""
+    if not isinstance(values, (list, tuple)):
+        return str(values)
+    return "(" + ", ".join(map(str, values)) + ("," if len(values) == 1 else "") + ")"
+
+
+def fmt_seconds(value: Any) -> str:
+    """Seconds for a table cell: two decimals (none past 100 s), or a dash when unknown."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def error_line(record: Mapping[str, Any]) -> str:
+    """``kind: message`` of an errored target, or an empty string."""
+    error = record.get("error")
+    if not isinstance(error, dict):
+        return ""
+    kind, message = error.get("kind"), error.get("message")
+    return ": ".join(str(x) for x in (kind, message) if x)

@@ -1,0 +1,135 @@
+"""``summary.md``: the run in Markdown, for a pull request comment or a chat message."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fuzzgrad.report.common import (
+    describe_input,
+    error_line,
+    failures_of,
+    fmt_seconds,
+    grouped_failures,
+    ordered_targets,
+    repro_command,
+    status_counts,
+)
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def _md(text: Any) -> str:
+    """Plain text safe in Markdown prose and table cells: no markup, no raw HTML, one line."""
+    one_line = " ".join(str(text).split())
+    escaped = one_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", escaped)
+
+
+def _code(text: Any) -> str:
+    """An inline code span that survives backticks, pipes (in tables) and newlines."""
+    one_line = " ".join(str(text).split()).replace("|", "\\|")
+    runs = [len(m) for m in re.findall(r"`+", one_line)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if one_line.startswith("`") or one_line.endswith("`") else ""
+    return f"{fence}{pad}{one_line}{pad}{fence}"
+
+
+def write_summary(
+    results: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    comparison: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a Markdown summary for a pull request comment or a chat message."""
+    Path(path).write_text(summary_markdown(results, comparison), encoding="utf-8")
+
+
+def summary_markdown(
+    results: Mapping[str, Any], comparison: Mapping[str, Any] | None = None
+) -> str:
+    """The Markdown `write_summary` writes, as a string (CI steps may print it instead)."""
+    run = results.get("run") or {}
+    counts = ", ".join(f"{n} {s}" for s, n in status_counts(results).items()) or "no targets"
+    facts = [
+        f"{label} {run[key]}"
+        for label, key in (("seed", "seed"), ("max examples", "max_examples"), ("shard", "shard"))
+        if run.get(key) is not None
+    ]
+    if run.get("seconds") is not None:
+        facts.insert(0, f"{fmt_seconds(run['seconds'])} s")
+    lines = [f"## fuzzgrad: {_md(counts)}", ""]
+    if facts:
+        lines += [_md(", ".join(facts)), ""]
+    lines += ["| target | status | examples | seconds | failures |", "|---|---|--:|--:|--:|"]
+    records = ordered_targets(results)
+    for r in records:
+        lines.append(
+            f"| {_code(r.get('name'))} | {_md(r.get('status'))} | {_md(r.get('examples', '-'))} "
+            f"| {fmt_seconds(r.get('seconds'))} | {len(grouped_failures(r))} |"
+        )
+    for title, known in (("Failures", False), ("Known bugs (xfailed)", True)):
+        found = failures_of(records, known=known)
+        lines += ["", f"### {title}"] if found else []
+        for record, (sig, failure, count) in found:
+            lines += ["", *_md_failure(record, sig, failure, count)]
+    errored = [r for r in records if r.get("status") == "error"]
+    if errored:
+        lines += ["", "### Errors", ""]
+        lines += [f"- {_code(r.get('name'))}: {_md(error_line(r) or 'error')}" for r in errored]
+    xpassed = [r for r in records if r.get("status") == "xpassed"]
+    if xpassed:
+        lines += ["", "### Known bugs that no longer reproduce (xpassed)", ""]
+        lines += [
+            f"- {_code(r.get('name'))}: {_md(r.get('xfail_reason') or 'xfail')}; remove the mark"
+            for r in xpassed
+        ]
+    if comparison is not None:
+        lines += ["", *_md_comparison(comparison)]
+    return "\n".join(lines) + "\n"
+
+
+def _md_failure(record: Mapping[str, Any], sig: str, failure: Mapping[str, Any], n: int) -> list:
+    lines = [f"#### {_code(record.get('name'))}: {_md(failure.get('property'))}", ""]
+    if failure.get("diagnosis"):
+        lines.append(f"- diagnosis: {_md(failure['diagnosis'])}")
+    if failure.get("message"):
+        lines.append(f"- message: {_code(failure['message'])}")
+    lines += [f"- input {_code(describe_input(a))}" for a in failure.get("inputs") or []]
+    if failure.get("reproducer"):
+        reproducer = str(failure["reproducer"])
+        lines.append(
+            f"- reproducer: {_code(reproducer)}, replay with {_code(repro_command(reproducer))}"
+        )
+    lines.append(f"- signature {_code(sig)}" + (f", found {n} times" if n > 1 else ""))
+    return lines
+
+
+def _md_comparison(cmp: Mapping[str, Any]) -> list[str]:
+    lines = ["### Compared with the previous run"]
+    for title, key in (("New", "new"), ("Fixed", "fixed"), ("Still failing", "still_failing")):
+        entries = cmp.get(key) or []
+        lines += ["", f"#### {title} ({len(entries)})", ""]
+        lines += [_md_entry(e) for e in entries] or ["- none"]
+    if cmp.get("new_errors"):
+        lines += ["", f"#### New errors ({len(cmp['new_errors'])})", ""]
+        lines += [
+            f"- {_code(e.get('target'))} ({_md(e.get('kind') or 'error')}): {_md(e.get('message'))}"
+            for e in cmp["new_errors"]
+        ]
+    if cmp.get("unverified"):
+        lines += ["", "#### Not re-run, cannot tell if fixed", ""]
+        lines += [_md_entry(e) for e in cmp["unverified"]]
+    return lines
+
+
+def _md_entry(entry: Mapping[str, Any]) -> str:
+    xfail = " (xfail)" if entry.get("status") == "xfailed" else ""
+    text = f"- {_code(entry.get('target'))} {_md(entry.get('property'))}{xfail}"
+    if entry.get("diagnosis"):
+        text += f": {_md(entry['diagnosis'])}"
+    if entry.get("reproducer"):
+        text += f" ({_code(repro_command(str(entry['reproducer'])))})"
+    return text + f" {_code(entry.get('signature'))}"
