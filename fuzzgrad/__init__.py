@@ -5,6 +5,7 @@ compares outputs and gradients against both references and shrinks every failure
 reproducer. Importing this package is cheap: torch and JAX load only when something runs.
 """
 
+from fuzzgrad._version import __version__
 from fuzzgrad.errors import (
     FuzzgradError,
     InvalidRegistration,
@@ -15,8 +16,6 @@ from fuzzgrad.errors import (
 )
 from fuzzgrad.registry.spec import TensorSpec, tensor
 from fuzzgrad.registry.target import Target, register, registered
-
-from fuzzgrad._version import __version__
 
 
 def check(fn, /, **kwargs):  # noqa: ANN001, ANN003, ANN201 - thin lazy wrapper

@@ -1,4 +1,5 @@
-"""Exploration (`fuzzgrad.engine.explore`): fast draws of the same cases, failures handed to Hypothesis.
+"""Exploration (`fuzzgrad.engine.explore`): fast draws of the same cases, failures handed to
+Hypothesis.
 
 A case drawn by `FastData` must be the case Hypothesis draws from the recorded choices, or a
 hand-off would shrink some other case; a failure Hypothesis cannot replay must still be reported.

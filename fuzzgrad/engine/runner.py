@@ -154,11 +154,11 @@ def fuzz_target(
     )
     try:
         if not checker.selected:
+            asked = properties or target.options.get("properties") or ("the defaults",)
             raise RegistrationAbort(
                 InvalidRegistration(
                     f"fuzzgrad: target {target.name!r}: none of the properties asked for "
-                    f"({', '.join(properties or target.options.get('properties') or ()) or 'the defaults'}) "
-                    "applies to it, so nothing would be checked."
+                    f"({', '.join(asked)}) applies to it, so nothing would be checked."
                 )
             )
         if run.explorable():

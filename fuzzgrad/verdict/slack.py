@@ -1,8 +1,9 @@
 """Rounding slack: how much error honest arithmetic at a case's dtype can make, per element.
 
 A comparison first allows the per-dtype tolerance plus the reference's own error at the dtype
-(`fuzzgrad.verdict.compare`). Where that fails, two estimates of the math's sensitivity to rounding at
-this very input are added before anything is reported, each from the float64 reference:
+(`fuzzgrad.verdict.compare`). Where that fails, two estimates of the math's sensitivity to
+rounding at this very input are added before anything is reported, each from the float64
+reference:
 
 - **Nudges.** Every floating input and cotangent moves by one rounding of its own dtype (relative
   eps, or a subnormal's spacing near zero), twice at random; how far the exact result moves is
