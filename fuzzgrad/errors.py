@@ -23,6 +23,11 @@ class TargetNotFound(FuzzgradError, LookupError):
     """A module, path or target name given on the command line or in options does not exist."""
 
 
+class TargetImportError(FuzzgradError, ImportError):
+    """A module that registers targets raised while it was imported (its own bug, or a missing
+    dependency); the message names the module, the exception and its last frames."""
+
+
 class OracleUnavailable(FuzzgradError, ImportError):
     """An optional oracle backend (JAX) is needed but not installed."""
 

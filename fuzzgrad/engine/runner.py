@@ -358,6 +358,7 @@ class _TargetRun:
                 if prop not in out.found:
                     out.found[prop] = (data, exc)
                     checker = checker.only([p for p in checker.properties if p != prop])
+                    checker.reported = checker.reported | {prop}
         return out
 
     def hand_off(self, data, database, checker: Checker) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from fuzzgrad.errors import InvalidRegistration
 from fuzzgrad.integrations.messages import (
     TargetCrashed,
     TargetFailed,
@@ -40,9 +41,11 @@ def check(
     """Fuzz one Function inside any test and return its `TargetResult` if every property holds.
 
     Takes the arguments of `fuzzgrad.register` (the target is built with the same validation but
-    not added to any registry). On failure raises `AssertionError` with the shrunk case, the
-    mismatch, the diagnosis and, when ``report_dir`` is given, the reproducer's path; a crash
-    of the harness raises `TargetCrashed`.
+    not added to any registry). On failure raises `AssertionError` (`TargetFailed`) with the
+    shrunk case, the mismatch, the diagnosis and the reproducer's path (written under
+    ``report_dir``, else a fresh temporary folder); a Function that crashes or hangs raises
+    `TargetCrashed`, an AssertionError too; a registration the cases show to be wrong (say a
+    reference returning another number of outputs) raises `fuzzgrad.InvalidRegistration`.
 
     Without ``max_examples``, the budget and randomness follow the fuzzgrad profile of the
     pytest run (``--fuzzgrad-profile``, ``HYPOTHESIS_PROFILE``, the ``fuzzgrad_profile`` ini
@@ -67,6 +70,10 @@ def check(
         module=caller,
     )
     profile = current_profile()
+    if report_dir is None:  # a failure always has a reproducer to name
+        import tempfile
+
+        report_dir = tempfile.mkdtemp(prefix="fuzzgrad-check-")
     result = fuzz_target(
         target,
         max_examples=max_examples if max_examples is not None else profile.max_examples,
@@ -78,6 +85,8 @@ def check(
     )
     data = result.to_json()
     if result.error is not None:
+        if result.error.get("kind") == "registration":
+            raise InvalidRegistration(result.error["message"])
         raise TargetCrashed(describe_error(target.name, result.error))
     if result.failures:
         raise TargetFailed(describe_failures(data))

@@ -309,6 +309,11 @@ def _fuzz(args) -> int:
 
         print(f"Compared with {baseline}: " + format_comparison(comparison).splitlines()[0])
     unexpected = any(r["status"] not in EXPECTED for r in records)
+    registration = [r for r in records if (r.get("error") or {}).get("kind") == "registration"]
+    for r in registration:
+        print(f"error: {r['error']['message']}", file=sys.stderr)
+    if registration:
+        return EXIT_USAGE
     return EXIT_FAILED if unexpected or info.get("interrupted") else EXIT_OK
 
 

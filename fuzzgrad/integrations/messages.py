@@ -21,8 +21,9 @@ class TargetFailed(AssertionError):
     """
 
 
-class TargetCrashed(Exception):
-    """Fuzzing a target crashed (an error of the harness or the target, not a wrong gradient)."""
+class TargetCrashed(AssertionError):
+    """Fuzzing a target crashed or hung (the target's crash, or the harness's), not a wrong
+    gradient: an AssertionError all the same, so a test that fuzzes fails rather than errors."""
 
 
 def _tensor_line(arg: Mapping[str, Any]) -> str:

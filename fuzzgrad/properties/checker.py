@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from fuzzgrad.errors import InvalidRegistration
 from fuzzgrad.oracles.evaluation import floating
 from fuzzgrad.oracles.torch_ref import torch_oracle
 from fuzzgrad.properties.base import Discard, PropertyFailure, Skip, failure_type
@@ -78,6 +79,7 @@ class Checker:
         specs = target.inputs if isinstance(target.inputs, tuple) else None
         self._grad_allowed = None if specs is None else [s.requires_grad for s in specs]
         self._needs = frozenset().union(*(p.needs for p in self.selected))
+        self._structure_checked = False
 
     def only(self, names) -> Checker:
         """This checker restricted to the properties ``names`` (sharing its oracles, its
@@ -153,9 +155,12 @@ class Checker:
                 self.stats.skipped["the Function raised (reported under forward)"] += 1
                 return failures
             message = f"the Function raised {type(exc).__name__}: {exc}"
+            self.stats.checked[owner] += 1
             self._found(failures, failure_type(owner)(message, case=case))
             return failures
         run.reference  # noqa: B018 - outside the math's domain: Discard before any verdict
+        if not self._structure_checked:
+            self._check_structure(run)
         for prop in self.selected:
             try:
                 self.stats.checked[prop.name] += 1
@@ -166,6 +171,53 @@ class Checker:
                 self.stats.checked[prop.name] -= 1
                 self.stats.skipped[f"{prop.name}: {why}"] += 1
         return failures
+
+    def _check_structure(self, run) -> None:
+        """On the first case both references judge, what each returns must be what the
+        Function returns: as many outputs, of the same kind (floating, complex, integer, bool),
+        and the references must agree with each other on their shapes too; otherwise the
+        registration is wrong (`InvalidRegistration`, naming the argument shapes and every
+        output structure). A shape the Function alone gets wrong is its bug: ``forward``
+        reports it."""
+        target, case = self.target, run.case
+        refs = []
+        if self.judge.reference is not None and target.reference is not None:
+            refs.append(("reference", run.reference.outputs))
+        if target.jax_reference is not None:
+            try:  # the evaluation the verdicts share, else outputs only (a cotangent shaped
+                # like the Function's output need not fit a wrong reference's output)
+                try:
+                    jref = self.judge.run_jax(case, run.wrt, run.ref_cotangents)
+                except Exception:  # noqa: BLE001
+                    jref = self.judge.run_jax(case, [], None)
+                refs.append(("jax_reference", jref.outputs))
+            except Exception:  # noqa: BLE001 - outside its domain here: check on another case
+                if target.reference is not None:
+                    return
+        self._structure_checked = True
+        mine = _structure(run.outputs)
+        shapes = ", ".join(
+            str(tuple(a.shape)) if isinstance(a, torch.Tensor) else repr(a)[:40] for a in case.args
+        )
+        seen = {name: _structure(outs) for name, outs in refs}
+        problems = []
+        if len(seen) == 2 and not _same_structure(seen["reference"], seen["jax_reference"]):
+            problems.append("the reference and jax_reference disagree")
+        for name, theirs in seen.items():
+            if len(theirs) != len(mine):
+                problems.append(f"{name} returns {len(theirs)} output(s), the Function {len(mine)}")
+            elif [k for k, _ in theirs] != [k for k, _ in mine]:
+                problems.append(f"{name}'s outputs are of another kind than the Function's")
+        if problems:
+            described = "; ".join(
+                f"{who}: {_show(structure)}"
+                for who, structure in [("Function", mine), *seen.items()]
+            )
+            raise InvalidRegistration(
+                f"fuzzgrad: target {target.name!r}: {', and '.join(problems)} on arguments of "
+                f"shapes {shapes} ({described}). Make the references return what the Function "
+                "returns, in the same order."
+            )
 
     def _found(self, failures: dict, exc: PropertyFailure) -> None:
         self.stats.first_failure.setdefault(exc.property, time.perf_counter() - self.stats.started)
@@ -222,6 +274,37 @@ class Checker:
         except PropertyFailure as exc:
             self._found(failures, exc)
         return failures
+
+
+def _structure(outputs) -> list[tuple[str, tuple | None]]:
+    """Per output: its kind (float, complex, int, bool, or the Python type) and shape."""
+    out = []
+    for o in outputs:
+        if isinstance(o, torch.Tensor):
+            kind = (
+                "complex"
+                if o.dtype.is_complex
+                else "float"
+                if o.dtype.is_floating_point
+                else "bool"
+                if o.dtype == torch.bool
+                else "int"
+            )
+            out.append((kind, tuple(o.shape)))
+        else:
+            out.append((type(o).__name__, None))
+    return out
+
+
+def _same_structure(a, b) -> bool:
+    """Same count and kinds, and the same shapes where both sides are tensors."""
+    return len(a) == len(b) and all(
+        ka == kb and (sa is None or sb is None or sa == sb) for (ka, sa), (kb, sb) in zip(a, b)
+    )
+
+
+def _show(structure) -> str:
+    return "(" + ", ".join(f"{k}{list(s) if s is not None else ''}" for k, s in structure) + ")"
 
 
 __all__ = ["Checker", "Discard", "PropertyFailure", "Stats", "describe_inputs"]

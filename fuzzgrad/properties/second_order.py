@@ -41,6 +41,9 @@ class SecondOrder(Property):
         "raise instead"
     )
 
+    def applies(self, target) -> bool:
+        return int(target.options.get("max_order", 2)) >= 2
+
     def check(self, run) -> None:
         case, full, cts = run.case, run.wrt, run.cotangents
         if not full or all(c is None for c in cts):
@@ -150,9 +153,8 @@ def _second_order(run, case, full, cts) -> None:
         if first is not None:
             run.fail(
                 "second_order",
-                f"{first} (the Function's backward is not "
-                "differentiable correctly; mark it once_differentiable if second order "
-                "is not supported)",
+                f"{first} (the Function's backward is not differentiable correctly"
+                f"{_saved_hint(run)})",
                 first,
             )
         return
@@ -162,7 +164,33 @@ def _second_order(run, case, full, cts) -> None:
         first = None  # within the references' own disagreement (see Judge.pair)
     found = run.judge.vote(case, first, second, lambda: judge(list(jgx) + list(jgc), None, got=ref))
     if found is not None:
-        run.fail("second_order", str(found), found)
+        run.fail("second_order", f"{found}{_saved_hint(run, ';')}", found)
+
+
+def _saved_hint(run, lead: str = ";") -> str:
+    """Advice for a wrong double backward: a backward that uses tensors its forward computed
+    (saved without a graph: forward runs without grad) cannot be differentiated correctly."""
+    node = next((o.grad_fn for o in run.outputs if isinstance(o, torch.Tensor) and o.grad_fn), None)
+    known = {
+        (t.data_ptr(), tuple(t.shape))
+        for t in [*run.called, *run.outputs]
+        if isinstance(t, torch.Tensor)
+    }
+    try:
+        saved = [t for t in getattr(node, "saved_tensors", ()) if isinstance(t, torch.Tensor)]
+    except RuntimeError:  # freed after backward
+        saved = []
+    computed = [t for t in saved if (t.data_ptr(), tuple(t.shape)) not in known]
+    why = (
+        f" (its backward uses {len(computed)} tensor(s) its forward computed and saved without "
+        "a graph)"
+        if computed
+        else ""
+    )
+    return (
+        f"{lead} if second order is not supported{why}, mark the backward "
+        "@once_differentiable or register with max_order=1"
+    )
 
 
 def _second_order_fused(run, case, full, cts) -> None:

@@ -17,6 +17,10 @@ class Vjp(Property):
             raise Skip("nothing to differentiate")
         grads = run.grads(self.name)
         found = run.judge_pair("grads", grads=grads)
+        if found is None:  # where both references are NaN/inf: finite differences judge
+            found = run.judge.nonfinite_references(
+                run.case, run.wrt, run.cotangents, grads, run.reference
+            )
         if found is not None:
             run.fail(self.name, str(found), found)
         wide = run.float32_run

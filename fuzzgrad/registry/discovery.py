@@ -10,8 +10,8 @@ import zlib
 from pathlib import Path
 from types import ModuleType
 
-from fuzzgrad.errors import InvalidRegistration, TargetNotFound
-from fuzzgrad.registry.target import BY_PATH_PREFIX, MODULE_ATTR, Target
+from fuzzgrad.errors import FuzzgradError, InvalidRegistration, TargetImportError, TargetNotFound
+from fuzzgrad.registry.target import BY_PATH_PREFIX, MODULE_ATTR, Target, where
 
 BUILTIN = "fuzzgrad.targets"
 
@@ -52,12 +52,37 @@ def _import_file(file: Path, name: str, package: bool = False) -> ModuleType:
     sys.path.insert(0, str(file.parent if not package else file.parent.parent))
     try:
         spec.loader.exec_module(module)
-    except BaseException:
+    except FuzzgradError:
         sys.modules.pop(name, None)
         raise
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise _import_error(str(file), exc) from exc
     finally:
         sys.path.pop(0)
     return module
+
+
+#: Frames of a failed import shown to the user (the last ones: where the module failed).
+IMPORT_FRAMES = 4
+
+
+def _import_error(what: str, exc: BaseException) -> TargetImportError:
+    """`TargetImportError` naming the module or file, the exception and its last frames (those
+    inside importlib's machinery left out)."""
+    import traceback
+
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if "importlib" not in f.filename and "fuzzgrad/registry/discovery" not in f.filename
+    ][-IMPORT_FRAMES:]
+    where = "".join(traceback.format_list(frames)).rstrip()
+    return TargetImportError(
+        f"fuzzgrad: importing {what} raised {type(exc).__name__}: {exc}"
+        + (f"\n{where}" if where else "")
+        + "\nFix the module (or install what it needs) and run again."
+    )
 
 
 def _walk(package: ModuleType) -> list[ModuleType]:
@@ -65,8 +90,17 @@ def _walk(package: ModuleType) -> list[ModuleType]:
     for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         if info.name.rsplit(".", 1)[-1].startswith(("_", "test_")):
             continue
-        modules.append(importlib.import_module(info.name))
+        modules.append(_import_module(info.name))
     return modules
+
+
+def _import_module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except FuzzgradError:
+        raise
+    except Exception as exc:
+        raise _import_error(name, exc) from exc
 
 
 def import_targets(spec: str) -> list[ModuleType]:
@@ -84,7 +118,11 @@ def import_targets(spec: str) -> list[ModuleType]:
                 f"fuzzgrad: {spec!r} is neither a module on sys.path nor an existing file or "
                 "folder. Pass a module name (my_pkg.grads), a .py file or a folder."
             ) from None
+        raise _import_error(spec, exc) from exc
+    except FuzzgradError:
         raise
+    except Exception as exc:
+        raise _import_error(spec, exc) from exc
     if hasattr(module, "__path__"):
         return [module, *_walk(module)]
     return [module]
@@ -103,8 +141,8 @@ def load_targets(specs: list[str] | None = None, names: list[str] | None = None)
                 other = found.setdefault(name, target)
                 if other is not target and other.module != target.module:
                     raise InvalidRegistration(
-                        f"fuzzgrad: two targets are named {name!r} ({other.module} and "
-                        f"{target.module}); pass name='...' to one of the register() calls."
+                        f"fuzzgrad: two targets are named {name!r}: {where(other)} and "
+                        f"{where(target)}. Pass name='...' to one of the register() calls."
                     )
     if names:
         missing = [n for n in names if n not in found]

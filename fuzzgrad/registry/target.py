@@ -214,8 +214,8 @@ def _register(fn: Any, *, module: str, **kw: Any) -> Any:
     previous = _REGISTRY.get(key)
     if previous is not None and _identity(previous) != _identity(target):
         raise InvalidRegistration(
-            f"fuzzgrad: target name {target.name!r} is registered twice in {target.module}. "
-            "Pass name='...' to one of the register() calls."
+            f"fuzzgrad: target name {target.name!r} is registered twice: {where(previous)} and "
+            f"{where(target)}. Pass name='...' to one of the register() calls."
         )
     _REGISTRY[key] = target
     mod = sys.modules.get(module)
@@ -302,6 +302,12 @@ def make_target(
             f"{where}a plain callable needs reference= or jax_reference= (only an "
             "autograd.Function's own forward can serve as its reference)."
         )
+    if isinstance(inputs, tuple) and not _anything_differentiable(inputs, dtypes):
+        raise InvalidRegistration(
+            f"{where}nothing in it is differentiable: no argument can be a floating tensor that "
+            f"requires grad (dtypes={dtypes!r}; inputs={list(inputs)!r}), so no gradient would "
+            "be checked. Give it float dtypes, or an input with requires_grad=True."
+        )
     opts = dict(options or {})
     if "properties" in opts:
         known = property_names()
@@ -311,6 +317,11 @@ def make_target(
                 f"{where}properties must be a list drawn from {', '.join(known)}; got {props!r}."
             )
         opts["properties"] = tuple(props)
+    if opts.get("max_order", 2) not in (1, 2):
+        raise InvalidRegistration(
+            f"{where}max_order must be 1 (first derivatives only: second order is not checked) "
+            f"or 2 (the default), got {opts['max_order']!r}."
+        )
     precision = opts.get("precision", "native")
     if precision not in PRECISIONS:
         raise InvalidRegistration(
@@ -330,6 +341,19 @@ def make_target(
         tolerances=tolerances,
         module=module,
         options=opts,
+    )
+
+
+def _anything_differentiable(specs: tuple, dtypes: tuple | None) -> bool:
+    """Whether some tensor spec can draw a floating tensor that requires grad (the target's
+    ``dtypes`` are the default for specs without their own)."""
+
+    def floating(ds) -> bool:
+        return ds is None or any(d.is_floating_point or d.is_complex for d in ds)
+
+    return any(
+        getattr(spec, "requires_grad", False) and floating(getattr(spec, "dtypes", None) or dtypes)
+        for spec in specs
     )
 
 
@@ -372,6 +396,18 @@ def registered() -> dict[str, Target]:
         (name if names.count(name) == 1 else f"{module}:{name}"): t
         for (module, name), t in _REGISTRY.items()
     }
+
+
+def where(t: Target) -> str:
+    """Where a target's Function is defined, for messages: ``file:line`` (else its module)."""
+    obj = t.function or t.fn
+    obj = getattr(obj, "__func__", obj)
+    try:
+        file = inspect.getsourcefile(obj)
+        line = inspect.getsourcelines(obj)[1]
+    except (OSError, TypeError):
+        return t.module
+    return f"{file}:{line}" if file else t.module
 
 
 def _identity(t: Target) -> tuple[str, str | None]:

@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from fuzzgrad.oracles.evaluation import Evaluation, floating
+from fuzzgrad.oracles.numerical import grad_elements
 from fuzzgrad.oracles.torch_ref import torch_oracle
-from fuzzgrad.verdict.compare import NEAR_OVERFLOW, TOLERANCES, Mismatch, compare
+from fuzzgrad.verdict.compare import NEAR_OVERFLOW, TOLERANCES, Mismatch, compare, tolerance
 from fuzzgrad.verdict.overflow import find_reach, magnitudes, near_max, overflow_regime
 from fuzzgrad.verdict.slack import float64_rounding, rounding_slack
 from fuzzgrad.verdict.stats import Stats
@@ -78,6 +79,9 @@ class Judge:
         self._away = False  # judging only the elements the largest inputs do not reach
         self._worst = 0.0
         self.case_ratio: float | None = None
+        #: The references' own disagreement on this case, where no kink or tie explains it:
+        #: ``(mismatch, the side the Function took)`` (`reference_disagreement` reports it).
+        self.disagreement: tuple[Mismatch, str] | None = None
 
     def finish(self) -> None:
         """Record the case's worst accepted error ratio (one histogram entry per case)."""
@@ -211,6 +215,8 @@ class Judge:
             )
         )
         if not run_jax:
+            if first is not None and self._ill_conditioned(kind, case, wrt, cts, ref, first):
+                return None
             if first is not None:
                 self._reject(first_ratio)
             return first
@@ -246,21 +252,29 @@ class Judge:
                 wrt,
             ),
             away=lambda: self.pair(kind, case, wrt, cts, outputs, grads, ref, lazy),
+            disagree=lambda side: self.references_disagree(kind, case, wrt, cts, ref, jref, side),
         )
+        if found is not None and self._ill_conditioned(kind, case, wrt, cts, ref, found):
+            return None
         if found is not None:
             self._reject(first_ratio)
         return found
 
-    def vote(self, case, first, second, refs_differ, away=None) -> Mismatch | None:
+    def vote(self, case, first, second, refs_differ, away=None, disagree=None) -> Mismatch | None:
         """Either-agreement: a mismatch only if the custom Function disagrees with both
         references (``first``: with torch's, ``second``: with JAX's).
 
         ``away``, where given, runs the same check again judging only the elements that the
-        inputs past the overflow size do not reach; its mismatch, if any, is the verdict."""
+        inputs past the overflow size do not reach; its mismatch, if any, is the verdict.
+        ``disagree(side)``, where given, looks into references that disagree with each other
+        while the Function agrees with one (``side``): unless a kink or a tie explains it, it
+        is recorded in `disagreement`, since one of the references must be wrong."""
         if first is None and second is None:
             return None
         if first is None or second is None:
             self.stats.ambiguous += 1  # the references disagree here; agreeing with one is enough
+            if disagree is not None and self.disagreement is None and not self.overflow_regime:
+                disagree("torch" if first is None else "JAX")
             return None
         differ = refs_differ()
         if self.overflow_regime and (differ or self.near_max) and not self._away:
@@ -288,6 +302,120 @@ class Judge:
         if self._away:
             note += "; judged only where the inputs past the overflow size do not reach"
         return _noted(first, note)
+
+    def references_disagree(self, kind, case, wrt, cts, ref, jref, side=None) -> None:
+        """Record the references' disagreement on this case (see `vote`) unless it is within
+        the tolerance the Function is held to, or a kink or tie: moving the inputs a little
+        (twice) makes the references agree."""
+        if self.overflow_regime or self.reference is None:
+            return  # intermediates may overflow anywhere: the references may both be right
+        found = self._refs_compare(kind, case, wrt, ref, jref)
+        if found is None:
+            return
+        for attempt in range(2):
+            args = _nudged(case, attempt)
+            try:
+                moved = torch_oracle(self.reference, args, wrt, cts, torch.float64)
+                jmoved = self.jax(self.target.jax_reference, args, wrt, cts)
+            except Exception:  # noqa: BLE001 - the move left the math's domain: cannot tell
+                return
+            if self._refs_compare(kind, case, wrt, moved, jmoved) is None:
+                return  # a kink or a tie, where conventions may differ
+        self.disagreement = (found, side)
+
+    def _refs_compare(self, kind, case, wrt, ref, jref) -> Mismatch | None:
+        """The first place the two references differ by more than the case's dtype allows."""
+        dtype = case.dtype if case.dtype is not None else torch.float64
+        if kind == "outputs":
+            pairs = [
+                (f"output[{k}]", r, j) for k, (r, j) in enumerate(zip(ref.outputs, jref.outputs))
+            ]
+        else:
+            pairs = [(f"grad[input={i}]", ref.grads[i], jref.grads[i]) for i in wrt]
+        for path, r, j in pairs:
+            if not (isinstance(r, torch.Tensor) and isinstance(j, torch.Tensor) and floating(r)):
+                continue
+            m, _ = compare(path, r, j, dtype=dtype, overrides=self.target.tolerances)
+            if m is not None:
+                return m
+        return None
+
+    def _ill_conditioned(self, kind, case, wrt, cts, ref, found: Mismatch) -> bool:
+        """Whether the reference's derivative where the Function disagrees is orders of
+        magnitude above what central finite differences of the reference's forward show (a
+        non-differentiable point, or a formula that blows up there): then it is no expected
+        value, and the case is ambiguous (counted)."""
+        if kind != "grads" or found.index is None or self.reference is None:
+            return False
+        i = _input_index(found.path)
+        expected = found.expected
+        if (
+            i is None
+            or expected is None
+            or not _finite(expected)
+            or case.args[i].dim() != len(found.index)
+        ):
+            return False
+        flat = _flat_index(found.index, case.args[i].shape)
+        (estimate,) = grad_elements(self.reference, case.args, wrt, cts or [], [(i, flat)])
+        if estimate is None:
+            return False
+        rtol, atol = tolerance(case.dtype or torch.float64, self.target.tolerances)
+        if abs(expected) <= ILL_CONDITIONED * (abs(estimate) + atol):
+            return False
+        self.stats.ambiguous += 1
+        self.stats.skipped["reference derivative far above finite differences (ambiguous)"] += 1
+        return True
+
+    def nonfinite_references(self, case, wrt, cts, grads, ref) -> Mismatch | None:
+        """Where both references' gradients are NaN or inf but the math is finite and smooth
+        around the point (central finite differences of the reference's forward agree at two
+        steps), the gradient is judged against those differences: a NaN gradient where the
+        true one is 0 (an ``x*x`` underflowing inside a backward, say) is a finding."""
+        if self.overflow_regime or self.reference is None or not cts:
+            return None
+        positions = []
+        for i in wrt:
+            e = ref.grads[i]
+            if isinstance(e, torch.Tensor) and e.numel() and not bool(e.isfinite().all()):
+                bad = (~e.isfinite()).reshape(-1).nonzero().reshape(-1)[:MAX_FD_ELEMENTS]
+                positions += [(i, int(j)) for j in bad]
+        if not positions or not all(
+            not isinstance(o, torch.Tensor) or bool(o.isfinite().all()) for o in ref.outputs
+        ):
+            return None
+        if self.jax is not None:
+            try:
+                jref = self.run_jax(case, wrt, cts)
+            except Exception:  # noqa: BLE001 - no second opinion: the torch one stands alone
+                jref = None
+            if jref is not None:
+                positions = [
+                    (i, j) for i, j in positions if not _finite(jref.grads[i].reshape(-1)[j])
+                ]
+        estimates = grad_elements(self.reference, case.args, wrt, cts, positions)
+        dtype = case.dtype or torch.float64
+        rtol, atol = tolerance(dtype, self.target.tolerances)
+        for (i, j), estimate in zip(positions, estimates):
+            if estimate is None:
+                continue
+            got = grads[i]
+            value = 0.0 if got is None else float(got.detach().reshape(-1)[j].double())
+            allowed = atol + max(rtol, 1e-4) * abs(estimate) + FD_TOLERANCE
+            if not abs(value - estimate) <= allowed:  # NaN fails too
+                index = _unflat(j, case.args[i].shape)
+                return Mismatch(
+                    f"grad[input={i}]",
+                    f"at index {index}: got {value:.6g} where both references give "
+                    f"{float(ref.grads[i].reshape(-1)[j]):.6g}, but the math is finite and "
+                    f"smooth there: central finite differences of the forward give "
+                    f"{estimate:.6g}",
+                    abs(value - estimate),
+                    index=index,
+                    actual=value,
+                    expected=estimate,
+                )
+        return None
 
     def _accept(self) -> None:
         self.case_ratio = max(self.case_ratio or 0.0, min(self._worst, 1.0))
@@ -439,6 +567,69 @@ class Calibration:
             )
             judge._out_dtypes[self._key] = self.out_dtypes
         return self.value
+
+
+#: A reference derivative this many times above central finite differences (plus atol) is
+#: taken for a non-differentiable point (`Judge._ill_conditioned`).
+ILL_CONDITIONED = 1e3
+#: At most this many non-finite reference elements are checked by finite differences.
+MAX_FD_ELEMENTS = 8
+#: Absolute slack of a finite-difference estimate (its own rounding and truncation).
+FD_TOLERANCE = 1e-6
+#: How far `_nudged` moves each input element, relative to max(|x|, 1).
+NUDGE = 1e-4
+
+
+def _nudged(case, attempt: int) -> list:
+    """The case's floating inputs moved a little (``NUDGE``), kept inside their spec's bounds:
+    off a kink or a tie, not out of the math's domain."""
+    gen = torch.Generator().manual_seed(1000 + attempt)
+    recipes = case.recipes or (None,) * len(case.args)
+    out = []
+    for a, recipe in zip(case.args, recipes):
+        if not floating(a) or a.is_complex():
+            out.append(a)
+            continue
+        x = a.detach().to(torch.float64)
+        step = NUDGE * x.abs().clamp_min(1.0) * (torch.rand(x.shape, generator=gen) * 2 - 1)
+        moved = x + step
+        low = getattr(recipe, "low", None)
+        high = getattr(recipe, "high", None)
+        outside = torch.zeros_like(moved, dtype=torch.bool)
+        if low is not None:
+            outside |= moved < low
+        if high is not None:
+            outside |= moved > high
+        out.append(torch.where(outside, x - step, moved).to(a.dtype))
+    return out
+
+
+def _input_index(path: str) -> int | None:
+    import re
+
+    m = re.fullmatch(r"grad\[input=(\d+)\]", path)
+    return int(m.group(1)) if m else None
+
+
+def _flat_index(index: tuple[int, ...], shape) -> int:
+    flat = 0
+    for i, n in zip(index, shape):
+        flat = flat * n + i
+    return flat
+
+
+def _unflat(flat: int, shape) -> tuple[int, ...]:
+    out = []
+    for n in reversed(tuple(shape)):
+        out.append(flat % n if n else 0)
+        flat //= n if n else 1
+    return tuple(reversed(out))
+
+
+def _finite(x) -> bool:
+    import math
+
+    return math.isfinite(float(abs(x)))
 
 
 def sampled(case, share: float) -> bool:

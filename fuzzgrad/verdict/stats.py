@@ -63,13 +63,16 @@ class Stats:
             self.discard_examples.append({"reason": reason, "inputs": inputs})
 
     def record_ratio(self, ratio: float) -> None:
-        """One case's worst error / tolerance over its comparisons (after every widening)."""
+        """One case's worst error / tolerance over its comparisons (after every widening), in
+        the bucket ``(10**e, 10**(e + 2)]`` of its edge ``e``: a case within tolerance (ratio at
+        most 1) is always below edge 0."""
         if ratio <= 0:
             b = RATIO_EDGES[0]
         elif not math.isfinite(ratio):
             b = RATIO_EDGES[-2]
         else:
-            b = max(RATIO_EDGES[0], min(RATIO_EDGES[-2], 2 * math.floor(math.log10(ratio) / 2)))
+            b = 2 * math.ceil(math.log10(ratio) / 2) - 2
+            b = max(RATIO_EDGES[0], min(RATIO_EDGES[-2], b))
         self.ratio_hist[b] += 1
 
     def histogram(self) -> dict[str, list]:

@@ -392,3 +392,35 @@ class SiLUFusedForgetsUpcast(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         return grad * _silu_grad(x)
+
+
+def _bump(x):
+    """exp(-1/x^2): smooth everywhere, every derivative 0 at 0, where autograd of this very
+    formula gives 0 * inf = NaN (in torch and in JAX)."""
+    return torch.exp(-1 / (x * x))
+
+
+@fg.register(
+    reference=_bump,
+    jax_reference=lambda x: jnp.exp(-1 / (x * x)),
+    dtypes=[torch.float64, torch.float32],
+    planted={
+        "property": "vjp",
+        "bug_class": "NaN gradient where the references are NaN too",
+        "needs": "values",
+    },
+)
+class SmoothBumpNaNGrad(Function):
+    """The bump, with the textbook derivative exp(-1/x^2) * 2/x^3: NaN at 0 (and where x*x
+    underflows) although the function is flat there. Both references are NaN too, so only
+    central finite differences of the forward see the true 0."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return _bump(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _bump(x) * 2 / x**3

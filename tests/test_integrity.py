@@ -1,0 +1,194 @@
+"""Verdicts never pass silently: broken registrations are flagged, every property gets its own
+verdict, and the oracle's blind spots (non-finite, ill-conditioned references) are covered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax.numpy as jnp
+import pytest
+import torch
+from torch.autograd import Function
+
+import fuzzgrad as fg
+from fuzzgrad.engine.runner import fuzz_target
+from fuzzgrad.integrations.cli import main
+from fuzzgrad.registry.discovery import load_targets
+from fuzzgrad.registry.target import make_target
+
+CORPUS = Path(__file__).parent / "corpus"
+BROKEN = load_targets([str(CORPUS / "broken.py")])
+
+
+@pytest.mark.parametrize("target", BROKEN, ids=[t.name for t in BROKEN])
+def test_broken_registration_is_flagged(target, tmp_path):
+    broken = target.options["broken"]
+    result = fuzz_target(target, max_examples=100, derandomize=True, report_dir=tmp_path)
+    if broken["flag"] == "reference_disagreement":
+        assert result.status == "failed", (result.status, result.error)
+        (failure,) = [f for f in result.failures if f.property == "reference_disagreement"]
+        text = failure.message
+        elements = sum(max(1, a.numel()) for a in failure.case.args if hasattr(a, "numel"))
+        assert failure.shrunk and elements <= 16, failure.inputs
+    else:
+        assert result.status == "error", (result.status, result.failures)
+        assert result.error["kind"] == broken["flag"], result.error
+        text = result.error["message"]
+        if broken["flag"] == "discards":
+            assert len(result.error["examples"]) == 2  # two example inputs
+    assert target.name in text or broken["flag"] != "registration", text
+    for word in broken["words"]:
+        assert word in text, text
+
+
+def test_cli_exits_2_on_a_registration_the_cases_show_wrong(tmp_path, capsys):
+    code = main(
+        ["fuzz", str(CORPUS / "broken.py"), "-k", "ReferenceReturnsOneOutput", "--no-isolate",
+         "--max-examples", "20", "--seed", "0", "--report", str(tmp_path), "--database", "none"]
+    )  # fmt: skip
+    assert code == 2
+    assert "ReferenceReturnsOneOutput" in capsys.readouterr().err
+
+
+def test_a_target_with_nothing_differentiable_is_a_registration_error():
+    with pytest.raises(fg.InvalidRegistration, match="nothing .*differentiable"):
+        make_target(_Double, reference=lambda x: x * 2, dtypes=[torch.int64])
+
+
+def test_a_module_that_fails_to_import_exits_2_naming_it(tmp_path, capsys):
+    bad = tmp_path / "badmod.py"
+    bad.write_text("import fuzzgrad as fg\n\ndef helper():\n    return 1 / 0\n\nhelper()\n")
+    code = main(["fuzz", str(bad), "--no-isolate", "--report", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "badmod.py" in err and "ZeroDivisionError" in err and "helper" in err
+    assert "Traceback" not in err
+
+
+def test_two_targets_of_one_name_are_an_error_naming_both_places(tmp_path):
+    text = (
+        "import torch, fuzzgrad as fg\n"
+        "from torch.autograd import Function\n"
+        "@fg.register(reference=lambda x: x * 2, name='dup')\n"
+        "class D(Function):\n"
+        "    @staticmethod\n"
+        "    def forward(ctx, x):\n"
+        "        return x * 2\n"
+        "    @staticmethod\n"
+        "    def backward(ctx, g):\n"
+        "        return g * 2\n"
+    )
+    (tmp_path / "one.py").write_text(text)
+    (tmp_path / "two.py").write_text(text)
+    with pytest.raises(fg.InvalidRegistration) as info:
+        load_targets([str(tmp_path)])
+    assert "one.py:3" in str(info.value) and "two.py:3" in str(info.value)  # the decorator
+
+
+def test_file_safe_names_never_collide():
+    from fuzzgrad.registry.target import file_safe
+
+    assert file_safe("plain_name.1") == "plain_name.1"
+    assert file_safe("dup x") != file_safe("dup/x")
+    assert file_safe("dup x").startswith("dup_x-")
+    assert len(file_safe("n" * 300)) <= 80
+
+
+class _Double(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+
+
+# --- every property gets its own verdict --------------------------------------------------------
+
+
+class _WrongForwardAndDoubleBackward(Function):
+    """Its outputs are off by 1e-3 and its backward is not differentiable correctly (a saved
+    intermediate): a forward failure must not hide the second-order one."""
+
+    @staticmethod
+    def forward(ctx, x):
+        c = x.cos()  # computed without a graph: treated as a constant by double backward
+        ctx.save_for_backward(c)
+        return x.sin() * (1 + 1e-3)
+
+    @staticmethod
+    def backward(ctx, g):
+        (c,) = ctx.saved_tensors
+        return g * c
+
+
+def test_a_forward_failure_does_not_hide_a_second_order_one():
+    target = make_target(
+        _WrongForwardAndDoubleBackward,
+        reference=lambda x: x.sin(),
+        jax_reference=lambda x: jnp.sin(x),
+        name="forward_and_second_order",
+        dtypes=[torch.float64],
+    )
+    result = fuzz_target(target, max_examples=50, derandomize=True)
+    found = {f.property: f for f in result.failures}
+    assert {"forward", "second_order"} <= set(found), sorted(found)
+    assert "max_order=1" in found["second_order"].message
+    assert "computed and saved without a graph" in found["second_order"].message
+
+
+def test_max_order_1_leaves_second_order_out():
+    target = make_target(
+        _WrongForwardAndDoubleBackward,
+        reference=lambda x: x.sin(),
+        name="first_order_only",
+        options={"max_order": 1},
+    )
+    result = fuzz_target(target, max_examples=30, derandomize=True)
+    assert "second_order" not in {f.property for f in result.failures}
+    assert "second_order" not in result.to_json()["checked"]
+
+
+class _RaisesAlways(Function):
+    @staticmethod
+    def forward(ctx, x):
+        raise RuntimeError("kernel not built for this platform")
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def test_a_function_that_always_raises_is_reported_once_with_its_count(tmp_path):
+    import time
+
+    from fuzzgrad.nightly.worker import fuzz_for
+
+    target = make_target(_RaisesAlways, reference=lambda x: x * 2, name="raises_always")
+    result = fuzz_for(
+        target,
+        until=time.monotonic() + 3,
+        shrink_until=time.monotonic() + 6,
+        chunk=20,
+        seed=0,
+        properties=None,
+        report_dir=tmp_path,
+        database=None,
+        example_timeout=None,
+    )
+    assert [f.property for f in result.failures] == ["forward"]
+    assert result.stats.skipped["the Function raised (reported under forward)"] > 0
+
+
+# --- blind spots of the oracle --------------------------------------------------------------------
+
+
+def test_the_histogram_counts_each_compared_case_once_and_passes_stay_within_tolerance():
+    (target,) = [t for t in load_targets(["fuzzgrad.targets.seed"]) if t.name == "MyElementWise"]
+    result = fuzz_target(target, max_examples=60, derandomize=True).to_json()
+    hist = result["error_ratio_hist"]
+    assert result["status"] == "passed"
+    assert 0 < sum(hist["counts"]) <= result["examples"]
+    beyond = [c for e, c in zip(hist["edges"], hist["counts"]) if e >= 0]
+    assert sum(beyond) == 0, hist  # nothing of a passed target lies beyond tolerance
