@@ -40,10 +40,14 @@ def _contiguous(case):
 
 
 def _float64(case):
-    if case.dtype in (None, torch.float64):
+    if case.dtype in (None, torch.float64, torch.complex128):
         return None
-    args = tuple(a.to(torch.float64) if floating(a) else a for a in case.args)
-    return _with(case, args=args, dtype=torch.float64)
+    wide = torch.complex128 if case.dtype.is_complex else torch.float64
+    args = tuple(
+        a.to(torch.complex128 if a.is_complex() else torch.float64) if floating(a) else a
+        for a in case.args
+    )
+    return _with(case, args=args, dtype=wide)
 
 
 def _cpu(case):
@@ -78,10 +82,14 @@ def _no_edge_values(case):
     return _with(case, args=tuple(args))
 
 
+def _real(a) -> bool:
+    return floating(a) and not a.is_complex()
+
+
 def _non_negative(case):
-    if not any(floating(a) and a.numel() and bool((a < 0).any()) for a in case.args):
+    if not any(_real(a) and a.numel() and bool((a < 0).any()) for a in case.args):
         return None
-    args = tuple(a.abs() if floating(a) else a for a in case.args)
+    args = tuple(a.abs() if _real(a) else a for a in case.args)
     return _with(case, args=args)
 
 

@@ -11,10 +11,13 @@ import torch
 
 @dataclass
 class Evaluation:
-    """Outputs (always a tuple) and one gradient per argument (None where not asked or unused)."""
+    """Outputs (always a tuple) and one gradient per argument (None where not asked or unused);
+    for a torch evaluation with inputs that require grad, whether each output is
+    differentiable (empty where unknown)."""
 
     outputs: tuple[Any, ...]
     grads: tuple[torch.Tensor | None, ...]
+    differentiable: tuple[bool, ...] = ()
 
 
 def as_tuple(out: Any) -> tuple[Any, ...]:
@@ -46,3 +49,8 @@ def upcast(x: Any, dtype: torch.dtype | None) -> Any:
     if dtype is not None and x.dtype.is_floating_point:
         x = x.to(dtype)
     return x.clone(memory_format=torch.contiguous_format)
+
+
+def widen(x: torch.Tensor) -> torch.Tensor:
+    """A floating tensor in float64 (complex128 for a complex one), detached."""
+    return x.detach().to(torch.complex128 if x.is_complex() else torch.float64)

@@ -178,9 +178,9 @@ def _program(jax, reference, args, wrt, cotangents, mode):
             if c is None or not jnp.issubdtype(o.dtype, jnp.inexact):
                 ct_full.append(np.zeros(o.shape, dtype=jax.dtypes.float0))
             else:
-                ct_full.append(next(it).astype(o.dtype))
+                ct_full.append(_conj(jnp, next(it)).astype(o.dtype))
         ct = type(out)(ct_full) if isinstance(out, (tuple, list)) else ct_full[0]
-        return outs, pullback(ct)
+        return outs, tuple(_conj(jnp, g) for g in pullback(ct))
 
     def run(dyn, cts, ext):
         full = full_args(dyn)
@@ -201,13 +201,22 @@ def _program(jax, reference, args, wrt, cotangents, mode):
                 return pull(full, d, c)[1]
 
             _, pullback = jax.vjp(first, diff, list(cts))
-            gx, gc = pullback(tuple(ext))
-            return list(gx), list(gc)
+            gx, gc = pullback(tuple(_conj(jnp, e) for e in ext))
+            return [_conj(jnp, g) for g in gx], [_conj(jnp, g) for g in gc]
         if cotangents is None or not wrt:
             return tuple(as_tuple(reference(*full))), ()
         return pull(full, diff, cts)
 
     return run
+
+
+def _conj(jnp, x):
+    """PyTorch's convention for complex gradients from JAX's: torch's backward takes and gives
+    the conjugates of what ``jax.vjp``'s pullback takes and gives (torch's gradient is the
+    conjugate Wirtinger derivative), so a cotangent is conjugated on the way in and a gradient
+    on the way out; real values pass unchanged. Without it, a backward that forgets a
+    ``conj()`` would agree with JAX."""
+    return jnp.conj(x) if jnp.iscomplexobj(x) else x
 
 
 def _at_precision(jax, program, dtype: str):

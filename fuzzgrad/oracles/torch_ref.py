@@ -41,10 +41,11 @@ def torch_vjp(
             )
             for i, g in zip(wrt, got):
                 grads[i] = g
+    differentiable = tuple(isinstance(o, torch.Tensor) and o.requires_grad for o in outputs)
     outputs = tuple(
         o if create_graph or not isinstance(o, torch.Tensor) else o.detach() for o in outputs
     )
-    return Evaluation(outputs, tuple(grads))
+    return Evaluation(outputs, tuple(grads), differentiable if wrt else ())
 
 
 def torch_oracle(reference, args, wrt, cotangents, dtype=torch.float64) -> Evaluation:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from fuzzgrad.oracles.evaluation import as_tuple
+from fuzzgrad.oracles.evaluation import as_tuple, widen
 from fuzzgrad.properties.base import Property, Skip
 from fuzzgrad.verdict.compare import compare
 
@@ -56,7 +56,7 @@ def _cuda(run, case, full, cts) -> None:
             m, _ = compare(
                 f"cuda vs cpu {path}",
                 g.cpu(),
-                c.to(torch.float64),
+                widen(c),
                 overrides=checker.target.tolerances,
             )
             if m is not None:

@@ -54,7 +54,12 @@ def _forward_ad(run, case, full) -> None:
     checker, target = run.checker, run.target
     tangents = directions(case, [case.args[i] for i in full], salt=2)
     try:
-        got = _jvp(target.fn, case.args, full, tangents)
+        # Its own tangents (and, in place, inputs): an in-place Function writes into both (its
+        # jvp must update the tangent in place), and the references need them untouched.
+        mine = case.args
+        if run.nonleaf:
+            mine = [a.clone() if isinstance(a, torch.Tensor) else a for a in case.args]
+        got = _jvp(target.fn, mine, full, [t.clone() for t in tangents])
     except Exception as exc:  # noqa: BLE001
         run.fail("forward_ad", f"forward-mode AD raised {type(exc).__name__}: {exc}")
     ref = _jvp(checker.reference, case.args, full, tangents, torch.float64)

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from fuzzgrad.oracles.evaluation import HALF, as_float32, as_tuple, floating, upcast
+from fuzzgrad.oracles.evaluation import HALF, as_float32, as_tuple, floating, upcast, widen
 from fuzzgrad.properties.base import Property, Skip, directions, selected
 from fuzzgrad.verdict.compare import compare
 from fuzzgrad.verdict.overflow import product_margin
@@ -291,8 +291,8 @@ def _hvp_noise(run, case, full, cts, us, here, ref) -> list | None:
             if r1 is None or r0 is None:
                 step.append(None)
                 continue
-            c1 = torch.zeros_like(r1) if c1 is None else c1.detach().to(torch.float64)
-            c0 = torch.zeros_like(r0) if c0 is None else c0.detach().to(torch.float64)
+            c1 = torch.zeros_like(r1) if c1 is None else widen(c1)
+            c0 = torch.zeros_like(r0) if c0 is None else widen(c0)
             jitter = torch.maximum((c1 - c0).abs(), ((c1 - c0) - (r1 - r0)).abs())
             step.append(jitter.nan_to_num(0.0, 0.0, 0.0))
         worst = step if worst is None else [larger(a, b) for a, b in zip(worst, step)]
@@ -302,6 +302,8 @@ def _hvp_noise(run, case, full, cts, us, here, ref) -> list | None:
 def _hvp_terms(checker, case, full, cts, us) -> list | None:
     """eps * |u| @ |J| of the float64 first-order vjp as a function of (inputs, cotangents):
     what rounding costs where the second-order result is a cancellation of large terms."""
+    if any(floating(a) and a.is_complex() for a in case.args):
+        return None  # term magnitudes are taken of real Jacobians
     wide = [a.detach().to(torch.float64) if floating(a) else a for a in case.args]
     live = [k for k, c in enumerate(cts) if c is not None]
 

@@ -209,14 +209,18 @@ def compare(
         other = e.isinf() & c.isfinite()
         if bool(other.any()):
             same |= other & ((a - c).abs() <= c.abs().mul_(rtol).add_(atol))
+    real = dtype.to_real() if dtype.is_complex else dtype
+    fmax = torch.finfo(real).max if real.is_floating_point else math.inf
+    # Within a factor NEAR_OVERFLOW of the dtype's largest value, any evaluation order may
+    # overflow, in an intermediate too (then inf of either sign, or NaN): not a finding. A
+    # complex value counts by its modulus (either part may overflow first).
+    near = e.isfinite() & (e.abs() > fmax / near_overflow)
+    same |= near & ~a.isfinite()
+    # ... and the other way round: the oracle overflowed where the custom value is huge.
+    huge = e.isinf() & (a.abs() > fmax / near_overflow)
     if not a.is_complex():
-        fmax = torch.finfo(dtype).max if dtype.is_floating_point else math.inf
-        # Within a factor NEAR_OVERFLOW of the dtype's largest value, any evaluation order may
-        # overflow, in an intermediate too (then inf of either sign, or NaN): not a finding.
-        near = e.isfinite() & (e.abs() > fmax / near_overflow)
-        same |= near & ~a.isfinite()
-        # ... and the other way round: the oracle overflowed where the custom value is huge.
-        same |= e.isinf() & (a.abs() > fmax / near_overflow) & (a.sign() == e.sign())
+        huge &= a.sign() == e.sign()
+    same |= huge
     if isinstance(overflow_regime, torch.Tensor) or overflow_regime:
         reach = _reach_mask(overflow_regime, a.shape)
         if not judge_reach or not bool(e[reach].isfinite().all()):

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from fuzzgrad.oracles.evaluation import Evaluation, floating
+from fuzzgrad.oracles.evaluation import Evaluation, floating, widen
 from fuzzgrad.oracles.numerical import grad_elements
 from fuzzgrad.oracles.torch_ref import torch_oracle
 from fuzzgrad.verdict.compare import NEAR_OVERFLOW, TOLERANCES, Mismatch, compare, tolerance
@@ -146,7 +146,7 @@ class Judge:
         def worse(t, j, e):
             if not all(isinstance(v, torch.Tensor) and floating(v) for v in (t, j, e)):
                 return t
-            t64, j64, e64 = (v.detach().to(torch.float64) for v in (t, j, e))
+            t64, j64, e64 = (widen(v) for v in (t, j, e))
             further = (j64 - e64).abs().nan_to_num(0.0) > (t64 - e64).abs().nan_to_num(0.0)
             return torch.where(further, j64, t64)
 
@@ -347,6 +347,8 @@ class Judge:
         value, and the case is ambiguous (counted)."""
         if kind != "grads" or found.index is None or self.reference is None:
             return False
+        if _any_complex(case.args) or _any_complex(ref.outputs):
+            return False  # finite differences here are of real functions of real inputs
         i = _input_index(found.path)
         expected = found.expected
         if (
@@ -374,6 +376,8 @@ class Judge:
         true one is 0 (an ``x*x`` underflowing inside a backward, say) is a finding."""
         if self.overflow_regime or self.reference is None or not cts:
             return None
+        if _any_complex(case.args) or _any_complex(ref.outputs):
+            return None  # finite differences here are of real functions of real inputs
         positions = []
         for i in wrt:
             e = ref.grads[i]
@@ -624,6 +628,10 @@ def _unflat(flat: int, shape) -> tuple[int, ...]:
         out.append(flat % n if n else 0)
         flat //= n if n else 1
     return tuple(reversed(out))
+
+
+def _any_complex(values) -> bool:
+    return any(isinstance(v, torch.Tensor) and v.is_complex() for v in values)
 
 
 def _finite(x) -> bool:

@@ -41,15 +41,15 @@ def magnitudes(args) -> tuple[Magnitude, ...]:
     (`overflow_regime`, `near_max` and `product_margin` all read it)."""
     out = []
     for a in args:
-        if floating(a) and a.numel() and not a.is_complex():
-            size = a.detach().abs()
+        if floating(a) and a.numel():
+            size = a.detach().abs()  # a complex value's modulus
             top = float(size.amax())
             if math.isnan(top) or math.isinf(top):  # rare: look closer only then
                 top = float(size.nan_to_num(0.0, math.inf).amax())
                 finite = float(size.nan_to_num(0.0, 0.0).amax())
             else:
                 finite = top
-            out.append(Magnitude(a.dtype, top, finite))
+            out.append(Magnitude(size.dtype, top, finite))
     return tuple(out)
 
 
@@ -68,10 +68,13 @@ def near_max(sizes: Sequence[Magnitude]) -> bool:
 
 def tamed(a: Any) -> Any:
     """``a`` with its elements at or past the overflow size set to +-`TAMED` (see `find_reach`)."""
-    if not floating(a) or a.is_complex() or not a.numel():
+    if not floating(a) or not a.numel():
         return a
     a = a.detach()
-    big = a.abs() >= sqrt_max(a.dtype)
+    size = a.abs()
+    big = size >= sqrt_max(size.dtype)
+    if a.is_complex():  # the same direction, modulus TAMED
+        return torch.where(big, a / size.clamp_min(1e-300) * TAMED, a)
     return torch.where(big, a.sign() * TAMED, a)
 
 
