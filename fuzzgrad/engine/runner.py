@@ -167,7 +167,7 @@ def fuzz_target(
             run.hypothesis_rounds()
     except RegistrationAbort as abort:
         return _registration_error(target, abort.error, started, checker)
-    error = run.errors[0] if run.errors else _unjudged(target, checker)
+    error = run.errors[0] if run.errors else _unjudged(target, checker, run.failures)
     if error is not None and error.get("kind") == "registration":
         return _registration_error(target, InvalidRegistration(error["message"]), started, checker)
     return TargetResult(
@@ -404,9 +404,10 @@ def _next_round(config: settings) -> settings:
     return settings(config, phases=_without(config.phases, Phase.reuse))
 
 
-def _unjudged(target, checker: Checker) -> dict[str, Any] | None:
+def _unjudged(target, checker: Checker, failures: list) -> dict[str, Any] | None:
     """An ``error`` record where too little of the run was judged, else None: too many cases
-    discarded because a reference raised, or nothing checked at all."""
+    discarded because a reference raised, or nothing checked at all (where nothing failed,
+    now or in an earlier round whose failure stops the checks)."""
     stats = checker.stats
     n = stats.examples
     discarded = sum(stats.discards.values())
@@ -424,7 +425,7 @@ def _unjudged(target, checker: Checker) -> dict[str, Any] | None:
             ),
             "examples": stats.discard_examples,
         }
-    if n > discarded and not sum(stats.checked.values()):
+    if n > discarded and not sum(stats.checked.values()) and not failures and not checker.reported:
         skipped = ", ".join(f"{why} ({k})" for why, k in stats.skipped.most_common(3))
         return {
             "kind": "registration",

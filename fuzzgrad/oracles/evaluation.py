@@ -54,3 +54,18 @@ def upcast(x: Any, dtype: torch.dtype | None) -> Any:
 def widen(x: torch.Tensor) -> torch.Tensor:
     """A floating tensor in float64 (complex128 for a complex one), detached."""
     return x.detach().to(torch.complex128 if x.is_complex() else torch.float64)
+
+
+def layout_copy(x: Any) -> Any:
+    """A copy of a tensor with its sizes, strides and storage offset (a fresh storage; an
+    expanded, overlapping tensor becomes a contiguous copy, as nothing may write into it)."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    x = x.detach()
+    if any(st == 0 and n > 1 for st, n in zip(x.stride(), x.shape)):
+        return x.clone()
+    storage = x.storage_offset() + sum((n - 1) * st for n, st in zip(x.shape, x.stride())) + 1
+    base = torch.empty(storage if x.numel() else 0, dtype=x.dtype, device=x.device)
+    out = base.as_strided(x.shape, x.stride(), x.storage_offset() if x.numel() else 0)
+    out.copy_(x)
+    return out

@@ -80,6 +80,8 @@ class Checker:
         self._grad_allowed = None if specs is None else [s.requires_grad for s in specs]
         self._needs = frozenset().union(*(p.needs for p in self.selected))
         self._structure_checked = False
+        #: Per-target state properties keep between cases (compiled programs, say).
+        self.cache: dict[str, dict] = {}
 
     def only(self, names) -> Checker:
         """This checker restricted to the properties ``names`` (sharing its oracles, its

@@ -1,7 +1,11 @@
 """``vmap``: ``torch.func.vmap`` of the Function matches calling it per sample, when it defines
-``vmap`` or ``generate_vmap_rule``."""
+``vmap`` or ``generate_vmap_rule``: every tensor batched along dim 0, only the first batched,
+and batch dims drawn per case (a non-zero or negative ``in_dims``, ``None`` for some arguments,
+and a drawn ``out_dims``)."""
 
 from __future__ import annotations
+
+import random
 
 import torch
 
@@ -10,53 +14,87 @@ from fuzzgrad.properties.base import Property, defines
 from fuzzgrad.verdict.compare import compare
 
 
+def supports_vmap(target) -> bool:
+    """Whether a target's Function can run under ``torch.func.vmap``."""
+    cls = target.function
+    return cls is not None and (
+        defines(cls, "vmap") or bool(getattr(cls, "generate_vmap_rule", False))
+    )
+
+
 class Vmap(Property):
     name = "vmap"
     order = 90
     summary = (
-        "`torch.func.vmap` matches per-sample calls, when it defines `vmap` or `generate_vmap_rule`"
+        "`torch.func.vmap` matches per-sample calls (batch dims drawn: non-zero, negative, "
+        "`None`; `out_dims` too), when it defines `vmap` or `generate_vmap_rule`"
     )
 
     def applies(self, target) -> bool:
-        cls = target.function
-        return cls is not None and (
-            defines(cls, "vmap") or bool(getattr(cls, "generate_vmap_rule", False))
-        )
+        return supports_vmap(target)
 
     def check(self, run) -> None:
-        _vmap(run, run.case)
+        case = run.case
+        tensors = [i for i, a in enumerate(case.args) if isinstance(a, torch.Tensor)]
+        if not tensors:
+            return
+        second = [a * 0.5 + 0.25 if floating(a) else a for a in case.args]
+        rng = random.Random(case.direction_seed)
+        plans = [
+            ({i: 0 for i in tensors}, 0),  # every tensor batched along dim 0
+            ({tensors[0]: 0}, 0),  # only the first batched
+            _drawn_plan(rng, case.args, tensors),  # drawn in_dims and out_dims
+        ]
+        for dims, out_dim in plans:
+            _check_plan(run, case, second, dims, out_dim)
 
 
-def _vmap(run, case) -> None:
-    checker, fn = run.checker, run.target.fn
-    tensors = [i for i, a in enumerate(case.args) if isinstance(a, torch.Tensor)]
-    if not tensors:
-        return
-    second = [a * 0.5 + 0.25 if floating(a) else a for a in case.args]
-    for batched in (tensors, tensors[:1]):  # every tensor batched; only the first batched
-        args = list(case.args)
-        dims = [None] * len(args)
-        for i in batched:
-            args[i] = torch.stack([case.args[i], second[i]])
-            dims[i] = 0
+def _drawn_plan(rng: random.Random, args, tensors) -> tuple[dict[int, int], int]:
+    """Batch dims drawn for this case: each tensor batched (at any position, counted from the
+    front or the back) or not (``None``), at least one batched; and an output batch dim."""
+    dims: dict[int, int] = {}
+    for i in tensors:
+        if rng.random() < 0.3:
+            continue
+        rank = args[i].dim() + 1  # the batched tensor's rank
+        dims[i] = rng.randrange(-rank, rank)
+    if not dims:
+        i = rng.choice(tensors)
+        dims[i] = -1
+    return dims, rng.choice((0, 1, -1))
+
+
+def _stack(a, b, dim: int) -> torch.Tensor:
+    rank = a.dim() + 1
+    return torch.stack([a, b], dim=dim % rank)
+
+
+def _check_plan(run, case, second, dims: dict[int, int], out_dim: int) -> None:
+    fn = run.target.fn
+    args = list(case.args)
+    in_dims = [None] * len(args)
+    for i, d in dims.items():
+        args[i] = _stack(case.args[i], second[i], d)
+        in_dims[i] = d
+    described = f"in_dims={tuple(in_dims)}, out_dims={out_dim}"
+    with torch.no_grad():
+        one = as_tuple(fn(*case.args))
+        two = as_tuple(fn(*[second[i] if i in dims else a for i, a in enumerate(case.args)]))
+        out_dims = tuple(
+            out_dim if isinstance(o, torch.Tensor) and (o.dim() + 1) > abs(out_dim) else 0
+            for o in one
+        )
+        if len(out_dims) == 1:
+            out_dims = out_dims[0]
         try:
-            with torch.no_grad():
-                out = as_tuple(torch.func.vmap(fn, in_dims=tuple(dims))(*args))
-                one = as_tuple(fn(*case.args))
-                two = as_tuple(
-                    fn(*[second[i] if i in batched else a for i, a in enumerate(case.args)])
-                )
+            out = as_tuple(torch.func.vmap(fn, in_dims=tuple(in_dims), out_dims=out_dims)(*args))
         except Exception as exc:  # noqa: BLE001
-            run.fail("vmap", f"torch.func.vmap raised {type(exc).__name__}: {exc}")
-        for k, (o, a, b) in enumerate(zip(out, one, two)):
-            if not isinstance(o, torch.Tensor):
-                continue
-            want = torch.stack([a, b])
-            m, _ = compare(
-                f"vmap output[{k}] (batched inputs {batched})",
-                o,
-                want,
-                overrides=checker.target.tolerances,
-            )
-            if m is not None:
-                run.fail("vmap", f"{m}: vmap disagrees with calling the Function per sample", m)
+            run.fail("vmap", f"torch.func.vmap ({described}) raised {type(exc).__name__}: {exc}")
+    each = out_dims if isinstance(out_dims, tuple) else (out_dims,)
+    for k, (o, a, b, d) in enumerate(zip(out, one, two, each)):
+        if not isinstance(o, torch.Tensor):
+            continue
+        want = _stack(a, b, d)
+        m, _ = compare(f"vmap output[{k}] ({described})", o, want, overrides=run.target.tolerances)
+        if m is not None:
+            run.fail("vmap", f"{m}: vmap disagrees with calling the Function per sample", m)

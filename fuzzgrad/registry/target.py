@@ -136,7 +136,29 @@ def _function_arity(name: str, obj: Any) -> tuple[list[str], bool, int] | None:
     if _is_function_class(obj):
         skip = 0 if uses_setup_context(obj) else 1  # forward(ctx, ...) unless setup_context style
         return _positional_params(obj.forward, skip)
+    if is_custom_op(obj):
+        args = [a for a in obj._schema.arguments if not a.kwarg_only]
+        return [a.name for a in args], False, sum(not a.has_default_value() for a in args)
     return _positional_params(obj, 0)
+
+
+def is_custom_op(obj: Any) -> bool:
+    """Whether ``obj`` is an operator overload (``torch.ops.mylib.op.default``), as
+    ``torch.library.custom_op`` makes them."""
+    return type(obj).__name__ == "OpOverload" and hasattr(obj, "_schema")
+
+
+def custom_op_overload(obj: Any) -> Any:
+    """The overload to call for an operator given as a packet (``torch.ops.mylib.op``) or as
+    what ``@torch.library.custom_op`` returns; None for anything else."""
+    if type(obj).__name__ == "OpOverloadPacket" and hasattr(obj, "default"):
+        return obj.default
+    if type(obj).__name__ == "CustomOpDef":
+        import torch
+
+        namespace, _, op = obj._qualname.partition("::")
+        return getattr(getattr(torch.ops, namespace), op).default
+    return None
 
 
 def property_names() -> tuple[str, ...]:
@@ -239,7 +261,9 @@ def make_target(
     module: str = "__main__",
 ) -> Target:
     """Validate a registration and build its `Target` (without adding it to any registry)."""
-    label = name or getattr(fn, "__name__", None) or repr(fn)
+    fn = custom_op_overload(fn) or fn
+    label = name or (fn.name() if is_custom_op(fn) else None)
+    label = label or getattr(fn, "__name__", None) or repr(fn)
     where = f"fuzzgrad: cannot register {label!r}: "
     if fn is None or not callable(fn):
         raise InvalidRegistration(

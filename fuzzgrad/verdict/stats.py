@@ -32,6 +32,8 @@ class Stats:
     #: Function raised in forward, reported once under ``forward``), by reason.
     skipped: Counter = field(default_factory=Counter)
     jax_runs: int = 0
+    #: Seconds spent compiling (the ``compile`` property), for its time share.
+    compile_seconds: float = 0.0
     coverage: dict[str, Counter] = field(
         default_factory=lambda: {
             k: Counter() for k in ("dtype", "layout", "dtype_layout", "ndim", "numel")
@@ -89,6 +91,7 @@ class Stats:
         self.checked.update(other.checked)
         self.skipped.update(other.skipped)
         self.jax_runs += other.jax_runs
+        self.compile_seconds += other.compile_seconds
         for key, counter in other.coverage.items():
             self.coverage.setdefault(key, Counter()).update(counter)
         self.ratio_hist.update(other.ratio_hist)

@@ -2,6 +2,7 @@
 non-differentiable, a forward that takes a wrong branch when nothing needs grad, a backward that
 mishandles the None it gets for an unused output. See `correct_modes` for correct twins."""
 
+import jax
 import jax.numpy as jnp
 import torch
 from torch.autograd import Function
@@ -59,3 +60,122 @@ class SoftplusInferenceBranch(Function):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         return g * torch.sigmoid(x)
+
+
+@fg.register(
+    reference=torch.tanh,
+    jax_reference=jnp.tanh,
+    planted={"property": "vmap", "bug_class": "vmap rule assumes batch dim 0", "needs": "none"},
+)
+class TanhVmapAssumesDim0(Function):
+    """tanh with a hand-written vmap rule that says the output's batch dim is 0 whatever the
+    input's was: right for in_dims=0, wrong for any other batch dim."""
+
+    @staticmethod
+    def forward(x):
+        return torch.tanh(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y)
+
+    @staticmethod
+    def vmap(info, in_dims, x):
+        return TanhVmapAssumesDim0.apply(x), 0
+
+
+@fg.register(
+    reference=lambda x: x**3,
+    jax_reference=lambda x: x**3,
+    planted={
+        "property": "func_transforms",
+        "bug_class": "data-dependent control flow in backward (not vmappable)",
+        "needs": "none",
+    },
+)
+class CubeBackwardNotVmappable(Function):
+    """x ** 3 with generate_vmap_rule, whose backward short-cuts an all-zero grad_output with
+    Python control flow on tensor data: fine in a plain backward, an error under vmap (so
+    per-sample gradients and jacrev crash)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x**3
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        if bool((g == 0).all()):
+            return torch.zeros_like(x)
+        return g * 3 * x.pow(2)
+
+
+@fg.register(
+    reference=lambda x, w: x @ w,
+    jax_reference=lambda x, w: x @ w,
+    inputs=[fg.tensor("m k"), fg.tensor("k n")],
+    dtypes=[torch.float32],
+    planted={
+        "property": "autocast",
+        "bug_class": "custom_fwd(cast_inputs=float32) without custom_bwd",
+        "needs": "none",
+    },
+)
+class MatmulCastForwardOnly(Function):
+    """x @ w that promises float32 under autocast (custom_fwd with cast_inputs), but whose
+    backward lacks custom_bwd: called inside the autocast region, its matmuls run in bfloat16."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x @ w
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w.mT, x.mT @ g
+
+
+def _gelu_erf(x):
+    return 0.5 * x * (1 + torch.erf(x / 2**0.5))
+
+
+@fg.register(
+    reference=_gelu_erf,
+    jax_reference=lambda x: 0.5 * x * (1 + jax.scipy.special.erf(x / 2**0.5)),
+    properties=["forward", "vjp", "compile"],
+    compile_backend="eager",  # dynamo tracing is what matters here, not code generation
+    planted={
+        "property": "compile",
+        "bug_class": "a compile-only fallback with another formula",
+        "needs": "none",
+    },
+)
+class GeluCompileFallback(Function):
+    """GELU whose forward, when torch.compile traces it, takes a 'portable' fallback: the tanh
+    approximation instead of erf. Every eager check passes."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        if torch.compiler.is_compiling():
+            return torch.nn.functional.gelu(x, approximate="tanh")
+        return _gelu_erf(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        cdf = 0.5 * (1 + torch.erf(x / 2**0.5))
+        return g * (cdf + x * torch.exp(-0.5 * x * x) / (2 * torch.pi) ** 0.5)

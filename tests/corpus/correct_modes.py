@@ -2,6 +2,7 @@
 one that skips saving tensors when nothing needs grad, and an in-place Function with a forward-mode
 ``jvp`` (which must work on its own copies of inputs and tangents)."""
 
+import jax
 import jax.numpy as jnp
 import torch
 from torch.autograd import Function
@@ -56,3 +57,97 @@ class InplaceExpWithJvp(Function):
     def jvp(ctx, x_t):
         (y,) = ctx.saved_tensors
         return x_t.mul_(y)
+
+
+@fg.register(reference=torch.sin, jax_reference=jnp.sin)
+class SinVmapAndJvp(Function):
+    """sin with generate_vmap_rule and a jvp: every torch.func transform works through it."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return torch.sin(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+        ctx.save_for_forward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * torch.cos(x)
+
+    @staticmethod
+    def jvp(ctx, x_t):
+        (x,) = ctx.saved_tensors
+        return x_t * torch.cos(x)
+
+
+@fg.register(reference=torch.tanh, jax_reference=jnp.tanh)
+class TanhVmapRule(Function):
+    """tanh with a hand-written vmap rule that keeps the input's batch dim."""
+
+    @staticmethod
+    def forward(x):
+        return torch.tanh(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y)
+
+    @staticmethod
+    def vmap(info, in_dims, x):
+        return TanhVmapRule.apply(x), in_dims[0]
+
+
+@fg.register(
+    reference=lambda x, w: x @ w,
+    jax_reference=lambda x, w: x @ w,
+    inputs=[fg.tensor("m k"), fg.tensor("k n")],
+    dtypes=[torch.float32],
+)
+class MatmulCastForwardAndBackward(Function):
+    """x @ w computed in float32 under autocast, forward (custom_fwd with cast_inputs) and
+    backward (custom_bwd) alike."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x @ w
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w.mT, x.mT @ g
+
+
+@fg.register(
+    reference=lambda x: 0.5 * x * (1 + torch.erf(x / 2**0.5)),
+    jax_reference=lambda x: 0.5 * x * (1 + jax.scipy.special.erf(x / 2**0.5)),
+    properties=["forward", "vjp", "compile"],
+    compile_backend="eager",
+)
+class GeluCompileSafe(Function):
+    """GELU with a compile-only fallback that computes the same erf formula."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        if torch.compiler.is_compiling():
+            return torch.nn.functional.gelu(x)
+        return 0.5 * x * (1 + torch.erf(x / 2**0.5))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        cdf = 0.5 * (1 + torch.erf(x / 2**0.5))
+        return g * (cdf + x * torch.exp(-0.5 * x * x) / (2 * torch.pi) ** 0.5)

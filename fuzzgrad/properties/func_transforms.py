@@ -1,0 +1,152 @@
+"""``func_transforms``: the Function under torch.func's transforms, when it supports them (the
+``setup_context`` style, with ``vmap`` or ``generate_vmap_rule``): per-sample VJPs under
+``vmap`` match a loop of plain backward calls, ``jacrev`` (and ``jacfwd``, with a ``jvp``)
+matches the float64 reference's Jacobian, and ``jvp`` under ``vmap`` matches a loop of ``jvp``.
+Run on one small case in `EVERY` (the Jacobians cost one backward per output element)."""
+
+from __future__ import annotations
+
+import torch
+
+from fuzzgrad.oracles.evaluation import as_tuple, floating, upcast
+from fuzzgrad.properties.base import Property, Skip, defines, directions, selected
+from fuzzgrad.properties.vmap import supports_vmap
+from fuzzgrad.registry.target import uses_setup_context
+from fuzzgrad.verdict.compare import compare
+
+#: One case in this many (by its own seed) runs the transforms.
+EVERY = 3
+#: Jacobians are taken where every differentiated input and output has at most this many
+#: elements.
+MAX_JACOBIAN_SIDE = 16
+
+
+class FuncTransforms(Property):
+    name = "func_transforms"
+    order = 95
+    summary = (
+        "torch.func: per-sample VJPs under `vmap`, `jacrev`/`jacfwd` against the reference's "
+        "Jacobian, `jvp` under `vmap` (Functions that support them)"
+    )
+
+    def applies(self, target) -> bool:
+        return supports_vmap(target) and uses_setup_context(target.function)
+
+    def check(self, run) -> None:
+        case = run.case
+        if not run.wrt or not selected(case, EVERY):
+            raise Skip("not sampled")
+        if case.dtype not in (None, torch.float64, torch.float32):
+            raise Skip("half precision")
+        _per_sample_vjp(self.name, run)
+        sizes = [case.args[i].numel() for i in run.wrt]
+        sizes += [o.numel() for o in run.outputs if isinstance(o, torch.Tensor)]
+        small = all(0 < n <= MAX_JACOBIAN_SIDE for n in sizes)  # torch.func: no empty Jacobians
+        if small:
+            _jacobians(self.name, run)
+        if defines(run.target.function, "jvp"):
+            _vmapped_jvp(self.name, run)
+
+
+def _only(fn, args, wrt, k):
+    """``fn`` as a function of the ``wrt`` arguments alone, returning its output ``k``."""
+
+    def g(*xs):
+        full = list(args)
+        for i, x in zip(wrt, xs):
+            full[i] = x
+        return as_tuple(fn(*full))[k]
+
+    return g
+
+
+def _live(run) -> list[int]:
+    return [
+        k
+        for k, (o, c) in enumerate(zip(run.outputs, run.cotangents))
+        if c is not None and floating(o)
+    ]
+
+
+def _per_sample_vjp(name, run) -> None:
+    """vmap over a batch of two cotangents of ``torch.func.vjp`` against two backward calls."""
+    case, fn = run.case, run.target.fn
+    for k in _live(run):
+        g = _only(fn, case.args, run.wrt, k)
+        ct = run.cotangents[k]
+        batch = torch.stack([ct, ct * -0.5 + 0.25])
+        try:
+            _, pullback = torch.func.vjp(g, *[case.args[i] for i in run.wrt])
+            got = torch.func.vmap(pullback)(batch)
+        except Exception as exc:  # noqa: BLE001
+            run.fail(
+                name, f"vmap of torch.func.vjp (output {k}) raised {type(exc).__name__}: {exc}"
+            )
+        for b in range(2):
+            leaves = [case.args[i].detach().requires_grad_(True) for i in run.wrt]
+            with torch.enable_grad():
+                out = g(*leaves)
+            want = torch.autograd.grad(out, leaves, batch[b], allow_unused=True)
+            for n, i in enumerate(run.wrt):
+                m, _ = compare(
+                    f"per-sample vjp[output={k}, sample={b}] grad[input={i}]",
+                    got[n][b],
+                    want[n],
+                    overrides=run.target.tolerances,
+                )
+                if m is not None:
+                    run.fail(name, f"{m}: vmap of the vjp disagrees with a plain backward", m)
+
+
+def _jacobians(name, run) -> None:
+    """``jacrev`` (and ``jacfwd`` where a ``jvp`` exists) against the float64 reference's
+    Jacobian (by torch autograd)."""
+    case, fn, reference = run.case, run.target.fn, run.checker.reference
+    if reference is None:
+        return
+    wide = [upcast(a, torch.float64) for a in case.args]
+    modes = [("jacrev", torch.func.jacrev)]
+    if defines(run.target.function, "jvp"):
+        modes.append(("jacfwd", torch.func.jacfwd))
+    for k in _live(run):
+        argnums = tuple(range(len(run.wrt)))
+        want = torch.autograd.functional.jacobian(
+            _only(reference, wide, run.wrt, k), tuple(wide[i] for i in run.wrt)
+        )
+        for what, transform in modes:
+            try:
+                got = transform(_only(fn, case.args, run.wrt, k), argnums=argnums)(
+                    *[case.args[i] for i in run.wrt]
+                )
+            except Exception as exc:  # noqa: BLE001
+                run.fail(name, f"torch.func.{what} (output {k}) raised {type(exc).__name__}: {exc}")
+            for n, i in enumerate(run.wrt):
+                m = run.judge.compare_list(
+                    [f"{what}[output={k}, input={i}]"], [got[n]], [want[n]], None
+                )
+                if m is not None:
+                    run.fail(name, f"{m}: the Jacobian disagrees with the reference's", m)
+
+
+def _vmapped_jvp(name, run) -> None:
+    """vmap over a batch of two tangents of ``torch.func.jvp`` against two ``jvp`` calls."""
+    case, fn = run.case, run.target.fn
+    primals = tuple(case.args[i] for i in run.wrt)
+    tangents = directions(case, list(primals), salt=3)
+    batch = [torch.stack([t, t * -0.5]) for t in tangents]
+    for k in _live(run):
+        g = _only(fn, case.args, run.wrt, k)
+        try:
+            got = torch.func.vmap(lambda *ts, g=g: torch.func.jvp(g, primals, ts)[1])(*batch)
+            want = [torch.func.jvp(g, primals, tuple(t[b] for t in batch))[1] for b in range(2)]
+        except Exception as exc:  # noqa: BLE001
+            run.fail(
+                name, f"vmap of torch.func.jvp (output {k}) raised {type(exc).__name__}: {exc}"
+            )
+        for b in range(2):
+            m, _ = compare(
+                f"vmapped jvp[output={k}, sample={b}]", got[b], want[b],
+                overrides=run.target.tolerances,
+            )  # fmt: skip
+            if m is not None:
+                run.fail(name, f"{m}: vmap of the jvp disagrees with a plain jvp", m)
