@@ -28,6 +28,62 @@ if str(TESTS) not in sys.path:
 os.environ.setdefault("FUZZGRAD_JAX_CACHE", str(Path.home() / ".cache" / "fuzzgrad" / "jax"))
 
 
+#: results.json files already validated: path -> (mtime, size) when they were.
+_VALIDATED: dict[Path, tuple[int, int]] = {}
+
+
+def validate_reports(root: Path, skip: tuple[Path, ...] | set[Path] = ()) -> None:
+    """Validate every results.json under ``root`` against the package's JSON Schema, with the
+    jsonschema package (the loader's own check is a small interpreter of the same schema)."""
+    import json
+
+    import jsonschema
+
+    from fuzzgrad.report.results import schema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    for path in sorted(root.rglob("results.json")):
+        if any(path.is_relative_to(folder) for folder in skip):
+            continue
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if _VALIDATED.get(path) == stamp:
+            continue
+        document = json.loads(path.read_text())
+        error = jsonschema.exceptions.best_match(validator.iter_errors(document))
+        assert error is None, (
+            f"{path} breaks fuzzgrad/report/results.schema.json at {error.json_path}: "
+            f"{error.message}"
+        )
+        _VALIDATED[path] = stamp
+
+
+#: tmp_path folders of tests marked ``malformed_results``: they write broken files on purpose.
+_BROKEN_ON_PURPOSE: set[Path] = set()
+
+
+@pytest.fixture(autouse=True)
+def _reports_follow_the_schema(request):
+    """Every results.json a test writes under its tmp_path follows the schema (unless the test
+    is marked ``malformed_results``: it writes broken ones on purpose)."""
+    yield
+    tmp = request.node.funcargs.get("tmp_path")
+    if tmp is None or not tmp.is_dir():
+        return
+    if request.node.get_closest_marker("malformed_results"):
+        _BROKEN_ON_PURPOSE.add(tmp)
+    else:
+        validate_reports(tmp)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _all_reports_follow_the_schema(tmp_path_factory):
+    """And those written elsewhere in this session's temp folder (module-scoped fixtures,
+    pytester projects), checked once at the end."""
+    yield
+    validate_reports(tmp_path_factory.getbasetemp(), skip=_BROKEN_ON_PURPOSE)
+
+
 @pytest.fixture
 def write_module(tmp_path):
     """Write a Python module into a temp folder and return its path."""

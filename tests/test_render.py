@@ -213,6 +213,7 @@ def test_load_results_accepts_file_or_directory(tmp_path: Path, results: dict) -
         ),
     ],
 )
+@pytest.mark.malformed_results
 def test_load_results_errors_are_clear(tmp_path: Path, content: str | None, match: str) -> None:
     path = tmp_path / "results.json"
     if content is not None:
