@@ -204,11 +204,10 @@ def _show(checker: Checker, case) -> None:
             print(f"{label} grad[input={i}]: {result.grads[i]}")
 
 
-def _check_all(target, case, properties) -> BaseException | None:
+def _check_all(checker: Checker, case) -> BaseException | None:
     """Check the properties the run checked on this example (printing their failures); what
     fuzzgrad raised doing so, or None."""
     try:
-        checker = Checker(target, properties, jax_share=1.0)
         for prop, failure in checker.run(case).items():
             _say(f"({prop} fails here: {failure.message})")
     except Discard as exc:
@@ -219,7 +218,7 @@ def _check_all(target, case, properties) -> BaseException | None:
 
 
 def _exception(target, case, properties) -> int:
-    error = _check_all(target, case, properties)
+    error = _check_all(Checker(target, properties, jax_share=1.0), case)
     if error is None:
         _say("PASS: fuzzgrad no longer raises on this example (bug fixed?)")
         return FIXED
@@ -228,12 +227,14 @@ def _exception(target, case, properties) -> int:
 
 
 def _child(target, case, properties) -> int:
-    """The child of a crash or hang reproducer: run the example between two marker lines."""
+    """The child of a crash or hang reproducer: run the example between two marker lines
+    (the checker is made first, so importing what it needs is not timed)."""
     import faulthandler
 
     faulthandler.enable()  # a crash prints where it happened
+    checker = Checker(target, properties, jax_share=1.0)
     print(_STARTED, flush=True)
-    error = _check_all(target, case, properties)
+    error = _check_all(checker, case)
     if error is not None:
         _say(f"(fuzzgrad raised {type(error).__name__}: {error})")
     print(_FINISHED, flush=True)
@@ -253,10 +254,12 @@ def _in_child(path: str, prop: str, timeout: float | None) -> int:
         start_new_session=True,  # its own process group: a hang is killed with its children
     )
     started, finished = threading.Event(), threading.Event()
+    began: list[float] = []
 
     def pump() -> None:
         for line in proc.stdout or ():
             if line.startswith(_STARTED):
+                began.append(time.monotonic())
                 started.set()
             elif line.startswith(_FINISHED):
                 finished.set()
@@ -266,34 +269,35 @@ def _in_child(path: str, prop: str, timeout: float | None) -> int:
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    deadline = time.monotonic() + STARTUP_LIMIT
-    while not started.wait(0.1) and proc.poll() is None and time.monotonic() < deadline:
-        pass
-    began = time.monotonic()
-    try:
-        proc.wait(limit if started.is_set() else 0)
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        reader.join(5)
-        if not started.is_set():
+    startup_deadline = time.monotonic() + STARTUP_LIMIT
+    while not finished.wait(0.05):
+        if proc.poll() is not None:
+            reader.join(5)  # what it printed last, the finished marker included
+            break
+        if started.is_set() and time.monotonic() - began[0] > limit:
+            _kill(proc)
+            what = "hangs" if prop == "timeout" else "no longer crashes the process, but hangs"
+            _say(
+                f"FAIL: the example {what}: still running after {limit:g}s (the run's "
+                "--example-timeout); killed"
+            )
+            return STILL_THERE
+        if not started.is_set() and time.monotonic() > startup_deadline:
+            _kill(proc)
             _say(f"CANNOT RUN: the child process did not start the example in {STARTUP_LIMIT:g}s")
             return CANNOT_RUN
-        what = "hangs" if prop == "timeout" else "no longer crashes the process, but hangs"
-        _say(
-            f"FAIL: the example {what}: still running after {limit:g}s (the run's "
-            "--example-timeout); killed"
-        )
-        return STILL_THERE
-    reader.join(5)
-    seconds = time.monotonic() - began
-    code = proc.returncode
-    if finished.is_set() and code in (FIXED, STILL_THERE):
+    if finished.is_set():
+        seconds = time.monotonic() - began[0]
+        try:
+            proc.wait(60)  # the interpreter's own shutdown, not the example
+        except subprocess.TimeoutExpired:
+            _kill(proc)
         _say(
             f"PASS: the example ran to the end in {seconds:.1f}s (limit {limit:g}s) without "
             "crashing or hanging (bug fixed?)"
         )
         return FIXED
-    how = _how(code)
+    how = _how(proc.returncode)
     if not started.is_set():
         _say(f"CANNOT RUN: the child process died ({how}) before the example started")
         return CANNOT_RUN
