@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -111,6 +112,21 @@ def redis_url():
     ``FUZZGRAD_TEST_REDIS`` points at a server of your own instead. Skipped (with the install
     hint the README gives) where neither the ``redis`` client package nor a server is available.
     """
+    url = os.environ.get("FUZZGRAD_TEST_REDIS")
+    if url:
+        pytest.importorskip(
+            "redis", reason='the Redis client is not installed: pip install -e ".[redis]"'
+        )
+        yield url
+        return
+    with redis_server() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def redis_server(password: str | None = None):
+    """Start a Redis server on a free loopback port (requiring ``password`` when given) and
+    yield its URL (without the password); skip the test where Redis is not available."""
     import shutil
     import subprocess
     import time
@@ -118,24 +134,22 @@ def redis_url():
     redis = pytest.importorskip(
         "redis", reason='the Redis client is not installed: pip install -e ".[redis]"'
     )
-    url = os.environ.get("FUZZGRAD_TEST_REDIS")
-    if url:
-        yield url
-        return
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("no redis-server on PATH: apt-get install -y redis-server (see README)")
     port = _free_loopback_port()
+    auth = ["--requirepass", password] if password else []
     proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         *auth],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
     url = f"redis://127.0.0.1:{port}/0"
     try:
         for _ in range(100):
             try:
-                redis.Redis.from_url(url, socket_connect_timeout=0.2).ping()
+                redis.Redis.from_url(url, password=password, socket_connect_timeout=0.2).ping()
                 break
             except redis.exceptions.RedisError:
                 if proc.poll() is not None:

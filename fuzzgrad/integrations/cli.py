@@ -173,7 +173,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    args.argv = argv  # for the report, as given (its credentials redacted there)
     from fuzzgrad.errors import FuzzgradError
 
     try:
@@ -287,7 +289,7 @@ def _fuzz(args) -> int:
 
     info = run_info(
         # what the report shows of the command: without a password a database URL carries
-        argv=[redact(a) for a in ["fuzzgrad", *sys.argv[1:]]],
+        argv=[redact(a) for a in ["fuzzgrad", *args.argv]],
         seed=plan.seed,
         max_examples=args.max_examples,
         budget_seconds=plan.budget,
