@@ -342,3 +342,29 @@ def test_a_reproducer_whose_target_is_gone_says_so_and_exits_2(tmp_path):
         + out.stdout.split("fuzzgrad_user_crashing_")[1].split("'")[0]
         + "' no longer registers a target 'op'"
     ]
+
+
+def test_an_exception_of_fuzzgrad_names_its_example_and_has_a_reproducer(tmp_path, monkeypatch):
+    from fuzzgrad.engine.runner import fuzz_target
+
+    (target,) = load_targets(["fuzzgrad.targets.seed"], names=["MyElementWise"])
+    original, calls = Checker.run, []
+
+    def run(self, case):  # the harness breaks from the third example on
+        calls.append(case)
+        if len(calls) < 3:
+            return original(self, case)
+        self.stats.record_case(case)
+        raise RuntimeError("a bug of fuzzgrad's")
+
+    monkeypatch.setattr(Checker, "run", run)
+    result = fuzz_target(target, max_examples=10, derandomize=True, report_dir=tmp_path)
+    error = result.error
+    assert result.status == "error" and error["kind"] == "exception", error
+    assert error["message"].startswith(f"example {error['example']} raised RuntimeError")
+    assert [a["name"] for a in error["inputs"]] == ["x", "y"]
+    data = read_reproducer(error["reproducer"])
+    assert data["property"] == "exception" and data["target"] == "MyElementWise"
+    out = _run(error["reproducer"], threads=1)  # in a fresh process fuzzgrad is not broken
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1].startswith("PASS: fuzzgrad no longer raises")
