@@ -119,12 +119,24 @@ def redis_url():
         )
         yield url
         return
-    with redis_server() as url:
+    with _redis_server() as url:
         yield url
 
 
+@pytest.fixture
+def redis_server():
+    """``with redis_server(password=...) as url``: a Redis server of the test's own."""
+    return _redis_server
+
+
+@pytest.fixture
+def schema_check():
+    """`validate_reports`, the check every report the tests write goes through."""
+    return validate_reports
+
+
 @contextlib.contextmanager
-def redis_server(password: str | None = None):
+def _redis_server(password: str | None = None):
     """Start a Redis server on a free loopback port (requiring ``password`` when given) and
     yield its URL (without the password); skip the test where Redis is not available."""
     import shutil

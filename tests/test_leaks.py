@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import redis_server
 from fuzzgrad.strategies import Case, CotangentRecipe, Values
 
 from fuzzgrad.integrations.cli import main
@@ -41,7 +40,7 @@ fg.register(Wrong, reference=lambda x: x * 2, name={name!r})
 
 @pytest.mark.parametrize("form", ["userinfo", "query"])
 def test_a_database_password_is_in_no_file_of_the_report_and_not_on_the_terminal(
-    tmp_path, capsys, form
+    tmp_path, capsys, form, redis_server
 ):
     module = tmp_path / "wrong.py"
     module.write_text(WRONG.format(name="wrong"))

@@ -691,10 +691,9 @@ _LOCATIONS = {
 @pytest.mark.malformed_results
 @pytest.mark.parametrize("where", BROKEN)
 def test_a_broken_results_file_fails_validation_and_the_cli_says_so(
-    tmp_path: Path, where: str, capsys
+    tmp_path: Path, where: str, capsys, schema_check
 ) -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    from conftest import validate_reports
 
     from fuzzgrad.integrations.cli import main
     from fuzzgrad.report.results import schema, schema_problem
@@ -708,7 +707,7 @@ def test_a_broken_results_file_fails_validation_and_the_cli_says_so(
     report.mkdir()
     _write(report, data)
     with pytest.raises(AssertionError, match="breaks fuzzgrad/report/results.schema.json"):
-        validate_reports(report)  # what checks every report the test suite writes
+        schema_check(report)  # what checks every report the test suite writes
     for argv in (["report", str(report)], ["report", "--compare", str(report), str(report)],
                  ["repro", "0123456789ab", "--report", str(report)]):  # fmt: skip
         assert main(argv) == 2, argv
