@@ -85,6 +85,38 @@ def _all_reports_follow_the_schema(tmp_path_factory):
     validate_reports(tmp_path_factory.getbasetemp(), skip=_BROKEN_ON_PURPOSE)
 
 
+WRONG_MODULE = """
+import torch
+import fuzzgrad as fg
+
+
+class Wrong(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        {backward}
+
+
+fg.register(Wrong, reference=lambda x: x * 2, name={name!r})
+"""
+
+
+@pytest.fixture
+def wrong_module(tmp_path):
+    """``wrong_module(name, backward=...)``: the path of a module registering, as ``name``, a
+    Function that doubles x and whose backward (by default ``return grad * 3``) is wrong."""
+
+    def write(name: str, backward: str = "return grad * 3") -> Path:
+        path = tmp_path / "wrong.py"
+        path.write_text(WRONG_MODULE.format(name=name, backward=backward))
+        return path
+
+    return write
+
+
 @pytest.fixture
 def write_module(tmp_path):
     """Write a Python module into a temp folder and return its path."""

@@ -19,31 +19,13 @@ from fuzzgrad.report.reproducer import write_reproducer
 from fuzzgrad.report.results import load_results
 
 SECRET = "s3cr3t-pw-7Hq"
-WRONG = """
-import torch
-import fuzzgrad as fg
-
-
-class Wrong(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x * 2
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * 3
-
-
-fg.register(Wrong, reference=lambda x: x * 2, name={name!r})
-"""
 
 
 @pytest.mark.parametrize("form", ["userinfo", "query"])
 def test_a_database_password_is_in_no_file_of_the_report_and_not_on_the_terminal(
-    tmp_path, capsys, form, redis_server
+    tmp_path, capsys, form, redis_server, wrong_module
 ):
-    module = tmp_path / "wrong.py"
-    module.write_text(WRONG.format(name="wrong"))
+    module = wrong_module("wrong")
     report = tmp_path / "report"
     with redis_server(password=SECRET) as url:
         host = url.removeprefix("redis://")
@@ -85,23 +67,6 @@ def test_redaction_covers_the_url_forms_redis_takes():
 
 
 NASTY = "nasty\x1b[2J\x1b[31mred\rPASSED\x07\u202eend"
-RAISES = """
-import torch
-import fuzzgrad as fg
-
-
-class Raises(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x * 2
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise ValueError({nasty!r})
-
-
-fg.register(Raises, reference=lambda x: x * 2, name={nasty!r})
-"""
 
 
 def _assert_plain(text: str) -> None:
@@ -109,9 +74,8 @@ def _assert_plain(text: str) -> None:
         assert ch not in text, repr(text)
 
 
-def test_target_text_cannot_drive_the_terminal(tmp_path, capsys):
-    module = tmp_path / "nasty.py"
-    module.write_text(RAISES.format(nasty=NASTY))
+def test_target_text_cannot_drive_the_terminal(tmp_path, capsys, wrong_module):
+    module = wrong_module(NASTY, backward=f"raise ValueError({NASTY!r})")
     report = tmp_path / "report"
     code = main(
         ["fuzz", str(module), "--max-examples", "5", "--no-isolate", "--report", str(report),

@@ -206,31 +206,10 @@ HOSTILE_NAME = (
     'evil """); import os; os.system("touch PWNED")  # \\ \'\'\' @@DATA@@ @@HEADER@@ '
     '\r\n"""\x1b[31m\u202e \\N{BEL} \\'
 )
-_HOSTILE_MODULE = f'''
-import torch
-import fuzzgrad as fg
 
 
-class Wrong(torch.autograd.Function):
-    """Doubles x; its backward says 3."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x * 2
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * 3
-
-
-fg.register(Wrong, reference=lambda x: x * 2, name={HOSTILE_NAME!r})
-'''
-
-
-def test_hostile_names_and_messages_cannot_inject_into_a_reproducer(tmp_path):
-    module = tmp_path / "hostile.py"
-    module.write_text(_HOSTILE_MODULE)
-    (target,) = load_targets([str(module)])
+def test_hostile_names_and_messages_cannot_inject_into_a_reproducer(tmp_path, wrong_module):
+    (target,) = load_targets([str(wrong_module(HOSTILE_NAME))])
     assert target.name == HOSTILE_NAME
     x = torch.tensor([1.0, 2.0], dtype=torch.float64)
     case = Case((x,), (True,), (CotangentRecipe(Values(seed=0)),), (None,), x.dtype, "cpu")
