@@ -19,6 +19,7 @@ import pytest
 
 from fuzzgrad.integrations.cli import main
 from fuzzgrad.nightly.plan import parse_duration, shard
+from fuzzgrad.report.reproducer import read_reproducer
 from fuzzgrad.report.results import load_results
 
 HEADER = "import torch\nimport fuzzgrad as fg\n\n"
@@ -117,8 +118,16 @@ def test_crash_hang_and_raise_are_contained_and_the_rest_still_run(tmp_path):
     assert "SIGSEGV" in crash["message"] and "example 1" in crash["message"]
     assert "string_at" in crash["traceback"]  # faulthandler's trace of the worker
     assert crash["inputs"] and Path(crash["reproducer"]).is_file()
+    assert crash["example"] == 1 and crash["inputs"][0]["name"] == "x"  # what was running
+    replay = subprocess.run(
+        [sys.executable, crash["reproducer"]], capture_output=True, text=True, timeout=240
+    )
+    assert replay.returncode == 1, replay.stdout + replay.stderr
+    assert replay.stdout.strip().endswith("crashes the process (signal SIGSEGV)")
     hang = records["b_hang"]["error"]
     assert "worker was killed" in hang["message"] and Path(hang["reproducer"]).is_file()
+    assert read_reproducer(hang["reproducer"])["example_timeout"] == 3  # the run's
+    assert "running example 1" in (report / "summary.md").read_text()
     assert "the inputs strategy is broken" in records["c_raises"]["error"]["message"]
     assert records["e_right"]["examples"] > 0
     (failure,) = records["d_wrong"]["failures"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -130,11 +131,11 @@ def test_a_failure_shows_the_shrunk_case_diagnosis_and_reproducer(project, tmp_p
             "    arg 0: float64[[]*[]] stride (*) offset * on cpu",
             "  mismatch:   grad[[]input=0[]]: *worst at index*got*expected*",
             "  diagnosis:  *",
-            f"  reproducer: {report}*repro_Triple_vjp.py",
-            "  replay:     fuzzgrad repro *repro_Triple_vjp.py",
+            f"  reproducer: {report}*repro_Triple_vjp_*.py",
+            "  replay:     fuzzgrad repro *repro_Triple_vjp_*.py",
         ]
     )
-    assert (report / "repro_Triple_vjp.py").is_file()
+    assert len(list(report.glob("repro_Triple_vjp_*.py"))) == 1  # named by its signature
 
 
 def test_reproducers_default_to_the_basetemp(project):
@@ -142,7 +143,8 @@ def test_reproducers_default_to_the_basetemp(project):
     # pytest repeats the whole message in the short summary when the CI variable is set.
     lines = [line for line in result.outlines if line.strip().startswith("reproducer:")]
     (path,) = {line.split("reproducer:")[1].strip() for line in lines}
-    assert path.startswith(str(project.path.parent)) and path.endswith("repro_Triple_vjp.py")
+    assert path.startswith(str(project.path.parent))
+    assert Path(path).name.startswith("repro_Triple_vjp_")
 
 
 def test_targets_from_the_option(pytester):

@@ -213,6 +213,7 @@ def test_load_results_accepts_file_or_directory(tmp_path: Path, results: dict) -
         ),
     ],
 )
+@pytest.mark.malformed_results
 def test_load_results_errors_are_clear(tmp_path: Path, content: str | None, match: str) -> None:
     path = tmp_path / "results.json"
     if content is not None:
@@ -504,3 +505,212 @@ def test_rendering_imports_neither_torch_nor_jax() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- what a newcomer sees first: values, names, cotangents, errors with their example ------------
+
+
+def _with_example(data: dict) -> dict:
+    """The failure and the crash of `make_results`, as this version records them: argument
+    names and small values, the cotangent's layout, the example a crash was running."""
+    fused = data["targets"][1]
+    for failure in fused["failures"]:
+        failure["inputs"][0].update(layout="transposed", values=[1.0, -2.5, "nan", 0.0, 3.0, 4.0])
+        failure["cotangents"] = [
+            {"output": 0, "shape": [2, 3], "dtype": "float32", "stride": [0, 1],
+             "storage_offset": 0, "layout": "expanded", "device": "cpu"}
+        ]  # fmt: skip
+    crash = data["targets"][4]["error"]
+    crash.update(
+        example=3,
+        inputs=[dict(_input("logits", [2], [1]), values=[0.5, "-inf"])],
+        reproducer="reports/nightly/repro_CrashyKernel_crash_0123456789ab.py",
+    )
+    return data
+
+
+def test_cards_show_values_argument_names_and_the_cotangent_layout(tmp_path: Path) -> None:
+    data = _with_example(make_results())
+    write_html(data, tmp_path / "index.html")
+    text = " ".join(_parse((tmp_path / "index.html").read_text(encoding="utf-8")).text)
+    assert "[[1.0, -2.5, nan], [0.0, 3.0, 4.0]]" in text  # nested by the shape (2, 3)
+    assert "scale" in text and "grad_output[0]" in text and "expanded" in text
+    summary = summary_markdown(data)
+    assert "`x: float32 shape (2, 3) stride (1, 2) transposed cpu values [[1.0, -2.5, nan], " in (
+        summary
+    )
+    assert "`grad_output[0]: float32 shape (2, 3) stride (0, 1) expanded cpu`" in summary
+    write_junit(data, tmp_path / "junit.xml")
+    junit = (tmp_path / "junit.xml").read_text(encoding="utf-8")
+    assert "grad_output[0]: float32 shape (2, 3) stride (0, 1) expanded cpu" in junit
+
+
+def test_error_cards_show_the_example_and_its_reproducer(tmp_path: Path) -> None:
+    data = _with_example(make_results())
+    write_html(data, tmp_path / "index.html")
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    errors = html.split('<h2 id="errors">')[1].split("<h2")[0]
+    assert "example 3" in errors and "logits" in errors and "[0.5, -inf]" in errors
+    assert "fuzzgrad repro reports/nightly/repro_CrashyKernel_crash_0123456789ab.py" in errors
+    summary = summary_markdown(data).split("### Errors")[1]
+    assert "running example 3" in summary and "`logits: float64 shape (2,) " in summary
+    assert "`fuzzgrad repro reports/nightly/repro_CrashyKernel_crash_0123456789ab.py`" in summary
+    write_junit(data, tmp_path / "junit.xml")
+    (case,) = [c for c in ET.parse(tmp_path / "junit.xml").iter("testcase")
+               if c.get("name") == "CrashyKernel"]  # fmt: skip
+    assert "running example 3" in case.find("error").text
+    assert "replay: fuzzgrad repro" in case.find("error").text
+
+
+def test_a_real_failure_card_names_arguments_and_shows_the_cotangent(tmp_path: Path) -> None:
+    """A planted bug that needs a strided grad_output: its card says which layout it had."""
+    from fuzzgrad.engine.runner import fuzz_target
+    from fuzzgrad.registry.discovery import load_targets
+    from fuzzgrad.report.results import results_document, write_results
+
+    corpus = Path(__file__).parent / "corpus" / "buggy_layout.py"
+    (target,) = load_targets([str(corpus)], names=["ExpKernelStridedGrad"])
+    result = fuzz_target(
+        target, max_examples=100, derandomize=True, report_dir=tmp_path, properties=["vjp"]
+    )
+    failure = result.failures[0]
+    assert failure.property == "vjp" and "grad_output" in failure.diagnosis, failure.diagnosis
+    (arg,) = failure.inputs
+    assert arg["name"] == "x" and "values" in arg  # shrunk small: its values are shown
+    (cot,) = failure.cotangents
+    assert cot["output"] == 0 and cot["layout"] not in ("contiguous", None), cot
+    write_results(tmp_path / "results.json", results_document({}, [result.to_json()]))
+    write_html(load_results(tmp_path), tmp_path / "index.html")
+    text = " ".join(_parse((tmp_path / "index.html").read_text(encoding="utf-8")).text)
+    assert "grad_output[0]" in text and cot["layout"] in text
+
+
+# --- the HTML comes from templates, escaped by Jinja2 --------------------------------------------
+
+
+def test_html_is_rendered_from_packaged_templates_without_hand_escaping() -> None:
+    import ast
+    import fnmatch
+    from importlib import resources
+
+    import tomllib
+
+    import fuzzgrad.report.html as module
+
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert not ({"escape", "Markup", "markupsafe"} & (names | imported))
+    assert "autoescape=True" in Path(module.__file__).read_text(encoding="utf-8")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["fuzzgrad.report"]
+    shipped = resources.files("fuzzgrad.report")
+    files = [f"templates/{p.name}" for p in shipped.joinpath("templates").iterdir()]
+    assert "templates/index.html.j2" in files
+    for name in [*files, "results.schema.json"]:  # each is package data, so it is installed
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+    assert any(d.startswith("jinja2") for d in pyproject["project"]["dependencies"])
+
+
+# --- results.json has a JSON Schema --------------------------------------------------------------
+
+
+def _schema_walk(node: Any):
+    if isinstance(node, dict):
+        yield node
+        for key, value in node.items():
+            if key in ("properties", "$defs"):
+                for sub in value.values():
+                    yield from _schema_walk(sub)
+            elif key in ("items", "additionalProperties"):
+                yield from _schema_walk(value)
+            elif key == "anyOf":
+                for sub in value:
+                    yield from _schema_walk(sub)
+
+
+def test_the_schema_is_valid_and_the_loader_understands_all_of_it() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from fuzzgrad.report.results import SCHEMA_KEYWORDS, schema
+
+    jsonschema.Draft202012Validator.check_schema(schema())
+    used = {key for node in _schema_walk(schema()) for key in node}
+    assert used <= SCHEMA_KEYWORDS, used - SCHEMA_KEYWORDS
+    assert schema()["properties"]["format_version"]["minimum"] == 1
+    jsonschema.validate(_with_example(make_results()), schema())
+
+
+def _broken(where: str) -> dict:
+    data = _with_example(make_results())
+    targets = data["targets"]
+    change = {
+        "run": lambda: data.update(run="nightly"),
+        "run.argv": lambda: data["run"].update(argv="fuzzgrad fuzz"),
+        "run.seed": lambda: data["run"].update(seed="0"),
+        "targets.examples": lambda: targets[0].update(examples=-1),
+        "targets.seconds": lambda: targets[0].update(seconds="fast"),
+        "targets.status": lambda: targets[0].update(status="exploded"),
+        "targets.failures": lambda: targets[0].update(failures={"vjp": 1}),
+        "targets.error": lambda: targets[4].update(error="crashed"),
+        "targets.missing": lambda: targets[2].pop("examples"),
+        "failures.property": lambda: targets[1]["failures"][0].update(property=3),
+        "failures.inputs": lambda: targets[1]["failures"][0].update(inputs="x"),
+        "inputs.shape": lambda: targets[1]["failures"][0]["inputs"][0].update(shape="2x3"),
+        "inputs.values": lambda: targets[1]["failures"][0]["inputs"][0].update(values=[[1.0]]),
+        "cotangents.output": lambda: targets[1]["failures"][0]["cotangents"][0].pop("output"),
+        "reproducer": lambda: targets[1]["failures"][0].update(reproducer=["a.py"]),
+        "error.inputs": lambda: targets[4]["error"].update(inputs=[1, 2]),
+        "error.reproducer": lambda: targets[4]["error"].update(reproducer=False),
+        "error.example": lambda: targets[4]["error"].update(example="three"),
+    }
+    change[where]()
+    return data
+
+
+BROKEN = [
+    "run", "run.argv", "run.seed", "targets.examples", "targets.seconds", "targets.status",
+    "targets.failures", "targets.error", "targets.missing", "failures.property",
+    "failures.inputs", "inputs.shape", "inputs.values", "cotangents.output", "reproducer",
+    "error.inputs", "error.reproducer", "error.example",
+]  # fmt: skip
+
+
+#: Where `schema_problem` says each kind of breakage is.
+_LOCATIONS = {
+    "run": "run",
+    "targets": "targets[",
+    "failures": "targets[1].failures[0]",
+    "inputs": "targets[1].failures[0].inputs[0]",
+    "cotangents": "targets[1].failures[0].cotangents[0]",
+    "reproducer": "targets[1].failures[0].reproducer",
+    "error": "targets[4].error",
+}
+
+
+@pytest.mark.malformed_results
+@pytest.mark.parametrize("where", BROKEN)
+def test_a_broken_results_file_fails_validation_and_the_cli_says_so(
+    tmp_path: Path, where: str, capsys, schema_check
+) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+
+    from fuzzgrad.integrations.cli import main
+    from fuzzgrad.report.results import schema, schema_problem
+
+    data = _broken(where)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema())
+    problem = schema_problem(data)  # the loader's own check agrees, and says where
+    assert problem is not None and problem.startswith(_LOCATIONS[where.split(".")[0]]), problem
+    report = tmp_path / "report"
+    report.mkdir()
+    _write(report, data)
+    with pytest.raises(AssertionError, match="breaks fuzzgrad/report/results.schema.json"):
+        schema_check(report)  # what checks every report the test suite writes
+    for argv in (["report", str(report)], ["report", "--compare", str(report), str(report)],
+                 ["repro", "0123456789ab", "--report", str(report)]):  # fmt: skip
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert "malformed" in err and "Traceback" not in err

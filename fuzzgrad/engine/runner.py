@@ -34,7 +34,13 @@ from fuzzgrad.engine import explore as _explore
 from fuzzgrad.engine.hypothesis_compat import set_database_key, set_seed
 from fuzzgrad.engine.records import STATUSES, FailureRecord, TargetResult, verdict
 from fuzzgrad.errors import InvalidRegistration
-from fuzzgrad.properties.checker import Checker, Discard, PropertyFailure, describe_inputs
+from fuzzgrad.properties.checker import (
+    Checker,
+    Discard,
+    PropertyFailure,
+    describe_cotangents,
+    describe_inputs,
+)
 from fuzzgrad.strategies import cases
 
 if sys.version_info < (3, 11):  # Hypothesis depends on the backport there
@@ -212,11 +218,16 @@ class _TargetRun:
             return {}
         except InvalidRegistration as exc:
             raise RegistrationAbort(exc) from exc
+        except Exception as exc:
+            # fuzzgrad itself raised: its error record names this example (see `_error`)
+            with contextlib.suppress(AttributeError, TypeError):
+                exc._fuzzgrad_running = (case, self.checker.stats.examples)  # type: ignore[attr-defined]
+            raise
         for prop, exc in failures.items():
             if prop not in self.found:
                 self.found[prop] = self.checker.stats.examples
                 if self.on_finding is not None:
-                    info = {"message": exc.message, "inputs": describe_inputs(case)}
+                    info = {"message": exc.message, "inputs": describe_inputs(case, self.target)}
                     self.on_finding(prop, info)
         return failures
 
@@ -260,7 +271,7 @@ class _TargetRun:
                 if isinstance(e, PropertyFailure) and e.case is not None:
                     self.failures.append(self.record(e))
                 else:
-                    self.errors.append(_exception_error(e))
+                    self.errors.append(self.exception_error(e))
 
     def hypothesis_rounds(self) -> None:
         """Hypothesis generates every case. The first failing property of a case hides the
@@ -319,7 +330,7 @@ class _TargetRun:
             self.hand_off(data, database, only)
             if len(self.errors) > before or not isinstance(exc, PropertyFailure):
                 if not isinstance(exc, PropertyFailure) and len(self.errors) == before:
-                    self.errors.append(_exception_error(exc))
+                    self.errors.append(self.exception_error(exc))
                 continue
             if key not in {f.property for f in self.failures} - shrunk:
                 # Hypothesis could not replay it (a nondeterministic Function): still reported,
@@ -384,7 +395,24 @@ class _TargetRun:
         return record
 
     def timeout_error(self, exc: ExampleTimeout) -> dict[str, Any]:
-        return _timeout_error(self.target, exc, self.running, self.checker.stats, self.report_dir)
+        """The ``error`` record of an example that ran too long, with a reproducer of it."""
+        example = self.checker.stats.examples
+        return _error(
+            self.target, "timeout", f"example {example} {exc}", exc, self.running, example,
+            self.report_dir, self.timeout, self.checker.properties, diagnosis="hangs",
+        )  # fmt: skip
+
+    def exception_error(self, e: BaseException) -> dict[str, Any]:
+        """The ``error`` record of an exception fuzzgrad raised, naming (and reproducing) the
+        example it raised on when it came from one."""
+        case, example = getattr(e, "_fuzzgrad_running", (None, None))
+        message = f"{type(e).__name__}: {e}"
+        if case is not None:
+            message = f"example {example} raised {message}"
+        return _error(
+            self.target, "exception", message, e, case, example, self.report_dir, self.timeout,
+            self.checker.properties, diagnosis=f"fuzzgrad raises {type(e).__name__}",
+        )  # fmt: skip
 
 
 @dataclass
@@ -454,14 +482,6 @@ def _registration_error(target, exc: InvalidRegistration, started: float, checke
     )
 
 
-def _exception_error(e: BaseException) -> dict[str, Any]:
-    return {
-        "kind": "exception",
-        "message": f"{type(e).__name__}: {e}",
-        "traceback": "".join(traceback.format_exception(e))[-4000:],
-    }
-
-
 def db_key(target) -> str:
     """The target's folder name in a folder database (its `Target.key`, file-safe)."""
     from fuzzgrad.registry.target import file_safe
@@ -501,38 +521,38 @@ def _record(target, exc: PropertyFailure, stats, report_dir) -> FailureRecord:
         factors,
         path,
         stats.first_failure.get(prop),
-        describe_inputs(case),
+        describe_inputs(case, target),
         case,
+        cotangents=describe_cotangents(case),
     )
 
 
-def _timeout_error(target, exc: ExampleTimeout, case, stats, report_dir) -> dict[str, Any]:
-    """The ``error`` record of a target whose example hung, with a reproducer of that example."""
+def _error(
+    target, kind, message, exc, case, example, report_dir, timeout, properties, *, diagnosis
+) -> dict[str, Any]:
+    """An ``error`` record: with the example that was running (its number, its inputs and a
+    reproducer of it) when there was one."""
     from fuzzgrad.report.reproducer import write_reproducer
 
     error: dict[str, Any] = {
-        "kind": "timeout",
-        "message": f"example {stats.examples} {exc}",
+        "kind": kind,
+        "message": message,
         "traceback": "".join(traceback.format_exception(exc))[-4000:],
         "reproducer": None,
-        "example": stats.examples,
     }
-    if case is not None:
-        error["inputs"] = describe_inputs(case)
-        if report_dir is not None:
-            try:
-                error["reproducer"] = str(
-                    write_reproducer(
-                        Path(report_dir),
-                        target,
-                        "timeout",
-                        case,
-                        message=error["message"],
-                        diagnosis="hangs",
-                    )
-                )
-            except Exception as e:  # noqa: BLE001 - the timeout itself must not be lost
-                error["message"] += f" (no reproducer: {type(e).__name__}: {e})"
+    if case is None:
+        return error
+    error["example"] = example
+    error["inputs"] = describe_inputs(case, target)
+    if report_dir is not None:
+        try:
+            path = write_reproducer(
+                Path(report_dir), target, kind, case, message=message, diagnosis=diagnosis,
+                example_timeout=timeout, properties=properties,
+            )  # fmt: skip
+            error["reproducer"] = str(path)
+        except Exception as e:  # noqa: BLE001 - the error itself must not be lost
+            error["message"] += f" (no reproducer: {type(e).__name__}: {e})"
     return error
 
 

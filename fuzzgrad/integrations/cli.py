@@ -173,7 +173,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    args.argv = argv  # for the report, as given (its credentials redacted there)
     from fuzzgrad.errors import FuzzgradError
 
     try:
@@ -186,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _report(args)
     except FuzzgradError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(str(exc))
     return EXIT_USAGE
 
 
@@ -198,10 +199,13 @@ def _load(specs, names=None):
 
 
 def _list(args) -> int:
+    from fuzzgrad.report.common import terminal_safe
+
     for t in _load(args.targets):
         xfail = f"  [xfail: {t.xfail}]" if t.xfail else ""
         refs = "+".join(n for n, r in (("torch", t.reference), ("jax", t.jax_reference)) if r)
-        print(f"{t.name:32s} {t.module:36s} refs={refs or 'none'}{xfail}")
+        line = f"{t.name:32s} {t.module:36s} refs={refs or 'none'}{xfail}"
+        print(terminal_safe(line, newlines=False))
     return EXIT_OK
 
 
@@ -280,17 +284,19 @@ def _fuzz(args) -> int:
     if args.report is None:
         _point_latest(report)
     from fuzzgrad.nightly.recorder import Recorder
+    from fuzzgrad.report.common import redact
     from fuzzgrad.report.results import run_info
 
     info = run_info(
-        argv=["fuzzgrad", *sys.argv[1:]],
+        # what the report shows of the command: without a password a database URL carries
+        argv=[redact(a) for a in ["fuzzgrad", *args.argv]],
         seed=plan.seed,
         max_examples=args.max_examples,
         budget_seconds=plan.budget,
         shard="/".join(map(str, options["shard"])) if options["shard"] else None,
         jobs=plan.jobs,
         isolate=plan.isolate,
-        database=_public_database(database),
+        database=redact(database) if database else None,
     )
     recorder = Recorder(plan, info)
     try:
@@ -318,36 +324,50 @@ def _fuzz(args) -> int:
 
 
 def _usage(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    from fuzzgrad.report.common import terminal_safe
+
+    print(f"error: {terminal_safe(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
-def _public_database(database: str | None) -> str | None:
-    """The database for the report, without a password a Redis URL may carry."""
-    import re
-
-    return re.sub(r"//[^@/]*@", "//***@", database) if database else None
-
-
 def _report(args) -> int:
+    from fuzzgrad.report.common import terminal_safe
     from fuzzgrad.report.compare import compare, format_comparison
     from fuzzgrad.report.results import load_results
 
     if args.compare:
         old, new = (load_results(p) for p in args.compare)
         cmp = compare(old, new)
-        print(format_comparison(cmp), end="")
+        print(terminal_safe(format_comparison(cmp)), end="")
         return EXIT_FAILED if cmp["new"] or cmp["new_errors"] else EXIT_OK
     if args.dir is None:
         return _usage("give a report directory, or --compare OLD NEW")
     from fuzzgrad.nightly.recorder import render_reports
 
-    directory = args.dir if args.dir.is_dir() else args.dir.parent
-    load_results(directory)
-    render_reports(directory, args.baseline)
+    directory = _report_folder(args.dir)
+    baseline = None if args.baseline is None else _report_folder(args.baseline)
+    for folder in (baseline, directory):
+        if folder is not None:
+            load_results(folder)  # a malformed file is an error here, not a traceback later
+    render_reports(directory, baseline)
     for name in ("junit.xml", "summary.md", "index.html"):
         print(directory / name)
     return EXIT_OK
+
+
+def _report_folder(path: Path) -> Path:
+    """The report folder ``path`` names: the folder itself, or the folder of its results.json
+    (``fuzzgrad report DIR/typo`` is an error, not a re-render of DIR)."""
+    from fuzzgrad.report.results import ResultsFormatError
+
+    if path.is_dir():
+        return path
+    if path.is_file() and path.name == "results.json":
+        return path.parent
+    what = "is not a report folder or its results.json" if path.exists() else "does not exist"
+    raise ResultsFormatError(
+        f"{str(path)!r} {what}; give the folder a `fuzzgrad fuzz` run wrote (its --report)"
+    )
 
 
 def _repro(args) -> int:
@@ -356,10 +376,11 @@ def _repro(args) -> int:
     from fuzzgrad.errors import ReproducerError
     from fuzzgrad.report.reproducer import read_reproducer
 
-    path = Path(args.file)
-    if not path.is_file():
-        if args.file.endswith(".py") or os.sep in args.file:
+    if _is_path(args.file):
+        path = Path(args.file)
+        if not path.is_file():
             raise ReproducerError(f"fuzzgrad: no such reproducer file: {args.file}")
+    else:  # a failure id: only ever a reproducer inside the report folder
         path = _find_reproducer(args.file, args.report)
     data = read_reproducer(path)  # fails clearly on a file that is not a reproducer
     if args.pytest:
@@ -370,13 +391,19 @@ def _repro(args) -> int:
     return subprocess.call([sys.executable, str(path)])
 
 
+def _is_path(text: str) -> bool:
+    """Whether ``fuzzgrad repro`` was given a file (``*.py`` or a path), not a failure id."""
+    return text.endswith(".py") or any(sep and sep in text for sep in (os.sep, os.altsep))
+
+
 def _find_reproducer(failure_id: str, report: Path) -> Path:
     """The reproducer of a failure in a report, by signature (or a prefix) or target name."""
     from fuzzgrad.errors import ReproducerError
     from fuzzgrad.report.common import failure_signature
     from fuzzgrad.report.results import load_results
 
-    results = load_results(report)
+    folder = _report_folder(report)
+    results = load_results(folder)
     found: dict[str, str] = {}
     for record in results["targets"]:
         name = record["name"]
@@ -393,12 +420,32 @@ def _find_reproducer(failure_id: str, report: Path) -> Path:
             f"fuzzgrad: {what} {failure_id!r} in {report}"
             + (f": {', '.join(found)}; give more of the signature" if found else "")
         )
-    path = Path(next(iter(found.values())))
-    if not path.is_file():  # recorded relative to where the run started
-        path = Path(report) / path.name
-    if not path.is_file():
-        raise ReproducerError(f"fuzzgrad: the reproducer of {failure_id!r} is gone: {path}")
-    return path
+    return _inside(folder, next(iter(found.values())), failure_id)
+
+
+def _inside(folder: Path, recorded: str, failure_id: str) -> Path:
+    """The file a report records as a reproducer, found inside the report folder and only
+    there: a relative path is read against the folder (never the current one), a path that no
+    longer exists by its tail under the folder (a report that was moved or downloaded), and a
+    file outside the folder, or a link out of it, is refused."""
+    from fuzzgrad.errors import ReproducerError
+
+    root = folder.resolve()
+    parts = Path(recorded).parts
+    outside = None
+    for i in range(len(parts)):
+        candidate = (root / Path(*parts[i:])).resolve()  # an absolute path stays itself
+        if not candidate.is_file():
+            continue
+        if candidate.is_relative_to(root):
+            return candidate
+        outside = outside or candidate
+    if outside is not None:
+        raise ReproducerError(
+            f"fuzzgrad: the reproducer of {failure_id!r} is outside the report folder {folder} "
+            f"({outside}); refusing to run it. Run it by its path if you trust it."
+        )
+    raise ReproducerError(f"fuzzgrad: the reproducer of {failure_id!r} is gone: {recorded}")
 
 
 def _regression_name(data: dict) -> str:

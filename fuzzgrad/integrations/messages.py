@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fuzzgrad.report.common import terminal_safe
+
 
 class TargetFailed(AssertionError):
     """A target's property does not hold (or, for a known bug, another property fails).
@@ -51,7 +53,7 @@ def describe_failure(name: str, failure: Mapping[str, Any]) -> str:
     if repro:
         lines.append(f"  reproducer: {repro}")
         lines.append(f"  replay:     fuzzgrad repro {_short(repro)}")
-    return "\n".join(lines)
+    return terminal_safe("\n".join(lines))
 
 
 def describe_error(name: str, error: Mapping[str, Any]) -> str:
@@ -61,7 +63,7 @@ def describe_error(name: str, error: Mapping[str, Any]) -> str:
         lines.append(f"  replay: fuzzgrad repro {_short(error['reproducer'])}")
     if error.get("traceback"):
         lines.append(error["traceback"].rstrip()[-2000:])
-    return "\n".join(lines)
+    return terminal_safe("\n".join(lines))
 
 
 def describe_failures(result: Mapping[str, Any], properties: Iterable[str] | None = None) -> str:

@@ -69,15 +69,34 @@ def parse_options(args) -> dict[str, Any]:
             raise ValueError(f"--shard takes I/N with 1 <= I <= N (e.g. 2/4), not {args.shard!r}")
         out["shard"] = (int(i), int(n))
     if args.max_memory is not None:
-        units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-        text = args.max_memory.strip().upper().removesuffix("B")
-        number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "")
-        try:
-            out["max_memory"] = int(float(number) * units[unit])
-        except ValueError:
-            bad = args.max_memory
-            raise ValueError(f"--max-memory takes a size like 16G, not {bad!r}") from None
+        out["max_memory"] = parse_memory(args.max_memory)
     return out
+
+
+#: The smallest ``--max-memory``: a worker needs about 2 GiB of address space to import torch
+#: and JAX (VmPeak 1.9 GiB measured on CPU), so less would end every target as a crash.
+MIN_MEMORY = 2 * 2**30
+#: The largest address-space limit ``setrlimit`` takes (a signed 64-bit count of bytes).
+MAX_MEMORY = 2**63 - 1
+
+
+def parse_memory(text: str) -> int:
+    """``--max-memory``: ``16G``, ``512M``, ``1.5T``, ``16GB``, ``16GiB`` or plain bytes, from
+    2 GiB (what a worker needs) up; a ValueError says what is wrong."""
+    import re
+    from fractions import Fraction
+
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
+    found = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGTP]?)(?:I?B)?\s*", text.upper())
+    if found is None:
+        raise ValueError(f"--max-memory takes a size like 16G or 512M, not {text!r}")
+    size = int(Fraction(found.group(1)) * units[found.group(2)])  # exact: no float overflow
+    if not MIN_MEMORY <= size <= MAX_MEMORY:
+        raise ValueError(
+            f"--max-memory {text.strip()!r} is out of range: give at least 2G (what a worker "
+            "needs to import torch and JAX) and at most 8E"
+        )
+    return size
 
 
 def shard(targets: list[Any], index: int, count: int) -> list[Any]:

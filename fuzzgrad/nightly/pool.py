@@ -286,6 +286,7 @@ def _lost(worker: _Worker, plan: Plan, scratch: Path, recorder) -> None:
     if case_file.exists() and n:
         data = json.loads(case_file.read_text())
         if data.get("target") == name:
+            error["example"] = data.get("example", n)
             error["inputs"] = data.get("inputs")
             error["reproducer"] = _rebuild_reproducer(plan, name, kind, data, message)
     record = {
@@ -301,20 +302,10 @@ def _lost(worker: _Worker, plan: Plan, scratch: Path, recorder) -> None:
     recorder.done(name, record)
 
 
-def _decode(value: Any) -> Any:
-    from fuzzgrad.report.reproducer import decode_tensor
-
-    if "literal" in value:
-        return value["literal"]
-    if "sequence" in value:
-        seq = [_decode(v) for v in value["sequence"]]
-        return tuple(seq) if value["tuple"] else seq
-    return decode_tensor(value["tensor"])
-
-
 def _rebuild_reproducer(plan: Plan, name: str, kind: str, data: dict, message: str) -> str | None:
-    """A reproducer of the example a dead worker was running (inputs only: no cotangents)."""
-    from fuzzgrad.report.reproducer import write_reproducer
+    """A reproducer of the example a dead worker was running: its inputs and cotangent recipes
+    (the cotangents themselves are made from them when the example runs)."""
+    from fuzzgrad.report.reproducer import decode_recipes, decode_value, write_reproducer
     from fuzzgrad.strategies import Case
 
     if "args" not in data:
@@ -322,16 +313,17 @@ def _rebuild_reproducer(plan: Plan, name: str, kind: str, data: dict, message: s
     target = next(t for t in plan.targets if t.name == name)
     try:
         grad = tuple(data["requires_grad"])
-        case = Case(  # no cotangent recipe: the worker died before it made cotangents
-            tuple(_decode(a) for a in data["args"]),
+        case = Case(
+            tuple(decode_value(a) for a in data["args"]),
             grad,
-            (),
+            decode_recipes(data.get("cotangent_recipes") or []),
             notes={"wrt": [i for i, g in enumerate(grad) if g]},
         )
         diagnosis = "crashes the process" if kind == "crash" else "hangs"
         path = write_reproducer(
-            plan.report_dir, target, kind, case, message=message, diagnosis=diagnosis
-        )
+            plan.report_dir, target, kind, case, message=message, diagnosis=diagnosis,
+            example_timeout=plan.example_timeout, properties=plan.properties,
+        )  # fmt: skip
         return str(path)
     except Exception:  # noqa: BLE001 - the error record matters more than its reproducer
         return None

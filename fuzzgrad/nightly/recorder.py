@@ -154,22 +154,27 @@ def _error_record(plan: Plan, name: str, kind: str, message: str) -> dict[str, A
 
 
 def print_record(record: dict[str, Any]) -> None:
-    """One plain line per finished target (and a few for its failures or error)."""
-    print(
+    """One plain line per finished target (and a few for its failures or error); what came
+    from the target (its name, messages) cannot restyle the terminal or fake lines."""
+    from fuzzgrad.report.common import terminal_safe
+
+    def say(text: str) -> None:
+        print(terminal_safe(text, newlines=False))
+
+    say(
         f"{record['name']:28s} {record['status'].upper():8s} {record.get('examples', 0):5d} "
-        f"examples {record.get('seconds') or 0:6.1f}s",
-        flush=True,
+        f"examples {record.get('seconds') or 0:6.1f}s"
     )
     for f in record.get("failures") or []:
-        print(f"    {f.get('property')}: {f.get('message')}")
-        print(f"    diagnosis: {f.get('diagnosis')}")
+        say(f"    {f.get('property')}: {f.get('message')}")
+        say(f"    diagnosis: {f.get('diagnosis')}")
         if f.get("reproducer"):
-            print(f"    reproducer: fuzzgrad repro {os.path.relpath(f['reproducer'])}")
+            say(f"    reproducer: fuzzgrad repro {os.path.relpath(f['reproducer'])}")
     error = record.get("error")
     if error:
-        print(f"    error ({error.get('kind')}): {error.get('message')}")
+        say(f"    error ({error.get('kind')}): {error.get('message')}")
         if error.get("reproducer"):
-            print(f"    reproducer: fuzzgrad repro {os.path.relpath(error['reproducer'])}")
+            say(f"    reproducer: fuzzgrad repro {os.path.relpath(error['reproducer'])}")
     sys.stdout.flush()
 
 
@@ -186,6 +191,11 @@ class _Live:
     def render(self):
         from rich.table import Table
         from rich.text import Text
+
+        from fuzzgrad.report.common import terminal_safe
+
+        def safe(name: str) -> str:
+            return terminal_safe(name, newlines=False)
 
         r = self.recorder
         plan = r.plan
@@ -212,12 +222,13 @@ class _Live:
         table.add_row(head)
         for name, n in running.items():
             since = r.running.get(name, time.monotonic())
-            table.add_row(Text(f"  > {name:28s} {n:6d} examples {time.monotonic() - since:6.1f}s"))
+            line = f"  > {safe(name):28s} {n:6d} examples {time.monotonic() - since:6.1f}s"
+            table.add_row(Text(line))
         for record in r.ordered()[-8:]:
             style = {"passed": "green", "xfailed": "yellow"}.get(record["status"], "bold red")
             table.add_row(
                 Text.assemble(
-                    f"    {record['name']:28s} ",
+                    f"    {safe(record['name']):28s} ",
                     (f"{record['status'].upper():8s}", style),
                     f" {record.get('examples', 0):6d} examples {record.get('seconds') or 0:6.1f}s",
                 )

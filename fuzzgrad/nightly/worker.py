@@ -149,20 +149,23 @@ def merge_results(target, results: list):
     )
 
 
-def dump_case(path: Path, name: str, case) -> None:
-    """Write the example about to run, so the parent can reproduce it if this process dies."""
+def dump_case(path: Path, target, case, example: int) -> None:
+    """Write the example about to run (its number, inputs and cotangent recipes), so the parent
+    can say what was running, and reproduce it, if this process dies."""
     from fuzzgrad.properties.checker import describe_inputs
-    from fuzzgrad.report.reproducer import encode_value
+    from fuzzgrad.report.reproducer import encode_recipes, encode_value
 
+    data: dict[str, Any] = {
+        "target": target.name,
+        "example": example,
+        "inputs": describe_inputs(case, target),
+    }
     try:
-        data = {
-            "target": name,
-            "args": [encode_value(a) for a in case.args],
-            "requires_grad": list(case.requires_grad),
-            "inputs": describe_inputs(case),
-        }
+        data["args"] = [encode_value(a) for a in case.args]
+        data["requires_grad"] = list(case.requires_grad)
+        data["cotangent_recipes"] = encode_recipes(case.cotangents)
     except Exception:  # noqa: BLE001 - an argument we cannot encode: keep the description only
-        data = {"target": name, "inputs": describe_inputs(case)}
+        data.pop("args", None)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(path)
@@ -215,7 +218,7 @@ def worker_main(conn, beat, scratch: str, options: dict[str, Any]) -> None:
 
         def on_example(case, name=name):
             beat[BEAT_EXAMPLES] += 1
-            dump_case(case_file, name, case)
+            dump_case(case_file, targets[name], case, int(beat[BEAT_EXAMPLES]))
             beat[BEAT_STARTED] = time.monotonic()
 
         result = fuzz_for(

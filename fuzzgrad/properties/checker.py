@@ -9,6 +9,7 @@ is discarded and counted.
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -18,30 +19,67 @@ from fuzzgrad.oracles.evaluation import floating
 from fuzzgrad.oracles.torch_ref import torch_oracle
 from fuzzgrad.properties.base import Discard, PropertyFailure, Skip, failure_type
 from fuzzgrad.properties.case import CaseRun, materialise
+from fuzzgrad.registry.target import argument_names
+from fuzzgrad.strategies import describe_layout
 from fuzzgrad.verdict.compare import tolerance
 from fuzzgrad.verdict.judge import JAX_COMPILE_SHARE, Judge
 from fuzzgrad.verdict.stats import Stats
 
+#: Tensors with at most this many elements have their values in reports (as reproducers do).
+MAX_SHOWN_VALUES = 16
 
-def describe_inputs(case) -> list[dict]:
-    """Per argument: shape, dtype, stride, storage offset, device, requires_grad (or a value)."""
+
+def describe_inputs(case, target=None) -> list[dict]:
+    """Per argument: its name in the Function's signature (when ``target`` is given), then
+    shape, dtype, stride, storage offset, layout, device, requires_grad and, for a tensor of at
+    most `MAX_SHOWN_VALUES` elements, its values; or the ``value`` of a non-tensor argument."""
+    names = argument_names(target, len(case.args)) if target is not None else None
     out = []
     for i, a in enumerate(case.args):
+        entry: dict = {"index": i}
+        if names is not None:
+            entry["name"] = names[i]
         if isinstance(a, torch.Tensor):
-            out.append(
-                {
-                    "index": i,
-                    "shape": list(a.shape),
-                    "dtype": str(a.dtype).replace("torch.", ""),
-                    "stride": list(a.stride()),
-                    "storage_offset": a.storage_offset(),
-                    "device": str(a.device),
-                    "requires_grad": bool(case.requires_grad[i]),
-                }
-            )
+            entry.update(describe_tensor(a))
+            entry["requires_grad"] = bool(case.requires_grad[i])
         else:
-            out.append({"index": i, "value": repr(a)[:200]})
+            entry["value"] = repr(a)[:200]
+        out.append(entry)
     return out
+
+
+def describe_cotangents(case) -> list[dict]:
+    """The cotangents (``grad_output``) the case used, one per output that got one: its index,
+    then what `describe_tensor` says."""
+    return [
+        {"output": k, **describe_tensor(c)}
+        for k, c in enumerate(case.notes.get("cotangents") or ())
+        if isinstance(c, torch.Tensor)
+    ]
+
+
+def describe_tensor(t: torch.Tensor) -> dict:
+    """Shape, dtype, stride, storage offset, layout kind, device and (when small) values."""
+    out = {
+        "shape": list(t.shape),
+        "dtype": str(t.dtype).replace("torch.", ""),
+        "stride": list(t.stride()),
+        "storage_offset": t.storage_offset(),
+        "layout": describe_layout(t),
+        "device": str(t.device),
+    }
+    if t.numel() <= MAX_SHOWN_VALUES:
+        out["values"] = [_json_number(v) for v in t.detach().cpu().reshape(-1).tolist()]
+    return out
+
+
+def _json_number(v) -> int | float | bool | str:
+    """A tensor element as JSON holds it: non-finite floats and complex numbers as text."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # "nan", "inf", "-inf"
+    if isinstance(v, complex):
+        return str(v)
+    return v
 
 
 class Checker:
@@ -111,7 +149,7 @@ class Checker:
         return what in self._needs
 
     def describe(self, case) -> list[dict]:
-        return describe_inputs(case)
+        return describe_inputs(case, self.target)
 
     def differentiable(self, case) -> list[int]:
         """Indices of the floating inputs that may require grad (the "all" in subsets)."""
@@ -309,4 +347,12 @@ def _show(structure) -> str:
     return "(" + ", ".join(f"{k}{list(s) if s is not None else ''}" for k, s in structure) + ")"
 
 
-__all__ = ["Checker", "Discard", "PropertyFailure", "Stats", "describe_inputs"]
+__all__ = [
+    "Checker",
+    "Discard",
+    "PropertyFailure",
+    "Stats",
+    "describe_cotangents",
+    "describe_inputs",
+    "describe_tensor",
+]

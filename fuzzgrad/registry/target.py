@@ -161,6 +161,18 @@ def custom_op_overload(obj: Any) -> Any:
     return None
 
 
+def argument_names(target: Target, count: int) -> list[str]:
+    """The names of a target's first ``count`` positional arguments, from its Function's
+    ``forward`` (or its callable's) signature, for reports: arguments past the named ones (a
+    ``*args`` forward) are ``args[k]``, and where there is no signature to read, ``arg k``."""
+    arity = _function_arity(target.name, target.function or target.fn)
+    params = arity[0] if arity else []
+    names = list(params[:count])
+    for k in range(len(names), count):
+        names.append(f"args[{k - len(params)}]" if arity and arity[1] else f"arg {k}")
+    return names
+
+
 def property_names() -> tuple[str, ...]:
     """The properties fuzzgrad has: one module each in the ``fuzzgrad.properties`` package,
     named as the property is (read off the package's folder, so that validating a registration

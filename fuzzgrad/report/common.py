@@ -8,6 +8,7 @@ and ``failures`` may be missing (older or partial records); renderers show what 
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -83,19 +84,79 @@ def repro_command(reproducer: str) -> str:
 
 
 def describe_input(arg: Mapping[str, Any]) -> str:
-    """One line per tensor argument: ``x: float32 shape (3, 4) stride (1, 3) offset 0 cpu``."""
-    parts = [f"{arg.get('name', '?')}:", str(arg.get("dtype", "?"))]
+    """One line per argument: ``x: float32 shape (3, 4) stride (1, 3) offset 0 cpu``, then its
+    values when the record has them (small tensors), or ``n: 3`` for a non-tensor argument."""
+    return f"{arg_name(arg)}: {describe_tensor(arg)}"
+
+
+def describe_cotangent(cot: Mapping[str, Any]) -> str:
+    """One line per cotangent: ``grad_output[0]: float32 shape (3,) stride (0,) expanded cpu``."""
+    return f"grad_output[{cot.get('output', '?')}]: {describe_tensor(cot)}"
+
+
+def arg_name(arg: Mapping[str, Any]) -> str:
+    """An argument's name from the Function's signature, else ``arg <index>``."""
+    name = arg.get("name")
+    if isinstance(name, str) and name:
+        return name
+    index = arg.get("index")
+    return f"arg {index}" if isinstance(index, int) else "arg"
+
+
+def describe_tensor(arg: Mapping[str, Any]) -> str:
+    """What `describe_input` says after the name (the ``value`` of a non-tensor argument)."""
+    if "shape" not in arg and "value" in arg:
+        return str(arg["value"])
+    parts = [str(arg.get("dtype", "?"))]
     if "shape" in arg:
         parts.append(f"shape {fmt_tuple(arg['shape'])}")
     if "stride" in arg:
         parts.append(f"stride {fmt_tuple(arg['stride'])}")
     if arg.get("storage_offset"):
         parts.append(f"offset {arg['storage_offset']}")
+    if arg.get("layout") not in (None, "contiguous"):
+        parts.append(str(arg["layout"]))
     if "device" in arg:
         parts.append(str(arg["device"]))
     if arg.get("requires_grad") is False:
         parts.append("no grad")
+    if "values" in arg:
+        parts.append(f"values {fmt_values(arg)}")
     return " ".join(parts)
+
+
+def fmt_values(arg: Mapping[str, Any]) -> str:
+    """A small tensor's ``values`` (stored flat, row-major) nested by its shape, as Python writes
+    nested lists: ``[[1.0, 2.0], [3.0, nan]]``; a 0-d tensor is its one value."""
+    values = arg.get("values")
+    if not isinstance(values, list):
+        return "?"
+    shape = arg.get("shape")
+    text = [_fmt_value(v) for v in values]
+    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        return "[" + ", ".join(text) + "]"
+    size = 1
+    for n in shape:
+        size *= n
+    if size != len(text):
+        return "[" + ", ".join(text) + "]"
+    if not shape:
+        return text[0]
+
+    def nest(flat: list[str], dims: list[int]) -> str:
+        if len(dims) == 1:
+            return "[" + ", ".join(flat) + "]"
+        step = len(flat) // dims[0] if dims[0] else 0
+        rows = (nest(flat[i * step : (i + 1) * step], dims[1:]) for i in range(dims[0]))
+        return "[" + ", ".join(rows) + "]"
+
+    return nest(text, shape)
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
 
 
 def fmt_tuple(values: Any) -> str:
@@ -119,3 +180,37 @@ def error_line(record: Mapping[str, Any]) -> str:
         return ""
     kind, message = error.get("kind"), error.get("message")
     return ": ".join(str(x) for x in (kind, message) if x)
+
+
+#: ``scheme://user:password@`` (or ``scheme://token@``) in a URL: the part a report must not
+#: show. Any scheme: Redis, and whatever database a later version accepts.
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#\"'\\<>]*@")
+#: A secret passed as a URL query parameter (``redis://host/0?password=...``).
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&;](?:password|passwd|pwd|pass|secret|token|auth|access_token|api_key)=)"
+    r"[^&#\s\"'\\<>]*"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of any URL in it replaced by ``***``: the user and password
+    of ``redis://user:password@host`` and secrets in its query (``?password=...``). Safe on
+    JSON text: a match never reaches past a quote or a backslash."""
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
+    return _QUERY_SECRET.sub(r"\1***", text)
+
+
+def terminal_safe(text: Any, *, newlines: bool = True) -> str:
+    """``text`` safe to print: control characters (ANSI escape sequences start with one),
+    Unicode line and paragraph separators and bidirectional overrides are shown as escapes
+    (``\\x1b``), so a target's name or exception message cannot restyle, move the cursor or
+    fake lines. Newlines and tabs are kept unless ``newlines`` is False."""
+    out = []
+    for ch in str(text):
+        if ch in "\n\t" and newlines:
+            out.append(ch)
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)

@@ -16,9 +16,11 @@ class EventLog:
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
 
     def write(self, event: str, **fields: Any) -> None:
+        from fuzzgrad.report.common import redact
         from fuzzgrad.report.results import now
 
         line = json.dumps({"event": event, "time": now(), **fields}, sort_keys=True, default=str)
+        line = redact(line)  # no credential reaches the log (a database URL in a message)
         self.file.write(line + "\n")
         self.file.flush()
         os.fsync(self.file.fileno())

@@ -1,28 +1,34 @@
 """The static HTML report: one self-contained ``index.html`` with inline CSS and SVG charts.
 
 No scripts and no external URLs, so it opens from a CI artefact, a file share or an e-mail
-attachment alike. Every piece of text from the results is escaped; nothing in it is trusted.
+attachment alike. The page is a Jinja2 template (``templates/index.html.j2``) rendered with
+autoescape on: every piece of text from the results is escaped by Jinja2, none by hand. This
+module only turns a results document into what the template shows (rows, cards, chart
+geometry).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shlex
 from collections.abc import Mapping
-from html import escape
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from fuzzgrad.report.common import (
+    arg_name,
     error_line,
     failures_of,
     fmt_seconds,
     fmt_tuple,
+    fmt_values,
     grouped_failures,
     ordered_targets,
+    redact,
     repro_command,
     status_counts,
 )
@@ -37,56 +43,18 @@ _STATUS_COLOURS = {  # (text, background)
 _GREEN, _RED, _AMBER, _BLUE = "#22c55e", "#ef4444", "#f59e0b", "#3b82f6"
 _DTYPE_ORDER = ("float64", "float32", "float16", "bfloat16", "complex128", "complex64")
 
-_CSS = """
-*{box-sizing:border-box}
-body{margin:0;background:#f4f5f7;color:#1f2937;
-  font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{max-width:1180px;margin:0 auto;padding:24px 28px 48px}
-h1{font-size:26px;margin:0 0 4px}
-h2{font-size:19px;margin:32px 0 12px;padding-bottom:6px;border-bottom:1px solid #d1d5db}
-h3{font-size:15px;margin:0 0 8px}
-code,pre{font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-pre{background:#f3f4f6;border-radius:6px;padding:8px 10px;margin:6px 0;white-space:pre-wrap;
-  word-break:break-word}
-a{color:#1d4ed8}.muted{color:#6b7280}
-header{background:#111827;color:#f9fafb;border-radius:10px;padding:20px 24px}
-header .muted{color:#9ca3af}
-.pills{margin:12px 0 14px}
-.pill{display:inline-block;border-radius:999px;padding:3px 12px;margin:0 6px 6px 0;font-weight:600}
-.runinfo{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:6px 18px;
-  margin:0}
-.runinfo div{min-width:0}.runinfo dd{margin:0;overflow-wrap:anywhere}
-.runinfo dt{color:#9ca3af;font-size:11.5px;text-transform:uppercase;letter-spacing:.04em}
-table{border-collapse:collapse;background:#fff;border-radius:8px;overflow:hidden;
-  box-shadow:0 1px 2px rgba(0,0,0,.06)}
-th,td{padding:6px 10px;text-align:left;border-bottom:1px solid #eceef1;vertical-align:top}
-th{background:#f9fafb;font-size:12px;color:#4b5563;text-transform:uppercase;letter-spacing:.03em}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-table.verdicts{width:100%}table.verdicts td:first-child{border-left:4px solid transparent}
-.badge{display:inline-block;border-radius:4px;padding:1px 7px;font-size:12px;font-weight:600}
-.tag{display:inline-block;border-radius:4px;padding:0 6px;font-size:12px;background:#e5e7eb;
-  margin-left:6px;font-weight:500}
-.tag.new{background:#dc2626;color:#fff}
-.card{background:#fff;border-radius:8px;padding:14px 16px;margin:0 0 12px;min-width:0;
-  box-shadow:0 1px 2px rgba(0,0,0,.08);border-left:4px solid #d1d5db}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:12px;
-  align-items:start}
-.grid .card{margin:0}
-h3 code{font-size:13.5px}
-.diag{font-size:15px;font-weight:600;margin:2px 0 6px}
-.kv{margin:6px 0 0;color:#374151}.kv b{color:#6b7280;font-weight:500}
-table.inputs{box-shadow:none;margin:6px 0;font-size:12.5px}
-table.inputs th,table.inputs td{padding:3px 8px}
-.charts{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
-.chart h3{font-size:13px;color:#374151;margin:8px 0 2px}
-.note{font-size:11.5px}
-table.heat td{text-align:center;min-width:64px;font-variant-numeric:tabular-nums}
-table.heat th[scope=row]{text-transform:none;font-size:12.5px}
-.cmp{display:grid;grid-template-columns:repeat(3,1fr);gap:12px}.cmp ul{margin:0;padding-left:18px}
-.cmp .big{font-size:28px;font-weight:700}
-details summary{cursor:pointer;color:#374151}
-footer{margin-top:36px;color:#6b7280;font-size:12px}
-"""
+
+@functools.cache
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("fuzzgrad.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def write_html(
@@ -107,42 +75,32 @@ def render_html(
     """The report page as a string; ``report_dir`` is where it will live (for relative links)."""
     records = ordered_targets(results)
     new_sigs = {e.get("signature") for e in (comparison or {}).get("new", [])}
-    body = [_header(results, records)]
-    if comparison is not None:
-        body.append(_comparison(comparison))
-    body.append(_verdicts(records))
+    report_dir = Path(report_dir)
+    sections = []
     for title, anchor, known in (
         ("Failures", "failures", False),
         ("Known bugs (xfailed)", "known-bugs", True),
     ):
         cards = [
-            _failure_card(r, g, Path(report_dir), g[0] in new_sigs)
+            _failure_card(r, g, report_dir, g[0] in new_sigs)
             for r, g in failures_of(records, known=known)
         ]
         if cards:
-            body.append(f'<h2 id="{anchor}">{title} ({len(cards)})</h2>{"".join(cards)}')
-    errors = [_error_card(r) for r in records if r.get("status") == "error"]
-    if errors:
-        body.append(f'<h2 id="errors">Errors ({len(errors)})</h2>{"".join(errors)}')
-    body.append(_coverage([r.get("coverage") for r in records]))
-    body.append('<h2 id="per-target">Per target</h2><div class="grid">')
-    body.extend(_target_card(r) for r in records)
-    body.append(
-        f"</div><footer>Generated by fuzzgrad {_e(results.get('fuzzgrad_version') or '')} from "
-        f"results format {_e(results.get('format_version'))}. A static page: no scripts, no "
-        "external resources.</footer>"
-    )
+            sections.append({"title": title, "anchor": anchor, "cards": cards})
     counts = ", ".join(f"{n} {s}" for s, n in status_counts(results).items()) or "no targets"
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>fuzzgrad report: {_e(counts)}</title><style>{_CSS}</style></head>"
-        f"<body><main>{''.join(body)}</main></body></html>\n"
-    )
-
-
-def _e(value: Any) -> str:
-    return escape("" if value is None else str(value), quote=True)
+    page = {
+        "counts": counts,
+        "header": _header(results, records),
+        "comparison": None if comparison is None else _comparison(comparison),
+        "verdicts": [_verdict_row(r) for r in records],
+        "sections": sections,
+        "errors": [_error_card(r, report_dir) for r in records if r.get("status") == "error"],
+        "coverage": _coverage([r.get("coverage") for r in records]),
+        "targets": [_target_card(r) for r in records],
+        "fuzzgrad_version": results.get("fuzzgrad_version") or "",
+        "format_version": results.get("format_version"),
+    }
+    return _environment().get_template("index.html.j2").render(page)
 
 
 def _anchor(name: Any) -> str:
@@ -158,24 +116,17 @@ def _colours(status: Any) -> str:
     return f"color:{fg};background:{bg}"
 
 
-def _badge(status: Any) -> str:
-    return f'<span class="badge" style="{_colours(status)}">{_e(status)}</span>'
-
-
 def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _header(results: Mapping[str, Any], records: list[dict[str, Any]]) -> str:
-    run = results.get("run") or {}
-    pills = "".join(
-        f'<span class="pill" style="{_colours(s)}">{n} {_e(s)}</span>'
-        for s, n in status_counts(results).items()
-    )
+def _header(results: Mapping[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    run = results.get("run") if isinstance(results.get("run"), dict) else {}
     examples = sum(r["examples"] for r in records if _is_num(r.get("examples")))
     seconds = f"{fmt_seconds(run['seconds'])} s" if _is_num(run.get("seconds")) else None
     budget = run.get("budget_seconds")
     argv = run.get("argv")
+    command = shlex.join(map(str, argv)) if isinstance(argv, list) else argv
     facts = [
         ("started", run.get("started")),
         ("finished", run.get("finished")),
@@ -188,106 +139,59 @@ def _header(results: Mapping[str, Any], records: list[dict[str, Any]]) -> str:
         ("torch", run.get("torch_version")),
         ("jax", run.get("jax_version")),
         ("host", run.get("hostname")),
-        ("command", shlex.join(map(str, argv)) if isinstance(argv, list) else argv),
+        ("database", redact(str(run["database"])) if run.get("database") else None),
+        ("command", redact(str(command)) if command is not None else None),
     ]
-    info = "".join(f"<div><dt>{k}</dt><dd>{_e(v)}</dd></div>" for k, v in facts if v is not None)
-    subtitle = " &middot; ".join(
-        x for x in (f"{len(records)} targets", f"{examples} examples", _e(seconds or "")) if x
-    )
-    return (
-        f'<header><h1>fuzzgrad report</h1><div class="muted">{subtitle}</div>'
-        f'<div class="pills">{pills}</div><dl class="runinfo">{info}</dl></header>'
-    )
+    return {
+        "subtitle": [x for x in (f"{len(records)} targets", f"{examples} examples", seconds) if x],
+        "pills": [(n, s, _colours(s)) for s, n in status_counts(results).items()],
+        "facts": [(k, v) for k, v in facts if v is not None],
+    }
 
 
-def _comparison(cmp: Mapping[str, Any]) -> str:
-    cols = []
-    for title, key, colour in (
-        ("New", "new", "#b91c1c"),
-        ("Fixed", "fixed", "#166534"),
-        ("Still failing", "still_failing", "#854d0e"),
-    ):
-        entries = cmp.get(key) or []
-        items = "".join(
-            f"<li><code>{_e(e.get('target'))}</code> {_e(e.get('property'))}"
-            + ("<span class=tag>xfail</span>" if e.get("status") == "xfailed" else "")
-            + f'<div class="muted">{_e(e.get("diagnosis") or "")}</div></li>'
-            for e in entries
+def _comparison(cmp: Mapping[str, Any]) -> dict[str, Any]:
+    columns = [
+        {"title": title, "colour": colour, "entries": list(cmp.get(key) or [])}
+        for title, key, colour in (
+            ("New", "new", "#b91c1c"),
+            ("Fixed", "fixed", "#166534"),
+            ("Still failing", "still_failing", "#854d0e"),
         )
-        cols.append(
-            f'<div class="card" style="border-left-color:{colour}"><h3>{title}</h3>'
-            f'<div class="big" style="color:{colour}">{len(entries)}</div><ul>{items}</ul></div>'
-        )
-    extra = ""
-    if cmp.get("new_errors"):
-        extra += (
-            "<p><b>New errors:</b> "
-            + "; ".join(
-                f"<code>{_e(e.get('target'))}</code> ({_e(e.get('kind'))}): {_e(e.get('message'))}"
-                for e in cmp["new_errors"]
-            )
-            + "</p>"
-        )
-    if cmp.get("unverified"):
-        extra += (
-            '<p class="muted">Not re-run, so cannot tell if fixed: '
-            + ", ".join(
-                f"<code>{_e(e.get('target'))}</code> {_e(e.get('property'))}"
-                for e in cmp["unverified"]
-            )
-            + "</p>"
-        )
-    return (
-        '<h2 id="comparison">Compared with the previous run</h2>'
-        f'<div class="cmp">{"".join(cols)}</div>{extra}'
-    )
+    ]
+    return {
+        "columns": columns,
+        "new_errors": list(cmp.get("new_errors") or []),
+        "unverified": list(cmp.get("unverified") or []),
+    }
 
 
-def _verdicts(records: list[dict[str, Any]]) -> str:
-    head = "".join(
-        f"<th{' class=num' if n else ''}>{t}</th>"
-        for t, n in (
-            ("target", 0), ("module", 0), ("status", 0), ("examples", 1), ("seconds", 1),
-            ("failures", 1), ("discards", 1), ("JAX share", 1), ("note", 0),
-        )
-    )  # fmt: skip
-    rows = []
-    for r in records:
-        status = str(r.get("status"))
-        groups = grouped_failures(r)
-        found = sum(n for _, _, n in groups)
-        more = f' <span class="muted">({found} found)</span>' if found > len(groups) else ""
-        discards = r.get("discards")
-        share = r.get("jax_share")
-        note = {
-            "error": error_line(r),
-            "xfailed": f"xfail: {r.get('xfail_reason') or ''}",
-            "xpassed": "known bug no longer reproduces; remove the xfail mark",
-        }.get(status, "")
-        cells = [
-            f'<a href="#{_anchor(r.get("name"))}"><code>{_e(r.get("name"))}</code></a>',
-            f'<span class="muted">{_e(r.get("module") or "")}</span>',
-            _badge(status),
-            _e(r.get("examples", "-")),
-            fmt_seconds(r.get("seconds")),
-            f"{len(groups)}{more}",
-            str(sum(discards.values())) if isinstance(discards, dict) else "-",
-            f"{share:.0%}" if _is_num(share) else "-",
-            _e(note),
-        ]
-        tds = "".join(
-            f"<td{' class=num' if 3 <= i <= 7 else ''}>{c}</td>" for i, c in enumerate(cells)
-        )
-        bg = _STATUS_COLOURS.get(status, ("", "#ffffff"))[1]
-        rows.append(
-            f'<tr style="background:{bg}40">'
-            + tds.replace("<td>", f'<td style="border-left-color:{_ink(status)}">', 1)
-            + "</tr>"
-        )
-    return (
-        f'<h2 id="targets">Targets ({len(records)})</h2>'
-        f'<table class="verdicts"><tr>{head}</tr>{"".join(rows)}</table>'
-    )
+def _verdict_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    status = str(r.get("status"))
+    groups = grouped_failures(r)
+    found = sum(n for _, _, n in groups)
+    discards = r.get("discards")
+    share = r.get("jax_share")
+    note = {
+        "error": error_line(r),
+        "xfailed": f"xfail: {r.get('xfail_reason') or ''}",
+        "xpassed": "known bug no longer reproduces; remove the xfail mark",
+    }.get(status, "")
+    return {
+        "anchor": _anchor(r.get("name")),
+        "name": r.get("name"),
+        "module": r.get("module") or "",
+        "status": status,
+        "colours": _colours(status),
+        "ink": _ink(status),
+        "background": _STATUS_COLOURS.get(status, ("", "#ffffff"))[1],
+        "examples": r.get("examples", "-"),
+        "seconds": fmt_seconds(r.get("seconds")),
+        "failures": len(groups),
+        "found": found if found > len(groups) else None,
+        "discards": str(sum(discards.values())) if isinstance(discards, dict) else "-",
+        "share": f"{share:.0%}" if _is_num(share) else "-",
+        "note": note,
+    }
 
 
 def _repro_href(reproducer: str, report_dir: Path) -> str | None:
@@ -304,57 +208,85 @@ def _repro_href(reproducer: str, report_dir: Path) -> str | None:
     return "./" + quote(found.relative_to(root).as_posix())
 
 
+def _reproducer(value: Any, report_dir: Path) -> dict[str, Any] | None:
+    if not value or not isinstance(value, str):
+        return None
+    return {
+        "path": value,
+        "href": _repro_href(value, report_dir),
+        "command": repro_command(value),
+    }
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _argument_rows(record: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The rows of a card's inputs table: each argument, then each cotangent (grad_output)."""
+    rows = []
+    for arg in record.get("inputs") or []:
+        if not isinstance(arg, dict):
+            continue
+        if "shape" not in arg and "value" in arg:  # a non-tensor argument
+            rows.append({"name": arg_name(arg), "values": str(arg["value"])})
+            continue
+        grad = arg.get("requires_grad")
+        rows.append(_tensor_row(arg_name(arg), arg, "-" if grad is None else str(grad)))
+    for cot in record.get("cotangents") or []:
+        if isinstance(cot, dict):
+            rows.append(_tensor_row(f"grad_output[{cot.get('output', '?')}]", cot, ""))
+    return rows
+
+
+def _tensor_row(name: str, t: Mapping[str, Any], grad: str) -> dict[str, str]:
+    return {
+        "name": name,
+        "dtype": _cell(t.get("dtype")),
+        "shape": fmt_tuple(t["shape"]) if "shape" in t else "-",
+        "stride": fmt_tuple(t["stride"]) if "stride" in t else "-",
+        "offset": _cell(t.get("storage_offset")),
+        "layout": _cell(t.get("layout")),
+        "device": _cell(t.get("device")),
+        "grad": grad,
+        "values": fmt_values(t) if "values" in t else "",
+    }
+
+
 def _failure_card(
     record: Mapping[str, Any], group: tuple[str, dict[str, Any], int], report_dir: Path, new: bool
-) -> str:
+) -> dict[str, Any]:
     sig, f, count = group
-    tag = '<span class="tag new">new</span>' if new else ""
-    parts = [
-        f'<div class="card" style="border-left-color:{_ink(record.get("status"))}">'
-        f"<h3><code>{_e(record.get('name'))}</code> &middot; {_e(f.get('property'))}{tag}</h3>",
-        f'<div class="diag">{_e(f.get("diagnosis") or "no diagnosis")}</div>',
-    ]
-    if f.get("message"):
-        parts.append(f"<pre>{_e(f['message'])}</pre>")
-    inputs = [a for a in f.get("inputs") or [] if isinstance(a, dict)]
-    if inputs:
-        cols = ("name", "shape", "dtype", "stride", "storage_offset", "device", "requires_grad")
-        head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in cols)
-        rows = "".join(
-            "<tr>"
-            + "".join(f"<td><code>{_e(fmt_tuple(a.get(c, '-')))}</code></td>" for c in cols)
-            + "</tr>"
-            for a in inputs
-        )
-        parts.append(f'<table class="inputs"><tr>{head}</tr>{rows}</table>')
-    if f.get("reproducer"):
-        reproducer = str(f["reproducer"])
-        href = _repro_href(reproducer, report_dir)
-        shown = f"<code>{_e(reproducer)}</code>"
-        if href:
-            shown = f'<a href="{_e(href)}">{shown}</a>'
-        parts.append(f'<div class="kv"><b>reproducer</b> {shown}</div>')
-        parts.append(f"<pre>$ {_e(repro_command(reproducer))}</pre>")
-    meta = [f"signature <code>{_e(sig)}</code>"]
-    if count > 1:
-        meta.append(f"found {count} times")
-    if _is_num(f.get("seconds_to_find")):
-        meta.append(f"first found after {fmt_seconds(f['seconds_to_find'])} s")
-    parts.append(f'<div class="kv muted">{" &middot; ".join(meta)}</div></div>')
-    return "".join(parts)
+    return {
+        "name": record.get("name"),
+        "ink": _ink(record.get("status")),
+        "property": f.get("property"),
+        "new": new,
+        "diagnosis": f.get("diagnosis") or "no diagnosis",
+        "message": f.get("message"),
+        "rows": _argument_rows(f),
+        "reproducer": _reproducer(f.get("reproducer"), report_dir),
+        "signature": sig,
+        "count": count,
+        "seconds_to_find": (
+            fmt_seconds(f["seconds_to_find"]) if _is_num(f.get("seconds_to_find")) else None
+        ),
+    }
 
 
-def _error_card(record: Mapping[str, Any]) -> str:
+def _error_card(record: Mapping[str, Any], report_dir: Path) -> dict[str, Any]:
     error = record.get("error") if isinstance(record.get("error"), dict) else {}
-    tb = error.get("traceback")
-    return (
-        f'<div class="card" style="border-left-color:{_ink("error")}">'
-        f"<h3><code>{_e(record.get('name'))}</code>"
-        f"<span class=tag>{_e(error.get('kind') or 'error')}</span></h3>"
-        f"<pre>{_e(error.get('message') or 'no message recorded')}</pre>"
-        + (f"<details><summary>traceback</summary><pre>{_e(tb)}</pre></details>" if tb else "")
-        + "</div>"
-    )
+    example = error.get("example")
+    return {
+        "name": record.get("name"),
+        "ink": _ink("error"),
+        "kind": error.get("kind") or "error",
+        "message": error.get("message") or "no message recorded",
+        "example": example if _is_num(example) else None,
+        "rows": _argument_rows(error),
+        "reproducer": _reproducer(error.get("reproducer"), report_dir),
+        "traceback": error.get("traceback"),
+    }
 
 
 # --- charts --------------------------------------------------------------------------------------
@@ -381,63 +313,60 @@ def _dtype_key(name: str) -> tuple[int, str]:
     return (_DTYPE_ORDER.index(name) if name in _DTYPE_ORDER else len(_DTYPE_ORDER), name)
 
 
-def _coverage(coverages: list[Any]) -> str:
+def _coverage(coverages: list[Any]) -> dict[str, Any] | None:
     """Coverage over all targets: dtype x layout heat map, then bar charts of ranks and sizes."""
     covs = [c for c in coverages if isinstance(c, dict)]
-    title = "<h2 id='coverage'>Coverage, all targets</h2>"
     if not covs:
-        return f"{title}<p class=muted>No coverage recorded.</p>"
+        return None
     merged = {k: _merge([c.get(k) for c in covs]) for k in ("dtype_layout", "dtype", "layout")}
-    charts = [_heatmap(merged["dtype_layout"])]
-    if not charts[0]:  # older records: only the marginals
-        charts = [
+    heatmap = _heatmap(merged["dtype_layout"])
+    charts = []
+    if heatmap is None:  # older records: only the marginals
+        charts += [
             _chart("examples by dtype", merged["dtype"], key=_dtype_key),
             _chart("examples by layout", merged["layout"]),
         ]
     for label, key in (("tensor rank (ndim)", "ndim"), ("tensor size (numel)", "numel")):
         charts.append(_chart(label, _merge([c.get(key) for c in covs]), key=_bucket_key))
-    return f"{title}<div class='charts'>{''.join(charts)}</div>"
+    return {"heatmap": heatmap, "charts": [c for c in charts if c is not None]}
 
 
-def _heatmap(cells: dict[str, float]) -> str:
+def _heatmap(cells: dict[str, float]) -> dict[str, Any] | None:
     pairs = {tuple(k.split("|", 1)): v for k, v in cells.items() if "|" in k}
     if not pairs:
-        return ""
+        return None
     dtypes = sorted({d for d, _ in pairs}, key=_dtype_key)
     layouts = sorted({lay for _, lay in pairs}, key=lambda s: (s != "contiguous", s))
     top = max(pairs.values()) or 1
-    head = "".join(f"<th>{_e(x)}</th>" for x in ["dtype \\ layout", *layouts])
     rows = []
     for d in dtypes:
-        tds = []
+        cells_out = []
         for lay in layouts:
             n = pairs.get((d, lay), 0)
             alpha = 0.1 + 0.85 * n / top if n > 0 else 0
             ink = "#fff" if alpha > 0.55 else "#1f2937"
             style = f"background:rgba(37,99,235,{alpha:.2f});color:{ink}" if n else "color:#c0c4cc"
-            tds.append(f'<td style="{style}">{_num(n) if n else "&middot;"}</td>')
+            cells_out.append({"text": _num(n) if n else "\u00b7", "style": style})
         total = sum(pairs.get((d, lay), 0) for lay in layouts)
-        tds.append(f"<td class=num>{_num(total)}</td>")
-        rows.append(f'<tr><th scope="row">{_e(d)}</th>{"".join(tds)}</tr>')
-    table = f'<table class="heat"><tr>{head}<th class=num>total</th></tr>{"".join(rows)}</table>'
-    return f'<div class="chart"><h3>examples by dtype and layout</h3>{table}</div>'
+        rows.append({"dtype": d, "cells": cells_out, "total": _num(total)})
+    return {"layouts": layouts, "rows": rows}
 
 
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.3g}"
 
 
-def _chart(title: str, counts: dict[str, float], key: Any = None, width: int = 280) -> str:
+def _chart(
+    title: str, counts: dict[str, float], key: Any = None, width: int = 280
+) -> dict[str, Any] | None:
     if not counts:
-        return ""
+        return None
     labels = sorted(counts, key=key) if key else list(counts)
     values = [counts[k] for k in labels]
-    svg = _bars(values, labels=labels, colours=[_BLUE] * len(labels), width=width)
-    return f'<div class="chart"><h3>{_e(title)}</h3>{svg}</div>'
-
-
-def _text(x: float, y: float, text: str, anchor: str = "middle", fill: str = "#374151") -> str:
-    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="{fill}">{text}</text>'
+    return {
+        "title": title,
+        "svg": _bars(values, labels=labels, colours=[_BLUE] * len(labels), width=width),
+    }
 
 
 def _bars(
@@ -449,92 +378,106 @@ def _bars(
     width: int = 300,
     height: int = 150,
     marker: float | None = None,
-) -> str:
-    """A bar chart as inline SVG: ``labels`` name bars, ``edges`` (one more) mark bin boundaries.
-
-    ``marker`` draws a dashed line at a position in bin units (for the pass/fail line).
-    """
+) -> dict[str, Any]:
+    """The geometry of a bar chart (the template draws it as inline SVG): ``labels`` name bars,
+    ``edges`` (one more) mark bin boundaries; ``marker`` is a dashed line at a position in bin
+    units (for the pass/fail line)."""
     left, right, top, bottom = 34, 10, 18, 30
     n = max(len(values), 1)
     plot_w, plot_h = width - left - right, height - top - bottom
     step, base = plot_w / n, top + plot_h
     peak = max(values, default=0) or 1
-    out = [
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        'font-family="system-ui,sans-serif" font-size="10">',
-        f'<line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}" stroke="#9ca3af"/>',
-        _text(left - 5, top + 4, _num(peak), "end", "#6b7280"),
-        _text(left - 5, base, "0", "end", "#6b7280"),
-    ]
     every = max(1, -(-n // 12))  # thin out axis labels so they never overlap
+    bars, texts = [], []
     for i, v in enumerate(values):
         h, x, mid = plot_h * max(v, 0) / peak, left + i * step, left + (i + 0.5) * step
-        tip = f"{_e(labels[i]) if labels else i}: {_num(v)}"
-        out.append(
-            f'<rect x="{x + 1:.1f}" y="{base - h:.1f}" width="{max(step - 2, 1):.1f}" '
-            f'height="{h:.1f}" fill="{colours[i]}"><title>{tip}</title></rect>'
+        tip = f"{labels[i] if labels else i}: {_num(v)}"
+        bars.append(
+            {
+                "x": f"{x + 1:.1f}",
+                "y": f"{base - h:.1f}",
+                "w": f"{max(step - 2, 1):.1f}",
+                "h": f"{h:.1f}",
+                "fill": colours[i],
+                "tip": tip,
+            }
         )
         if v and n <= 24:
-            out.append(_text(mid, base - h - 3, _num(v)))
+            texts.append(_text(mid, base - h - 3, _num(v)))
         if labels and i % every == 0:
-            out.append(_text(mid, base + 13, _e(labels[i])))
+            texts.append(_text(mid, base + 13, labels[i]))
     for i, edge in enumerate(edges or []):
         if i % every == 0 or i == n:
-            out.append(_text(left + i * step, base + 13, _num(edge)))
+            texts.append(_text(left + i * step, base + 13, _num(edge)))
+    line = None
     if marker is not None:
         mx = left + marker * step
-        side = ("start", mx + 4) if mx < width - 60 else ("end", mx - 4)
-        out.append(
-            f'<line x1="{mx:.1f}" y1="{top - 10}" x2="{mx:.1f}" y2="{base + 3}" '
-            'stroke="#111827" stroke-dasharray="4 3"/>'
-            + _text(side[1], top - 4, "tolerance", side[0], "#111827")
-        )
-    out.append("</svg>")
-    return "".join(out)
+        anchor, tx = ("start", mx + 4) if mx < width - 60 else ("end", mx - 4)
+        line = {"x": f"{mx:.1f}", "y1": top - 10, "y2": base + 3}
+        texts.append(_text(tx, top - 4, "tolerance", anchor, "#111827"))
+    return {
+        "width": width,
+        "height": height,
+        "axis": {"x1": left, "x2": width - right, "y": base},
+        "ticks": [
+            _text(left - 5, top + 4, _num(peak), "end", "#6b7280"),
+            _text(left - 5, base, "0", "end", "#6b7280"),
+        ],  # fmt: skip
+        "bars": bars,
+        "texts": texts,
+        "marker": line,
+    }
 
 
-def _histogram(hist: Any) -> str:
+def _text(x: float, y: float, text: str, anchor: str = "middle", fill: str = "#374151") -> dict:
+    return {"x": f"{x:.1f}", "y": f"{y:.1f}", "text": text, "anchor": anchor, "fill": fill}
+
+
+def _histogram(hist: Any) -> dict[str, Any]:
     """A target's ``error_ratio_hist``: log10(max error / tolerance), 0 is the pass/fail line."""
     if not isinstance(hist, dict):
-        return '<p class="muted">No error histogram recorded.</p>'
+        return {"svg": None, "problem": "No error histogram recorded."}
     edges, counts = hist.get("edges") or [], hist.get("counts") or []
     if len(edges) != len(counts) + 1 or not counts or not all(map(_is_num, [*edges, *counts])):
-        return '<p class="muted">Error histogram malformed (need one more edge than counts).</p>'
+        return {
+            "svg": None,
+            "problem": "Error histogram malformed (need one more edge than counts).",
+        }
     bins = list(pairwise(edges))
     colours = [_GREEN if hi <= 0 else _RED if lo >= 0 else _AMBER for lo, hi in bins]
     marker = next((i + -lo / (hi - lo) for i, (lo, hi) in enumerate(bins) if lo <= 0 < hi), None)
     if marker is None and edges[-1] == 0:
         marker = len(bins)
     svg = _bars(counts, edges=edges, colours=colours, width=480, marker=marker)
-    return (
-        '<div class="chart"><h3>worst error per example: log10(error / tolerance)</h3>'
-        f'{svg}<div class="muted note">green, left of the line: within tolerance; '
-        "red: beyond it</div></div>"
-    )
+    return {"svg": svg, "problem": None}
 
 
-def _target_card(record: Mapping[str, Any]) -> str:
+def _target_card(record: Mapping[str, Any]) -> dict[str, Any]:
     cov = record.get("coverage") if isinstance(record.get("coverage"), dict) else {}
+    examples = record.get("examples", "-")
     meta = [
-        f"{_e(record.get('examples', '-'))} example{'' if record.get('examples') == 1 else 's'}",
+        f"{examples} example{'' if examples == 1 else 's'}",
         f"{fmt_seconds(record.get('seconds'))} s",
     ]
     if _is_num(record.get("jax_share")):
         meta.append(f"JAX share {record['jax_share']:.0%}")
     if record.get("ambiguous"):
-        meta.append(f"{_e(record['ambiguous'])} ambiguous (references disagree)")
+        meta.append(f"{record['ambiguous']} ambiguous (references disagree)")
     for label, counts in (("discarded", record.get("discards")), ("dtypes", cov.get("dtype"))):
         if isinstance(counts, dict) and counts:
             ordered = sorted(counts.items(), key=lambda kv: _dtype_key(str(kv[0])))
-            meta.append(f"{label}: " + ", ".join(f"{_e(k)} {_e(v)}" for k, v in ordered))
-    minis = "".join(
+            meta.append(f"{label}: " + ", ".join(f"{k} {v}" for k, v in ordered))
+    minis = [
         _chart(f"{key} (all inputs)", _merge([cov.get(key)]), key=_bucket_key, width=230)
         for key in ("ndim", "numel")
-    )
-    return (
-        f'<div class="card" id="{_anchor(record.get("name"))}" '
-        f'style="border-left-color:{_ink(record.get("status"))}">'
-        f"<h3><code>{_e(record.get('name'))}</code> {_badge(record.get('status'))}</h3>"
-        f'<div class="muted">{" &middot; ".join(meta)}</div>'
-        f"{_histogram(record.get('error_ratio_hist'))}<div class='charts'>{minis}</div></div>"
-    )
+    ]
+    return {
+        "anchor": _anchor(record.get("name")),
+        "name": record.get("name"),
+        "status": record.get("status"),
+        "colours": _colours(record.get("status")),
+        "ink": _ink(record.get("status")),
+        "meta": meta,
+        "histogram": _histogram(record.get("error_ratio_hist")),
+        "charts": [c for c in minis if c is not None],
+    }

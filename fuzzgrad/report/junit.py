@@ -11,9 +11,11 @@ from typing import Any
 
 from fuzzgrad.report.common import (
     STATUS_ORDER,
+    describe_cotangent,
     describe_input,
     error_line,
     grouped_failures,
+    redact,
     repro_command,
     status_counts,
 )
@@ -32,12 +34,21 @@ def _failure_text(sig: str, failure: Mapping[str, Any], count: int) -> str:
         f"diagnosis: {failure.get('diagnosis')}",
         f"message: {failure.get('message')}",
     ]
-    lines += [f"input {describe_input(a)}" for a in failure.get("inputs") or []]
-    if failure.get("reproducer"):
-        lines.append(f"reproducer: {failure['reproducer']}")
-        lines.append(f"replay: {repro_command(str(failure['reproducer']))}")
+    lines += _example_lines(failure)
     lines.append(f"signature: {sig}" + (f" (found {count} times)" if count > 1 else ""))
     return "\n".join(lines)
+
+
+def _example_lines(record: Mapping[str, Any]) -> list[str]:
+    """Inputs (values when small), cotangents and reproducer of a failure or an error."""
+    lines = [
+        f"input {describe_input(a)}" for a in record.get("inputs") or [] if isinstance(a, dict)
+    ]
+    lines += [describe_cotangent(c) for c in record.get("cotangents") or [] if isinstance(c, dict)]
+    if record.get("reproducer"):
+        lines.append(f"reproducer: {record['reproducer']}")
+        lines.append(f"replay: {repro_command(str(record['reproducer']))}")
+    return lines
 
 
 def write_junit(results: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
@@ -65,7 +76,7 @@ def write_junit(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Non
     props = ET.SubElement(suite, "properties")
     for key in ("seed", "max_examples", "budget_seconds", "torch_version", "jax_version", "shard"):
         if run.get(key) is not None:
-            ET.SubElement(props, "property", name=key, value=_x(run[key]))
+            ET.SubElement(props, "property", name=key, value=_x(redact(str(run[key]))))
     if results.get("fuzzgrad_version"):
         ET.SubElement(
             props, "property", name="fuzzgrad_version", value=_x(results["fuzzgrad_version"])
@@ -113,7 +124,13 @@ def _junit_case(suite: ET.Element, record: Mapping[str, Any]) -> None:
         element = ET.SubElement(
             case, "error", message=_x(error_line(record) or "error"), type=_x(error.get("kind"))
         )
-        element.text = _x(error.get("traceback") or error.get("message"))
+        lines = [str(error.get("message") or "")]
+        if isinstance(error.get("example"), int):
+            lines.append(f"running example {error['example']}")
+        lines += _example_lines(error)
+        if error.get("traceback"):
+            lines += ["", str(error["traceback"])]
+        element.text = _x("\n".join(lines))
     elif status == "xfailed":
         ET.SubElement(case, "skipped", message=_x(f"xfail: {record.get('xfail_reason') or ''}"))
     elif status == "xpassed":

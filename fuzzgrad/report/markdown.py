@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzzgrad.report.common import (
+    describe_cotangent,
     describe_input,
     error_line,
     failures_of,
@@ -77,8 +78,9 @@ def summary_markdown(
             lines += ["", *_md_failure(record, sig, failure, count)]
     errored = [r for r in records if r.get("status") == "error"]
     if errored:
-        lines += ["", "### Errors", ""]
-        lines += [f"- {_code(r.get('name'))}: {_md(error_line(r) or 'error')}" for r in errored]
+        lines += ["", "### Errors"]
+        for r in errored:
+            lines += ["", *_md_error(r)]
     xpassed = [r for r in records if r.get("status") == "xpassed"]
     if xpassed:
         lines += ["", "### Known bugs that no longer reproduce (xpassed)", ""]
@@ -97,14 +99,41 @@ def _md_failure(record: Mapping[str, Any], sig: str, failure: Mapping[str, Any],
         lines.append(f"- diagnosis: {_md(failure['diagnosis'])}")
     if failure.get("message"):
         lines.append(f"- message: {_code(failure['message'])}")
-    lines += [f"- input {_code(describe_input(a))}" for a in failure.get("inputs") or []]
-    if failure.get("reproducer"):
-        reproducer = str(failure["reproducer"])
+    lines += _md_example(failure)
+    lines.append(f"- signature {_code(sig)}" + (f", found {n} times" if n > 1 else ""))
+    return lines
+
+
+def _md_example(record: Mapping[str, Any]) -> list[str]:
+    """The inputs (values when small), cotangents and reproducer of a failure or an error."""
+    lines = [
+        f"- input {_code(describe_input(a))}"
+        for a in record.get("inputs") or []
+        if isinstance(a, dict)
+    ]
+    lines += [
+        f"- {_code(describe_cotangent(c))}"
+        for c in record.get("cotangents") or []
+        if isinstance(c, dict)
+    ]
+    if record.get("reproducer"):
+        reproducer = str(record["reproducer"])
         lines.append(
             f"- reproducer: {_code(reproducer)}, replay with {_code(repro_command(reproducer))}"
         )
-    lines.append(f"- signature {_code(sig)}" + (f", found {n} times" if n > 1 else ""))
     return lines
+
+
+def _md_error(record: Mapping[str, Any]) -> list[str]:
+    error = record.get("error") if isinstance(record.get("error"), dict) else {}
+    lines = [
+        f"#### {_code(record.get('name'))}: {_md(error.get('kind') or 'error')}",
+        "",
+        f"- {_md(error.get('message') or error_line(record) or 'error')}",
+    ]
+    if isinstance(error.get("example"), int):
+        lines.append(f"- running example {error['example']}")
+    return lines + _md_example(error)
 
 
 def _md_comparison(cmp: Mapping[str, Any]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -57,7 +58,10 @@ def write_results(path: Path, document: dict[str, Any]) -> None:
     """Write atomically (temp file + rename) so a killed run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=1, sort_keys=True, default=str))
+    from fuzzgrad.report.common import redact
+
+    # No credential reaches the file, wherever it came from (a database URL in a message).
+    tmp.write_text(redact(json.dumps(document, indent=1, sort_keys=True, default=str)))
     tmp.replace(path)
 
 
@@ -108,4 +112,106 @@ def load_results(path_or_dir: str | os.PathLike[str]) -> dict[str, Any]:
             raise ResultsFormatError(
                 f"{str(path)!r}: target {record['name']!r} has no string 'status'"
             )
+    problem = schema_problem(data)
+    if problem is not None:
+        raise ResultsFormatError(f"{str(path)!r} is malformed: {problem}")
     return data
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema of ``results.json`` (``fuzzgrad/report/results.schema.json``)."""
+    from importlib import resources
+
+    text = resources.files("fuzzgrad.report").joinpath("results.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+#: The JSON Schema keywords `schema_problem` understands: all that results.schema.json uses.
+SCHEMA_KEYWORDS = frozenset(
+    {"$schema", "$id", "$defs", "title", "description"}  # annotations
+    | {"type", "properties", "required", "items", "enum", "minimum", "$ref"}
+    | {"additionalProperties", "anyOf"}
+)
+
+
+def schema_problem(document: Any) -> str | None:
+    """Where ``document`` breaks the results schema, in one line (``targets[2].failures[0].
+    inputs[1].shape: expected array, got string 'abc'``), or None.
+
+    A small interpreter of the `SCHEMA_KEYWORDS` the schema uses, so reading a report needs no
+    third-party package; the test suite checks that it agrees with the jsonschema package.
+    """
+    root = schema()
+    return _problem(document, root, "", root)
+
+
+_JSON_TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+    ),
+}
+
+
+def _problem(value: Any, rule: Any, where: str, root: dict[str, Any]) -> str | None:
+    if rule is True or not isinstance(rule, dict):
+        return None
+    if "$ref" in rule:  # only local references: "#/$defs/name"
+        rule = functools.reduce(lambda node, part: node[part], _ref_parts(rule["$ref"]), root)
+    here = where or "the document"
+    if "anyOf" in rule:
+        problems = [_problem(value, sub, where, root) for sub in rule["anyOf"]]
+        if all(problems):
+            return problems[0]
+    if "enum" in rule and not any(_same(value, e) for e in rule["enum"]):
+        return f"{here}: expected one of {', '.join(map(repr, rule['enum']))}, got {_show(value)}"
+    if "type" in rule:
+        types = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
+        if not any(_JSON_TYPES[t](value) for t in types):
+            return f"{here}: expected {' or '.join(types)}, got {_show(value)}"
+    if "minimum" in rule and _JSON_TYPES["number"](value) and value < rule["minimum"]:
+        return f"{here}: expected at least {rule['minimum']}, got {_show(value)}"
+    if isinstance(value, dict):
+        for key in rule.get("required", ()):
+            if key not in value:
+                return f"{here}: {key!r} is missing"
+        properties = rule.get("properties", {})
+        for key, item in value.items():
+            sub = properties.get(key, rule.get("additionalProperties", True))
+            if sub is False:
+                return f"{here}: unexpected key {key!r}"
+            problem = _problem(item, sub, f"{where}.{key}" if where else str(key), root)
+            if problem:
+                return problem
+    if isinstance(value, list) and "items" in rule:
+        for i, item in enumerate(value):
+            problem = _problem(item, rule["items"], f"{where}[{i}]", root)
+            if problem:
+                return problem
+    return None
+
+
+def _ref_parts(ref: str) -> list[str]:
+    return [part for part in ref.removeprefix("#").split("/") if part]
+
+
+def _same(value: Any, expected: Any) -> bool:
+    """JSON equality: ``true`` is not ``1``."""
+    return value == expected and isinstance(value, bool) == isinstance(expected, bool)
+
+
+def _show(value: Any) -> str:
+    """A short description of a JSON value for an error message."""
+    from fuzzgrad.report.common import terminal_safe
+
+    kind = next((t for t in ("null", "boolean", "integer", "number", "string", "array", "object")
+                 if _JSON_TYPES[t](value)), type(value).__name__)  # fmt: skip
+    text = repr(value)
+    return terminal_safe(f"{kind} {text[:40]}{'...' if len(text) > 40 else ''}", newlines=False)
