@@ -76,3 +76,17 @@ def _stdlib(name: str) -> bool:
     import sys
 
     return name in sys.stdlib_module_names
+
+
+def test_the_property_table_lists_every_property_and_says_which_are_opt_in():
+    """Adding a property is adding a module and a row in the README's table."""
+    from fuzzgrad.properties import catalog
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("## What is checked") : text.index("## In pytest")]
+    rows = {
+        m.group(1): line for line in table.splitlines() if (m := re.match(r"\| `(\w+)` \|", line))
+    }
+    assert set(rows) == set(catalog()), set(rows) ^ set(catalog())
+    for name, prop in catalog().items():
+        assert ("*opt-in*" in rows[name]) == (not prop.default), name
