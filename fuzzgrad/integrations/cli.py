@@ -294,7 +294,7 @@ def _fuzz(args) -> int:
 
 def _missing_client(database: str | None) -> str | None:
     """Why a Redis database cannot be used at all (its client package is not installed)."""
-    from fuzzgrad.nightly.worker import is_shared
+    from fuzzgrad.nightly.database import is_shared
 
     if not is_shared(database):
         return None
@@ -311,7 +311,7 @@ def _missing_client(database: str | None) -> str | None:
 def _database_problem(plan) -> str | None:
     """A warning when the example database cannot be used as given (then a folder in the report
     takes its place: at once for a folder, on first use in each worker for Redis)."""
-    from fuzzgrad.nightly.worker import FALLBACK_DATABASE, database_problem, is_shared
+    from fuzzgrad.nightly.database import FALLBACK_DATABASE, database_problem, is_shared
 
     problem = database_problem(None if plan.seed is not None else plan.database)
     if problem is None:

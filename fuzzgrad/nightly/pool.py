@@ -14,9 +14,10 @@ times at the same place. Every event is appended to ``events.jsonl`` and fsync'd
 from __future__ import annotations
 
 import contextlib
-import json
+import multiprocessing.connection
+import multiprocessing.forkserver
+import multiprocessing.sharedctypes  # noqa: F401 - the heartbeats' shared memory
 import os
-import re
 import signal
 import sys
 import time
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fuzzgrad.nightly.crash import crash_error, fault_trace
 from fuzzgrad.nightly.plan import Plan, Schedule, Slice
 from fuzzgrad.nightly.worker import BEAT_EXAMPLES, BEAT_ROUND, BEAT_SLOTS, BEAT_STARTED
 
@@ -126,6 +128,7 @@ def _task(plan: Plan, s: Slice, progress: dict[str, Any]) -> dict[str, Any]:
         "until": s.until,
         "shrink_until": s.shrink_until,
         "seconds": s.seconds,
+        "left": None if plan.end is None else plan.end - s.started,
         "chunk": plan.max_examples,
         "seed": plan.seed,
         "first_round": progress.get("rounds", 0),
@@ -298,8 +301,7 @@ def _parent_main_hidden():
 
 
 def _run_pool(plan: Plan, recorder, workers: list[_Worker]) -> None:
-    from multiprocessing.connection import wait
-
+    wait = multiprocessing.connection.wait
     scratch = plan.report_dir / ".work"
     scratch.mkdir(parents=True, exist_ok=True)
     targets = {t.name: t for t in plan.targets}
@@ -321,7 +323,7 @@ def _run_pool(plan: Plan, recorder, workers: list[_Worker]) -> None:
                     startup_failures = startup_failures + 1 if not worker.ready else 0
                     recorder.log(
                         "worker_lost", pid=worker.proc.pid, exitcode=worker.proc.exitcode,
-                        traceback=_fault_trace(scratch, worker.proc.pid),
+                        traceback=fault_trace(scratch, worker.proc.pid),
                     )  # fmt: skip
                 else:
                     _lost(worker, plan, schedule, progress, recorder)
@@ -372,11 +374,6 @@ def _handle(worker: _Worker, message: tuple, recorder) -> bool:
     return False
 
 
-def _fault_trace(scratch: Path, pid: int | None) -> str:
-    fault = scratch / f"fault-{pid}.txt"
-    return fault.read_text(errors="replace")[-4000:] if fault.exists() else ""
-
-
 def _lost(worker: _Worker, plan: Plan, schedule: Schedule, progress, recorder) -> None:
     """A worker died or was killed during a slice: record what it was running, and let the
     schedule decide whether the target resumes in a fresh worker."""
@@ -414,87 +411,81 @@ def targets_by_name(plan: Plan) -> dict[str, Any]:
     return {t.name: t for t in plan.targets}
 
 
-def crash_error(worker: _Worker, plan: Plan, target, shrinking: bool) -> dict[str, Any] | None:
-    """The ``error`` of a slice whose worker died or was killed, with the example it was running
-    and a reproducer of it; None when the slice's time ran out while it was shrinking a finding
-    (``shrinking``), which is no fault of the target's."""
-    pid = worker.proc.pid
-    trace = _fault_trace(worker.scratch, pid)
-    n = worker.examples
-    reason = worker.killed_for
-    if reason == "slice" and shrinking:
-        return None
-    if reason in ("timeout", "slice", "interrupted"):
-        kind = "timeout"
-        why = {
-            "timeout": f"ran longer than {plan.hard_limit():g}s (hung outside Python?)",
-            "slice": "was still running when the target's time ran out (hung outside Python?)",
-            "interrupted": "was running when the run was stopped",
-        }[reason]
-        message = f"example {n} {why}; its worker was killed"
-        signature = "timeout"
-    else:
-        code = worker.proc.exitcode
-        signame = signal.Signals(-code).name if code and code < 0 else f"exit status {code}"
-        message = f"the worker process died ({signame}) while running example {n}"
-        kind = "crash"
-        signature = f"{signame} {_top_frame(trace)}".strip()
-    error: dict[str, Any] = {
-        "kind": kind,
-        "message": message,
-        "traceback": trace,
-        "example": n,
-        "signature": signature,
-    }
-    case_file = worker.scratch / f"case-{pid}.json"
-    if case_file.exists() and n:
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads(case_file.read_text())
-            if data.get("target") == target.name:
-                error["inputs"] = data.get("inputs")
-                error["reproducer"] = _rebuild_reproducer(plan, target, kind, data, message)
-    return error
+class Isolated:
+    """Fuzz targets one at a time in a worker process, for the pytest plugin: a target that
+    segfaults or aborts ends as an ``error`` of kind ``crash`` with a reproducer of the example
+    it was running, and the test session goes on (the next target gets a fresh worker)."""
 
+    def __init__(
+        self, specs: list[str], report_dir: Path, scratch: Path, *, database: str | None,
+        threads: int,
+    ):  # fmt: skip
+        self.plan = Plan(
+            specs=list(specs), targets=[], report_dir=report_dir, database=database,
+            example_timeout=None,
+        )  # fmt: skip
+        self.scratch, self.threads = scratch, threads
+        self.worker: _Worker | None = None
 
-def _top_frame(trace: str) -> str:
-    """Where a faulthandler trace says the crashing thread was: its innermost frame."""
-    frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', trace.split("\n\n")[0])
-    if not frames:
-        return ""
-    path, line, function = frames[0]  # faulthandler lists the innermost frame first
-    return f"{Path(path).name}:{line} {function}"
+    def fuzz(self, target, *, max_examples: int, derandomize: bool) -> dict[str, Any]:
+        """``target``'s JSON result (`TargetResult.to_json`), fuzzed in the worker."""
+        from fuzzgrad.report.events import record_status, unshrunk
 
+        self.plan.targets = [target]
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        if self.worker is None:
+            self.worker = _Worker(self.plan, self.scratch, threads=self.threads)
+        worker = self.worker
+        failures: list[dict[str, Any]] = []
+        findings: list[dict[str, Any]] = []
+        task = {"name": target.name, "until": None, "shrink_until": None, "seed": None}
+        task |= {"chunk": max_examples, "derandomize": derandomize}
+        try:
+            while True:
+                if worker.ready and worker.task is None:
+                    worker.send(task)
+                message = worker.conn.recv()
+                kind = message[0]
+                if kind == "ready":
+                    worker.ready = True
+                elif kind == "finding":
+                    findings.append({"property": message[2], **message[3]})
+                elif kind == "failure":
+                    failures.append(message[2])
+                elif kind == "done":
+                    worker.task = None
+                    return message[2]
+        except (EOFError, OSError):
+            worker.proc.join(5)
+            worker.reap()
+            self.worker = None
+        if worker.task is None:  # died before it could take the target
+            error = {
+                "kind": "crash",
+                "message": f"the worker died while importing the targets "
+                f"(exit status {worker.proc.exitcode})",
+                "traceback": fault_trace(self.scratch, worker.proc.pid),
+            }
+        else:
+            error = crash_error(worker, self.plan, target, shrinking=False)
+        record = {
+            "name": target.name,
+            "module": target.module,
+            "xfail_reason": target.xfail,
+            "examples": worker.examples,
+            "seconds": round(
+                time.monotonic() - (worker.task or {}).get("since", worker.spawned), 3
+            ),
+            "error": error,
+            "failures": failures + unshrunk(findings, failures),
+        }
+        record["status"] = record_status(record)
+        return record
 
-def _decode(value: Any) -> Any:
-    from fuzzgrad.report.reproducer import decode_tensor
+    def close(self) -> None:
+        import shutil
 
-    if "literal" in value:
-        return value["literal"]
-    if "sequence" in value:
-        seq = [_decode(v) for v in value["sequence"]]
-        return tuple(seq) if value["tuple"] else seq
-    return decode_tensor(value["tensor"])
-
-
-def _rebuild_reproducer(plan: Plan, target, kind: str, data: dict, message: str) -> str | None:
-    """A reproducer of the example a dead worker was running (inputs only: no cotangents)."""
-    from fuzzgrad.report.reproducer import write_reproducer
-    from fuzzgrad.strategies import Case
-
-    if "args" not in data:
-        return None
-    try:
-        grad = tuple(data["requires_grad"])
-        case = Case(  # no cotangent recipe: the worker died before it made cotangents
-            tuple(_decode(a) for a in data["args"]),
-            grad,
-            (),
-            notes={"wrt": [i for i, g in enumerate(grad) if g]},
-        )
-        diagnosis = "crashes the process" if kind == "crash" else "hangs"
-        path = write_reproducer(
-            plan.report_dir, target, kind, case, message=message, diagnosis=diagnosis
-        )
-        return str(path)
-    except Exception:  # noqa: BLE001 - the error record matters more than its reproducer
-        return None
+        if self.worker is not None:
+            stop_workers([self.worker])
+            self.worker = None
+        shutil.rmtree(self.scratch, ignore_errors=True)

@@ -47,13 +47,14 @@ class Recorder:
     # -- events from the runners ----------------------------------------------------------------
     def started(self, name: str, task: dict[str, Any]) -> None:
         self.running[name] = time.monotonic()
-        seconds = task.get("seconds")
+        seconds, left = task.get("seconds"), task.get("left")
         self.events.write(
             "target_started",
             target=name,
             seed=task.get("seed"),
             round=task.get("round", 1),
-            seconds=None if seconds is None else round(seconds, 3),
+            seconds=None if seconds is None else round(seconds, 3),  # its slice of the budget
+            left=None if left is None else round(left, 3),  # the budget left when it started
         )
 
     def example(self, name: str) -> None:
