@@ -211,7 +211,7 @@ def test_a_failure_found_by_one_run_replays_first_in_another_through_redis(tmp_p
     for i in range(2):  # no --seed: Hypothesis ignores the database under an explicit seed
         report = tmp_path / f"run{i}"
         code = main(
-            ["fuzz", str(folder), "--budget", "8s", "--max-examples", "20", "--no-isolate",
+            ["fuzz", str(folder), "--budget", "30s", "--max-examples", "20", "--no-isolate",
              "--properties", "vjp", "--report", str(report), "--database", redis_url]
         )  # fmt: skip
         assert code == 1

@@ -33,7 +33,7 @@ from fuzzgrad.nightly.worker import BEAT_EXAMPLES, BEAT_ROUND, BEAT_SLOTS, BEAT_
 STARTUP_LIMIT = 180.0
 #: Seconds past the budget a worker may go on (diagnosing, writing a reproducer) before it is
 #: killed; what it found is kept either way.
-OVERRUN = 2.0
+OVERRUN = 1.0
 #: Seconds past its slice a worker may go on, at least (or a tenth of the slice), before it is
 #: killed as hung.
 GRACE = 2.0

@@ -88,14 +88,14 @@ def unshrunk(
 
 def merge_records(records: list[dict[str, Any]]) -> dict[str, Any]:
     """One target record from the records of its slices (a crash, then a resumed run; or a
-    second round): counts add up, failures are kept in order, the first error stays (with how
+    second round): counts add up, failures are kept in order, the last error stays (with how
     many slices ended in one), and the status follows from the whole."""
     if len(records) == 1:
         return records[0]
     out = _merge_counts(records)
     out["failures"] = [f for r in records for f in r.get("failures") or []]
     errors = [r["error"] for r in records if r.get("error")]
-    out["error"] = dict(errors[0]) if errors else None
+    out["error"] = dict(errors[-1]) if errors else None  # the one that ended it
     if len(errors) > 1:
         out["error"]["count"] = len(errors)
     out["status"] = record_status(out)
