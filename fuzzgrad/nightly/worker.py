@@ -171,11 +171,11 @@ def fuzz_for(
             if failure.property in remaining:
                 remaining.remove(failure.property)
                 failed.append(failure.property)
+        # Fewer examples than asked, with time left: the search space is exhausted.
         exhausted = not result.failures and result.examples < chunk and not cut
+        exhausted = exhausted and (until is None or time.monotonic() < until)
         more = bool(remaining) and result.error is None and not exhausted and not cut
-        if until is None or cut or result.error is not None:
-            break
-        if exhausted and time.monotonic() < until:
+        if until is None or cut or exhausted or result.error is not None:
             break
     return SliceResult(merge_results(target, results), more, round_no)
 

@@ -161,6 +161,7 @@ def rebuild(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     every finding not yet shrunk; one that never started says so. Without ``run_finished`` the
     run is marked ``incomplete``.
     """
+    from fuzzgrad.report.common import failure_signature
     from fuzzgrad.report.results import results_document
 
     start = next((e for e in events if e["event"] == "run_started"), None)
@@ -191,7 +192,11 @@ def rebuild(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     last = events[-1].get("time")
     if isinstance(last, str) and isinstance(run.get("started"), str):
         run["seconds"] = _seconds_between(run["started"], last)
-    return results_document(run, [state[n].record() for n in names or state])
+    records = [state[n].record() for n in names or state]
+    for record in records:
+        for failure in record.get("failures") or []:
+            failure["signature"] = failure_signature(record["name"], failure)
+    return results_document(run, records)
 
 
 class _Target:
