@@ -25,55 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-HEADER = "import os, subprocess, torch\nimport fuzzgrad as fg\n\n"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from test_nightly import HANG, SEGFAULT, events, wait_for  # noqa: E402
+from test_nightly import scale_target as target  # noqa: E402
+from test_nightly import write_targets as write  # noqa: E402
+from test_recovery import running  # noqa: E402
 
-
-def target(name: str, forward: float = 2, backward: float = 2, prelude: str = "") -> str:
-    """A Function computing ``x * forward`` whose backward multiplies by ``backward``."""
-    return HEADER + (
-        "class F(torch.autograd.Function):\n"
-        "    @staticmethod\n"
-        "    def forward(ctx, x):\n"
-        f"{prelude}"
-        f"        return x * {forward}\n\n"
-        "    @staticmethod\n"
-        "    def backward(ctx, g):\n"
-        f"        return g * {backward}\n\n\n"
-        f"fg.register(F, reference=lambda x: x * {forward}, name={name!r})\n"
-    )
-
-
-SEGFAULT = "        __import__('ctypes').string_at(0)\n"
-ABORT = "        os.abort()\n"
-# Blocking SIGALRM makes this hang like one in C code: only the parent's kill can end it.
-HANG = (
-    "        import signal, time\n"
-    "        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n"
-    "        time.sleep(10**6)\n"
-)
-
-
-def write(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / f"{name}.py").write_text(text)
-    return folder
-
-
-def events(report: Path) -> list[dict]:
-    path = report / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.endswith("}")]
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
+ABORT = "        __import__('os').abort()\n"
 
 
 def fuzz(*args: str, cwd: Path, **kw) -> subprocess.Popen:
@@ -89,7 +47,7 @@ def startup(repeats: int) -> None:
     from fuzzgrad.nightly.plan import Plan
 
     tmp = Path(tempfile.mkdtemp())
-    folder = write(tmp / "targets", {"ok": target("ok")})
+    folder = write(tmp / "targets", {"ok": target("ok", 2, 2)})
     plan = Plan(specs=[str(folder)], targets=[], report_dir=tmp / "report", jobs=1)
     scratch = tmp / "report" / ".work"
     scratch.mkdir(parents=True)
@@ -127,9 +85,9 @@ def fair(budget: float, jobs: int) -> None:
     folder = write(
         tmp / "targets",
         {
-            "bad_segfault": target("bad_segfault", prelude=SEGFAULT),
-            "bad_abort": target("bad_abort", prelude=ABORT),
-            "bad_hang": target("bad_hang", prelude=HANG),
+            "bad_segfault": target("bad_segfault", 2, 2, prelude=SEGFAULT),
+            "bad_abort": target("bad_abort", 2, 2, prelude=ABORT),
+            "bad_hang": target("bad_hang", 2, 2, prelude=HANG),
             "good_1": target("good_1", 2, 2),
             "good_2": target("good_2", 3, 3),
             "good_3": target("good_3", 4, 4),
@@ -182,7 +140,7 @@ def sigkill(kills: int) -> None:
     lost = found = 0
     for i in range(kills):
         tmp = Path(tempfile.mkdtemp())
-        folder = write(tmp / "targets", {**BUGS, "ok": target("ok")})
+        folder = write(tmp / "targets", {**BUGS, "ok": target("ok", 2, 2)})
         report = tmp / "report"
         proc = fuzz(
             str(folder), "--budget", "60s", "--jobs", "2", "--report", str(report),
@@ -226,7 +184,8 @@ def redis_outage() -> None:
         "--database", f"redis://127.0.0.1:{port}/0", cwd=tmp,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    wait_for(lambda: any(e["event"] == "target_finished" for e in events(report)), 120)
+    ended = ("target_finished", "target_segment")  # a slice ended: the next meets the outage
+    wait_for(lambda: any(e["event"] in ended for e in events(report)), 120)
     redis.terminate()
     redis.wait()
     _, stderr = proc.communicate()
@@ -240,28 +199,25 @@ def redis_outage() -> None:
 
 
 # -- nothing left running -----------------------------------------------------------------------
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def orphans() -> None:
     tmp = Path(tempfile.mkdtemp())
     pids = tmp / "pids.txt"
     spawn = (
         "        if not getattr(F, 'child', None):\n"
-        "            F.child = subprocess.Popen(['sleep', '1000'])\n"
+        "            F.child = __import__('subprocess').Popen(['sleep', '1000'])\n"
         f"            open({str(pids)!r}, 'a').write(f'{{F.child.pid}}\\n')\n"
     )
     folder = write(
         tmp / "targets",
         {
-            "a_crash": target("a_crash", prelude=spawn + ABORT),
-            "b_hang": target("b_hang", prelude=spawn + "        os.kill(os.getpid(), 19)\n"),
-            "c_fine": target("c_fine", prelude=spawn),
+            "a_crash": target("a_crash", 2, 2, prelude=spawn + ABORT),
+            "b_hang": target(
+                "b_hang",
+                2,
+                2,
+                prelude=spawn + "        __import__('os').kill(__import__('os').getpid(), 19)\n",
+            ),
+            "c_fine": target("c_fine", 2, 2, prelude=spawn),
         },
     )
     started = time.monotonic()
@@ -274,7 +230,7 @@ def orphans() -> None:
     wall = time.monotonic() - started
     children = [int(x) for x in pids.read_text().split()]
     time.sleep(1)
-    left = [p for p in children if _alive(p)]
+    left = [p for p in children if running(p)]
     print(
         f"piped run: exit {out.returncode} after {wall:.1f}s (budget 30s); {len(children)} "
         f"children started by targets, {len(left)} still running: orphan processes {len(left)}"
