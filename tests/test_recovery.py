@@ -97,8 +97,9 @@ FAILING = {
 
 
 def test_sigkill_at_a_random_moment_loses_no_finding(tmp_path, capsys):
-    """The chaos test: kill a real run at a random moment after its first finding; `report`
-    rebuilds a results.json holding every finding and failure of the event log."""
+    """The chaos test: kill a real run at a random moment after its first finding; nothing it
+    started survives it, and `report` rebuilds a results.json holding every finding and failure
+    of the event log."""
     delay = random.uniform(0.0, 4.0)
     folder = write_targets(tmp_path / "targets", {**FAILING, "ok": scale_target("ok", 2, 2)})
     report = tmp_path / "report"
@@ -110,10 +111,12 @@ def test_sigkill_at_a_random_moment_loses_no_finding(tmp_path, capsys):
     try:
         assert wait_for(lambda: any(e["event"] == "finding" for e in events(report)), 120)
         time.sleep(delay)
+        family = descendants(proc.pid)  # the fork server, its workers, the resource tracker
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
+    assert family and wait_for(lambda: not any(running(p) for p in family), 10), family
     log = events(report)
     found = {(e["target"], e["property"]) for e in log if e["event"] == "finding"}
     shrunk = {(e["target"], e["failure"]["signature"]) for e in log if e["event"] == "failure"}
@@ -255,6 +258,23 @@ SPAWNS = HEADER + (
     "        return g * 2\n\n\n"
     "fg.register(F, reference=lambda x: x * 2, name={name!r})\n"
 )
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from /proc (empty where there is none)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        out += children
+        todo += children
+    return out
 
 
 def running(pid: int) -> bool:

@@ -279,6 +279,31 @@ def _die_with_parent() -> None:
         pass
 
 
+def _die_with_run(conn) -> None:
+    """Kill this worker's process group as soon as the run's process is gone, even by SIGKILL.
+
+    The worker's parent is the fork server, which outlives the run while any worker holds the
+    server's liveness pipe (each does), so the parent-death signal alone would leave workers
+    fuzzing on. The run's end of ``conn`` closes when the run dies: a thread waits for that.
+    """
+    import select
+    import signal
+    import threading
+
+    if not hasattr(select, "POLLRDHUP"):  # not Linux: the next send or receive ends the worker
+        return
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLRDHUP)
+
+    def watch() -> None:
+        while True:
+            for _, events in poller.poll():
+                if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
+                    os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="fuzzgrad-die-with-run", daemon=True).start()
+
+
 def fresh_state() -> dict[str, bool]:
     """Whether CUDA or a JAX backend was initialised before this worker forked (never should)."""
     import sys
@@ -298,6 +323,8 @@ def worker_main(conn, beat, scratch: str, options: dict[str, Any]) -> None:
     if hasattr(os, "setsid"):
         os.setsid()  # its own session and process group: killed with whatever it starts
     _die_with_parent()
+    if hasattr(os, "killpg"):
+        _die_with_run(conn)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     scratch_dir = Path(scratch)
