@@ -351,7 +351,14 @@ def test_shards_are_deterministic_disjoint_and_cover_everything():
 
 
 @pytest.mark.parametrize(
-    "option", [["--shard", "0/2"], ["--shard", "3/2"], ["--jobs", "many"], ["--budget", "soon"]]
+    "option",
+    [
+        ["--shard", "0/2"],
+        ["--shard", "3/2"],
+        ["--jobs", "many"],
+        ["--budget", "soon"],
+        ["--max-crashes", "0"],
+    ],
 )
 def test_bad_nightly_options_are_usage_errors(option, capsys):
     assert main(["fuzz", "fuzzgrad.targets.seed", *option]) == 2

@@ -288,7 +288,7 @@ def _fuzz(args) -> int:
             plan.targets = targets
             return _run_and_report(args, plan, options, baseline, workers, problem)
     except Stop:
-        print("fuzzgrad: stopped (SIGTERM) before fuzzing started", file=sys.stderr)
+        print("fuzzgrad: stopped (SIGTERM)", file=sys.stderr)
         return EXIT_FAILED
 
 
