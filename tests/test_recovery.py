@@ -357,3 +357,21 @@ def test_seeded_runs_write_byte_identical_reproducers(tmp_path):
     assert texts[0] and texts[0].keys() == texts[1].keys()
     differ = [name for name in texts[0] if texts[0][name] != texts[1][name]]
     assert not differ, [(texts[0][n].decode(), texts[1][n].decode()) for n in differ[:1]]
+
+
+def test_workers_that_die_while_importing_the_targets_end_the_run(tmp_path):
+    dies = "import multiprocessing, os\nif multiprocessing.parent_process():\n    os.abort()\n"
+    folder = write_targets(tmp_path / "targets", {"ok": dies + scale_target("ok", 2, 2)})
+    report = tmp_path / "report"
+    out = fuzzgrad(
+        "fuzz", str(folder), "--budget", "60s", "--report", str(report), "--database", "none",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 1
+    (record,) = load_results(report)["targets"]
+    assert record["error"] == {
+        "kind": "crash",
+        "message": "not run: workers die while importing the targets",
+    }
+    lost = [e for e in events(report) if e["event"] == "worker_lost"]
+    assert len(lost) == 3 and all(e["exitcode"] == -signal.SIGABRT for e in lost)

@@ -217,5 +217,11 @@ class Schedule:
         self.queue.clear()
         return out
 
+    def cancel(self) -> list[tuple[str, int]]:
+        """Every queued turn, removed (no worker will ever run them)."""
+        out = list(self.queue)
+        self.queue.clear()
+        return out
+
     def finished(self) -> bool:
         return not self.queue and not self.running

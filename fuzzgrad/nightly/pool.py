@@ -191,17 +191,12 @@ def _slice_over(recorder, name: str, record: dict[str, Any], again: bool) -> Non
 
 def _drain(schedule: Schedule, recorder, why: str | None = None, kind: str = "budget") -> None:
     """Record the queued turns that will never start."""
-    for name, round_no in schedule.drain(time.monotonic()) if why is None else _all(schedule):
+    turns = schedule.drain(time.monotonic()) if why is None else schedule.cancel()
+    for name, round_no in turns:
         if round_no == 1:
             recorder.not_started(name, *((why, kind) if why else ()))
         else:
             recorder.done(name, None)
-
-
-def _all(schedule: Schedule) -> list[tuple[str, int]]:
-    out = list(schedule.queue)
-    schedule.queue.clear()
-    return out
 
 
 class _Worker:
@@ -304,14 +299,15 @@ def _run_pool(plan: Plan, recorder, workers: list[_Worker]) -> None:
     wait = multiprocessing.connection.wait
     scratch = plan.report_dir / ".work"
     scratch.mkdir(parents=True, exist_ok=True)
-    targets = {t.name: t for t in plan.targets}
-    while len(workers) < min(plan.jobs, len(targets)):
-        workers.append(_Worker(plan, scratch))
-    schedule = Schedule(list(targets), end=plan.end, jobs=plan.jobs, max_crashes=plan.max_crashes)
-    progress: dict[str, dict[str, Any]] = {n: {} for n in targets}
+    names = [t.name for t in plan.targets]
+    schedule = Schedule(names, end=plan.end, jobs=plan.jobs, max_crashes=plan.max_crashes)
+    progress: dict[str, dict[str, Any]] = {n: {} for n in names}
     recorder.workers = workers
     startup_failures = 0
     while not schedule.finished():
+        wanted = min(plan.jobs, len(schedule.queue) + len(schedule.running))
+        while startup_failures < STARTUP_FAILURES and len(workers) < wanted:
+            workers.append(_Worker(plan, scratch))  # a replacement is forked in milliseconds
         for conn in wait([w.conn for w in workers], timeout=0.2):
             worker = next(x for x in workers if x.conn is conn)
             try:
@@ -329,8 +325,6 @@ def _run_pool(plan: Plan, recorder, workers: list[_Worker]) -> None:
                     _lost(worker, plan, schedule, progress, recorder)
                 worker.conn.close()
                 workers.remove(worker)
-                if startup_failures < STARTUP_FAILURES and schedule.queue:
-                    workers.append(_Worker(plan, scratch))
                 continue
             if _handle(worker, message, recorder):
                 name, record, more, rounds = message[1:]
@@ -342,7 +336,7 @@ def _run_pool(plan: Plan, recorder, workers: list[_Worker]) -> None:
             reason = worker.overdue(plan, now)
             if reason is not None and worker.killed_for is None:
                 worker.kill(reason)
-        if startup_failures >= STARTUP_FAILURES or not workers:
+        if startup_failures >= STARTUP_FAILURES:
             _drain(schedule, recorder, "workers die while importing the targets", "crash")
         _drain(schedule, recorder)
         for worker in workers:
@@ -377,23 +371,23 @@ def _handle(worker: _Worker, message: tuple, recorder) -> bool:
 def _lost(worker: _Worker, plan: Plan, schedule: Schedule, progress, recorder) -> None:
     """A worker died or was killed during a slice: record what it was running, and let the
     schedule decide whether the target resumes in a fresh worker."""
+    from fuzzgrad.report.events import record_status
+
     task = worker.task
     assert task is not None
     name = task["name"]
+    target = next(t for t in plan.targets if t.name == name)
     now = time.monotonic()
-    error = crash_error(worker, plan, targets_by_name(plan)[name], recorder.has_unshrunk(name))
+    error = crash_error(worker, plan, target, recorder.has_unshrunk(name))
     record = {
         "name": name,
-        "module": targets_by_name(plan)[name].module,
-        "status": "error" if error else "passed",
+        "module": target.module,
         "error": error,
         "examples": worker.examples,
         "seconds": round(now - task["since"], 3),
         "failures": recorder.failures_of(name),
-        "xfail_reason": targets_by_name(plan)[name].xfail,
+        "xfail_reason": target.xfail,
     }
-    from fuzzgrad.report.events import record_status
-
     record["status"] = record_status(record)
     # The round that was running is not run again (with a seed, it would crash the same way).
     _advance(progress[name], record, int(worker.beat[BEAT_ROUND]) + 1 - task["first_round"])
@@ -405,10 +399,6 @@ def _lost(worker: _Worker, plan: Plan, schedule: Schedule, progress, recorder) -
             count = schedule.crashes[name][error["signature"]]
             error["message"] += f" ({count} times at the same place; the target stopped)"
     _slice_over(recorder, name, record, again)
-
-
-def targets_by_name(plan: Plan) -> dict[str, Any]:
-    return {t.name: t for t in plan.targets}
 
 
 class Isolated:
