@@ -375,3 +375,31 @@ def test_workers_that_die_while_importing_the_targets_end_the_run(tmp_path):
     }
     lost = [e for e in events(report) if e["event"] == "worker_lost"]
     assert len(lost) == 3 and all(e["exitcode"] == -signal.SIGABRT for e in lost)
+
+
+def test_a_hang_costs_its_share_of_the_budget_not_the_example_timeout(tmp_path):
+    sleeps = scale_target("a_sleeps", 2, 2, "        __import__('time').sleep(1000)\n")
+    folder = write_targets(tmp_path / "targets", {"a_sleeps": sleeps, "b_ok": FAILING["bug0"]})
+    report = tmp_path / "report"
+    out = fuzzgrad(
+        "fuzz",
+        str(folder),
+        "--budget",
+        "30s",
+        "--properties",
+        "vjp",
+        "--report",
+        str(report),
+        "--database",
+        "none",
+        cwd=tmp_path,
+    )  # fmt: skip  (the default --example-timeout, 30s, is longer than a's share)
+    assert out.returncode == 1
+    records = by_name(report)
+    error = records["a_sleeps"]["error"]
+    assert error["kind"] == "timeout" and Path(error["reproducer"]).is_file()
+    (first,) = [e for e in events(report) if e["event"] == "target_started" and e["round"] == 1
+                and e["target"] == "a_sleeps"]  # fmt: skip
+    capped = float(error["message"].split("ran longer than ")[1].split("s")[0])
+    assert capped < 30 and capped <= first["seconds"] * 1.25 + 2.0  # its slice, not 30 s
+    assert records["bug0"]["status"] == "failed"  # still fuzzed, and found its bug

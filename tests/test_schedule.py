@@ -185,3 +185,12 @@ def test_turns_that_can_never_start_are_drained():
     schedule.done("a", 10.5, more=False)
     assert schedule.drain(10.5) == [("b", 1)]  # never started: the budget is spent
     assert schedule.finished()
+
+
+def test_an_example_cut_by_the_end_of_its_slice_is_a_hang_only_if_it_ran_long():
+    from fuzzgrad.nightly.plan import hung
+
+    assert hung(10.0, 30.0, 20.0)  # half the slice: hung
+    assert not hung(4.0, 30.0, 20.0)  # a slow example that started late: the slice ended
+    assert hung(3.0, 3.0, 100.0)  # --example-timeout
+    assert not hung(1e6, None, None)  # no timeout, no budget: never

@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from fuzzgrad.nightly.plan import Plan
+from fuzzgrad.nightly.plan import Plan, hung
 
 
 def fault_trace(scratch: Path, pid: int | None) -> str:
@@ -22,13 +22,17 @@ def fault_trace(scratch: Path, pid: int | None) -> str:
 def crash_error(worker, plan: Plan, target, shrinking: bool) -> dict[str, Any] | None:
     """The ``error`` of a slice whose worker died or was killed, with the example it was running
     and a reproducer of it; None when the slice's time ran out while it was shrinking a finding
-    (``shrinking``), which is no fault of the target's."""
+    (``shrinking``), or during an example that had not run long enough to count as hung (see
+    `hung`): no fault of the target's."""
     pid = worker.proc.pid
     trace = fault_trace(worker.scratch, pid)
     n = worker.examples
     reason = worker.killed_for
-    if reason == "slice" and shrinking:
-        return None
+    if reason == "slice":
+        ran = worker.killed_at - worker.example_started if worker.example_started else 0.0
+        slice_seconds = (worker.task or {}).get("seconds")
+        if shrinking or not hung(ran, plan.example_timeout, slice_seconds):
+            return None
     if reason in ("timeout", "slice", "interrupted"):
         kind = "timeout"
         why = {

@@ -45,6 +45,17 @@ class Plan:
         return float("inf") if self.example_timeout is None else 2 * self.example_timeout + 3.0
 
 
+def hung(ran: float, example_timeout: float | None, slice_seconds: float | None) -> bool:
+    """Whether an example still running when its target's slice ended counts as a hang (a
+    ``timeout`` error): it ran for ``--example-timeout`` or half the slice. A shorter one was
+    merely cut short by the end of the slice (a slow example that started late), no fault of
+    the target's."""
+    limit = float("inf") if example_timeout is None else example_timeout
+    if slice_seconds is not None:
+        limit = min(limit, slice_seconds / 2)
+    return ran >= limit
+
+
 def parse_duration(text: str) -> float:
     """``90s``, ``30m``, ``1h``, ``1h30m`` or plain seconds, as seconds."""
     import re

@@ -231,11 +231,13 @@ class _Worker:
         self.ready = False
         self.task: dict[str, Any] | None = None
         self.killed_for: str | None = None
-        self.state: dict[str, Any] = {}
+        self.killed_at = self.example_started = 0.0
 
     def kill(self, reason: str) -> None:
         """SIGKILL the worker and its process group (what its target started)."""
         self.killed_for = reason
+        self.killed_at = time.monotonic()
+        self.example_started = self.beat[BEAT_STARTED]
         self._killpg()
         if self.proc.is_alive():
             self.proc.kill()

@@ -88,8 +88,9 @@ def fuzz_for(
     however its time is cut into slices.
 
     Each round ends early at ``until`` (unless it is shrinking a failure, which may go on to
-    ``shrink_until``); one example's timeout is capped by the time left to ``shrink_until``, and
-    an example cut short by that cap ends the slice without an error. A property that failed
+    ``shrink_until``); one example's timeout is capped by the time left to ``shrink_until``: an
+    example cut short by that cap ends the slice, as a ``timeout`` error only if it ran long
+    enough to count as hung (`fuzzgrad.nightly.plan.hung`). A property that failed
     (here or, ``skip``, in an earlier slice) is left out of later rounds, so the database's
     replay of it does not end every round at once; only the first round of the first slice
     (``replay``) replays the database. A finding is written as a reproducer at once (the shrunk
@@ -100,6 +101,7 @@ def fuzz_for(
     from fuzzgrad.engine.hypothesis_compat import set_shrinking_deadline, shrinking_deadline
     from fuzzgrad.engine.runner import db_key, fuzz_target, hypothesis_settings
     from fuzzgrad.nightly.database import FALLBACK_DATABASE, open_database
+    from fuzzgrad.nightly.plan import hung
     from fuzzgrad.properties.checker import Checker
 
     remaining = [p for p in Checker(target, properties).properties if p not in skip]
@@ -110,6 +112,7 @@ def fuzz_for(
     results = []
     round_no = 0
     last: list[Any] = [None]
+    slice_seconds = None if shrink_until is None else shrink_until - time.monotonic()
 
     def example(case) -> None:
         last[0] = case
@@ -162,7 +165,7 @@ def fuzz_for(
             )
         round_no += 1
         cut = capped and (result.error or {}).get("kind") == "timeout"
-        if cut:
+        if cut and not hung(timeout, example_timeout, slice_seconds):
             _drop_cut_example(target, result)  # the slice ended mid-example: not a hang
         results.append(result)
         for failure in result.failures:
