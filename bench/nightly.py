@@ -54,7 +54,7 @@ def startup(repeats: int) -> None:
 
     def ready_in() -> float:
         started = time.monotonic()
-        w = pool._Worker(plan, scratch, threads=1)
+        w = pool.Worker(plan, scratch, threads=1)
         message = w.conn.recv()
         assert message[0] == "ready", message
         took = time.monotonic() - started

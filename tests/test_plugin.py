@@ -12,7 +12,7 @@ import fuzzgrad as fg
 
 # In-process pytester runs drop the modules they import when they end: import the worker pool
 # (and the multiprocessing modules it uses) once, for every run of the session.
-import fuzzgrad.nightly.pool  # noqa: E402,F401,I001
+import fuzzgrad.nightly.isolated  # noqa: E402,F401,I001
 
 pytest_plugins = ["pytester"]
 

@@ -367,7 +367,7 @@ class _Runs:
             _share_cores(int(workers))
         self.isolated = None
         if config.getoption("fuzzgrad_isolate"):
-            from fuzzgrad.nightly.pool import Isolated
+            from fuzzgrad.nightly.isolated import Isolated
 
             database = self.profile.database_dir
             self.isolated = Isolated(

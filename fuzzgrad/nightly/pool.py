@@ -66,13 +66,13 @@ def stoppable() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def workers_for(plan: Plan) -> Iterator[list[_Worker]]:
+def workers_for(plan: Plan) -> Iterator[list[Worker]]:
     """The run's workers (started by `run`): the fork server starts now, so that it imports
     torch and JAX while this process discovers the targets. On leaving, stop the workers (and
     whatever they started) and remove the scratch folder, whatever ended the block, SIGTERM
     included."""
     scratch = plan.report_dir / ".work"
-    workers: list[_Worker] = []
+    workers: list[Worker] = []
     try:
         if plan.isolate:
             from fuzzgrad.nightly.worker import context
@@ -87,7 +87,7 @@ def workers_for(plan: Plan) -> Iterator[list[_Worker]]:
         shutil.rmtree(scratch, ignore_errors=True)  # crash traces are in the records by now
 
 
-def stop_workers(workers: list[_Worker]) -> None:
+def stop_workers(workers: list[Worker]) -> None:
     """End workers: idle ones are asked to exit, busy or starting ones are killed; then whatever
     any of them started is killed too."""
     for worker in workers:
@@ -105,7 +105,7 @@ def stop_workers(workers: list[_Worker]) -> None:
         worker.reap()
 
 
-def run(plan: Plan, recorder, workers: list[_Worker]) -> None:
+def run(plan: Plan, recorder, workers: list[Worker]) -> None:
     """Fuzz every target of ``plan``; ``recorder`` receives events and finished records."""
     try:
         with stoppable():
@@ -199,7 +199,7 @@ def _drain(schedule: Schedule, recorder, why: str | None = None, kind: str = "bu
             recorder.done(name, None)
 
 
-class _Worker:
+class Worker:
     """One worker process and what the parent knows about it."""
 
     def __init__(self, plan: Plan, scratch: Path, threads: int | None = None):
@@ -297,7 +297,7 @@ def _parent_main_hidden():
         main.__dict__.update(saved)
 
 
-def _run_pool(plan: Plan, recorder, workers: list[_Worker]) -> None:
+def _run_pool(plan: Plan, recorder, workers: list[Worker]) -> None:
     wait = multiprocessing.connection.wait
     scratch = plan.report_dir / ".work"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -309,7 +309,7 @@ def _run_pool(plan: Plan, recorder, workers: list[_Worker]) -> None:
     while not schedule.finished():
         wanted = min(plan.jobs, len(schedule.queue) + len(schedule.running))
         while startup_failures < STARTUP_FAILURES and len(workers) < wanted:
-            workers.append(_Worker(plan, scratch))  # a replacement is forked in milliseconds
+            workers.append(Worker(plan, scratch))  # a replacement is forked in milliseconds
         for conn in wait([w.conn for w in workers], timeout=0.2):
             worker = next(x for x in workers if x.conn is conn)
             try:
@@ -352,7 +352,7 @@ def _run_pool(plan: Plan, recorder, workers: list[_Worker]) -> None:
         recorder.refresh()
 
 
-def _handle(worker: _Worker, message: tuple, recorder) -> bool:
+def _handle(worker: Worker, message: tuple, recorder) -> bool:
     """Pass a worker's message on; True when it says its slice is done."""
     kind = message[0]
     if kind == "ready":
@@ -370,7 +370,7 @@ def _handle(worker: _Worker, message: tuple, recorder) -> bool:
     return False
 
 
-def _lost(worker: _Worker, plan: Plan, schedule: Schedule, progress, recorder) -> None:
+def _lost(worker: Worker, plan: Plan, schedule: Schedule, progress, recorder) -> None:
     """A worker died or was killed during a slice: record what it was running, and let the
     schedule decide whether the target resumes in a fresh worker."""
     from fuzzgrad.report.events import record_status
@@ -401,83 +401,3 @@ def _lost(worker: _Worker, plan: Plan, schedule: Schedule, progress, recorder) -
             count = schedule.crashes[name][error["signature"]]
             error["message"] += f" ({count} times at the same place; the target stopped)"
     _slice_over(recorder, name, record, again)
-
-
-class Isolated:
-    """Fuzz targets one at a time in a worker process, for the pytest plugin: a target that
-    segfaults or aborts ends as an ``error`` of kind ``crash`` with a reproducer of the example
-    it was running, and the test session goes on (the next target gets a fresh worker)."""
-
-    def __init__(
-        self, specs: list[str], report_dir: Path, scratch: Path, *, database: str | None,
-        threads: int,
-    ):  # fmt: skip
-        self.plan = Plan(
-            specs=list(specs), targets=[], report_dir=report_dir, database=database,
-            example_timeout=None,
-        )  # fmt: skip
-        self.scratch, self.threads = scratch, threads
-        self.worker: _Worker | None = None
-
-    def fuzz(self, target, *, max_examples: int, derandomize: bool) -> dict[str, Any]:
-        """``target``'s JSON result (`TargetResult.to_json`), fuzzed in the worker."""
-        from fuzzgrad.report.events import record_status, unshrunk
-
-        self.plan.targets = [target]
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        if self.worker is None:
-            self.worker = _Worker(self.plan, self.scratch, threads=self.threads)
-        worker = self.worker
-        failures: list[dict[str, Any]] = []
-        findings: list[dict[str, Any]] = []
-        task = {"name": target.name, "until": None, "shrink_until": None, "seed": None}
-        task |= {"chunk": max_examples, "derandomize": derandomize}
-        try:
-            while True:
-                if worker.ready and worker.task is None:
-                    worker.send(task)
-                message = worker.conn.recv()
-                kind = message[0]
-                if kind == "ready":
-                    worker.ready = True
-                elif kind == "finding":
-                    findings.append({"property": message[2], **message[3]})
-                elif kind == "failure":
-                    failures.append(message[2])
-                elif kind == "done":
-                    worker.task = None
-                    return message[2]
-        except (EOFError, OSError):
-            worker.proc.join(5)
-            worker.reap()
-            self.worker = None
-        if worker.task is None:  # died before it could take the target
-            error = {
-                "kind": "crash",
-                "message": f"the worker died while importing the targets "
-                f"(exit status {worker.proc.exitcode})",
-                "traceback": fault_trace(self.scratch, worker.proc.pid),
-            }
-        else:
-            error = crash_error(worker, self.plan, target, shrinking=False)
-        record = {
-            "name": target.name,
-            "module": target.module,
-            "xfail_reason": target.xfail,
-            "examples": worker.examples,
-            "seconds": round(
-                time.monotonic() - (worker.task or {}).get("since", worker.spawned), 3
-            ),
-            "error": error,
-            "failures": failures + unshrunk(findings, failures),
-        }
-        record["status"] = record_status(record)
-        return record
-
-    def close(self) -> None:
-        import shutil
-
-        if self.worker is not None:
-            stop_workers([self.worker])
-            self.worker = None
-        shutil.rmtree(self.scratch, ignore_errors=True)
