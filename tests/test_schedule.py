@@ -192,5 +192,7 @@ def test_an_example_cut_by_the_end_of_its_slice_is_a_hang_only_if_it_ran_long():
 
     assert hung(10.0, 30.0, 20.0)  # half the slice: hung
     assert not hung(4.0, 30.0, 20.0)  # a slow example that started late: the slice ended
+    assert not hung(4.0, 30.0, 2.0)  # a slow first example in a short slice
+    assert hung(5.0, 30.0, 2.0)
     assert hung(3.0, 3.0, 100.0)  # --example-timeout
     assert not hung(1e6, None, None)  # no timeout, no budget: never

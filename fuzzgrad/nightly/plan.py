@@ -45,14 +45,19 @@ class Plan:
         return float("inf") if self.example_timeout is None else 2 * self.example_timeout + 3.0
 
 
+#: Seconds: an example cut short by the end of its slice after running less than this (and
+#: less than ``--example-timeout``) is never called hung, however short the slice.
+HANG_FLOOR = 5.0
+
+
 def hung(ran: float, example_timeout: float | None, slice_seconds: float | None) -> bool:
     """Whether an example still running when its target's slice ended counts as a hang (a
-    ``timeout`` error): it ran for ``--example-timeout`` or half the slice. A shorter one was
-    merely cut short by the end of the slice (a slow example that started late), no fault of
-    the target's."""
+    ``timeout`` error): it ran for ``--example-timeout``, or for half the slice and at least
+    `HANG_FLOOR`. A shorter one was merely cut short by the end of the slice (a slow example
+    that started late, a first example on a loaded machine), no fault of the target's."""
     limit = float("inf") if example_timeout is None else example_timeout
     if slice_seconds is not None:
-        limit = min(limit, slice_seconds / 2)
+        limit = min(limit, max(HANG_FLOOR, slice_seconds / 2))
     return ran >= limit
 
 
