@@ -137,12 +137,12 @@ def _free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def redis_url():
-    """A Redis server on loopback for this test session, started and stopped here.
+@contextlib.contextmanager
+def redis_server():
+    """Start a Redis server on a free loopback port; yield its URL; stop it on leaving.
 
-    ``FUZZGRAD_TEST_REDIS`` points at a server of your own instead. Skipped (with the install
-    hint the README gives) where neither the ``redis`` client package nor a server is available.
+    Skips the calling test (with the install hint the README gives) where the ``redis`` client
+    package or ``redis-server`` is missing.
     """
     url = os.environ.get("FUZZGRAD_TEST_REDIS")
     if url:
@@ -205,3 +205,21 @@ def _redis_server(password: str | None = None):
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A Redis server on loopback for this test session, started and stopped here.
+
+    ``FUZZGRAD_TEST_REDIS`` points at a server of your own instead. Skipped (with the install
+    hint the README gives) where neither the ``redis`` client package nor a server is available.
+    """
+    pytest.importorskip(
+        "redis", reason='the Redis client is not installed: pip install -e ".[redis]"'
+    )
+    url = os.environ.get("FUZZGRAD_TEST_REDIS")
+    if url:
+        yield url
+        return
+    with redis_server() as url:
+        yield url

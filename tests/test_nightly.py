@@ -220,7 +220,7 @@ def test_a_failure_found_by_one_run_replays_first_in_another_through_redis(tmp_p
     for i in range(2):  # no --seed: Hypothesis ignores the database under an explicit seed
         report = tmp_path / f"run{i}"
         code = main(
-            ["fuzz", str(folder), "--budget", "8s", "--max-examples", "20", "--no-isolate",
+            ["fuzz", str(folder), "--budget", "30s", "--max-examples", "20", "--no-isolate",
              "--properties", "vjp", "--report", str(report), "--database", redis_url]
         )  # fmt: skip
         assert code == 1
@@ -318,26 +318,30 @@ def test_repro_by_failure_id_and_as_a_pytest_regression_test(two_runs, tmp_path)
 
 
 def test_budget_is_respected(tmp_path):
-    folder = write_targets(
-        tmp_path / "targets", {n: scale_target(n, 2, 2) for n in ("one", "two", "three")}
-    )
-    started = time.monotonic()
+    """Budget accounting, not wall-clock seconds (CI machines are shared): each target's first
+    slice is its share of the time left, in order, before any second round; no slice is longer
+    than the time left; a target the budget did not reach says so."""
+    names = ("one", "two", "three")
+    folder = write_targets(tmp_path / "targets", {n: scale_target(n, 2, 2) for n in names})
     out = fuzzgrad(
         "fuzz", str(folder), "--budget", "10s", "--properties", "vjp", "--report",
         str(tmp_path / "report"), "--database", "none", cwd=tmp_path,
     )  # fmt: skip
-    elapsed = time.monotonic() - started
     results = load_results(tmp_path / "report")
-    # The run's own clock starts after Python does and stops before it exits (~1-2 s each).
-    # 10.2-12.1 s measured here; the slack is for a machine loaded by other test processes.
-    timeline = [(e["time"], e["event"], e.get("target")) for e in events(tmp_path / "report")]
-    assert 9.5 <= results["run"]["seconds"] <= 15, (results["run"]["seconds"], timeline)
-    assert elapsed <= 20, elapsed  # 11-14 s measured; more only on a heavily loaded machine
     assert results["run"]["budget_seconds"] == 10
-    # Where starting the worker takes most of the budget (a loaded machine), the targets it
-    # could not reach say so.
+    slices = [e for e in events(tmp_path / "report") if e["event"] == "target_started"]
+    firsts = [e for e in slices if e["round"] == 1]
+    assert [e["target"] for e in firsts] == list(names[: len(firsts)])  # in order
+    assert [e["round"] for e in slices] == sorted(e["round"] for e in slices)
+    for waiting, e in zip(range(len(names), 0, -1), firsts):
+        assert 0 < e["left"] <= 10
+        assert e["seconds"] == pytest.approx(e["left"] / waiting, abs=2e-3)  # one job
+    assert all(0 < e["seconds"] <= e["left"] for e in slices)
     outcomes = {(t["status"], (t.get("error") or {}).get("kind")) for t in results["targets"]}
     assert outcomes <= {("passed", None), ("error", "budget")}, out.stdout + out.stderr
+    started = {e["target"] for e in slices}
+    for t in results["targets"]:
+        assert (t["name"] in started) == (t["status"] == "passed") == (t["examples"] > 0)
 
 
 def test_shards_are_deterministic_disjoint_and_cover_everything():
@@ -356,7 +360,14 @@ def test_shards_are_deterministic_disjoint_and_cover_everything():
 
 
 @pytest.mark.parametrize(
-    "option", [["--shard", "0/2"], ["--shard", "3/2"], ["--jobs", "many"], ["--budget", "soon"]]
+    "option",
+    [
+        ["--shard", "0/2"],
+        ["--shard", "3/2"],
+        ["--jobs", "many"],
+        ["--budget", "soon"],
+        ["--max-crashes", "0"],
+    ],
 )
 def test_bad_nightly_options_are_usage_errors(option, capsys):
     assert main(["fuzz", "fuzzgrad.targets.seed", *option]) == 2

@@ -11,6 +11,10 @@ import torch
 
 import fuzzgrad as fg
 
+# In-process pytester runs drop the modules they import when they end: import the worker pool
+# (and the multiprocessing modules it uses) once, for every run of the session.
+import fuzzgrad.nightly.isolated  # noqa: E402,F401,I001
+
 pytest_plugins = ["pytester"]
 
 #: Tiny torch-only targets (no JAX compile), two properties each, so every run is quick.
@@ -321,3 +325,82 @@ def test_xdist_workers_share_the_cores():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+# -- isolation ----------------------------------------------------------------------------------
+CRASHES = (
+    CORRECT_ONLY
+    + """
+
+@fg.register(reference=lambda x: x * 2, **KW)
+class Crashing(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        {crash}
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("crash", "signal_name"),
+    [("__import__('ctypes').string_at(0)", "SIGSEGV"), ("__import__('os').abort()", "SIGABRT")],
+    ids=["segfault", "abort"],
+)
+def test_a_crashing_target_fails_its_items_and_the_session_goes_on(pytester, crash, signal_name):
+    pytester.makepyprojecttoml('[tool.fuzzgrad]\ntargets = ["ops.py"]\n')
+    pytester.makepyfile(ops=CRASHES.format(crash=crash), test_after="def test_after():\n    pass\n")
+    report = pytester.path / "repros"
+    result = pytester.runpytest("-rA", "--fuzzgrad-report", str(report), *FAST)
+    assert outcomes(result) == {
+        "test_fuzzgrad[Double-forward]": "PASSED",
+        "test_fuzzgrad[Double-vjp]": "PASSED",
+        "test_fuzzgrad[Crashing-forward]": "FAILED",
+        "test_fuzzgrad[Crashing-vjp]": "FAILED",
+    }
+    result.assert_outcomes(passed=3, failed=2)  # test_after ran too
+    result.stdout.fnmatch_lines(
+        [
+            f"Crashing: fuzzing crashed (crash): the worker process died ({signal_name}) while "
+            "running example 1",
+            "  replay: fuzzgrad repro *repro_Crashing_crash.py",
+        ]
+    )
+    assert (report / "repro_Crashing_crash.py").is_file()
+
+
+PID = """
+import os
+import torch
+import fuzzgrad as fg
+
+
+@fg.register(reference=lambda x: x * 2, properties=["forward"], dtypes=[torch.float64])
+class WherePid(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        with open({path!r}, "a") as f:
+            f.write(f"{{os.getpid()}}\\n")
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+"""
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_no_fuzzgrad_isolate_fuzzes_in_the_test_process(pytester, isolate):
+    import os
+
+    pids = pytester.path / "pids.txt"
+    pytester.makepyprojecttoml('[tool.fuzzgrad]\ntargets = ["ops.py"]\n')
+    pytester.makepyfile(ops=PID.format(path=str(pids)))
+    option = "--fuzzgrad-isolate" if isolate else "--no-fuzzgrad-isolate"
+    pytester.runpytest(option, *FAST).assert_outcomes(passed=1)
+    seen = set(pids.read_text().split())
+    assert seen and (str(os.getpid()) in seen) is not isolate

@@ -109,6 +109,14 @@ def _parser() -> argparse.ArgumentParser:
         help="address-space limit per worker, e.g. 16G (default: none)",
     )
     nightly.add_argument(
+        "--max-crashes",
+        type=int,
+        default=3,
+        metavar="N",
+        help="a target whose worker dies N times at the same place stops, giving its time back "
+        "(default: 3); with --budget, a target resumes after a crash until then",
+    )
+    nightly.add_argument(
         "--no-isolate",
         dest="isolate",
         action="store_false",
@@ -237,8 +245,12 @@ def _fuzz(args) -> int:
         options = parse_options(args)
     except ValueError as exc:
         return _usage(str(exc))
+    database = None if args.database.lower() == "none" else args.database
+    missing = _missing_client(database)
+    if missing:
+        return _usage(missing)
     from fuzzgrad.nightly.plan import Plan, shard
-    from fuzzgrad.nightly.pool import run, start_workers, stop_workers
+    from fuzzgrad.nightly.pool import Stop, stoppable, workers_for
 
     report = args.report or _default_report_dir()
     baseline = args.baseline
@@ -247,7 +259,6 @@ def _fuzz(args) -> int:
         if latest.exists() and latest.resolve() != report.resolve():
             baseline = latest.resolve()
     report.mkdir(parents=True, exist_ok=True)
-    database = None if args.database.lower() == "none" else args.database
     plan = Plan(
         specs=list(args.targets),
         targets=[],
@@ -261,32 +272,69 @@ def _fuzz(args) -> int:
         isolate=args.isolate,
         example_timeout=options["example_timeout"],
         max_memory=options["max_memory"],
+        max_crashes=options["max_crashes"],
         started=started,
     )
-    # Workers start importing torch now, while this process discovers the targets.
-    workers = start_workers(plan)
+    problem = _database_problem(plan)
     try:
-        from fuzzgrad.properties import names
+        # SIGTERM from here on ends the run cleanly (workers, scratch files, reports).
+        with stoppable(), workers_for(plan) as workers:
+            # Workers start loading now, while this process discovers the targets.
+            from fuzzgrad.properties import names
 
-        PROPERTIES = names()
+            known = names()
+            for p in props or ():
+                if p not in known:
+                    return _usage(f"unknown property {p!r}; choose from {', '.join(known)}")
+            targets = _load(args.targets, args.names)
+            if options["shard"]:
+                targets = shard(targets, *options["shard"])
+            plan.targets = targets
+            return _run_and_report(args, plan, options, baseline, workers, problem)
+    except Stop:
+        print("fuzzgrad: stopped (SIGTERM)", file=sys.stderr)
+        return EXIT_FAILED
 
-        for p in props or ():
-            if p not in PROPERTIES:
-                stop_workers(workers)
-                return _usage(f"unknown property {p!r}; choose from {', '.join(PROPERTIES)}")
-        targets = _load(args.targets, args.names)
-    except BaseException:
-        stop_workers(workers)
-        raise
-    if options["shard"]:
-        targets = shard(targets, *options["shard"])
-    plan.targets = targets
-    if args.report is None:
-        _point_latest(report)
+
+def _missing_client(database: str | None) -> str | None:
+    """Why a Redis database cannot be used at all (its client package is not installed)."""
+    from fuzzgrad.nightly.database import is_shared
+
+    if not is_shared(database):
+        return None
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return (
+            "--database redis://... needs the Redis client, which is not installed: "
+            'pip install -e ".[redis]" (or pip install redis)'
+        )
+    return None
+
+
+def _database_problem(plan) -> str | None:
+    """A warning when the example database cannot be used as given (then a folder in the report
+    takes its place: at once for a folder, on first use in each worker for Redis)."""
+    from fuzzgrad.nightly.database import FALLBACK_DATABASE, database_problem, is_shared
+
+    problem = database_problem(None if plan.seed is not None else plan.database)
+    if problem is None:
+        return None
+    fallback = plan.report_dir / FALLBACK_DATABASE
+    if not is_shared(plan.database):
+        plan.database = str(fallback)
+    return f"{problem}; failures are kept in {fallback} instead"
+
+
+def _run_and_report(args, plan, options, baseline, workers, problem) -> int:
+    from fuzzgrad.nightly.pool import run
     from fuzzgrad.nightly.recorder import Recorder
     from fuzzgrad.report.common import redact
     from fuzzgrad.report.results import run_info
 
+    report = plan.report_dir
+    if args.report is None:
+        _point_latest(report)
     info = run_info(
         # what the report shows of the command: without a password a database URL carries
         argv=[redact(a) for a in ["fuzzgrad", *args.argv]],
@@ -296,9 +344,11 @@ def _fuzz(args) -> int:
         shard="/".join(map(str, options["shard"])) if options["shard"] else None,
         jobs=plan.jobs,
         isolate=plan.isolate,
-        database=redact(database) if database else None,
+        database=redact(plan.database) if plan.database else None,
     )
     recorder = Recorder(plan, info)
+    if problem is not None:
+        recorder.warn("database", problem)
     try:
         run(plan, recorder, workers)
     finally:
@@ -343,15 +393,25 @@ def _report(args) -> int:
     if args.dir is None:
         return _usage("give a report directory, or --compare OLD NEW")
     from fuzzgrad.nightly.recorder import render_reports
+    from fuzzgrad.report.events import recover
 
     directory = _report_folder(args.dir)
     baseline = None if args.baseline is None else _report_folder(args.baseline)
+    rebuilt = recover(directory)  # a killed run: results.json rebuilt from its event log
     for folder in (baseline, directory):
         if folder is not None:
             load_results(folder)  # a malformed file is an error here, not a traceback later
+    run = load_results(directory)["run"]
     render_reports(directory, baseline)
+    if rebuilt is not None:
+        print(directory / "results.json")
     for name in ("junit.xml", "summary.md", "index.html"):
         print(directory / name)
+    if isinstance(run, dict) and run.get("incomplete"):
+        print(
+            f"fuzzgrad: the run in {directory} is incomplete: {run['incomplete']}", file=sys.stderr
+        )
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -400,10 +460,11 @@ def _find_reproducer(failure_id: str, report: Path) -> Path:
     """The reproducer of a failure in a report, by signature (or a prefix) or target name."""
     from fuzzgrad.errors import ReproducerError
     from fuzzgrad.report.common import failure_signature
+    from fuzzgrad.report.events import recover
     from fuzzgrad.report.results import load_results
 
     folder = _report_folder(report)
-    results = load_results(folder)
+    results = recover(folder) or load_results(folder)  # a killed run: from its event log
     found: dict[str, str] = {}
     for record in results["targets"]:
         name = record["name"]

@@ -7,10 +7,12 @@ arguments collects one item per target and property, ``test_fuzzgrad[MyOp-vjp]``
 Hypothesis load only when fuzzgrad items are collected or run.
 
 The properties of one target share a single fuzz run (`fuzz_target` checks them all on each
-case), done by whichever process first runs one of its items. Under xdist the result is shared
-through the session's temporary directory under a file lock, so a target whose items land on
-two workers is still fuzzed once: JAX compilation and Torch warm-up make up much of a short run,
-so fuzzing each property separately costs more than it gains in balance.
+case), done by whichever process first runs one of its items, in a worker process of its own
+(``--no-fuzzgrad-isolate`` to fuzz in the test process), so that a target that segfaults or
+aborts fails its items with a reproducer instead of ending the session. Under xdist the result
+is shared through the session's temporary directory under a file lock, so a target whose items
+land on two workers is still fuzzed once: JAX compilation and Torch warm-up make up much of a
+short run, so fuzzing each property separately costs more than it gains in balance.
 """
 
 from __future__ import annotations
@@ -78,6 +80,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="write reproducers here (default: a fuzzgrad/ folder under pytest's basetemp)",
     )
+    group.addoption(
+        "--fuzzgrad-isolate",
+        dest="fuzzgrad_isolate",
+        action="store_true",
+        default=True,
+        help="fuzz each target in a worker process, so that one that segfaults or aborts fails "
+        "its own tests (with a reproducer) instead of ending the session (the default)",
+    )
+    group.addoption(
+        "--no-fuzzgrad-isolate",
+        dest="fuzzgrad_isolate",
+        action="store_false",
+        help="fuzz in the test process itself (for debugging with pdb or a profiler)",
+    )
     parser.addini("fuzzgrad_profile", "the default fuzzgrad profile (ci, dev, nightly)")
 
 
@@ -98,6 +114,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     resolver = config.stash.get(_RESOLVER, None)
     if resolver in _active:
         _active.remove(resolver)
+    runs = config.stash.get(_RUNS, None)
+    if runs is not None:
+        runs.close()
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -346,6 +365,22 @@ class _Runs:
         workers = getattr(config, "workerinput", {}).get("workercount")
         if workers:
             _share_cores(int(workers))
+        self.isolated = None
+        if config.getoption("fuzzgrad_isolate"):
+            from fuzzgrad.nightly.isolated import Isolated
+
+            database = self.profile.database_dir
+            self.isolated = Isolated(
+                list(config.stash[_KEY].specs),
+                self.report_dir,
+                self.directory / f".work-{os.getpid()}",
+                database=str(database) if database else None,
+                threads=max(1, (os.cpu_count() or 1) // max(int(workers or 1), 1)),
+            )
+
+    def close(self) -> None:
+        if self.isolated is not None:
+            self.isolated.close()
 
     def result(self, target) -> dict[str, Any]:
         """The target's JSON result, fuzzing it unless this session already has."""
@@ -367,6 +402,10 @@ class _Runs:
         from fuzzgrad.engine.runner import fuzz_target
 
         p = self.profile
+        if self.isolated is not None:
+            return self.isolated.fuzz(
+                target, max_examples=p.max_examples, derandomize=p.derandomize
+            )
         return fuzz_target(
             target,
             max_examples=p.max_examples,

@@ -5,9 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+#: Seconds: a slice after a target's first (a resumption, a second round) is not started when
+#: it would be shorter than this; a first slice always is, however short.
+MIN_SLICE = 1.0
 
 
 @dataclass
@@ -26,6 +31,8 @@ class Plan:
     isolate: bool = True
     example_timeout: float | None = 30.0
     max_memory: int | None = None
+    #: A target whose worker died this many times at the same signature stops.
+    max_crashes: int = 3
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -33,8 +40,25 @@ class Plan:
         return None if self.budget is None else self.started + self.budget
 
     def hard_limit(self) -> float:
-        """How long one example may run before the parent kills its worker."""
-        return 2 * (self.example_timeout or 30.0) + 3.0
+        """How long one example may run before the parent kills its worker (no limit without
+        an example timeout; a budgeted run still kills it when the target's slice ends)."""
+        return float("inf") if self.example_timeout is None else 2 * self.example_timeout + 3.0
+
+
+#: Seconds: an example cut short by the end of its slice after running less than this (and
+#: less than ``--example-timeout``) is never called hung, however short the slice.
+HANG_FLOOR = 5.0
+
+
+def hung(ran: float, example_timeout: float | None, slice_seconds: float | None) -> bool:
+    """Whether an example still running when its target's slice ended counts as a hang (a
+    ``timeout`` error): it ran for ``--example-timeout``, or for half the slice and at least
+    `HANG_FLOOR`. A shorter one was merely cut short by the end of the slice (a slow example
+    that started late, a first example on a loaded machine), no fault of the target's."""
+    limit = float("inf") if example_timeout is None else example_timeout
+    if slice_seconds is not None:
+        limit = min(limit, max(HANG_FLOOR, slice_seconds / 2))
+    return ran >= limit
 
 
 def parse_duration(text: str) -> float:
@@ -52,6 +76,9 @@ def parse_duration(text: str) -> float:
 def parse_options(args) -> dict[str, Any]:
     """Parse the nightly options; a ValueError says what is wrong."""
     out: dict[str, Any] = {"budget": None, "shard": None, "max_memory": None}
+    out["max_crashes"] = getattr(args, "max_crashes", 3)
+    if out["max_crashes"] < 1:
+        raise ValueError(f"--max-crashes takes a number >= 1, not {out['max_crashes']}")
     if args.budget is not None:
         out["budget"] = parse_duration(args.budget)
     timeout = parse_duration(args.example_timeout)
@@ -107,3 +134,129 @@ def shard(targets: list[Any], index: int, count: int) -> list[Any]:
         return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % count
 
     return [t for t in targets if bucket(t.name) == index - 1]
+
+
+@dataclass
+class Slice:
+    """A target's turn on a worker: its ``round`` (1 for its first), and the monotonic instants
+    it fuzzes ``until`` and may go on shrinking to (None: no budget)."""
+
+    name: str
+    round: int
+    started: float
+    until: float | None
+    shrink_until: float | None
+    #: Its share of the budget (None: no budget); shrinking may take a little more.
+    seconds: float | None = None
+
+
+class Schedule:
+    """Who runs next, and for how long: fair shares of a run's time budget among its targets.
+
+    Every target gets its first slice, in order, before any target gets a second one (a resumption
+    after its worker crashed, or more time that others gave back). A slice is an equal part of
+    the worker time not yet promised, ``(jobs x time left - what running slices still hold) /
+    targets waiting in that round``, and at most the time left; so a target that ends early (every
+    property failed, an error, a crash) gives the rest of its slice back to those still waiting.
+    A target whose worker died ``max_crashes`` times with the same signature stops. Without a
+    budget each target gets one slice (one round of examples), and a crash ends it.
+
+    Pure bookkeeping on the instants it is handed, so tests drive it with a fake clock.
+    """
+
+    def __init__(self, names: list[str], *, end: float | None, jobs: int, max_crashes: int = 3):
+        self.end, self.jobs, self.max_crashes = end, max(1, jobs), max(1, max_crashes)
+        self.queue: deque[tuple[str, int]] = deque((n, 1) for n in names)
+        self.running: dict[str, Slice] = {}
+        self.crashes: dict[str, Counter[str]] = {n: Counter() for n in names}
+        #: Seconds of slices given to each target, and seconds its slices actually ran.
+        self.granted: dict[str, float] = dict.fromkeys(names, 0.0)
+        self.used: dict[str, float] = dict.fromkeys(names, 0.0)
+        #: (name, round, start, seconds) of every slice given, in order.
+        self.log: list[tuple[str, int, float, float | None]] = []
+
+    def left(self, now: float) -> float:
+        return float("inf") if self.end is None else self.end - now
+
+    def _share(self, now: float) -> float | None:
+        """The length of the slice the head of the queue would get now (inf: no budget), or None
+        when it may not start now."""
+        if not self.queue:
+            return None
+        if self.end is None:
+            return float("inf")
+        round_no = self.queue[0][1]
+        left = self.end - now
+        promised = sum(max(0.0, s.until - now) for s in self.running.values() if s.until)
+        waiting = sum(1 for _, r in self.queue if r == round_no)
+        share = min(left, max(0.0, self.jobs * left - promised) / waiting)
+        if left <= 0 or (round_no > 1 and share < MIN_SLICE):
+            return None
+        return share
+
+    def next(self, now: float) -> Slice | None:
+        """The slice for an idle worker, or None when nothing may start now."""
+        share = self._share(now)
+        if share is None:
+            return None
+        name, round_no = self.queue.popleft()
+        until = shrink_until = seconds = None
+        if self.end is not None:
+            seconds = share
+            # Shrinking what it found may take a quarter more (borrowed from later slices),
+            # but never past the budget: the last slices stop generating that much earlier.
+            tail = max(2.0, share / 4)
+            shrink_until = min(self.end, now + share + tail)
+            until = min(now + share, shrink_until - min(tail, share / 2))
+        s = Slice(name, round_no, now, until, shrink_until, seconds)
+        self.running[name] = s
+        self.granted[name] = self.granted.get(name, 0.0) + (s.seconds or 0.0)
+        self.log.append((name, round_no, now, s.seconds))
+        return s
+
+    def _end_slice(self, name: str, now: float) -> Slice:
+        s = self.running.pop(name)
+        self.used[name] = self.used.get(name, 0.0) + (now - s.started)
+        return s
+
+    def done(self, name: str, now: float, *, more: bool) -> bool:
+        """A slice ended as planned; ``more``: the target had work left when its time ran out.
+        True when it is queued for another round (its record is not final yet)."""
+        s = self._end_slice(name, now)
+        if more and self.end is not None and self.end - now >= MIN_SLICE:
+            self.queue.append((name, s.round + 1))
+            return True
+        return False
+
+    def crashed(self, name: str, now: float, signature: str) -> bool:
+        """The target's worker died (or was killed) during its slice. True when the target is
+        queued to resume after every target waiting for an earlier round; False when it stops:
+        no budget, or ``max_crashes`` deaths at this signature."""
+        s = self._end_slice(name, now)
+        counts = self.crashes.setdefault(name, Counter())
+        counts[signature] += 1
+        if self.end is None or counts[signature] >= self.max_crashes or self.end - now <= 0:
+            return False
+        self.queue.append((name, s.round + 1))
+        return True
+
+    def drain(self, now: float) -> list[tuple[str, int]]:
+        """Queued turns that will never start, removed: all of them once the budget is spent,
+        or when no slice is running and none can start (too little time left for a later
+        round). Round 1 means the target never started."""
+        if not self.queue or (
+            self.left(now) > 0 and (self.running or self._share(now) is not None)
+        ):
+            return []
+        out = list(self.queue)
+        self.queue.clear()
+        return out
+
+    def cancel(self) -> list[tuple[str, int]]:
+        """Every queued turn, removed (no worker will ever run them)."""
+        out = list(self.queue)
+        self.queue.clear()
+        return out
+
+    def finished(self) -> bool:
+        return not self.queue and not self.running

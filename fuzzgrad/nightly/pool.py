@@ -1,32 +1,44 @@
 """Nightly runs: a shared time budget, parallel worker processes, containment, nothing lost.
 
-The parent process never fuzzes (unless ``isolate=False``): it hands targets to spawned workers
-(`fuzzgrad.nightly.worker`), gives each target its share of the time left, watches heartbeats, kills
-a worker whose example overruns, and turns a dead or killed worker into an ``error`` record of
-kind ``crash`` or ``timeout`` naming the example that was running (with a reproducer rebuilt from
-the worker's scratch file). Every event is appended to ``events.jsonl`` and fsync'd as it
-happens; ``results.json`` is rewritten atomically after every target.
+The parent process never fuzzes (unless ``isolate=False``): it hands targets to workers forked
+from a fork server (`fuzzgrad.nightly.worker`), gives each target its slice of the time left
+(`fuzzgrad.nightly.plan.Schedule`), watches heartbeats, kills a worker (with every process it
+started: each worker leads its own process group) whose example overruns, and turns a dead or
+killed worker into an ``error`` of kind ``crash`` or ``timeout`` naming the example that was
+running, with a reproducer rebuilt from the worker's scratch file. A crashed target resumes
+in a fresh worker once every other target has had its turn, until it crashes ``max_crashes``
+times at the same place. Every event is appended to ``events.jsonl`` and fsync'd as it happens;
+``results.json`` is rewritten atomically after every target.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import multiprocessing.connection
+import multiprocessing.forkserver
+import multiprocessing.sharedctypes  # noqa: F401 - the heartbeats' shared memory
 import os
 import signal
 import sys
 import time
-from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fuzzgrad.nightly.plan import Plan
-from fuzzgrad.nightly.worker import BEAT_EXAMPLES, BEAT_STARTED
+from fuzzgrad.nightly.crash import crash_error, fault_trace
+from fuzzgrad.nightly.plan import Plan, Schedule, Slice
+from fuzzgrad.nightly.worker import BEAT_EXAMPLES, BEAT_ROUND, BEAT_SLOTS, BEAT_STARTED
 
-#: Seconds a worker may take to import torch, JAX and the target modules.
+#: Seconds a worker may take to import the target modules (torch and JAX: the fork server's).
 STARTUP_LIMIT = 180.0
-#: Seconds past the budget a worker may go on (shrinking, diagnosing) before it is killed.
-OVERRUN = 10.0
+#: Seconds past the budget a worker may go on (diagnosing, writing a reproducer) before it is
+#: killed; what it found is kept either way.
+OVERRUN = 1.0
+#: Seconds past its slice a worker may go on, at least (or a tenth of the slice), before it is
+#: killed as hung.
+GRACE = 2.0
+#: A worker that failed to start this many times in a row ends the run's remaining targets.
+STARTUP_FAILURES = 3
 
 
 class Stop(KeyboardInterrupt):
@@ -34,115 +46,172 @@ class Stop(KeyboardInterrupt):
     the runner let it through as they do Ctrl-C)."""
 
 
-def start_workers(plan: Plan) -> list[_Worker]:
-    """Spawn ``plan.jobs`` workers now, so that they import torch while the parent discovers
-    the targets (``plan.targets`` may still be empty); `run` then uses them."""
-    import multiprocessing as mp
+@contextlib.contextmanager
+def stoppable() -> Iterator[None]:
+    """SIGTERM raises `Stop` inside the block (the default handler would leave scratch files,
+    workers and half-written reports behind)."""
 
-    if not plan.isolate:
-        return []
-    ctx = mp.get_context("spawn")  # fork after importing torch (and its threads) is fragile
+    def on_term(signum, frame):
+        raise Stop
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread: nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def workers_for(plan: Plan) -> Iterator[list[Worker]]:
+    """The run's workers (started by `run`): the fork server starts now, so that it imports
+    torch and JAX while this process discovers the targets. On leaving, stop the workers (and
+    whatever they started) and remove the scratch folder, whatever ended the block, SIGTERM
+    included."""
     scratch = plan.report_dir / ".work"
-    scratch.mkdir(parents=True, exist_ok=True)
-    return [_Worker(ctx, plan, scratch) for _ in range(plan.jobs)]
+    workers: list[Worker] = []
+    try:
+        if plan.isolate:
+            from fuzzgrad.nightly.worker import context
+
+            scratch.mkdir(parents=True, exist_ok=True)
+            context(start=True)
+        yield workers
+    finally:
+        stop_workers(workers)
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)  # crash traces are in the records by now
 
 
-def stop_workers(workers: list[_Worker]) -> None:
-    """End workers: idle ones are asked to exit, busy or starting ones are killed."""
+def stop_workers(workers: list[Worker]) -> None:
+    """End workers: idle ones are asked to exit, busy or starting ones are killed; then whatever
+    any of them started is killed too."""
     for worker in workers:
         if worker.ready and worker.task is None:
-            try:
+            with contextlib.suppress(OSError):
                 worker.conn.send(None)
-            except OSError:
-                pass
         else:
             worker.kill("interrupted" if worker.task else "stopped")
     deadline = time.monotonic() + 0.5  # an idle worker has nothing left to lose
     for worker in workers:
         worker.proc.join(max(0.0, deadline - time.monotonic()))
         if worker.proc.is_alive():
-            worker.proc.kill()
+            worker.kill(worker.killed_for or "stopped")
             worker.proc.join(1)
+        worker.reap()
 
 
-def run(plan: Plan, recorder, workers: list[_Worker] | None = None) -> None:
+def run(plan: Plan, recorder, workers: list[Worker]) -> None:
     """Fuzz every target of ``plan``; ``recorder`` receives events and finished records."""
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum, frame):
-        raise Stop
-
-    signal.signal(signal.SIGTERM, on_term)
     try:
-        if plan.isolate:
-            _run_pool(plan, recorder, workers if workers is not None else start_workers(plan))
-        else:
-            _run_inline(plan, recorder)
+        with stoppable():
+            if plan.isolate:
+                _run_pool(plan, recorder, workers)
+            else:
+                _run_inline(plan, recorder)
     except Stop:
+        stop_workers(workers)  # before the records are closed: nothing more arrives
         recorder.interrupted("SIGTERM")
     except KeyboardInterrupt:
+        stop_workers(workers)
         recorder.interrupted("SIGINT")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
-def _share(plan: Plan, waiting: int, now: float) -> tuple[float | None, float | None]:
-    """(until, shrink_until) for a target started now, with ``waiting`` targets not started."""
-    if plan.end is None:
-        return None, None
-    left = max(0.0, plan.end - now)
-    share = left * min(1.0, plan.jobs / max(1, waiting))
-    until = now + share
-    return until, min(plan.end, until + max(2.0, share / 4))
-
-
-def _task(plan: Plan, name: str, waiting: int) -> dict[str, Any]:
-    until, shrink_until = _share(plan, waiting, time.monotonic())
+def _task(plan: Plan, s: Slice, progress: dict[str, Any]) -> dict[str, Any]:
     return {
-        "name": name,
-        "until": until,
-        "shrink_until": shrink_until,
+        "name": s.name,
+        "round": s.round,
+        "until": s.until,
+        "shrink_until": s.shrink_until,
+        "seconds": s.seconds,
+        "left": None if plan.end is None else plan.end - s.started,
         "chunk": plan.max_examples,
         "seed": plan.seed,
+        "first_round": progress.get("rounds", 0),
+        "replay": s.round == 1,
+        "skip": sorted(progress.get("failed", ())),
     }
+
+
+def _advance(progress: dict[str, Any], record: dict[str, Any] | None, rounds: int) -> None:
+    """What a slice leaves for the target's next one: seeded rounds used, properties failed."""
+    progress["rounds"] = progress.get("rounds", 0) + rounds
+    failed = progress.setdefault("failed", set())
+    failed.update(f.get("property") for f in (record or {}).get("failures") or [])
 
 
 def _run_inline(plan: Plan, recorder) -> None:
     from fuzzgrad.nightly.worker import fuzz_for
 
-    for i, target in enumerate(plan.targets):
-        task = _task(plan, target.name, len(plan.targets) - i)
-        if plan.end is not None and time.monotonic() >= plan.end:
-            recorder.not_started(target.name)
+    targets = {t.name: t for t in plan.targets}
+    schedule = Schedule(list(targets), end=plan.end, jobs=1)
+    progress: dict[str, dict[str, Any]] = {n: {} for n in targets}
+    while not schedule.finished():
+        _drain(schedule, recorder)
+        s = schedule.next(time.monotonic())
+        if s is None:
             continue
-        recorder.started(target.name, task)
-        result = fuzz_for(
-            target,
-            until=task["until"],
-            shrink_until=task["shrink_until"],
-            chunk=task["chunk"],
-            seed=task["seed"],
+        task = _task(plan, s, progress[s.name])
+        recorder.started(s.name, task)
+        out = fuzz_for(
+            targets[s.name],
+            until=s.until,
+            shrink_until=s.shrink_until,
+            chunk=plan.max_examples,
+            seed=plan.seed,
             properties=plan.properties,
             report_dir=plan.report_dir,
             database=plan.database,
             example_timeout=plan.example_timeout,
-            on_example=lambda case, n=target.name: recorder.example(n),
-            on_finding=lambda prop, info, n=target.name: recorder.finding(n, prop, info),
-            on_failure=lambda record, n=target.name: recorder.failure(n, record),
+            skip=tuple(task["skip"]),
+            first_round=task["first_round"],
+            replay=task["replay"],
+            on_example=lambda case, n=s.name: recorder.example(n),
+            on_finding=lambda prop, info, n=s.name: recorder.finding(n, prop, info),
+            on_failure=lambda record, n=s.name: recorder.failure(n, record),
+            on_warning=recorder.warn,
         )
-        recorder.done(target.name, result.to_json())
+        record = out.result.to_json()
+        _advance(progress[s.name], record, out.rounds)
+        _slice_over(
+            recorder, s.name, record, schedule.done(s.name, time.monotonic(), more=out.more)
+        )
 
 
-class _Worker:
-    """One spawned worker process and what the parent knows about it."""
+def _slice_over(recorder, name: str, record: dict[str, Any], again: bool) -> None:
+    if again:
+        recorder.segment(name, record)
+    else:
+        recorder.done(name, record)
 
-    def __init__(self, ctx, plan: Plan, scratch: Path):
-        from fuzzgrad.nightly.worker import worker_main
 
-        self.ctx, self.scratch = ctx, scratch
+def _drain(schedule: Schedule, recorder, why: str | None = None, kind: str = "budget") -> None:
+    """Record the queued turns that will never start."""
+    turns = schedule.drain(time.monotonic()) if why is None else schedule.cancel()
+    for name, round_no in turns:
+        if round_no == 1:
+            recorder.not_started(name, *((why, kind) if why else ()))
+        else:
+            recorder.done(name, None)
+
+
+class Worker:
+    """One worker process and what the parent knows about it."""
+
+    def __init__(self, plan: Plan, scratch: Path, threads: int | None = None):
+        from fuzzgrad.nightly.worker import context, worker_main
+
+        ctx = context()
+        self.scratch = scratch
         self.conn, child = ctx.Pipe()
-        self.beat = ctx.Array("d", 2, lock=False)
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        self.beat = ctx.Array("d", BEAT_SLOTS, lock=False)
+        if threads is None:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            threads = max(1, (cpus or os.cpu_count() or 1) // plan.jobs)
         options = {
             "specs": plan.specs,
             "properties": plan.properties,
@@ -150,7 +219,7 @@ class _Worker:
             "database": plan.database,
             "example_timeout": plan.example_timeout,
             "max_memory": plan.max_memory,
-            "threads": max(1, (cpus or 1) // plan.jobs),
+            "threads": threads,
         }
         self.proc = ctx.Process(
             target=worker_main, args=(child, self.beat, str(scratch), options), daemon=True
@@ -162,21 +231,61 @@ class _Worker:
         self.ready = False
         self.task: dict[str, Any] | None = None
         self.killed_for: str | None = None
+        self.killed_at = self.example_started = 0.0
 
     def kill(self, reason: str) -> None:
+        """SIGKILL the worker and its process group (what its target started)."""
         self.killed_for = reason
+        self.killed_at = time.monotonic()
+        self.example_started = self.beat[BEAT_STARTED]
+        self._killpg()
         if self.proc.is_alive():
             self.proc.kill()
+
+    def reap(self) -> None:
+        """Once the worker has exited: kill what is left of its process group."""
+        self._killpg()
+
+    def _killpg(self) -> None:
+        pid = self.proc.pid
+        if pid and hasattr(os, "killpg"):
+            # The worker leads its own group (setsid); before it has called setsid, there is no
+            # group with its pid and this does nothing.
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
 
     @property
     def examples(self) -> int:
         return int(self.beat[BEAT_EXAMPLES]) if self.task else 0
 
+    def send(self, task: dict[str, Any]) -> None:
+        self.task = {**task, "since": time.monotonic()}
+        self.beat[BEAT_STARTED] = 0.0
+        self.beat[BEAT_EXAMPLES] = 0
+        self.beat[BEAT_ROUND] = task.get("first_round", 0)
+        self.conn.send(task)
+
+    def overdue(self, plan: Plan, now: float) -> str | None:
+        """Why the worker must be killed now, if it must."""
+        if self.task is None:
+            return "startup" if not self.ready and now - self.spawned > STARTUP_LIMIT else None
+        started = self.beat[BEAT_STARTED]
+        if started and now - started > plan.hard_limit():
+            return "timeout"
+        shrink_until = self.task.get("shrink_until")
+        if shrink_until is not None:
+            deadline = shrink_until + max(GRACE, 0.1 * (self.task.get("seconds") or 0))
+            if plan.end is not None:
+                deadline = min(deadline, plan.end + OVERRUN)
+            if now > deadline:
+                return "slice"
+        return None
+
 
 @contextlib.contextmanager
 def _parent_main_hidden():
-    """Keep spawn from re-running the parent's ``__main__`` in a worker: workers need none of
-    it, a script without a ``__name__`` guard would recurse, and ``python -`` has no file."""
+    """Keep the worker from re-running the parent's ``__main__``: workers need none of it, a
+    script without a ``__name__`` guard would recurse, and ``python -`` has no file."""
     main = sys.modules["__main__"]
     saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
     main.__dict__.pop("__file__", None)
@@ -188,142 +297,107 @@ def _parent_main_hidden():
         main.__dict__.update(saved)
 
 
-def _run_pool(plan: Plan, recorder, workers: list[_Worker]) -> None:
-    from multiprocessing.connection import wait
-
-    ctx, scratch = workers[0].ctx, workers[0].scratch
-    pending = deque(t.name for t in plan.targets)
+def _run_pool(plan: Plan, recorder, workers: list[Worker]) -> None:
+    wait = multiprocessing.connection.wait
+    scratch = plan.report_dir / ".work"
+    scratch.mkdir(parents=True, exist_ok=True)
+    names = [t.name for t in plan.targets]
+    schedule = Schedule(names, end=plan.end, jobs=plan.jobs, max_crashes=plan.max_crashes)
+    progress: dict[str, dict[str, Any]] = {n: {} for n in names}
     recorder.workers = workers
     startup_failures = 0
-    try:
-        while pending or any(w.task for w in workers):
-            for w in wait([w.conn for w in workers], timeout=0.2):
-                worker = next(x for x in workers if x.conn is w)
-                try:
-                    _handle(worker, worker.conn.recv(), recorder)
-                except (EOFError, OSError):
-                    worker.proc.join(5)
-                    if worker.task is None:
-                        startup_failures += 1
-                    _lost(worker, plan, scratch, recorder)
-                    worker.conn.close()
-                    workers.remove(worker)
-                    if pending and startup_failures < 3:
-                        workers.append(_Worker(ctx, plan, scratch))
-            now = time.monotonic()
-            for worker in workers:
-                starting = worker.task is None and not worker.ready
-                if starting and now - worker.spawned > STARTUP_LIMIT:
-                    worker.kill("startup")
-                elif worker.task is not None:
-                    started = worker.beat[BEAT_STARTED]
-                    if started and now - started > plan.hard_limit():
-                        worker.kill("timeout")
-                    elif plan.end is not None and now > plan.end + OVERRUN:
-                        worker.kill("budget")
-            if plan.end is not None and now >= plan.end:
-                while pending:
-                    recorder.not_started(pending.popleft())
-            if startup_failures >= 3 or not workers:
-                while pending:
-                    recorder.not_started(
-                        pending.popleft(), "workers die while importing the targets", "crash"
-                    )
-            for worker in workers:
-                if worker.ready and worker.task is None and pending:
-                    worker.task = _task(plan, pending.popleft(), len(pending) + 1)
-                    worker.task["since"] = now
-                    recorder.started(worker.task["name"], worker.task)
-                    worker.conn.send(worker.task)
-            recorder.refresh()
-    finally:
-        stop_workers(workers)
-        import shutil
-
-        shutil.rmtree(scratch, ignore_errors=True)  # crash traces are in the records by now
+    while not schedule.finished():
+        wanted = min(plan.jobs, len(schedule.queue) + len(schedule.running))
+        while startup_failures < STARTUP_FAILURES and len(workers) < wanted:
+            workers.append(Worker(plan, scratch))  # a replacement is forked in milliseconds
+        for conn in wait([w.conn for w in workers], timeout=0.2):
+            worker = next(x for x in workers if x.conn is conn)
+            try:
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                worker.proc.join(5)
+                worker.reap()
+                if worker.task is None:
+                    startup_failures = startup_failures + 1 if not worker.ready else 0
+                    recorder.log(
+                        "worker_lost", pid=worker.proc.pid, exitcode=worker.proc.exitcode,
+                        traceback=fault_trace(scratch, worker.proc.pid),
+                    )  # fmt: skip
+                else:
+                    _lost(worker, plan, schedule, progress, recorder)
+                worker.conn.close()
+                workers.remove(worker)
+                continue
+            if _handle(worker, message, recorder):
+                name, record, more, rounds = message[1:]
+                _advance(progress[name], record, rounds)
+                again = schedule.done(name, time.monotonic(), more=more)
+                _slice_over(recorder, name, record, again)
+        now = time.monotonic()
+        for worker in workers:
+            reason = worker.overdue(plan, now)
+            if reason is not None and worker.killed_for is None:
+                worker.kill(reason)
+        if startup_failures >= STARTUP_FAILURES:
+            _drain(schedule, recorder, "workers die while importing the targets", "crash")
+        _drain(schedule, recorder)
+        for worker in workers:
+            if worker.ready and worker.task is None and worker.killed_for is None:
+                s = schedule.next(now)
+                if s is None:
+                    break
+                task = _task(plan, s, progress[s.name])
+                recorder.started(s.name, task)
+                worker.send(task)
+        recorder.refresh()
 
 
-def _handle(worker: _Worker, message: tuple, recorder) -> None:
+def _handle(worker: Worker, message: tuple, recorder) -> bool:
+    """Pass a worker's message on; True when it says its slice is done."""
     kind = message[0]
     if kind == "ready":
         worker.ready = True
-        recorder.log("worker_ready", pid=message[1])
+        recorder.log("worker_ready", pid=message[1], **message[2])
     elif kind == "finding":
         recorder.finding(*message[1:])
     elif kind == "failure":
         recorder.failure(*message[1:])
+    elif kind == "warning":
+        recorder.warn(*message[1:])
     elif kind == "done":
         worker.task = None
-        recorder.done(*message[1:])
+        return True
+    return False
 
 
-def _lost(worker: _Worker, plan: Plan, scratch: Path, recorder) -> None:
-    """A worker died or was killed: turn what it was running into an error record."""
-    pid = worker.proc.pid
-    fault = scratch / f"fault-{pid}.txt"
-    trace = fault.read_text(errors="replace")[-4000:] if fault.exists() else ""
+def _lost(worker: Worker, plan: Plan, schedule: Schedule, progress, recorder) -> None:
+    """A worker died or was killed during a slice: record what it was running, and let the
+    schedule decide whether the target resumes in a fresh worker."""
+    from fuzzgrad.report.events import record_status
+
     task = worker.task
-    if task is None:
-        recorder.log("worker_lost", pid=pid, exitcode=worker.proc.exitcode, traceback=trace)
-        return
+    assert task is not None
     name = task["name"]
-    code = worker.proc.exitcode
-    n = int(worker.beat[BEAT_EXAMPLES])
-    if worker.killed_for in ("timeout", "budget", "interrupted"):
-        kind = "timeout"
-        why = {
-            "timeout": f"ran longer than {plan.hard_limit():g}s (hung outside Python?)",
-            "budget": f"was still running {OVERRUN:g}s after the budget ended",
-            "interrupted": "was running when the run was stopped",
-        }[worker.killed_for]
-        message = f"example {n} {why}; its worker was killed"
-    else:
-        kind = "crash"
-        signame = signal.Signals(-code).name if code and code < 0 else f"exit status {code}"
-        message = f"the worker process died ({signame}) while running example {n}"
-    error: dict[str, Any] = {"kind": kind, "message": message, "traceback": trace, "example": n}
-    case_file = scratch / f"case-{pid}.json"
-    if case_file.exists() and n:
-        data = json.loads(case_file.read_text())
-        if data.get("target") == name:
-            error["example"] = data.get("example", n)
-            error["inputs"] = data.get("inputs")
-            error["reproducer"] = _rebuild_reproducer(plan, name, kind, data, message)
+    target = next(t for t in plan.targets if t.name == name)
+    now = time.monotonic()
+    error = crash_error(worker, plan, target, recorder.has_unshrunk(name))
     record = {
         "name": name,
-        "module": next((t.module for t in plan.targets if t.name == name), None),
-        "status": "error",
+        "module": target.module,
         "error": error,
-        "examples": n,
-        "seconds": round(time.monotonic() - task["since"], 3),
+        "examples": worker.examples,
+        "seconds": round(now - task["since"], 3),
         "failures": recorder.failures_of(name),
-        "xfail_reason": next((t.xfail for t in plan.targets if t.name == name), None),
+        "xfail_reason": target.xfail,
     }
-    recorder.done(name, record)
-
-
-def _rebuild_reproducer(plan: Plan, name: str, kind: str, data: dict, message: str) -> str | None:
-    """A reproducer of the example a dead worker was running: its inputs and cotangent recipes
-    (the cotangents themselves are made from them when the example runs)."""
-    from fuzzgrad.report.reproducer import decode_recipes, decode_value, write_reproducer
-    from fuzzgrad.strategies import Case
-
-    if "args" not in data:
-        return None
-    target = next(t for t in plan.targets if t.name == name)
-    try:
-        grad = tuple(data["requires_grad"])
-        case = Case(
-            tuple(decode_value(a) for a in data["args"]),
-            grad,
-            decode_recipes(data.get("cotangent_recipes") or []),
-            notes={"wrt": [i for i, g in enumerate(grad) if g]},
-        )
-        diagnosis = "crashes the process" if kind == "crash" else "hangs"
-        path = write_reproducer(
-            plan.report_dir, target, kind, case, message=message, diagnosis=diagnosis,
-            example_timeout=plan.example_timeout, properties=plan.properties,
-        )  # fmt: skip
-        return str(path)
-    except Exception:  # noqa: BLE001 - the error record matters more than its reproducer
-        return None
+    record["status"] = record_status(record)
+    # The round that was running is not run again (with a seed, it would crash the same way).
+    _advance(progress[name], record, int(worker.beat[BEAT_ROUND]) + 1 - task["first_round"])
+    if error is None or worker.killed_for == "slice":
+        again = schedule.done(name, now, more=False)
+    else:
+        again = schedule.crashed(name, now, error["signature"])
+        if not again and schedule.crashes[name][error["signature"]] > 1:
+            count = schedule.crashes[name][error["signature"]]
+            error["message"] += f" ({count} times at the same place; the target stopped)"
+    _slice_over(recorder, name, record, again)

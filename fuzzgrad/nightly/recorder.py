@@ -1,9 +1,10 @@
 """Where a nightly run's findings go as they happen: events, results.json, the progress display.
 
 `Recorder` is the single writer of the report directory during a run. Workers (or the inline
-runner) report started / finding / failure / done; each is appended to ``events.jsonl`` at once,
-and ``results.json`` is rewritten (atomically) whenever a target finishes, so a run killed at any
-moment keeps what it found. `finish` writes the human-facing artefacts.
+runner) report started / finding / failure / segment / done; each is appended to ``events.jsonl``
+at once, and ``results.json`` is rewritten (atomically) whenever a target finishes, so a run
+killed at any moment keeps what it found (`fuzzgrad report` rebuilds the rest from the log).
+`finish` writes the human-facing artefacts.
 """
 
 from __future__ import annotations
@@ -25,26 +26,43 @@ class Recorder:
         self.plan = plan
         self.run = run
         self.records: dict[str, dict[str, Any]] = {}
+        #: Per target: records of its slices that ended with more to come.
+        self.segments: dict[str, list[dict[str, Any]]] = {}
+        #: Per target, in the current slice: shrunk failures, and findings (before shrinking).
         self.partial: dict[str, list[dict[str, Any]]] = {}
+        self.findings: dict[str, list[dict[str, Any]]] = {}
         self.running: dict[str, float] = {}
         self.examples_done = 0
         self.inline_examples: dict[str, int] = {}
         self.workers: list[Any] = []
+        self.warned: set[str] = set()
         self.events = EventLog(plan.report_dir / "events.jsonl")
-        self.events.write("run_started", run=run, targets=[t.name for t in plan.targets])
+        info = {t.name: {"module": t.module, "xfail_reason": t.xfail} for t in plan.targets}
+        self.events.write(
+            "run_started", run=run, targets=[t.name for t in plan.targets], target_info=info
+        )
         live = sys.stdout.isatty() if live is None else live
         self.display = _Live(self) if live else None
 
     # -- events from the runners ----------------------------------------------------------------
     def started(self, name: str, task: dict[str, Any]) -> None:
         self.running[name] = time.monotonic()
-        self.events.write("target_started", target=name, seed=task.get("seed"))
+        seconds, left = task.get("seconds"), task.get("left")
+        self.events.write(
+            "target_started",
+            target=name,
+            seed=task.get("seed"),
+            round=task.get("round", 1),
+            seconds=None if seconds is None else round(seconds, 3),  # its slice of the budget
+            left=None if left is None else round(left, 3),  # the budget left when it started
+        )
 
     def example(self, name: str) -> None:
         self.inline_examples[name] = self.inline_examples.get(name, 0) + 1
 
     def finding(self, name: str, prop: str, info: dict[str, Any]) -> None:
         """A property failed for the first time (before shrinking)."""
+        self.findings.setdefault(name, []).append({"property": prop, **info})
         self.events.write("finding", target=name, property=prop, **info)
 
     def failure(self, name: str, record: dict[str, Any]) -> None:
@@ -56,21 +74,66 @@ class Recorder:
         self.events.write("failure", target=name, failure=record)
 
     def failures_of(self, name: str) -> list[dict[str, Any]]:
-        return list(self.partial.get(name, []))
+        """The current slice's failures: shrunk ones, and the findings not shrunk yet."""
+        from fuzzgrad.report.events import unshrunk
 
-    def done(self, name: str, record: dict[str, Any]) -> None:
+        shrunk = list(self.partial.get(name, []))
+        return shrunk + unshrunk(self.findings.get(name, []), shrunk)
+
+    def has_unshrunk(self, name: str) -> bool:
+        return len(self.failures_of(name)) > len(self.partial.get(name, []))
+
+    def warn(self, key: str, message: str) -> None:
+        """Say ``message`` once per run and ``key`` (workers may each hit the same problem)."""
+        if key in self.warned:
+            return
+        self.warned.add(key)
+        self.events.write("warning", key=key, message=message)
+        if self.display is not None:
+            self.display.live.console.print(f"warning: {message}", style="yellow")
+        else:
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    def segment(self, name: str, record: dict[str, Any]) -> None:
+        """A slice of the target ended, and it will run again: keep the slice's record."""
+        self._sign(name, record)
+        self.segments.setdefault(name, []).append(record)
+        self._new_slice(name)
+        self.events.write("target_segment", target=name, record=record)
+
+    def done(self, name: str, record: dict[str, Any] | None) -> None:
+        """The target is finished: ``record`` is its last slice's (None: the slices kept)."""
+        from fuzzgrad.report.events import merge_records
+
+        slices = self.segments.pop(name, []) + ([record] if record is not None else [])
+        final = (
+            merge_records(slices)
+            if slices
+            else _error_record(
+                self.plan, name, "budget", "not run: the budget ran out before it started"
+            )
+        )
+        self._sign(name, final)
+        self._new_slice(name)
+        self.records[name] = final
+        self.examples_done += int(final.get("examples") or 0)
+        self.events.write("target_finished", target=name, record=final)
+        self.write_results()
+        if self.display is None:
+            print_record(final)
+
+    def _new_slice(self, name: str) -> None:
+        self.running.pop(name, None)
+        self.inline_examples.pop(name, None)
+        self.partial.pop(name, None)
+        self.findings.pop(name, None)
+
+    @staticmethod
+    def _sign(name: str, record: dict[str, Any]) -> None:
         from fuzzgrad.report.common import failure_signature
 
         for failure in record.get("failures") or []:
             failure["signature"] = failure_signature(name, failure)
-        self.running.pop(name, None)
-        self.inline_examples.pop(name, None)
-        self.records[name] = record
-        self.examples_done += int(record.get("examples") or 0)
-        self.events.write("target_finished", target=name, record=record)
-        self.write_results()
-        if self.display is None:
-            print_record(record)
 
     def not_started(
         self, name: str, why: str = "the budget ran out before it started", kind: str = "budget"
@@ -114,9 +177,12 @@ class Recorder:
                 if record["status"] not in ("passed", "xfailed"):
                     print_record(record)
         self.run["finished"] = now()
-        self.write_results()
+        self.run["seconds"] = round(time.monotonic() - self.plan.started, 3)
+        # The log's last line first: results.json is then newer than the log, which is how
+        # `fuzzgrad report` tells a finished run from one killed after its last results.json.
         self.events.write("run_finished", seconds=self.run["seconds"])
         self.events.close()
+        self.write_results()
         return render_reports(self.plan.report_dir, baseline)
 
     # -- progress -------------------------------------------------------------------------------

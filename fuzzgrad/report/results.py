@@ -22,15 +22,15 @@ def now() -> str:
 
 
 def run_info(**extra: Any) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
 
     from fuzzgrad._version import __version__
 
-    try:
-        import jax
-
-        jax_version = jax.__version__
-    except ImportError:  # pragma: no cover
+    try:  # not `import jax`: seconds of a nightly budget, for a version string
+        jax_version = version("jax")
+    except PackageNotFoundError:  # pragma: no cover
         jax_version = None
     return {
         "started": now(),
