@@ -137,24 +137,6 @@ def _free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def redis_server():
-    """Start a Redis server on a free loopback port; yield its URL; stop it on leaving.
-
-    Skips the calling test (with the install hint the README gives) where the ``redis`` client
-    package or ``redis-server`` is missing.
-    """
-    url = os.environ.get("FUZZGRAD_TEST_REDIS")
-    if url:
-        pytest.importorskip(
-            "redis", reason='the Redis client is not installed: pip install -e ".[redis]"'
-        )
-        yield url
-        return
-    with _redis_server() as url:
-        yield url
-
-
 @pytest.fixture
 def redis_server():
     """``with redis_server(password=...) as url``: a Redis server of the test's own."""
@@ -221,5 +203,5 @@ def redis_url():
     if url:
         yield url
         return
-    with redis_server() as url:
+    with _redis_server() as url:
         yield url

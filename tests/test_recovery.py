@@ -193,9 +193,7 @@ def test_redis_unreachable_at_start_warns_once_and_keeps_every_failure(tmp_path)
     assert stored, "the failures are not in the fallback database"
 
 
-def test_redis_going_away_mid_run_loses_nothing(tmp_path):
-    from conftest import redis_server
-
+def test_redis_going_away_mid_run_loses_nothing(tmp_path, redis_server):
     folder = write_targets(tmp_path / "targets", FAILING)
     report = tmp_path / "report"
     with redis_server() as url:
