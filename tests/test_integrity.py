@@ -178,7 +178,7 @@ def test_a_function_that_always_raises_is_reported_once_with_its_count(tmp_path)
         report_dir=tmp_path,
         database=None,
         example_timeout=None,
-    )
+    ).result
     assert [f.property for f in result.failures] == ["forward"] and result.error is None
     later = fuzz_target(
         target, max_examples=10, seed=1, properties=["vjp", "purity"], reported=("forward",)
