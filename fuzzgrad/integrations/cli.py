@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
         help="only check these properties (default: all the target declares)",
     )
     fuzz.add_argument(
+        "--slow",
+        action="store_true",
+        help="also fuzz the targets registered slow=True (the Triton ones under the "
+        "interpreter); they run anyway with --budget, or when named with -k",
+    )
+    fuzz.add_argument(
         "--database",
         default=".fuzzgrad/examples",
         metavar="DIR_OR_URL",
@@ -200,6 +206,7 @@ def _load(specs, names=None):
 def _list(args) -> int:
     for t in _load(args.targets):
         xfail = f"  [xfail: {t.xfail}]" if t.xfail else ""
+        xfail += "  [slow]" if t.slow else ""
         refs = "+".join(n for n, r in (("torch", t.reference), ("jax", t.jax_reference)) if r)
         print(f"{t.name:32s} {t.module:36s} refs={refs or 'none'}{xfail}")
     return EXIT_OK
@@ -274,6 +281,11 @@ def _fuzz(args) -> int:
     except BaseException:
         stop_workers(workers)
         raise
+    if not (args.slow or args.names or options["budget"]):
+        slow = [t.name for t in targets if t.slow]
+        targets = [t for t in targets if not t.slow]
+        if slow:
+            print(f"Left out {len(slow)} slow target(s) ({', '.join(slow)}); --slow fuzzes them.")
     if options["shard"]:
         targets = shard(targets, *options["shard"])
     plan.targets = targets
