@@ -58,6 +58,13 @@ DEVICES = ("cpu",) if INTERPRETED else ("cuda",)
 DTYPES = (torch.float64, torch.float32, torch.float16) + (() if INTERPRETED else (torch.bfloat16,))
 
 
+class Unusable:
+    """Stands in for the kernels where Triton cannot run: using one says why."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"fuzzgrad: the Triton kernels cannot run here: {WHY_NOT}")
+
+
 def acc_dtype(*tensors: torch.Tensor) -> torch.dtype:
     """The kernels' accumulation type: float32 for half-precision inputs (as fused kernels do),
     float64 for float32 and float64 (as torch's CPU kernels accumulate float32 reductions)."""

@@ -24,6 +24,8 @@ import fuzzgrad as fg
 
 if _triton.USABLE:
     from fuzzgrad.targets import _triton_kernels as K
+else:
+    K = _triton.Unusable()
 
 #: RMSNorm's eps as the integer 1 / eps: the kernel rounds 1 / EPS_INV once in its own precision.
 _EPS_INV = round(1 / RMS_EPS)
