@@ -66,16 +66,16 @@ class Unusable:
 
 
 def acc_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """The kernels' accumulation type: float32 for half-precision inputs (as fused kernels do),
-    float64 for float32 and float64 (as torch's CPU kernels accumulate float32 reductions)."""
-    if all(t.dtype in (torch.float16, torch.bfloat16) for t in tensors):
-        return torch.float32
+    """The kernels' accumulation type: float64, whatever the inputs' dtype. A Function
+    registered ``precision="fused"`` must compute on half-precision inputs exactly as it does on
+    their float32 upcast; and in float32 the backward of a norm over a row of one or two elements
+    cancels to noise above its exact value (fuzzgrad found both on float32 accumulation)."""
     return torch.float64
 
 
 def acc_type(*tensors: torch.Tensor) -> Any:
     """`acc_dtype` as a Triton type, for a kernel's ``ACC`` argument."""
-    return tl.float32 if acc_dtype(*tensors) == torch.float32 else tl.float64
+    return tl.float64 if acc_dtype(*tensors) == torch.float64 else tl.float32
 
 
 def rows(t: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,9 @@ them (where Triton is usable); this module, imported by them, is not itself a co
 
 Each twin differs from its built-in in one place, marked ``# the planted bug``, and is right on
 every row that fits in one block: the bugs show only once a row spans more than ``BLOCK_N``
-columns, or a tensor more than ``BLOCK_M`` rows.
+columns, or a tensor more than ``BLOCK_M`` rows (the twins whose bug is across rows take a 2-d
+input, so that its rows are one dim, which shrinks to BLOCK_M + 1; a product of batch dims
+shrinks dim by dim, and may stop at 10 = 5 x 2).
 """
 
 from __future__ import annotations
@@ -109,8 +111,8 @@ class TritonRMSNormMissingStride(TritonRMSNorm):
 
 class TritonRMSNormHalfShares(TritonRMSNorm):
     """`TritonRMSNorm` whose backward keeps the per-block shares of the weight gradient in the
-    weight's dtype rather than in float32: in half precision, each share is rounded before
-    they are added up."""
+    weight's dtype rather than in the accumulation type: each share is rounded to half precision
+    before they are added up (on one block of rows, that rounding is the final one)."""
 
     @staticmethod
     @once_differentiable
@@ -172,16 +174,22 @@ class TritonRMSNormStoredWeightGrad(TritonRMSNorm):
         return _atomic_backward(ctx, grad, atomic=False)
 
 
-def like(name: str) -> dict:
+#: A twin's inputs have at most this many elements (the built-ins: 64): enough for a row of
+#: three blocks, or three blocks of rows, and the interpreter shrinks a failure in far fewer calls.
+TWIN_MAX_ELEMENTS = 24
+
+
+def like(name: str, **changes) -> dict:
     """The registration of the built-in Triton target ``name`` (references, inputs, options),
-    for a twin to be registered the same way."""
+    for a twin to be registered the same way, but with smaller inputs and ``changes``."""
     from fuzzgrad.targets import triton_kernels
 
     t = triton_kernels.__fuzzgrad_targets__[name]
-    return dict(
+    kwargs = dict(
         reference=t.reference,
         jax_reference=t.jax_reference,
         inputs=list(t.inputs),
         dtypes=t.dtypes,
         **t.options,
     )
+    return {**kwargs, "max_elements": TWIN_MAX_ELEMENTS, **changes}

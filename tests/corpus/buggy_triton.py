@@ -44,12 +44,13 @@ if _triton.USABLE:
             "max_elements": 20,
         },
     )
+    rows_2d = [fg.tensor("rows n"), fg.tensor("n")]
     fg.register(
         TritonRMSNormHalfShares,
-        **like("TritonRMSNorm"),
+        **like("TritonRMSNorm", inputs=rows_2d),
         planted={
             "property": "vjp",
-            "bug_class": "weight-gradient shares not accumulated in float32",
+            "bug_class": "weight-gradient shares kept in half precision",
             "needs": "low_precision",
             "crosses": ("rows", BLOCK_M + 1),
             "max_elements": 20,
@@ -57,7 +58,7 @@ if _triton.USABLE:
     )
     fg.register(
         TritonRMSNormStoredWeightGrad,
-        **like("TritonRMSNorm"),
+        **like("TritonRMSNorm", inputs=rows_2d),
         planted={
             "property": "vjp",
             "bug_class": "block shares stored where an atomic add is needed",
