@@ -5,7 +5,9 @@ Every kernel works on tiles of ``BLOCK_M`` rows by ``BLOCK_N`` columns: a progra
 tensor comes with a row and a column stride, so transposed, sliced and stride-0 inputs and
 cotangents are read where they lie. The blocks are small on purpose: fuzzgrad's sizes (1-64
 along a dim) then reach rows of several blocks and tails of every length. Arithmetic is in
-``ACC`` (float64: see `fuzzgrad.targets._triton.acc_dtype`); results are rounded once, on store. Helpers are inlined: under the interpreter each call of a jitted helper costs a millisecond.
+``ACC`` (float64: see `fuzzgrad.targets._triton.acc_dtype`); results are rounded once, on
+store. Helpers are mostly inlined: under the interpreter a call of a jitted helper costs about a
+millisecond.
 """
 
 from __future__ import annotations
