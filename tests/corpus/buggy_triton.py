@@ -4,8 +4,10 @@
 Registered only where Triton is usable (see `fuzzgrad.targets._triton`): on a CPU the kernels
 run in Triton's interpreter. ``planted`` is as in `buggy`; ``crosses`` adds what the shrunk
 first input must span, the smallest size that crosses a block boundary: ``("columns", k)``, a last
-dim of k, or ``("rows", k)``, k rows in its leading dims together; ``max_elements`` allows the
-elements that takes.
+dim of k, or ``("rows", k)``, k rows in its leading dims together (``("rows", k, m)``: k to m,
+for a bug that also needs values just so: kept in half precision, the shares of a weight
+gradient are wrong beyond an ulp only where they cancel, and a shrunk case keeps the rows that
+make them cancel); ``max_elements`` allows the elements that takes.
 """
 
 from fuzzgrad.targets import _triton
@@ -52,7 +54,7 @@ if _triton.USABLE:
             "property": "vjp",
             "bug_class": "weight-gradient shares kept in half precision",
             "needs": "low_precision",
-            "crosses": ("rows", BLOCK_M + 1),
+            "crosses": ("rows", BLOCK_M + 1, 2 * BLOCK_M + 1),
             "max_elements": 20,
         },
     )
