@@ -97,5 +97,7 @@ def launch(kernel: Any, programs: int, *args: Any, **meta: Any) -> None:
 
         with np.errstate(all="ignore"):
             kernel[(programs,)](*args, **meta)
-    else:
-        kernel[(programs,)](*args, num_warps=1, **meta)
+    else:  # on the device of its tensors: a launch goes to the current device
+        device = next(a.device for a in args if isinstance(a, torch.Tensor))
+        with torch.cuda.device(device):
+            kernel[(programs,)](*args, num_warps=1, **meta)
