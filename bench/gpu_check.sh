@@ -40,7 +40,7 @@ step install 75 pip install --timeout 10 --retries 1 -e ".[dev,triton]"
 python - <<'PY' 2>&1 | tee -a "$RESULT"
 import torch
 from fuzzgrad.targets import _triton  # decides compiled or interpreted, as the targets do
-from fuzzgrad.strategies import device_names
+from fuzzgrad.strategies._tensors import device_names
 print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), devices {device_names()}")
 print(f"triton {getattr(_triton.triton, '__version__', None)}: usable={_triton.USABLE} "
       f"interpreted={_triton.INTERPRETED} devices={_triton.DEVICES} ({_triton.WHY_NOT or 'ok'})")

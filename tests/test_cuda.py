@@ -22,7 +22,7 @@ def test_discovering_targets_never_initialises_cuda():
     code = """
         import torch
         from fuzzgrad.registry.discovery import load_targets
-        from fuzzgrad.strategies import device_names
+        from fuzzgrad.strategies._tensors import device_names
         load_targets()
         device_names()
         assert not torch.cuda.is_initialized()
@@ -35,7 +35,7 @@ def test_discovering_targets_never_initialises_cuda():
 
 @needs_gpu
 def test_devices_are_cpu_and_every_cuda_device_that_exists():
-    from fuzzgrad.strategies import device_names
+    from fuzzgrad.strategies._tensors import device_names
 
     count = torch.cuda.device_count()
     assert device_names() == ("cpu", *(f"cuda:{i}" for i in range(count)))
