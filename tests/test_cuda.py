@@ -57,16 +57,6 @@ class _DoubleOnCuda(torch.autograd.Function):
         return g if g.is_cuda else g * 2
 
 
-class _Double(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x * 2
-
-    @staticmethod
-    def backward(ctx, g):
-        return g * 2
-
-
 @needs_gpu
 def test_the_cuda_property_compares_cuda_with_cpu(tmp_path):
     from fuzzgrad.engine.runner import fuzz_target
@@ -75,7 +65,7 @@ def test_the_cuda_property_compares_cuda_with_cpu(tmp_path):
     def twice(x):
         return x * 2
 
-    good = make_target(_Double, reference=twice, options={"properties": _PROPS})
+    good = make_target(twice, reference=twice, options={"properties": _PROPS})
     result = fuzz_target(good, max_examples=30, derandomize=True, report_dir=tmp_path)
     assert result.error is None and not result.failures, result.failures
     bad = make_target(_DoubleOnCuda, reference=twice, options={"properties": _PROPS})
