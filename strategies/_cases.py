@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
+from fuzzgrad.errors import InvalidRegistration
+
 from ._choices import integer, pick
 from ._layouts import Layout, arrange
 from ._shapes import DEFAULT_MAX_ELEMENTS, shapes
@@ -147,6 +149,21 @@ def _target_dtypes(target) -> tuple[torch.dtype, ...]:
     return tuple(target.dtypes) if target.dtypes else FLOAT_DTYPES
 
 
+def _target_devices(target) -> tuple[str, ...]:
+    """The devices to draw: this machine's, kept to the target's ``devices`` option's types."""
+    wanted = getattr(target, "options", {}).get("devices")
+    here = device_names()
+    if wanted is None:
+        return here
+    kept = tuple(d for d in here if d.split(":")[0] in wanted)
+    if not kept:
+        raise InvalidRegistration(
+            f"fuzzgrad: {getattr(target, 'name', '?')} runs only on {', '.join(wanted)}, and this "
+            f"machine has {', '.join(here)}: fuzz it where one of them exists."
+        )
+    return kept
+
+
 class _SpecCases(st.SearchStrategy):
     """Cases for a target whose inputs are `fuzzgrad.tensor` specs."""
 
@@ -155,7 +172,7 @@ class _SpecCases(st.SearchStrategy):
         self.target_name = getattr(target, "name", "?")
         self.specs = specs
         self.dtypes = dtypes
-        self._devices = device_names()
+        self._devices = _target_devices(target)
         self._shapes = shapes([s.dims if s.shape is not None else None for s in specs], cap)
         self._arg_dtypes = tuple(tuple(s.dtypes) if s.dtypes else None for s in specs)
         self._layouts = _DRAWN_KINDS

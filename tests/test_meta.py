@@ -4,6 +4,7 @@ nightly scale (1,000 examples per correct Function) and prints the table."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,11 @@ def test_planted_bug_is_caught_by_its_property_and_shrunk(target, tmp_path):
     failure = by_property[planted["property"]]
     elements = sum(max(1, a.numel()) for a in failure.case.args if hasattr(a, "numel"))
     assert elements <= planted.get("max_elements", 16), f"not shrunk: {failure.inputs}"
+    if "crosses" in planted:  # a kernel bug past a block boundary: shrunk to just past it
+        what, *sizes = planted["crosses"]
+        shape = failure.case.args[0].shape
+        spans = shape[-1] if what == "columns" else math.prod(shape[:-1])
+        assert sizes[0] <= spans <= sizes[-1], f"{what}: {spans}, not {sizes} ({failure.inputs})"
     factor = NEEDS_FACTOR.get(planted["needs"])
     if factor is not None:
         assert factor in failure.factors, (failure.diagnosis, failure.factors)

@@ -67,9 +67,7 @@ def test_dev_extra_has_every_package_the_tests_import():
             name = match.group(1) or match.group(2)
             if name in ("fuzzgrad", "bench", "corpus", "__future__") or _stdlib(name):
                 continue
-            if (ROOT / "tests" / f"{name}.py").is_file():  # a module of the tests themselves
-                continue
-            if name in skipped:
+            if name in skipped or (path.parent / f"{name}.py").exists():  # or a sibling module
                 continue
             assert name.lower() in declared, f"{path.name} imports {name!r}, not in the dev extra"
 

@@ -195,7 +195,8 @@ def build(mutant: Mutant, target):
 
 @functools.cache
 def builtin_targets() -> dict[str, object]:
-    """The built-in targets by name (imported once per process)."""
+    """The built-in targets by name (imported once per process), less the ``slow`` ones (the
+    Triton targets under the interpreter), as `fuzzgrad fuzz` runs them by default."""
     from fuzzgrad.registry.discovery import load_targets
 
-    return {t.name: t for t in load_targets()}
+    return {t.name: t for t in load_targets() if not t.slow}

@@ -155,9 +155,13 @@ def fuzz_target(
     config = hyp_settings or hypothesis_settings(
         max_examples, database=database, derandomize=derandomize
     )
-    run = _TargetRun(
-        target, checker, config, seed, report_dir, stop_at, example_timeout, on_example, on_finding
-    )
+    try:  # building its cases checks what needs this machine (a target's devices=)
+        run = _TargetRun(
+            target, checker, config, seed, report_dir, stop_at, example_timeout, on_example,
+            on_finding,
+        )  # fmt: skip
+    except InvalidRegistration as exc:
+        return _registration_error(target, exc, started, checker)
     try:
         if not checker.selected:
             asked = properties or target.options.get("properties") or ("the defaults",)

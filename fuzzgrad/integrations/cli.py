@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
         help="only check these properties (default: all the target declares)",
     )
     fuzz.add_argument(
+        "--slow",
+        action="store_true",
+        help="also fuzz the targets registered slow=True (the Triton ones under the "
+        "interpreter); they run anyway with --budget, or when named with -k",
+    )
+    fuzz.add_argument(
         "--database",
         default=".fuzzgrad/examples",
         metavar="DIR_OR_URL",
@@ -211,6 +217,7 @@ def _list(args) -> int:
 
     for t in _load(args.targets):
         xfail = f"  [xfail: {t.xfail}]" if t.xfail else ""
+        xfail += "  [slow]" if t.slow else ""
         refs = "+".join(n for n, r in (("torch", t.reference), ("jax", t.jax_reference)) if r)
         line = f"{t.name:32s} {t.module:36s} refs={refs or 'none'}{xfail}"
         print(terminal_safe(line, newlines=False))
@@ -287,6 +294,12 @@ def _fuzz(args) -> int:
                 if p not in known:
                     return _usage(f"unknown property {p!r}; choose from {', '.join(known)}")
             targets = _load(args.targets, args.names)
+            if not (args.slow or args.names or options["budget"]):
+                slow = [t.name for t in targets if t.slow]
+                targets = [t for t in targets if not t.slow]
+                if slow:
+                    left_out = ", ".join(slow)
+                    print(f"Left out {len(slow)} slow target(s) ({left_out}); --slow fuzzes them.")
             if options["shard"]:
                 targets = shard(targets, *options["shard"])
             plan.targets = targets

@@ -16,7 +16,8 @@ class Cuda(Property):
     summary = "on a GPU, CUDA agrees with CPU (skipped where there is none)"
 
     def applies(self, target) -> bool:
-        return torch.cuda.is_available()
+        devices = target.options.get("devices", ("cpu", "cuda"))
+        return "cpu" in devices and "cuda" in devices and torch.cuda.is_available()
 
     def check(self, run) -> None:
         if not str(run.case.device).startswith("cuda"):

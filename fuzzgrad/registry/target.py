@@ -56,6 +56,11 @@ class Target:
         )
 
     @property
+    def slow(self) -> bool:
+        """Registered ``slow=True``: left out of default runs (see `fuzzgrad fuzz --slow`)."""
+        return bool(self.options.get("slow", False))
+
+    @property
     def key(self) -> str:
         """The target's identity across checkouts: ``module.name``, where a module imported by
         path is named by its file's stem (not by the folder digest in its import name), so a
@@ -220,7 +225,9 @@ def register(
     argument) or a Hypothesis strategy drawing the whole argument tuple. ``dtypes`` restricts the
     float dtypes tried. ``xfail`` is a reason: the Function is known wrong. ``tolerances`` maps a
     dtype to ``(rtol, atol)`` overriding the defaults. Other keyword options are kept in
-    ``Target.options`` (e.g. ``properties=[...]``, ``max_elements=...``, ``precision="fused"``:
+    ``Target.options`` (e.g. ``properties=[...]``, ``max_elements=...``, ``slow=True``: left out
+    of default runs; ``devices=["cuda"]``: the device types its cases are drawn on, where this
+    machine has them; ``precision="fused"``:
     in float16/bfloat16 the Function computes in float32 or wider and rounds its results once,
     so each half-precision result must be, within about an ulp, its own result on the same
     inputs upcast to float32, rounded once; a forgotten upcast fails that).
@@ -358,6 +365,19 @@ def make_target(
             f"{where}max_order must be 1 (first derivatives only: second order is not checked) "
             f"or 2 (the default), got {opts['max_order']!r}."
         )
+    if not isinstance(opts.get("slow", False), bool):
+        raise InvalidRegistration(
+            f"{where}slow must be True or False, got {opts['slow']!r}. slow=True keeps a target "
+            "out of default runs (fuzzgrad fuzz --slow, or pytest --fuzzgrad-slow, runs it)."
+        )
+    if "devices" in opts:
+        devices = opts["devices"]
+        if isinstance(devices, str) or not devices or not all(isinstance(d, str) for d in devices):
+            raise InvalidRegistration(
+                f"{where}devices must be a non-empty list of device types such as "
+                f"['cpu'] or ['cuda'], got {devices!r}."
+            )
+        opts["devices"] = tuple(devices)
     precision = opts.get("precision", "native")
     if precision not in PRECISIONS:
         raise InvalidRegistration(
