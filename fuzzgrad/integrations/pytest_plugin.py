@@ -93,6 +93,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="fuzzgrad_isolate",
         action="store_false",
         help="fuzz in the test process itself (for debugging with pdb or a profiler)",
+    )
+    group.addoption(
         "--fuzzgrad-slow",
         action="store_true",
         help="also fuzz targets registered slow=True (on by default in the nightly profile)",
