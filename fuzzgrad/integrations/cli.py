@@ -28,23 +28,10 @@ def _parser() -> argparse.ArgumentParser:
         "fuzz",
         help="fuzz registered Functions and write a report",
         description="Fuzz every Function registered by the given modules, .py files or folders "
-        "(default: fuzzgrad's built-in targets). Writes results.json and one reproducer per "
-        "failure under the report directory.",
+        f"({DEFAULT_TARGETS}). Writes results.json and one reproducer per failure under the "
+        "report directory.",
     )
-    fuzz.add_argument(
-        "targets",
-        nargs="*",
-        metavar="MODULE_OR_PATH",
-        help="module name, .py file or folder that registers targets",
-    )
-    fuzz.add_argument(
-        "-k",
-        "--target",
-        action="append",
-        dest="names",
-        metavar="NAME",
-        help="only fuzz the target with this name (repeatable)",
-    )
+    _add_selection(fuzz, "fuzz")
     fuzz.add_argument(
         "--max-examples",
         type=int,
@@ -60,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="DIR",
-        help="report directory (default: reports/<timestamp>, with reports/latest pointing at it)",
+        help="report directory (default: reports/<timestamp>); DIR's parent gets a `latest` "
+        "link to it",
     )
     fuzz.add_argument(
         "--properties",
@@ -125,10 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     lst = sub.add_parser(
         "list",
         help="list registered targets",
-        description="List the targets the given modules, files or folders "
-        "register (default: the built-in targets).",
+        description="List the targets the given modules, files or folders register "
+        f"({DEFAULT_TARGETS}): name, module (or file, relative to the project) and references.",
     )
-    lst.add_argument("targets", nargs="*", metavar="MODULE_OR_PATH")
+    _add_selection(lst, "list")
     rep = sub.add_parser(
         "repro",
         help="replay a reproducer file or a failure id from a report",
@@ -155,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="where --pytest writes the test (default: tests/test_regress_<target>_<prop>.py)",
+        help="where --pytest writes the test, a file or a folder (default: "
+        "tests/test_regress_<target>_<prop>.py in the project)",
     )
     report = sub.add_parser(
         "report",
@@ -167,9 +156,41 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("dir", nargs="?", type=Path, metavar="DIR")
     report.add_argument("--compare", nargs=2, type=Path, metavar=("OLD", "NEW"))
     report.add_argument(
+        "--allow-different-targets",
+        action="store_true",
+        help="with --compare: compare runs that fuzzed different targets (other shards, -k, "
+        "targets added or removed); targets only one run has are listed, not diffed",
+    )
+    report.add_argument(
         "--baseline", type=Path, default=None, metavar="DIR", help="diff DIR against this run"
     )
     return p
+
+
+DEFAULT_TARGETS = (
+    "default: [tool.fuzzgrad] targets of the nearest pyproject.toml at or above the current "
+    "folder, else fuzzgrad's built-in targets"
+)
+
+
+def _add_selection(command: argparse.ArgumentParser, verb: str) -> None:
+    command.add_argument(
+        "targets",
+        nargs="*",
+        metavar="MODULE_OR_PATH",
+        help="module name (the current folder is on sys.path), .py file or folder that "
+        "registers targets",
+    )
+    command.add_argument(
+        "-k",
+        "--target",
+        action="append",
+        dest="keywords",
+        metavar="EXPR",
+        help=f"only {verb} targets whose name or module matches EXPR, as pytest's -k: "
+        'substrings (case-insensitive) joined by and, or, not, parentheses: -k "norm and not '
+        'rms" (repeatable: any of them)',
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,19 +213,62 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-def _load(specs, names=None):
+def _specs(given: list[str]) -> tuple[list[str], list[str], str]:
+    """What to import, resolved once here so that worker processes load the same: the given
+    modules, files and folders (existing paths made absolute), else ``[tool.fuzzgrad] targets``
+    of the nearest pyproject.toml that declares them (relative to its folder), else the
+    built-ins. Returns the specs, the folders put on ``sys.path`` (the current folder, as
+    ``python -m`` and pytest do, the project's root, and the folder of the pyproject.toml that
+    named the specs), and where the specs came from."""
+    from fuzzgrad.registry.discovery import BUILTIN
+    from fuzzgrad.registry.project import (
+        configured_targets,
+        find_pyproject,
+        on_sys_path,
+        project_root,
+    )
+
+    added = [on_sys_path(project_root()).add(), on_sys_path(Path.cwd()).add()]  # cwd first
+    if given:
+        specs = [str(Path(s).resolve()) if _is_existing_path(s) else s for s in given]
+        return specs, [p for p in added if p], "the command line"
+    pyproject = find_pyproject(declaring=True)
+    if pyproject is None:
+        return [BUILTIN], [p for p in added if p], "fuzzgrad's built-in targets"
+    configured = configured_targets(pyproject)
+    added.append(on_sys_path(configured.root).add())
+    return list(configured.specs), [p for p in added if p], f"[tool.fuzzgrad] in {pyproject}"
+
+
+def _is_existing_path(spec: str) -> bool:
+    return Path(spec).exists()  # as `import_targets` reads it: a path wins over a module name
+
+
+def _load(specs: list[str], keywords: list[str] | None = None):
+    from fuzzgrad.integrations.keywords import select
     from fuzzgrad.registry.discovery import load_targets
 
-    return load_targets(specs or None, names)
+    return select(load_targets(specs), keywords)
+
+
+def _check_keywords(keywords: list[str] | None) -> None:
+    """A malformed -k is a usage error before anything is imported or started."""
+    from fuzzgrad.integrations.keywords import Expression
+
+    for text in keywords or ():
+        if text.strip():
+            Expression(text)
 
 
 def _list(args) -> int:
     from fuzzgrad.report.common import terminal_safe
 
-    for t in _load(args.targets):
+    _check_keywords(args.keywords)
+    specs, _, _ = _specs(args.targets)
+    for t in _load(specs, args.keywords):
         xfail = f"  [xfail: {t.xfail}]" if t.xfail else ""
         refs = "+".join(n for n, r in (("torch", t.reference), ("jax", t.jax_reference)) if r)
-        line = f"{t.name:32s} {t.module:36s} refs={refs or 'none'}{xfail}"
+        line = f"{t.name:32s} {t.display_module:36s} refs={refs or 'none'}{xfail}"
         print(terminal_safe(line, newlines=False))
     return EXIT_OK
 
@@ -217,13 +281,54 @@ def _default_report_dir() -> Path:
 
 
 def _point_latest(report: Path) -> None:
-    latest = report.parent / "latest"
+    """Point ``latest`` in the report's parent folder at it (a relative symlink, replaced
+    atomically); where that cannot be done, say where latest is. A real file or folder named
+    ``latest`` is left alone."""
+    report = report.resolve()
+    latest = report.parent / LATEST
+    if report.name == LATEST or Path.cwd().resolve().is_relative_to(report):
+        return  # `--report .`: no link in the folder above the one the user works in
+    if latest.exists() and not latest.is_symlink():
+        print(f"note: {latest} is not a link, so it was left alone; the newest report is {report}")
+        return
+    tmp = latest.with_name(f".{LATEST}-{os.getpid()}")
     try:
-        if latest.is_symlink() or latest.exists():
-            latest.unlink()
-        latest.symlink_to(report.name, target_is_directory=True)
-    except OSError:
-        pass
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(report.name, target_is_directory=True)
+        os.replace(tmp, latest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        print(f"note: cannot link {latest} ({exc.strerror or exc}); the newest report is {report}")
+
+
+LATEST = "latest"
+
+
+def _implicit_baseline(report: Path, targets) -> Path | None:
+    """The run ``latest`` points at, to diff this one against, when it fuzzed the same targets
+    (a diff against another shard or another -k would call every target new or not re-run)."""
+    from fuzzgrad.report.results import ResultsFormatError, load_results
+
+    latest = report.parent / LATEST
+    if not latest.exists() or latest.resolve() == report.resolve():
+        return None
+    try:
+        previous = {t.get("name") for t in load_results(latest.resolve())["targets"]}
+    except (ResultsFormatError, OSError):
+        return None
+    missing = sorted(previous - {t.name for t in targets})
+    if missing:  # another shard, another -k: its targets would all read as "not re-run"
+        print(
+            f"note: not comparing with {latest.resolve()}: it fuzzed {len(missing)} target(s) "
+            f"this run does not ({_some(missing)}); pass --baseline DIR to compare anyway"
+        )
+        return None
+    return latest.resolve()
+
+
+def _some(names: list[str], limit: int = 5) -> str:
+    more = f", and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def _fuzz(args) -> int:
@@ -240,16 +345,16 @@ def _fuzz(args) -> int:
     from fuzzgrad.nightly.plan import Plan, shard
     from fuzzgrad.nightly.pool import run, start_workers, stop_workers
 
+    _check_keywords(args.keywords)
+    specs, sys_path, source = _specs(args.targets)
     report = args.report or _default_report_dir()
-    baseline = args.baseline
-    if baseline is None:
-        latest = report.parent / "latest"
-        if latest.exists() and latest.resolve() != report.resolve():
-            baseline = latest.resolve()
+    if report.exists() and not report.is_dir():
+        return _usage(f"--report {str(report)!r} is a file; give a folder for the report")
     report.mkdir(parents=True, exist_ok=True)
     database = None if args.database.lower() == "none" else args.database
     plan = Plan(
-        specs=list(args.targets),
+        specs=specs,
+        sys_path=sys_path,
         targets=[],
         report_dir=report,
         max_examples=args.max_examples,
@@ -274,15 +379,17 @@ def _fuzz(args) -> int:
             if p not in PROPERTIES:
                 stop_workers(workers)
                 return _usage(f"unknown property {p!r}; choose from {', '.join(PROPERTIES)}")
-        targets = _load(args.targets, args.names)
+        targets = _load(specs, args.keywords)
     except BaseException:
         stop_workers(workers)
         raise
     if options["shard"]:
         targets = shard(targets, *options["shard"])
     plan.targets = targets
-    if args.report is None:
-        _point_latest(report)
+    baseline = args.baseline or _implicit_baseline(report, targets)
+    _point_latest(report)
+    if not args.targets:
+        print(f"fuzzgrad: {len(targets)} targets from {source}")
     from fuzzgrad.nightly.recorder import Recorder
     from fuzzgrad.report.common import redact
     from fuzzgrad.report.results import run_info
@@ -337,6 +444,8 @@ def _report(args) -> int:
 
     if args.compare:
         old, new = (load_results(p) for p in args.compare)
+        if not args.allow_different_targets:
+            _same_targets(args.compare, old, new)
         cmp = compare(old, new)
         print(terminal_safe(format_comparison(cmp)), end="")
         return EXIT_FAILED if cmp["new"] or cmp["new_errors"] else EXIT_OK
@@ -353,6 +462,26 @@ def _report(args) -> int:
     for name in ("junit.xml", "summary.md", "index.html"):
         print(directory / name)
     return EXIT_OK
+
+
+def _same_targets(paths, old, new) -> None:
+    """Refuse to diff runs of different target sets: a target only the old run fuzzed would
+    read as not re-run, one only the new run fuzzed as all new (another shard, another -k)."""
+    from fuzzgrad.errors import FuzzgradError
+
+    before, after = ({t.get("name") for t in r["targets"]} for r in (old, new))
+    if before == after:
+        return
+    parts = []
+    for label, names in (("OLD", before - after), ("NEW", after - before)):
+        if names:
+            parts.append(f"{len(names)} only in {label} ({_some(sorted(map(str, names)))})")
+    raise FuzzgradError(
+        f"fuzzgrad: OLD {paths[0]} and NEW {paths[1]} fuzzed different targets: "
+        f"{'; '.join(parts)}; "
+        "compare runs of the same targets (same shard, same -k), or pass "
+        "--allow-different-targets to compare them anyway."
+    )
 
 
 def _report_folder(path: Path) -> Path:
@@ -384,8 +513,9 @@ def _repro(args) -> int:
         path = _find_reproducer(args.file, args.report)
     data = read_reproducer(path)  # fails clearly on a file that is not a reproducer
     if args.pytest:
-        out = args.output or Path("tests") / _regression_name(data)
-        _write_regression_test(path, out)
+        out = _regression_path(args.output, data)
+        for note in _write_regression_test(path, data, out):
+            print(f"note: {note}")
         print(f"wrote {out}: it fails while the bug is there and passes once it is fixed")
         return EXIT_OK
     return subprocess.call([sys.executable, str(path)])
@@ -455,6 +585,16 @@ def _regression_name(data: dict) -> str:
     return f"test_regress_{stem}.py"
 
 
+def _regression_path(output: Path | None, data: dict) -> Path:
+    """Where ``repro --pytest`` writes: ``-o FILE``, into ``-o FOLDER``, else the project's
+    ``tests/`` folder."""
+    from fuzzgrad.registry.project import project_root
+
+    if output is None:
+        return project_root() / "tests" / _regression_name(data)
+    return output / _regression_name(data) if output.is_dir() else output
+
+
 REGRESSION_TEST = '''
 
 def test_regression():
@@ -462,6 +602,8 @@ def test_regression():
 
     Runs it in a fresh interpreter (a crash or JAX's x64 switch stays there) and asserts the
     Function now agrees with a reference on the shrunk input: it fails while the bug is there.
+    The target is imported by module name from the project root, or by a path relative to this
+    file (DATA's project_root and module_file), so the test runs in any clone.
     """
     import subprocess
 
@@ -472,9 +614,42 @@ def test_regression():
 '''
 
 
-def _write_regression_test(reproducer: Path, out: Path) -> None:
+def _write_regression_test(reproducer: Path, data: dict, out: Path) -> list[str]:
+    """Write the reproducer as a test whose paths are relative to the test's own folder (never
+    absolute, so it can be committed); return notes for the user."""
+    from fuzzgrad.registry.project import find_pyproject, project_root
+    from fuzzgrad.registry.target import BY_PATH_PREFIX
+    from fuzzgrad.report.reproducer import replace_data
+
+    folder = out.parent.resolve()
+    found = find_pyproject(folder)
+    root = found.parent if found is not None else project_root()
+    data, notes = dict(data), []
+    data["project_root"] = _relative(root, folder) if folder.is_relative_to(root) else None
+    if data["project_root"] is None:
+        notes.append(
+            f"{out} is outside the project {root}: the test finds the target only where the "
+            "module is installed or the file keeps its place relative to the test"
+        )
+    module_file = data.get("module_file")
+    if module_file:
+        file = (reproducer.resolve().parent / module_file).resolve()  # absolute stays itself
+        inside = file.is_relative_to(root)
+        if inside or data["module"].startswith(BY_PATH_PREFIX):
+            data["module_file"] = _relative(file, folder)
+            if not inside:
+                notes.append(f"the target's file {file} is outside the project {root}")
+        else:  # an installed module: imported by its name
+            data["module_file"] = None
+    text = replace_data(reproducer.read_text(encoding="utf-8"), data)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(reproducer.read_text().rstrip("\n") + "\n" + REGRESSION_TEST)
+    out.write_text(text.rstrip("\n") + "\n" + REGRESSION_TEST, encoding="utf-8")
+    return notes
+
+
+def _relative(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` in ``/`` form (``..`` where needed)."""
+    return Path(os.path.relpath(path, folder)).as_posix()
 
 
 if __name__ == "__main__":

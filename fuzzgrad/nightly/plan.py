@@ -14,7 +14,7 @@ from typing import Any
 class Plan:
     """Everything a run needs to know, fixed before it starts."""
 
-    specs: list[str]
+    specs: list[str]  # what to import, resolved by the parent: workers import the same
     targets: list[Any]
     report_dir: Path
     max_examples: int = 200
@@ -27,6 +27,8 @@ class Plan:
     example_timeout: float | None = 30.0
     max_memory: int | None = None
     started: float = field(default_factory=time.monotonic)
+    #: Folders the parent put on sys.path to find the specs (module names); workers add them too.
+    sys_path: list[str] = field(default_factory=list)
 
     @property
     def end(self) -> float | None:

@@ -145,6 +145,7 @@ class _Worker:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         options = {
             "specs": plan.specs,
+            "sys_path": plan.sys_path,
             "properties": plan.properties,
             "report_dir": str(plan.report_dir),
             "database": plan.database,
@@ -291,7 +292,7 @@ def _lost(worker: _Worker, plan: Plan, scratch: Path, recorder) -> None:
             error["reproducer"] = _rebuild_reproducer(plan, name, kind, data, message)
     record = {
         "name": name,
-        "module": next((t.module for t in plan.targets if t.name == name), None),
+        "module": next((t.display_module for t in plan.targets if t.name == name), None),
         "status": "error",
         "error": error,
         "examples": n,
