@@ -131,8 +131,15 @@ def select(targets: list[Any], expressions: Iterable[str] | None) -> list[Any]:
     if chosen:
         return chosen
     asked = " or ".join(repr(t) for t in texts)
-    close = _close_names([n for e in parsed for n in e.names], [t.name for t in targets])
-    hint = f"close names: {', '.join(close)}; " if close else ""
+    by_name = [t.name for t in targets if any(e.matches([t.name]) for e in parsed)]
+    if by_name:  # `not rms` also left out every target of a module named `norms`
+        hint = (
+            f"as in pytest, names match modules too; by target names alone it would select "
+            f"{', '.join(by_name[:5])}{', ...' if len(by_name) > 5 else ''}; "
+        )
+    else:
+        close = _close_names([n for e in parsed for n in e.names], [t.name for t in targets])
+        hint = f"close names: {', '.join(close)}; " if close else ""
     raise TargetNotFound(
         f"fuzzgrad: -k {asked} matches none of the {len(targets)} targets (by name or module); "
         f"{hint}`fuzzgrad list` shows them all."
