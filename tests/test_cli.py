@@ -65,6 +65,12 @@ def _one_line_error(capsys) -> str:
     return err
 
 
+def _argv(command: str, tmp_path: Path, *args: str) -> list[str]:
+    """``fuzzgrad list ARGS``, or a quick ``fuzzgrad fuzz ARGS`` reporting to tmp_path/r."""
+    fuzz = [*FAST, "--report", str(tmp_path / "r")] if command == "fuzz" else []
+    return [command, *args, *fuzz]
+
+
 def _listed(capsys) -> dict[str, str]:
     """``fuzzgrad list``'s output: target name -> module as shown."""
     return {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
@@ -129,10 +135,7 @@ def test_k_selects_built_ins_by_name_and_module(capsys):
 
 @pytest.mark.parametrize("command", ["list", "fuzz"])
 def test_k_matching_nothing_lists_close_names_and_exits_2(command, capsys, tmp_path):
-    argv = [command, "fuzzgrad.targets", "-k", "LayerNrom"]
-    if command == "fuzz":
-        argv += [*FAST, "--report", str(tmp_path / "r")]
-    assert main(argv) == 2
+    assert main(_argv(command, tmp_path, "fuzzgrad.targets", "-k", "LayerNrom")) == 2
     err = _one_line_error(capsys)
     assert "matches none of the" in err and "close names: LayerNorm" in err
     assert "fuzzgrad list" in err
@@ -147,10 +150,7 @@ def test_k_excluding_every_target_through_its_module_says_so(capsys):
 
 @pytest.mark.parametrize("command", ["list", "fuzz"])
 def test_a_malformed_k_exits_2_before_anything_runs(command, capsys, tmp_path):
-    argv = [command, "fuzzgrad.targets.seed", "-k", "norm and"]
-    if command == "fuzz":
-        argv += [*FAST, "--report", str(tmp_path / "r")]
-    assert main(argv) == 2
+    assert main(_argv(command, tmp_path, "fuzzgrad.targets.seed", "-k", "norm and")) == 2
     assert "-k 'norm and': at column 9" in _one_line_error(capsys)
     assert not (tmp_path / "r").exists()
 
