@@ -8,11 +8,11 @@ usage or registration error.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from fuzzgrad.integrations.runs import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
 EXPECTED = {"passed", "xfailed"}
 
 
@@ -205,9 +205,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return _list(args)
         if args.command == "repro":
-            return _repro(args)
+            from fuzzgrad.integrations.regression import repro_command
+
+            return repro_command(args)
         if args.command == "report":
-            return _report(args)
+            from fuzzgrad.integrations.runs import report_command
+
+            return report_command(args)
     except FuzzgradError as exc:
         return _usage(str(exc))
     return EXIT_USAGE
@@ -273,64 +277,6 @@ def _list(args) -> int:
     return EXIT_OK
 
 
-def _default_report_dir() -> Path:
-    import datetime as dt
-
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("reports") / stamp
-
-
-def _point_latest(report: Path) -> None:
-    """Point ``latest`` in the report's parent folder at it (a relative symlink, replaced
-    atomically); where that cannot be done, say where latest is. A real file or folder named
-    ``latest`` is left alone."""
-    report = report.resolve()
-    latest = report.parent / LATEST
-    if report.name == LATEST or Path.cwd().resolve().is_relative_to(report):
-        return  # `--report .`: no link in the folder above the one the user works in
-    if latest.exists() and not latest.is_symlink():
-        print(f"note: {latest} is not a link, so it was left alone; the newest report is {report}")
-        return
-    tmp = latest.with_name(f".{LATEST}-{os.getpid()}")
-    try:
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(report.name, target_is_directory=True)
-        os.replace(tmp, latest)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        print(f"note: cannot link {latest} ({exc.strerror or exc}); the newest report is {report}")
-
-
-LATEST = "latest"
-
-
-def _implicit_baseline(report: Path, targets) -> Path | None:
-    """The run ``latest`` points at, to diff this one against, when it fuzzed the same targets
-    (a diff against another shard or another -k would call every target new or not re-run)."""
-    from fuzzgrad.report.results import ResultsFormatError, load_results
-
-    latest = report.parent / LATEST
-    if not latest.exists() or latest.resolve() == report.resolve():
-        return None
-    try:
-        previous = {t.get("name") for t in load_results(latest.resolve())["targets"]}
-    except (ResultsFormatError, OSError):
-        return None
-    missing = sorted(previous - {t.name for t in targets})
-    if missing:  # another shard, another -k: its targets would all read as "not re-run"
-        print(
-            f"note: not comparing with {latest.resolve()}: it fuzzed {len(missing)} target(s) "
-            f"this run does not ({_some(missing)}); pass --baseline DIR to compare anyway"
-        )
-        return None
-    return latest.resolve()
-
-
-def _some(names: list[str], limit: int = 5) -> str:
-    more = f", and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
 def _fuzz(args) -> int:
     import time
 
@@ -342,12 +288,13 @@ def _fuzz(args) -> int:
         options = parse_options(args)
     except ValueError as exc:
         return _usage(str(exc))
+    from fuzzgrad.integrations.runs import default_report_dir, implicit_baseline, point_latest
     from fuzzgrad.nightly.plan import Plan, shard
     from fuzzgrad.nightly.pool import run, start_workers, stop_workers
 
     _check_keywords(args.keywords)
     specs, sys_path, source = _specs(args.targets)
-    report = args.report or _default_report_dir()
+    report = args.report or default_report_dir()
     if report.exists() and not report.is_dir():
         return _usage(f"--report {str(report)!r} is a file; give a folder for the report")
     report.mkdir(parents=True, exist_ok=True)
@@ -386,8 +333,8 @@ def _fuzz(args) -> int:
     if options["shard"]:
         targets = shard(targets, *options["shard"])
     plan.targets = targets
-    baseline = args.baseline or _implicit_baseline(report, targets)
-    _point_latest(report)
+    baseline = args.baseline or implicit_baseline(report, targets)
+    point_latest(report)
     if not args.targets:
         print(f"fuzzgrad: {len(targets)} targets from {source}")
     from fuzzgrad.nightly.recorder import Recorder
@@ -435,221 +382,6 @@ def _usage(message: str) -> int:
 
     print(f"error: {terminal_safe(message)}", file=sys.stderr)
     return EXIT_USAGE
-
-
-def _report(args) -> int:
-    from fuzzgrad.report.common import terminal_safe
-    from fuzzgrad.report.compare import compare, format_comparison
-    from fuzzgrad.report.results import load_results
-
-    if args.compare:
-        old, new = (load_results(p) for p in args.compare)
-        if not args.allow_different_targets:
-            _same_targets(args.compare, old, new)
-        cmp = compare(old, new)
-        print(terminal_safe(format_comparison(cmp)), end="")
-        return EXIT_FAILED if cmp["new"] or cmp["new_errors"] else EXIT_OK
-    if args.dir is None:
-        return _usage("give a report directory, or --compare OLD NEW")
-    from fuzzgrad.nightly.recorder import render_reports
-
-    directory = _report_folder(args.dir)
-    baseline = None if args.baseline is None else _report_folder(args.baseline)
-    for folder in (baseline, directory):
-        if folder is not None:
-            load_results(folder)  # a malformed file is an error here, not a traceback later
-    render_reports(directory, baseline)
-    for name in ("junit.xml", "summary.md", "index.html"):
-        print(directory / name)
-    return EXIT_OK
-
-
-def _same_targets(paths, old, new) -> None:
-    """Refuse to diff runs of different target sets: a target only the old run fuzzed would
-    read as not re-run, one only the new run fuzzed as all new (another shard, another -k)."""
-    from fuzzgrad.errors import FuzzgradError
-
-    before, after = ({t.get("name") for t in r["targets"]} for r in (old, new))
-    if before == after:
-        return
-    parts = []
-    for label, names in (("OLD", before - after), ("NEW", after - before)):
-        if names:
-            parts.append(f"{len(names)} only in {label} ({_some(sorted(map(str, names)))})")
-    raise FuzzgradError(
-        f"fuzzgrad: OLD {paths[0]} and NEW {paths[1]} fuzzed different targets: "
-        f"{'; '.join(parts)}; "
-        "compare runs of the same targets (same shard, same -k), or pass "
-        "--allow-different-targets to compare them anyway."
-    )
-
-
-def _report_folder(path: Path) -> Path:
-    """The report folder ``path`` names: the folder itself, or the folder of its results.json
-    (``fuzzgrad report DIR/typo`` is an error, not a re-render of DIR)."""
-    from fuzzgrad.report.results import ResultsFormatError
-
-    if path.is_dir():
-        return path
-    if path.is_file() and path.name == "results.json":
-        return path.parent
-    what = "is not a report folder or its results.json" if path.exists() else "does not exist"
-    raise ResultsFormatError(
-        f"{str(path)!r} {what}; give the folder a `fuzzgrad fuzz` run wrote (its --report)"
-    )
-
-
-def _repro(args) -> int:
-    import subprocess
-
-    from fuzzgrad.errors import ReproducerError
-    from fuzzgrad.report.reproducer import read_reproducer
-
-    if _is_path(args.file):
-        path = Path(args.file)
-        if not path.is_file():
-            raise ReproducerError(f"fuzzgrad: no such reproducer file: {args.file}")
-    else:  # a failure id: only ever a reproducer inside the report folder
-        path = _find_reproducer(args.file, args.report)
-    data = read_reproducer(path)  # fails clearly on a file that is not a reproducer
-    if args.pytest:
-        out = _regression_path(args.output, data)
-        for note in _write_regression_test(path, data, out):
-            print(f"note: {note}")
-        print(f"wrote {out}: it fails while the bug is there and passes once it is fixed")
-        return EXIT_OK
-    return subprocess.call([sys.executable, str(path)])
-
-
-def _is_path(text: str) -> bool:
-    """Whether ``fuzzgrad repro`` was given a file (``*.py`` or a path), not a failure id."""
-    return text.endswith(".py") or any(sep and sep in text for sep in (os.sep, os.altsep))
-
-
-def _find_reproducer(failure_id: str, report: Path) -> Path:
-    """The reproducer of a failure in a report, by signature (or a prefix) or target name."""
-    from fuzzgrad.errors import ReproducerError
-    from fuzzgrad.report.common import failure_signature
-    from fuzzgrad.report.results import load_results
-
-    folder = _report_folder(report)
-    results = load_results(folder)
-    found: dict[str, str] = {}
-    for record in results["targets"]:
-        name = record["name"]
-        error = record.get("error") or {}
-        for failure in record.get("failures") or []:
-            sig = failure_signature(name, failure)
-            if failure.get("reproducer") and (sig.startswith(failure_id) or name == failure_id):
-                found[sig] = failure["reproducer"]
-        if error.get("reproducer") and name == failure_id:
-            found[f"{name} ({error.get('kind')})"] = error["reproducer"]
-    if len(found) != 1:
-        what = "matches" if found else "no failure with a reproducer matches"
-        raise ReproducerError(
-            f"fuzzgrad: {what} {failure_id!r} in {report}"
-            + (f": {', '.join(found)}; give more of the signature" if found else "")
-        )
-    return _inside(folder, next(iter(found.values())), failure_id)
-
-
-def _inside(folder: Path, recorded: str, failure_id: str) -> Path:
-    """The file a report records as a reproducer, found inside the report folder and only
-    there: a relative path is read against the folder (never the current one), a path that no
-    longer exists by its tail under the folder (a report that was moved or downloaded), and a
-    file outside the folder, or a link out of it, is refused."""
-    from fuzzgrad.errors import ReproducerError
-
-    root = folder.resolve()
-    parts = Path(recorded).parts
-    outside = None
-    for i in range(len(parts)):
-        candidate = (root / Path(*parts[i:])).resolve()  # an absolute path stays itself
-        if not candidate.is_file():
-            continue
-        if candidate.is_relative_to(root):
-            return candidate
-        outside = outside or candidate
-    if outside is not None:
-        raise ReproducerError(
-            f"fuzzgrad: the reproducer of {failure_id!r} is outside the report folder {folder} "
-            f"({outside}); refusing to run it. Run it by its path if you trust it."
-        )
-    raise ReproducerError(f"fuzzgrad: the reproducer of {failure_id!r} is gone: {recorded}")
-
-
-def _regression_name(data: dict) -> str:
-    import re
-
-    stem = re.sub(r"[^A-Za-z0-9_]+", "_", f"{data['target']}_{data['property']}").lower()
-    return f"test_regress_{stem}.py"
-
-
-def _regression_path(output: Path | None, data: dict) -> Path:
-    """Where ``repro --pytest`` writes: ``-o FILE``, into ``-o FOLDER``, else the project's
-    ``tests/`` folder."""
-    from fuzzgrad.registry.project import project_root
-
-    if output is None:
-        return project_root() / "tests" / _regression_name(data)
-    return output / _regression_name(data) if output.is_dir() else output
-
-
-REGRESSION_TEST = '''
-
-def test_regression():
-    """fuzzgrad regression test (`fuzzgrad repro --pytest`): this file is also the reproducer.
-
-    Runs it in a fresh interpreter (a crash or JAX's x64 switch stays there) and asserts the
-    Function now agrees with a reference on the shrunk input: it fails while the bug is there.
-    The target is imported by module name from the project root, or by a path relative to this
-    file (DATA's project_root and module_file), so the test runs in any clone.
-    """
-    import subprocess
-
-    out = subprocess.run(
-        [sys.executable, __file__], capture_output=True, text=True, timeout=600
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-'''
-
-
-def _write_regression_test(reproducer: Path, data: dict, out: Path) -> list[str]:
-    """Write the reproducer as a test whose paths are relative to the test's own folder (never
-    absolute, so it can be committed); return notes for the user."""
-    from fuzzgrad.registry.project import find_pyproject, project_root
-    from fuzzgrad.registry.target import BY_PATH_PREFIX
-    from fuzzgrad.report.reproducer import replace_data
-
-    folder = out.parent.resolve()
-    found = find_pyproject(folder)
-    root = found.parent if found is not None else project_root()
-    data, notes = dict(data), []
-    data["project_root"] = _relative(root, folder) if folder.is_relative_to(root) else None
-    if data["project_root"] is None:
-        notes.append(
-            f"{out} is outside the project {root}: the test finds the target only where the "
-            "module is installed or the file keeps its place relative to the test"
-        )
-    module_file = data.get("module_file")
-    if module_file:
-        file = (reproducer.resolve().parent / module_file).resolve()  # absolute stays itself
-        inside = file.is_relative_to(root)
-        if inside or data["module"].startswith(BY_PATH_PREFIX):
-            data["module_file"] = _relative(file, folder)
-            if not inside:
-                notes.append(f"the target's file {file} is outside the project {root}")
-        else:  # an installed module: imported by its name
-            data["module_file"] = None
-    text = replace_data(reproducer.read_text(encoding="utf-8"), data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text.rstrip("\n") + "\n" + REGRESSION_TEST, encoding="utf-8")
-    return notes
-
-
-def _relative(path: Path, folder: Path) -> str:
-    """``path`` relative to ``folder`` in ``/`` form (``..`` where needed)."""
-    return Path(os.path.relpath(path, folder)).as_posix()
 
 
 if __name__ == "__main__":
