@@ -221,6 +221,14 @@ def test_a_bad_pyproject_entry_is_one_line_and_exit_2(project, capsys, table, me
     assert not (project / "reports").exists()
 
 
+@pytest.mark.parametrize("command", ["list", "fuzz"])
+def test_targets_that_register_nothing_are_an_error(project, capsys, command):
+    (project / "empty.py").write_text("import torch\n")
+    (project / "pyproject.toml").write_text('[tool.fuzzgrad]\ntargets = ["empty.py"]\n')
+    assert main([command, *(FAST if command == "fuzz" else [])]) == 2
+    assert "empty.py register(s) no targets" in _one_line_error(capsys)
+
+
 def test_results_reproducers_and_messages_show_readable_names(project, capsys):
     assert main(["fuzz", *FAST, "--report", "reports/run"]) == 1
     out = capsys.readouterr().out

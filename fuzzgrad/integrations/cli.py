@@ -249,10 +249,19 @@ def _is_existing_path(spec: str) -> bool:
 
 
 def _load(specs: list[str], keywords: list[str] | None = None):
+    from fuzzgrad.errors import TargetNotFound
     from fuzzgrad.integrations.keywords import select
     from fuzzgrad.registry.discovery import load_targets
+    from fuzzgrad.registry.project import shown_path
 
-    return select(load_targets(specs), keywords)
+    targets = load_targets(specs)
+    if not targets:
+        named = ", ".join(shown_path(s) if Path(s).exists() else s for s in specs)
+        raise TargetNotFound(
+            f"fuzzgrad: {named} register(s) no targets; decorate Functions there with "
+            "@fuzzgrad.register(...), or name the modules, files or folders that do."
+        )
+    return select(targets, keywords)
 
 
 def _check_keywords(keywords: list[str] | None) -> None:
