@@ -151,6 +151,32 @@ def test_reproducers_default_to_the_basetemp(project):
     assert Path(path).name.startswith("repro_Triple_vjp_")
 
 
+def test_k_matches_a_module_or_file_as_fuzzgrad_fuzz_does(pytester):
+    """pyproject.toml names a file and a module found from the project's root (the plugin puts
+    it on sys.path, as `fuzzgrad fuzz` does); ``-k`` matches either's name as people read it."""
+    pytester.makepyprojecttoml('[tool.fuzzgrad]\ntargets = ["ops.py", "pkg.more"]\n')
+    pytester.makepyfile(ops=CORRECT_ONLY)
+    more = CORRECT_ONLY.replace("Double", "Twice")
+    pytester.mkpydir("pkg").joinpath("more.py").write_text(more)
+    by_module = pytester.runpytest("-rA", "-k", "pkg.more and vjp", *FAST)
+    assert outcomes(by_module) == {"test_fuzzgrad[Twice-vjp]": "PASSED"}
+    by_file = pytester.runpytest("-rA", "-k", "ops.py", *FAST)
+    assert set(outcomes(by_file)) == {"test_fuzzgrad[Double-forward]", "test_fuzzgrad[Double-vjp]"}
+
+
+def test_a_failure_names_the_file_as_people_read_it(project):
+    result = project.runpytest("-k", "Triple and vjp", *FAST)
+    result.stdout.fnmatch_lines(["*target Triple from ops.py)*"])
+    result.stdout.no_fnmatch_line("*fuzzgrad_user_*")
+
+
+def test_a_missing_pyproject_entry_is_a_usage_error(pytester):
+    pytester.makepyprojecttoml('[tool.fuzzgrad]\ntargets = ["gone.py"]\n')
+    result = pytester.runpytest("--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*targets in *pyproject.toml names 'gone.py', which is neither*"])
+
+
 def test_targets_from_the_option(pytester):
     pytester.mkpydir("mine").joinpath("ops.py").write_text(CORRECT_ONLY)
     result = pytester.runpytest("--fuzzgrad-targets", "mine/ops.py", "-rA", *FAST)

@@ -51,13 +51,22 @@ def _say(text: str) -> None:
     print(terminal_safe(text, newlines=False), flush=True)
 
 
-def load_target(data: dict[str, Any]):
+def load_target(data: dict[str, Any], path: str | Path | None = None):
     """Import the module that registered the target (by name, else by file) and return the
-    target."""
+    target. A regression test (`fuzzgrad repro --pytest`) gives ``module_file`` and
+    ``project_root`` relative to its own folder (``path``'s), so that it runs in any clone: the
+    project root goes on ``sys.path``, where the module is found by its name."""
     from fuzzgrad.registry.discovery import _import_file
     from fuzzgrad.registry.target import MODULE_ATTR
 
     name, file = data["module"], data.get("module_file")
+    base = Path(path).resolve().parent if path else Path.cwd()
+    if isinstance(data.get("project_root"), str):
+        root = str((base / data["project_root"]).resolve())
+        if root not in sys.path:
+            sys.path.insert(0, root)
+    if file and not Path(file).is_absolute():
+        file = str((base / file).resolve())
     try:
         module = importlib.import_module(name)
     except ImportError:
@@ -76,9 +85,10 @@ def load_target(data: dict[str, Any]):
     return targets[data["target"]]
 
 
-def load_case(data: dict[str, Any]):
-    """The target and the exact case of a reproducer's data block."""
-    target = load_target(data)
+def load_case(data: dict[str, Any], path: str | Path | None = None):
+    """The target and the exact case of a reproducer's data block (``path``: the reproducer's
+    file, which relative paths in it are relative to)."""
+    target = load_target(data, path)
     args = tuple(decode_value(a) for a in data["args"])
     cotangents = [decode_value(c) for c in data["cotangents"]]
     recipes = decode_recipes(data.get("cotangent_recipes") or []) or (
@@ -106,13 +116,14 @@ def run_reproducer(data: dict[str, Any], path: str, argv: list[str] | tuple[str,
         torch.set_num_threads(int(data["threads"]))
     prop = data["property"]
     try:
-        target, case = load_case(data)
+        target, case = load_case(data, path)
     except ReplayError as exc:
         _say(f"CANNOT RUN: {exc}")
         return CANNOT_RUN
     if "--child" in argv:
         return _child(target, case, data.get("properties"))
-    _say(f"fuzzgrad reproducer: target {target.name!r} ({target.module}), property {prop!r}")
+    where = target.display_module
+    _say(f"fuzzgrad reproducer: target {target.name!r} ({where}), property {prop!r}")
     if prop in ("crash", "timeout"):
         return _in_child(path, prop, data.get("example_timeout"))
     if prop == "exception":

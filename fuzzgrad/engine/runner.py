@@ -182,7 +182,7 @@ def fuzz_target(
         return _registration_error(target, InvalidRegistration(error["message"]), started, checker)
     return TargetResult(
         target.name,
-        target.module,
+        target.display_module,
         verdict(target, run.failures, error),
         checker.stats.examples,
         time.perf_counter() - started,
@@ -475,7 +475,7 @@ def _registration_error(target, exc: InvalidRegistration, started: float, checke
     error = {"kind": "registration", "message": str(exc)}
     return TargetResult(
         target.name,
-        target.module,
+        target.display_module,
         "error",
         stats.examples if stats else 0,
         time.perf_counter() - started,

@@ -8,11 +8,11 @@ usage or registration error.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from fuzzgrad.integrations.runs import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
 EXPECTED = {"passed", "xfailed"}
 
 
@@ -28,29 +28,22 @@ def _parser() -> argparse.ArgumentParser:
         "fuzz",
         help="fuzz registered Functions and write a report",
         description="Fuzz every Function registered by the given modules, .py files or folders "
-        "(default: fuzzgrad's built-in targets). Writes results.json and one reproducer per "
-        "failure under the report directory.",
+        f"({DEFAULT_TARGETS}). Writes results.json and one reproducer per failure under the "
+        "report directory.",
     )
-    fuzz.add_argument(
-        "targets",
-        nargs="*",
-        metavar="MODULE_OR_PATH",
-        help="module name, .py file or folder that registers targets",
-    )
-    fuzz.add_argument(
-        "-k",
-        "--target",
-        action="append",
-        dest="names",
-        metavar="NAME",
-        help="only fuzz the target with this name (repeatable)",
-    )
+    _add_selection(fuzz, "fuzz")
     fuzz.add_argument(
         "--max-examples",
         type=int,
         default=100,
         metavar="N",
         help="examples per target (per round, with --budget) before shrinking (default: 100)",
+    )
+    fuzz.add_argument(
+        "--slow",
+        action="store_true",
+        help="also fuzz the targets registered slow=True (the Triton ones under the "
+        "interpreter); they run anyway with --budget, or when named with -k",
     )
     fuzz.add_argument(
         "--seed", type=int, default=None, help="random seed, for a run that repeats exactly"
@@ -60,19 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="DIR",
-        help="report directory (default: reports/<timestamp>, with reports/latest pointing at it)",
+        help="report directory (default: reports/<timestamp>); DIR's parent gets a `latest` "
+        "link to it",
     )
     fuzz.add_argument(
         "--properties",
         default=None,
         metavar="P[,P...]",
         help="only check these properties (default: all the target declares)",
-    )
-    fuzz.add_argument(
-        "--slow",
-        action="store_true",
-        help="also fuzz the targets registered slow=True (the Triton ones under the "
-        "interpreter); they run anyway with --budget, or when named with -k",
     )
     fuzz.add_argument(
         "--database",
@@ -139,10 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     lst = sub.add_parser(
         "list",
         help="list registered targets",
-        description="List the targets the given modules, files or folders "
-        "register (default: the built-in targets).",
+        description="List the targets the given modules, files or folders register "
+        f"({DEFAULT_TARGETS}): name, module (or file, relative to the project) and references.",
     )
-    lst.add_argument("targets", nargs="*", metavar="MODULE_OR_PATH")
+    _add_selection(lst, "list")
     rep = sub.add_parser(
         "repro",
         help="replay a reproducer file or a failure id from a report",
@@ -169,7 +157,8 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="where --pytest writes the test (default: tests/test_regress_<target>_<prop>.py)",
+        help="where --pytest writes the test, a file or a folder (default: "
+        "tests/test_regress_<target>_<prop>.py in the project)",
     )
     report = sub.add_parser(
         "report",
@@ -181,9 +170,41 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("dir", nargs="?", type=Path, metavar="DIR")
     report.add_argument("--compare", nargs=2, type=Path, metavar=("OLD", "NEW"))
     report.add_argument(
+        "--allow-different-targets",
+        action="store_true",
+        help="with --compare: compare runs that fuzzed different targets (other shards, -k, "
+        "targets added or removed); targets only one run has are listed, not diffed",
+    )
+    report.add_argument(
         "--baseline", type=Path, default=None, metavar="DIR", help="diff DIR against this run"
     )
     return p
+
+
+DEFAULT_TARGETS = (
+    "default: [tool.fuzzgrad] targets of the nearest pyproject.toml at or above the current "
+    "folder, else fuzzgrad's built-in targets"
+)
+
+
+def _add_selection(command: argparse.ArgumentParser, verb: str) -> None:
+    command.add_argument(
+        "targets",
+        nargs="*",
+        metavar="MODULE_OR_PATH",
+        help="module name (the current folder is on sys.path), .py file or folder that "
+        "registers targets",
+    )
+    command.add_argument(
+        "-k",
+        "--target",
+        action="append",
+        dest="keywords",
+        metavar="EXPR",
+        help=f"only {verb} targets whose name or module matches EXPR, as pytest's -k: "
+        'substrings (case-insensitive) joined by and, or, not, parentheses: -k "norm and not '
+        'rms" (repeatable: any of them)',
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,47 +219,86 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return _list(args)
         if args.command == "repro":
-            return _repro(args)
+            from fuzzgrad.integrations.regression import repro_command
+
+            return repro_command(args)
         if args.command == "report":
-            return _report(args)
+            from fuzzgrad.integrations.runs import report_command
+
+            return report_command(args)
     except FuzzgradError as exc:
         return _usage(str(exc))
     return EXIT_USAGE
 
 
-def _load(specs, names=None):
-    from fuzzgrad.registry.discovery import load_targets
+def _specs(given: list[str]) -> tuple[list[str], list[str], str]:
+    """What to import, resolved once here so that worker processes load the same: the given
+    modules, files and folders (existing paths made absolute), else ``[tool.fuzzgrad] targets``
+    of the nearest pyproject.toml that declares them (relative to its folder), else the
+    built-ins. Returns the specs, the folders put on ``sys.path`` (the current folder, as
+    ``python -m`` and pytest do, the project's root, and the folder of the pyproject.toml that
+    named the specs), and where the specs came from."""
+    from fuzzgrad.registry.discovery import BUILTIN
+    from fuzzgrad.registry.project import (
+        configured_targets,
+        find_pyproject,
+        on_sys_path,
+        project_root,
+    )
 
-    return load_targets(specs or None, names)
+    added = [on_sys_path(project_root()).add(), on_sys_path(Path.cwd()).add()]  # cwd first
+    if given:
+        specs = [str(Path(s).resolve()) if _is_existing_path(s) else s for s in given]
+        return specs, [p for p in added if p], "the command line"
+    pyproject = find_pyproject(declaring=True)
+    if pyproject is None:
+        return [BUILTIN], [p for p in added if p], "fuzzgrad's built-in targets"
+    configured = configured_targets(pyproject)
+    added.append(on_sys_path(configured.root).add())
+    return list(configured.specs), [p for p in added if p], f"[tool.fuzzgrad] in {pyproject}"
+
+
+def _is_existing_path(spec: str) -> bool:
+    return Path(spec).exists()  # as `import_targets` reads it: a path wins over a module name
+
+
+def _load(specs: list[str], keywords: list[str] | None = None):
+    from fuzzgrad.errors import TargetNotFound
+    from fuzzgrad.integrations.keywords import select
+    from fuzzgrad.registry.discovery import load_targets
+    from fuzzgrad.registry.project import shown_path
+
+    targets = load_targets(specs)
+    if not targets:
+        named = ", ".join(shown_path(s) if Path(s).exists() else s for s in specs)
+        raise TargetNotFound(
+            f"fuzzgrad: {named} register(s) no targets; decorate Functions there with "
+            "@fuzzgrad.register(...), or name the modules, files or folders that do."
+        )
+    return select(targets, keywords)
+
+
+def _check_keywords(keywords: list[str] | None) -> None:
+    """A malformed -k is a usage error before anything is imported or started."""
+    from fuzzgrad.integrations.keywords import Expression
+
+    for text in keywords or ():
+        if text.strip():
+            Expression(text)
 
 
 def _list(args) -> int:
     from fuzzgrad.report.common import terminal_safe
 
-    for t in _load(args.targets):
+    _check_keywords(args.keywords)
+    specs, _, _ = _specs(args.targets)
+    for t in _load(specs, args.keywords):
         xfail = f"  [xfail: {t.xfail}]" if t.xfail else ""
         xfail += "  [slow]" if t.slow else ""
         refs = "+".join(n for n, r in (("torch", t.reference), ("jax", t.jax_reference)) if r)
-        line = f"{t.name:32s} {t.module:36s} refs={refs or 'none'}{xfail}"
+        line = f"{t.name:32s} {t.display_module:36s} refs={refs or 'none'}{xfail}"
         print(terminal_safe(line, newlines=False))
     return EXIT_OK
-
-
-def _default_report_dir() -> Path:
-    import datetime as dt
-
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("reports") / stamp
-
-
-def _point_latest(report: Path) -> None:
-    latest = report.parent / "latest"
-    try:
-        if latest.is_symlink() or latest.exists():
-            latest.unlink()
-        latest.symlink_to(report.name, target_is_directory=True)
-    except OSError:
-        pass
 
 
 def _fuzz(args) -> int:
@@ -252,22 +312,23 @@ def _fuzz(args) -> int:
         options = parse_options(args)
     except ValueError as exc:
         return _usage(str(exc))
+    from fuzzgrad.integrations.runs import default_report_dir
+    from fuzzgrad.nightly.plan import Plan
+    from fuzzgrad.nightly.pool import Stop, stoppable, workers_for
+
+    _check_keywords(args.keywords)
+    specs, sys_path, source = _specs(args.targets)
+    report = args.report or default_report_dir()
+    if report.exists() and not report.is_dir():
+        return _usage(f"--report {str(report)!r} is a file; give a folder for the report")
     database = None if args.database.lower() == "none" else args.database
     missing = _missing_client(database)
     if missing:
         return _usage(missing)
-    from fuzzgrad.nightly.plan import Plan, shard
-    from fuzzgrad.nightly.pool import Stop, stoppable, workers_for
-
-    report = args.report or _default_report_dir()
-    baseline = args.baseline
-    if baseline is None:
-        latest = report.parent / "latest"
-        if latest.exists() and latest.resolve() != report.resolve():
-            baseline = latest.resolve()
     report.mkdir(parents=True, exist_ok=True)
     plan = Plan(
-        specs=list(args.targets),
+        specs=specs,
+        sys_path=sys_path,
         targets=[],
         report_dir=report,
         max_examples=args.max_examples,
@@ -293,20 +354,28 @@ def _fuzz(args) -> int:
             for p in props or ():
                 if p not in known:
                     return _usage(f"unknown property {p!r}; choose from {', '.join(known)}")
-            targets = _load(args.targets, args.names)
-            if not (args.slow or args.names or options["budget"]):
-                slow = [t.name for t in targets if t.slow]
-                targets = [t for t in targets if not t.slow]
-                if slow:
-                    left_out = ", ".join(slow)
-                    print(f"Left out {len(slow)} slow target(s) ({left_out}); --slow fuzzes them.")
-            if options["shard"]:
-                targets = shard(targets, *options["shard"])
-            plan.targets = targets
-            return _run_and_report(args, plan, options, baseline, workers, problem)
+            plan.targets = _selected(_load(specs, args.keywords), args, options)
+            if not args.targets:
+                print(f"fuzzgrad: {len(plan.targets)} targets from {source}")
+            return _run_and_report(args, plan, options, workers, problem)
     except Stop:
         print("fuzzgrad: stopped (SIGTERM)", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _selected(targets, args, options) -> list:
+    """The targets this run fuzzes: slow ones only when asked for (``--slow``, ``-k``, or a
+    nightly ``--budget``), then this shard's."""
+    from fuzzgrad.nightly.plan import shard
+
+    if not (args.slow or args.keywords or options["budget"]):
+        slow = [t.name for t in targets if t.slow]
+        targets = [t for t in targets if not t.slow]
+        if slow:
+            print(f"Left out {len(slow)} slow target(s) ({', '.join(slow)}); --slow fuzzes them.")
+    if options["shard"]:
+        targets = shard(targets, *options["shard"])
+    return targets
 
 
 def _missing_client(database: str | None) -> str | None:
@@ -339,15 +408,16 @@ def _database_problem(plan) -> str | None:
     return f"{problem}; failures are kept in {fallback} instead"
 
 
-def _run_and_report(args, plan, options, baseline, workers, problem) -> int:
+def _run_and_report(args, plan, options, workers, problem) -> int:
+    from fuzzgrad.integrations.runs import implicit_baseline, point_latest
     from fuzzgrad.nightly.pool import run
     from fuzzgrad.nightly.recorder import Recorder
     from fuzzgrad.report.common import redact
     from fuzzgrad.report.results import run_info
 
     report = plan.report_dir
-    if args.report is None:
-        _point_latest(report)
+    baseline = args.baseline or implicit_baseline(report, plan.targets)
+    point_latest(report)
     info = run_info(
         # what the report shows of the command: without a password a database URL carries
         argv=[redact(a) for a in ["fuzzgrad", *args.argv]],
@@ -391,164 +461,6 @@ def _usage(message: str) -> int:
 
     print(f"error: {terminal_safe(message)}", file=sys.stderr)
     return EXIT_USAGE
-
-
-def _report(args) -> int:
-    from fuzzgrad.report.common import terminal_safe
-    from fuzzgrad.report.compare import compare, format_comparison
-    from fuzzgrad.report.results import load_results
-
-    if args.compare:
-        old, new = (load_results(p) for p in args.compare)
-        cmp = compare(old, new)
-        print(terminal_safe(format_comparison(cmp)), end="")
-        return EXIT_FAILED if cmp["new"] or cmp["new_errors"] else EXIT_OK
-    if args.dir is None:
-        return _usage("give a report directory, or --compare OLD NEW")
-    from fuzzgrad.nightly.recorder import render_reports
-    from fuzzgrad.report.events import recover
-
-    directory = _report_folder(args.dir)
-    baseline = None if args.baseline is None else _report_folder(args.baseline)
-    rebuilt = recover(directory)  # a killed run: results.json rebuilt from its event log
-    for folder in (baseline, directory):
-        if folder is not None:
-            load_results(folder)  # a malformed file is an error here, not a traceback later
-    run = load_results(directory)["run"]
-    render_reports(directory, baseline)
-    if rebuilt is not None:
-        print(directory / "results.json")
-    for name in ("junit.xml", "summary.md", "index.html"):
-        print(directory / name)
-    if isinstance(run, dict) and run.get("incomplete"):
-        print(
-            f"fuzzgrad: the run in {directory} is incomplete: {run['incomplete']}", file=sys.stderr
-        )
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-def _report_folder(path: Path) -> Path:
-    """The report folder ``path`` names: the folder itself, or the folder of its results.json
-    (``fuzzgrad report DIR/typo`` is an error, not a re-render of DIR)."""
-    from fuzzgrad.report.results import ResultsFormatError
-
-    if path.is_dir():
-        return path
-    if path.is_file() and path.name == "results.json":
-        return path.parent
-    what = "is not a report folder or its results.json" if path.exists() else "does not exist"
-    raise ResultsFormatError(
-        f"{str(path)!r} {what}; give the folder a `fuzzgrad fuzz` run wrote (its --report)"
-    )
-
-
-def _repro(args) -> int:
-    import subprocess
-
-    from fuzzgrad.errors import ReproducerError
-    from fuzzgrad.report.reproducer import read_reproducer
-
-    if _is_path(args.file):
-        path = Path(args.file)
-        if not path.is_file():
-            raise ReproducerError(f"fuzzgrad: no such reproducer file: {args.file}")
-    else:  # a failure id: only ever a reproducer inside the report folder
-        path = _find_reproducer(args.file, args.report)
-    data = read_reproducer(path)  # fails clearly on a file that is not a reproducer
-    if args.pytest:
-        out = args.output or Path("tests") / _regression_name(data)
-        _write_regression_test(path, out)
-        print(f"wrote {out}: it fails while the bug is there and passes once it is fixed")
-        return EXIT_OK
-    return subprocess.call([sys.executable, str(path)])
-
-
-def _is_path(text: str) -> bool:
-    """Whether ``fuzzgrad repro`` was given a file (``*.py`` or a path), not a failure id."""
-    return text.endswith(".py") or any(sep and sep in text for sep in (os.sep, os.altsep))
-
-
-def _find_reproducer(failure_id: str, report: Path) -> Path:
-    """The reproducer of a failure in a report, by signature (or a prefix) or target name."""
-    from fuzzgrad.errors import ReproducerError
-    from fuzzgrad.report.common import failure_signature
-    from fuzzgrad.report.events import recover
-    from fuzzgrad.report.results import load_results
-
-    folder = _report_folder(report)
-    results = recover(folder) or load_results(folder)  # a killed run: from its event log
-    found: dict[str, str] = {}
-    for record in results["targets"]:
-        name = record["name"]
-        error = record.get("error") or {}
-        for failure in record.get("failures") or []:
-            sig = failure_signature(name, failure)
-            if failure.get("reproducer") and (sig.startswith(failure_id) or name == failure_id):
-                found[sig] = failure["reproducer"]
-        if error.get("reproducer") and name == failure_id:
-            found[f"{name} ({error.get('kind')})"] = error["reproducer"]
-    if len(found) != 1:
-        what = "matches" if found else "no failure with a reproducer matches"
-        raise ReproducerError(
-            f"fuzzgrad: {what} {failure_id!r} in {report}"
-            + (f": {', '.join(found)}; give more of the signature" if found else "")
-        )
-    return _inside(folder, next(iter(found.values())), failure_id)
-
-
-def _inside(folder: Path, recorded: str, failure_id: str) -> Path:
-    """The file a report records as a reproducer, found inside the report folder and only
-    there: a relative path is read against the folder (never the current one), a path that no
-    longer exists by its tail under the folder (a report that was moved or downloaded), and a
-    file outside the folder, or a link out of it, is refused."""
-    from fuzzgrad.errors import ReproducerError
-
-    root = folder.resolve()
-    parts = Path(recorded).parts
-    outside = None
-    for i in range(len(parts)):
-        candidate = (root / Path(*parts[i:])).resolve()  # an absolute path stays itself
-        if not candidate.is_file():
-            continue
-        if candidate.is_relative_to(root):
-            return candidate
-        outside = outside or candidate
-    if outside is not None:
-        raise ReproducerError(
-            f"fuzzgrad: the reproducer of {failure_id!r} is outside the report folder {folder} "
-            f"({outside}); refusing to run it. Run it by its path if you trust it."
-        )
-    raise ReproducerError(f"fuzzgrad: the reproducer of {failure_id!r} is gone: {recorded}")
-
-
-def _regression_name(data: dict) -> str:
-    import re
-
-    stem = re.sub(r"[^A-Za-z0-9_]+", "_", f"{data['target']}_{data['property']}").lower()
-    return f"test_regress_{stem}.py"
-
-
-REGRESSION_TEST = '''
-
-def test_regression():
-    """fuzzgrad regression test (`fuzzgrad repro --pytest`): this file is also the reproducer.
-
-    Runs it in a fresh interpreter (a crash or JAX's x64 switch stays there) and asserts the
-    Function now agrees with a reference on the shrunk input: it fails while the bug is there.
-    """
-    import subprocess
-
-    out = subprocess.run(
-        [sys.executable, __file__], capture_output=True, text=True, timeout=600
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-'''
-
-
-def _write_regression_test(reproducer: Path, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(reproducer.read_text().rstrip("\n") + "\n" + REGRESSION_TEST)
 
 
 if __name__ == "__main__":

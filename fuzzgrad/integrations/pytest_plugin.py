@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -154,17 +153,19 @@ def _find_setup(config: pytest.Config) -> _Setup | None:
         here = config.invocation_params.dir
         specs = [s.strip() for s in option.split(",") if s.strip()]
         return _Setup(tuple(_resolve(s, here, root) for s in specs), "--fuzzgrad-targets", True)
-    table = _pyproject_table(root / "pyproject.toml")
-    if table is not None and "targets" in table:
-        targets = table["targets"]
-        if isinstance(targets, str):
-            targets = [targets]
-        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-            raise pytest.UsageError(
-                f"fuzzgrad: [tool.fuzzgrad] targets in {root / 'pyproject.toml'} must be a list "
-                f'of module names, files or folders, e.g. targets = ["targets"]; got {targets!r}.'
-            )
-        return _Setup(tuple(_resolve(t, root) for t in targets), "pyproject.toml", False)
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        from fuzzgrad.errors import FuzzgradError
+        from fuzzgrad.registry.project import configured_targets, on_sys_path
+
+        try:
+            configured = configured_targets(pyproject)
+        except FuzzgradError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        if configured is not None:
+            # Module names in it are found from the project's folder, as `fuzzgrad fuzz` does.
+            on_sys_path(configured.root).add()
+            return _Setup(configured.specs, "pyproject.toml", False)
     folder = root / "targets"
     if folder.is_dir() and _uses_fuzzgrad(folder):
         return _Setup((str(folder),), "the targets/ folder", False)
@@ -183,16 +184,12 @@ def _resolve(spec: str, *bases: Path) -> str:
 def _pyproject_table(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pytest itself depends on tomli there
-        import tomli as tomllib
+    from fuzzgrad.registry.project import ConfigError, fuzzgrad_table
+
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise pytest.UsageError(f"fuzzgrad: cannot read {path}: {exc}") from None
-    table = data.get("tool", {}).get("fuzzgrad")
-    return table if isinstance(table, dict) else None
+        return fuzzgrad_table(path)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _uses_fuzzgrad(folder: Path, limit: int = 200) -> bool:
@@ -296,7 +293,8 @@ class FuzzItem(pytest.Item):
         self.prop = prop
         self.target = self.parent.target
         self.add_marker(MARKER)
-        self.extra_keyword_matches.update({self.target.name, prop})
+        # -k matches what `fuzzgrad fuzz -k` matches (name, module or file), and the property
+        self.extra_keyword_matches.update({self.target.name, self.target.display_module, prop})
         if self.target.slow:
             self.add_marker("slow")
             if not (

@@ -19,7 +19,7 @@ MIN_SLICE = 1.0
 class Plan:
     """Everything a run needs to know, fixed before it starts."""
 
-    specs: list[str]
+    specs: list[str]  # what to import, resolved by the parent: workers import the same
     targets: list[Any]
     report_dir: Path
     max_examples: int = 200
@@ -34,6 +34,8 @@ class Plan:
     #: A target whose worker died this many times at the same signature stops.
     max_crashes: int = 3
     started: float = field(default_factory=time.monotonic)
+    #: Folders the parent put on sys.path to find the specs (module names); workers add them too.
+    sys_path: list[str] = field(default_factory=list)
 
     @property
     def end(self) -> float | None:

@@ -214,6 +214,7 @@ class Worker:
             threads = max(1, (cpus or os.cpu_count() or 1) // plan.jobs)
         options = {
             "specs": plan.specs,
+            "sys_path": plan.sys_path,
             "properties": plan.properties,
             "report_dir": str(plan.report_dir),
             "database": plan.database,
@@ -383,7 +384,7 @@ def _lost(worker: Worker, plan: Plan, schedule: Schedule, progress, recorder) ->
     error = crash_error(worker, plan, target, recorder.has_unshrunk(name))
     record = {
         "name": name,
-        "module": target.module,
+        "module": target.display_module,
         "error": error,
         "examples": worker.examples,
         "seconds": round(now - task["since"], 3),

@@ -209,7 +209,7 @@ def _error_record(plan: Plan, name: str, kind: str, message: str) -> dict[str, A
     target = next(t for t in plan.targets if t.name == name)
     return {
         "name": name,
-        "module": target.module,
+        "module": target.display_module,
         "status": "error",
         "xfail_reason": target.xfail,
         "examples": 0,

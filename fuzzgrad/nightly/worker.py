@@ -239,7 +239,7 @@ def merge_results(target, results: list):
     error = next((r.error for r in results if r.error is not None), None)
     return TargetResult(
         target.name,
-        target.module,
+        target.display_module,
         verdict(target, failures, error),
         stats.examples,
         sum(r.seconds for r in results),
@@ -344,9 +344,14 @@ def worker_main(conn, beat, scratch: str, options: dict[str, Any]) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(options.get("threads", 1))))
+    import sys
+
     from fuzzgrad.registry.discovery import load_targets
 
-    targets = {t.name: t for t in load_targets(options["specs"] or None)}
+    for folder in reversed(options.get("sys_path") or ()):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    targets = {t.name: t for t in load_targets(options["specs"])}
     case_file = scratch_dir / f"case-{os.getpid()}.json"
     conn.send(("ready", os.getpid(), inherited))
     while True:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fuzzgrad.errors import InvalidRegistration
+from fuzzgrad.registry.project import shown_path
 from fuzzgrad.registry.spec import TensorSpec, _check_dtypes, parse_shape, tensor
 
 #: Attribute under which a module keeps the targets it registered ({name: Target}). Reproducers
@@ -73,6 +74,14 @@ class Target:
     def source_file(self) -> str | None:
         module = sys.modules.get(self.module)
         return getattr(module, "__file__", None)
+
+    @property
+    def display_module(self) -> str:
+        """Where the target comes from, as people read it: the module's import name, or, for a
+        file imported by path, the file's path relative to the project (`shown_path`)."""
+        if not self.module.startswith(BY_PATH_PREFIX) or not self.source_file:
+            return self.module
+        return shown_path(self.source_file)
 
 
 def file_safe(name: str, limit: int = 80) -> str:
@@ -462,8 +471,8 @@ def where(t: Target) -> str:
         file = inspect.getsourcefile(obj)
         line = inspect.getsourcelines(obj)[1]
     except (OSError, TypeError):
-        return t.module
-    return f"{file}:{line}" if file else t.module
+        return t.display_module
+    return f"{shown_path(file)}:{line}" if file else t.display_module
 
 
 def _identity(t: Target) -> tuple[str, str | None]:

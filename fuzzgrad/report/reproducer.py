@@ -154,18 +154,30 @@ def write_reproducer(
         "example_timeout": example_timeout,
     }
     header = _describe(target, prop, case, message, diagnosis, found_after, example_timeout)
-    # ensure_ascii: the block is plain ASCII, and every quote in it is escaped, so no `"""`
-    # can occur inside it, whatever the names and messages hold.
-    block = json.dumps(data, indent=1, sort_keys=True, ensure_ascii=True)
-    text = "".join((_HEAD, _docstring(header), _IMPORTS, _DATA_START, block, _DATA_END, _MAIN))
+    parts = (_HEAD, _docstring(header), _IMPORTS, _DATA_START, _block(data), _DATA_END, _MAIN)
+    text = "".join(parts)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _block(data: dict[str, Any]) -> str:
+    # ensure_ascii: the block is plain ASCII, and every quote in it is escaped, so no `"""`
+    # can occur inside it, whatever the names and messages hold.
+    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=True)
+
+
+def replace_data(text: str, data: dict[str, Any]) -> str:
+    """A reproducer's text with its data block replaced by ``data`` (the rest kept as is)."""
+    m = _DATA_BLOCK.search(text)
+    if m is None:
+        raise ReproducerError("not a fuzzgrad reproducer (no DATA block).")
+    return text[: m.start(1)] + _block(data) + text[m.end(1) :]
 
 
 def _describe(target, prop, case, message, diagnosis, found_after, timeout) -> str:
     what = f"property {prop!r}" if prop not in ERROR_KINDS else f"{prop} (an error of the run)"
     lines = [
-        f"fuzzgrad reproducer: target {target.name!r} ({target.module}), {what}.",
+        f"fuzzgrad reproducer: target {target.name!r} ({target.display_module}), {what}.",
         "",
         f"Failure: {message}",
         f"Diagnosis: {diagnosis}",
@@ -230,7 +242,7 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--load"]:  # python -i THIS_FILE --load: the case, to explore
         from fuzzgrad.engine.replay import load_case
 
-        target, case = load_case(DATA)
+        target, case = load_case(DATA, __file__)
     else:
         sys.exit(main(sys.argv[1:]))
 '''

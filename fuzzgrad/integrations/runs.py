@@ -1,0 +1,141 @@
+"""Report folders for the ``fuzzgrad`` command: where a run writes, the ``latest`` link,
+which earlier run it is diffed against, and ``fuzzgrad report`` (re-render, ``--compare``)."""
+
+from __future__ import annotations
+
+import sys
+
+import os
+from pathlib import Path
+
+from fuzzgrad.errors import FuzzgradError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: The link, beside a run's folder, to the newest run written there.
+LATEST = "latest"
+
+
+def default_report_dir() -> Path:
+    """``reports/<timestamp>`` under the current folder."""
+    import datetime as dt
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / stamp
+
+
+def point_latest(report: Path) -> None:
+    """Point ``latest`` in the report's parent folder at it (a relative symlink, replaced
+    atomically); where that cannot be done, say where latest is. A real file or folder named
+    ``latest`` is left alone."""
+    report = report.resolve()
+    latest = report.parent / LATEST
+    if report.name == LATEST or Path.cwd().resolve().is_relative_to(report):
+        return  # `--report .`: no link in the folder above the one the user works in
+    if latest.exists() and not latest.is_symlink():
+        print(f"note: {latest} is not a link, so it was left alone; the newest report is {report}")
+        return
+    tmp = latest.with_name(f".{LATEST}-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(report.name, target_is_directory=True)
+        os.replace(tmp, latest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        print(f"note: cannot link {latest} ({exc.strerror or exc}); the newest report is {report}")
+
+
+def implicit_baseline(report: Path, targets) -> Path | None:
+    """The run ``latest`` points at, to diff this one against, when it fuzzed the same targets
+    (a diff against another shard or another -k would call every target new or not re-run)."""
+    from fuzzgrad.report.results import ResultsFormatError, load_results
+
+    latest = report.parent / LATEST
+    if not latest.exists() or latest.resolve() == report.resolve():
+        return None
+    try:
+        previous = {t.get("name") for t in load_results(latest.resolve())["targets"]}
+    except (ResultsFormatError, OSError):
+        return None
+    missing = sorted(previous - {t.name for t in targets})
+    if missing:  # another shard, another -k: its targets would all read as "not re-run"
+        print(
+            f"note: not comparing with {latest.resolve()}: it fuzzed {len(missing)} target(s) "
+            f"this run does not ({_some(missing)}); pass --baseline DIR to compare anyway"
+        )
+        return None
+    return latest.resolve()
+
+
+def _some(names: list[str], limit: int = 5) -> str:
+    more = f", and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def report_command(args) -> int:
+    """``fuzzgrad report DIR`` (re-render) or ``fuzzgrad report --compare OLD NEW``."""
+    from fuzzgrad.report.common import terminal_safe
+    from fuzzgrad.report.compare import compare, format_comparison
+    from fuzzgrad.report.results import load_results
+
+    if args.compare:
+        old, new = (load_results(p) for p in args.compare)
+        if not args.allow_different_targets:
+            _same_targets(args.compare, old, new)
+        cmp = compare(old, new)
+        print(terminal_safe(format_comparison(cmp)), end="")
+        return EXIT_FAILED if cmp["new"] or cmp["new_errors"] else EXIT_OK
+    if args.dir is None:
+        raise FuzzgradError("fuzzgrad: give a report directory, or --compare OLD NEW")
+    from fuzzgrad.nightly.recorder import render_reports
+    from fuzzgrad.report.events import recover
+
+    directory = report_folder(args.dir)
+    baseline = None if args.baseline is None else report_folder(args.baseline)
+    rebuilt = recover(directory)  # a killed run: results.json rebuilt from its event log
+    for folder in (baseline, directory):
+        if folder is not None:
+            load_results(folder)  # a malformed file is an error here, not a traceback later
+    run = load_results(directory)["run"]
+    render_reports(directory, baseline)
+    if rebuilt is not None:
+        print(directory / "results.json")
+    for name in ("junit.xml", "summary.md", "index.html"):
+        print(directory / name)
+    if isinstance(run, dict) and run.get("incomplete"):
+        incomplete = terminal_safe(str(run["incomplete"]))
+        print(f"fuzzgrad: the run in {directory} is incomplete: {incomplete}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _same_targets(paths, old, new) -> None:
+    """Refuse to diff runs of different target sets: a target only the old run fuzzed would
+    read as not re-run, one only the new run fuzzed as all new (another shard, another -k)."""
+    before, after = ({t.get("name") for t in r["targets"]} for r in (old, new))
+    if before == after:
+        return
+    parts = []
+    for label, names in (("OLD", before - after), ("NEW", after - before)):
+        if names:
+            parts.append(f"{len(names)} only in {label} ({_some(sorted(map(str, names)))})")
+    raise FuzzgradError(
+        f"fuzzgrad: OLD {paths[0]} and NEW {paths[1]} fuzzed different targets: "
+        f"{'; '.join(parts)}; "
+        "compare runs of the same targets (same shard, same -k), or pass "
+        "--allow-different-targets to compare them anyway."
+    )
+
+
+def report_folder(path: Path) -> Path:
+    """The report folder ``path`` names: the folder itself, or the folder of its results.json
+    (``fuzzgrad report DIR/typo`` is an error, not a re-render of DIR)."""
+    from fuzzgrad.report.results import ResultsFormatError
+
+    if path.is_dir():
+        return path
+    if path.is_file() and path.name == "results.json":
+        return path.parent
+    what = "is not a report folder or its results.json" if path.exists() else "does not exist"
+    raise ResultsFormatError(
+        f"{str(path)!r} {what}; give the folder a `fuzzgrad fuzz` run wrote (its --report)"
+    )
