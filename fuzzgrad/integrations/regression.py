@@ -42,9 +42,8 @@ def _find_reproducer(failure_id: str, report: Path) -> Path:
     """The reproducer of a failure in a report, by signature (or a prefix) or target name."""
     from fuzzgrad.errors import ReproducerError
     from fuzzgrad.report.common import failure_signature
-    from fuzzgrad.report.results import load_results
-
     from fuzzgrad.report.events import recover
+    from fuzzgrad.report.results import load_results
 
     folder = report_folder(report)
     results = recover(folder) or load_results(folder)  # a killed run: from its event log

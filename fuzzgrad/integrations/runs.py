@@ -3,9 +3,8 @@ which earlier run it is diffed against, and ``fuzzgrad report`` (re-render, ``--
 
 from __future__ import annotations
 
-import sys
-
 import os
+import sys
 from pathlib import Path
 
 from fuzzgrad.errors import FuzzgradError
