@@ -6,15 +6,17 @@ the factor that matters. `cases` draws whole calls of a registered target.
 """
 
 from ._cases import (
-    ArgRecipe,
     Case,
     CotangentRecipe,
     cases,
     cotangent_recipes,
     requires_grad_masks,
 )
+from ._contract import violation as contract_violation
 from ._layouts import LAYOUTS, Layout, arrange, describe_layout, effective_kind
-from ._shapes import DEFAULT_MAX_ELEMENTS, SIZES, shapes
+from ._shapes import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_SIDE, SIZES, ladder, shapes
+from ._spec import ArgRecipe, Call, Constant, DimSpec, SizeSpec, StrategyArg, TensorSpec
+from ._structures import STRUCTURES
 from ._tensors import (
     COMPLEX_DTYPES,
     FLOAT_DTYPES,
@@ -30,19 +32,28 @@ from ._values import EDGE_CLASSES, NONFINITE_CLASSES, Values, edge_value, fill
 __all__ = [
     "COMPLEX_DTYPES",
     "DEFAULT_MAX_ELEMENTS",
+    "DEFAULT_MAX_SIDE",
     "EDGE_CLASSES",
     "FLOAT_DTYPES",
     "LAYOUTS",
     "NONFINITE_CLASSES",
     "SIZES",
+    "STRUCTURES",
     "ArgRecipe",
+    "Call",
     "Case",
+    "Constant",
     "CotangentRecipe",
+    "DimSpec",
     "InvalidStrategyArgument",
     "Layout",
+    "SizeSpec",
+    "StrategyArg",
+    "TensorSpec",
     "Values",
     "arrange",
     "cases",
+    "contract_violation",
     "cotangent_recipes",
     "describe_layout",
     "devices",
@@ -50,6 +61,7 @@ __all__ = [
     "edge_value",
     "effective_kind",
     "fill",
+    "ladder",
     "layouts",
     "requires_grad_masks",
     "shapes",

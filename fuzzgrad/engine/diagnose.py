@@ -2,7 +2,11 @@
 
 A factor "matters" when simplifying it alone makes the failure go away. The diagnosis names the
 factors that matter ("fails only for non-contiguous grad_output", "only in float16"), or says the
-failure needs none of them.
+failure needs none of them. Only cases the target's inputs can produce are tried or reported
+(`fuzzgrad.strategies.contract_violation`): a simplification that leaves the spec (float64 for a
+float32-only input, 0.5 for an input bounded below 0.3, a sign flip of a sorted row) is not
+tried, and a cut to one element that breaks the spec (n >= 3, a size argument, a structure)
+keeps Hypothesis's shrunk case.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import torch
 
 from fuzzgrad.oracles.evaluation import floating
 from fuzzgrad.properties.checker import Checker, Discard, PropertyFailure
-from fuzzgrad.strategies import CotangentRecipe, Layout, describe_layout
+from fuzzgrad.strategies import CotangentRecipe, Layout, contract_violation, describe_layout
 
 
 def _with(case, **changes):
@@ -54,7 +58,8 @@ def _cpu(case):
 
 
 def _all_grad(case):
-    rg = tuple(floating(a) for a in case.args)
+    wrt = case.notes.get("wrt")  # the inputs that may require grad (the checker's "all")
+    rg = tuple(floating(a) and (wrt is None or i in wrt) for i, a in enumerate(case.args))
     if rg == case.requires_grad:
         return None
     return _with(case, requires_grad=rg)
@@ -176,12 +181,21 @@ def still_fails(target, prop: str, case) -> bool | None:
     return result if result is None or result is False else True
 
 
+def leaves_contract(target, changed, case) -> bool:
+    """Whether ``changed`` (made from ``case``) is a call the target's inputs cannot produce
+    while ``case`` is one (a case made up by hand, outside the spec, is not judged)."""
+    return (
+        contract_violation(target, case, case) is None
+        and contract_violation(target, changed, case) is not None
+    )
+
+
 def diagnose(target, prop: str, case) -> tuple[str, list[str]]:
     """A sentence naming the factors the failure needs, and their keys."""
     needed: list[tuple[str, str]] = []
     for key, simplify, explain in FACTORS:
         simpler = simplify(case)
-        if simpler is None:
+        if simpler is None or leaves_contract(target, simpler, case):
             continue
         if still_fails(target, prop, simpler) is False:
             needed.append((key, explain(case)))
@@ -205,10 +219,14 @@ def reduce_to_element(target, prop: str, case, mismatch):
     Hypothesis shrinks knobs (a seed, a shape) but cannot pick the one offending value out of a
     seeded tensor; for a Function that works elementwise, slicing every input of the failing
     output's shape at the worst index keeps the failure and leaves a one-element reproducer.
-    Returns the smaller case and its failure, or ``(case, None)``.
+    Returns the smaller case and its failure, or ``(case, None)``: also where the cut leaves
+    what the target's inputs can produce, and for inputs drawn by a strategy, which cannot be
+    checked.
     """
+    from hypothesis.strategies import SearchStrategy
+
     index = getattr(mismatch, "index", None)
-    if not index:
+    if not index or isinstance(target.inputs, SearchStrategy):
         return case, None
     sliced = []
     changed = False
@@ -237,6 +255,8 @@ def reduce_to_element(target, prop: str, case, mismatch):
         recipes=(None,) * len(sliced),
         notes={"fixed_cotangents": cts} if cts else {},
     )
+    if leaves_contract(target, smaller, case):
+        return case, None
     failure = failure_on(target, prop, smaller)
     # The same failure, not another one: slicing only the inputs of the failing output's rank
     # may leave the others inconsistent with it (a crash, or another output, then fails).

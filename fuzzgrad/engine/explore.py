@@ -16,13 +16,14 @@ Hypothesis itself, as are runs whose settings leave out the generate phase.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from typing import Any
 
 from hypothesis.database import ExampleDatabase, InMemoryExampleDatabase
 
-from fuzzgrad.engine.hypothesis_compat import available, encode_choices
+from fuzzgrad.engine.hypothesis_compat import available, build_context, encode_choices
 
 #: Chance that a bounded float is one of the bounds, 0, +-1 or 0.5 rather than uniform.
 SPECIAL_FLOAT = 0.25
@@ -42,6 +43,9 @@ class FastData:
     """Enough of Hypothesis's ``ConjectureData`` for fuzzgrad's own strategies, without the
     bookkeeping: draws bounded integers (with the same optional ``weights``), booleans and bounded
     floats from ``rng``, and records each choice in ``choices`` in the order a replay makes it."""
+
+    #: Nesting depth, which some of Hypothesis's strategies read.
+    depth = 0
 
     def __init__(self, rng: random.Random, simplest: float = 0.0):
         self.rng = rng
@@ -124,6 +128,15 @@ class FastData:
 
     def start_span(self, label) -> None:
         pass
+
+    @contextlib.contextmanager
+    def track_arg_label(self, label: str):
+        yield {}
+
+    def drawing(self):
+        """The context a case is drawn in (Hypothesis's build context: ``st.tuples`` and
+        ``.map`` of a user's strategy need one)."""
+        return build_context(self)
 
     def stop_span(self, discard: bool = False) -> None:
         pass

@@ -18,7 +18,7 @@ class Vmap(Property):
     )
 
     def applies(self, target) -> bool:
-        cls = target.function
+        cls = target.autograd_function
         return cls is not None and (
             defines(cls, "vmap") or bool(getattr(cls, "generate_vmap_rule", False))
         )
