@@ -1,7 +1,8 @@
 """Shapes for one call: a shape per spec string, consistent across all of them.
 
 Sizes are drawn per name (``n``), per variadic (``*batch``) and per anonymous dim (``_``, ``...``),
-in order of first appearance (a name bounded by another, ``k<=n``, draws that one first). Each
+input by input, an input's names before the rest of it (a name bounded by another, ``k<=n``,
+draws that one first). Each
 size is drawn below the element cap of *every* input that uses it, given what is already known
 about those inputs, so no input of the call can exceed the cap however names are shared
 (``"b n", "n m", "b m"``). Broadcast dims (``#n``, ``*#batch``) count at full size, so turning
@@ -35,6 +36,9 @@ DEFAULT_MAX_ELEMENTS = 4096
 #: The largest size a dim takes unless a bound or ``max_side`` says otherwise.
 DEFAULT_MAX_SIDE = 4096
 MAX_VARIADIC_RANK = 4
+#: How many of a size's options are "one of the `ladder`": one dim in about ten goes past 64
+#: where the cap leaves room (shrinking tries the small sizes first).
+LADDER_WEIGHT = 3
 
 
 @functools.cache
@@ -52,7 +56,7 @@ def ladder(limit: int) -> tuple[int, ...]:
 def size_options(low: int, high: int, edge: int | None = None) -> tuple[Any, ...]:
     """The choices for a size in ``[low, high]``, simplest first: `SIZES` in range (the lower
     bound first where it is not one of them, ``edge``, an explicit upper bound, after them),
-    then, as one last option, a tuple of the `ladder` sizes in range."""
+    then, as the last `LADDER_WEIGHT` options, a tuple of the `ladder` sizes in range."""
     small = [s for s in SIZES if low <= s <= high]
     big = [s for s in ladder(high) if s >= low]
     top = max(SIZES)
@@ -60,7 +64,7 @@ def size_options(low: int, high: int, edge: int | None = None) -> tuple[Any, ...
         (small if low <= top else big).insert(0, low)
     if edge is not None and low <= edge <= high and edge not in small and edge not in big:
         (small if edge <= top else big).append(edge)
-    return (*small, tuple(big)) if big else tuple(small)
+    return (*small, *(tuple(big),) * LADDER_WEIGHT) if big else tuple(small)
 
 
 def _root(x: int, k: int) -> int:
@@ -164,6 +168,11 @@ class _Draw:
         data, sizes, drawn = self.data, self.sizes, self.drawn
         out = []
         for i, dims in enumerate(self.plan.dims):
+            # an input's named dims before its variadic ones: in "*batch n" the row length n is
+            # as likely as any dim to go past 64 (a batch drawn first would leave it no room)
+            for d in dims:
+                if not d.variadic and d.size is None and _key(d) is not None:
+                    self.ensure(_key(d), i)
             shape: list[int] = []
             for d in dims:
                 key = _key(d)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,15 @@ from ._choices import integer, pick
 from ._layouts import Layout, arrange
 from ._shapes import DEFAULT_MAX_ELEMENTS, shapes
 from ._structures import impose, inject_indices, protected_dims
-from ._tensors import _DRAWN_KINDS, FLOAT_DTYPES, device_names, draw_layout, for_device, values
+from ._tensors import (
+    _DRAWN_KINDS,
+    FLOAT_DTYPES,
+    InvalidStrategyArgument,
+    device_names,
+    draw_layout,
+    for_device,
+    values,
+)
 from ._values import Values, fill
 
 
@@ -230,6 +239,12 @@ class Call:
             shape = _alone(spec, self.max_elements).draw_into(data, self.sizes)[0]
         layout, vals = draw_layout(data, _DRAWN_KINDS), data.draw(self._values)
         high = self.sizes[spec.high] if isinstance(spec.high, str) else spec.high
+        if spec.structure == "index" and not high > (spec.low or 0) and math.prod(shape):
+            raise InvalidStrategyArgument(
+                f"{spec!r}: {spec.high} is {high} in this call (an earlier tensor drew it), so "
+                f"no index is valid; bound it ('{spec.high}>=1' in that tensor's shape) or draw "
+                "the index tensor first."
+            )
         recipe = ArgRecipe(
             shape, dtype, device, layout, vals, spec.low, high, spec.structure, spec.max_cond
         )

@@ -43,7 +43,9 @@ def impose(structure: str, t: torch.Tensor, *, scale: float = 1.0, max_cond=None
         return torch.where(y == 0, torch.ones_like(y), y)
     x = t.to(torch.float64).nan_to_num(0.0, 1.0, -1.0)
     if structure == "positive_definite":
-        out = _positive_definite(x, max_cond or DEFAULT_MAX_COND) * scale
+        cond = max_cond or DEFAULT_MAX_COND
+        room = torch.finfo(t.dtype).max / (4 * cond) if t.dtype.is_floating_point else 1.0
+        out = _positive_definite(x, cond) * min(scale, room)
     elif structure == "orthogonal":
         out = _orthogonal(x)
     elif structure == "unit_rows":
@@ -61,6 +63,8 @@ def _eye_like(x: torch.Tensor) -> torch.Tensor:
 def _positive_definite(x: torch.Tensor, max_cond: float) -> torch.Tensor:
     """I + S with S = x x^T scaled to a Frobenius norm of max_cond - 1: eigenvalues in
     [1, max_cond], so the condition number is at most the cap (x = 0 gives the identity)."""
+    if x.numel():  # no overflow in the product: only its direction matters
+        x = x / x.abs().amax((-2, -1), keepdim=True).clamp_min(1e-300)
     s = x @ x.mT
     norm = torch.linalg.matrix_norm(s, keepdim=True) if s.numel() else s
     s = torch.where(norm > 0, s * ((max_cond - 1) / norm.clamp_min(1e-300)), torch.zeros_like(s))
@@ -153,10 +157,15 @@ def violation(
             err = (x.mT @ x - _eye_like(x)).abs().amax()
             return "not orthogonal" if float(err) > tol else None
         if structure == "positive_definite":
-            values = torch.linalg.eigvalsh((x + x.mT) / 2)
+            if not bool(x.isfinite().all()):
+                return "not finite"
+            try:
+                values = torch.linalg.eigvalsh((x + x.mT) / 2)
+            except RuntimeError:  # torch.linalg.LinAlgError: no eigenvalues to speak of
+                return "not positive-definite"
             lo, hi = values[..., 0], values[..., -1]
-            cap = (max_cond or DEFAULT_MAX_COND) * (1 + tol) + tol
-            if bool((lo <= 0).any()) or bool((hi > cap * lo).any()):
+            cond = max_cond or DEFAULT_MAX_COND
+            if bool((lo <= -tol * hi).any()) or bool((hi > cond * lo + tol * cond * hi).any()):
                 return "not positive-definite within the condition-number cap"
         return None
     if structure == "simplex":

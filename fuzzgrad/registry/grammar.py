@@ -24,12 +24,9 @@ from dataclasses import dataclass
 from fuzzgrad.errors import ShapeSpecError
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_OPERAND = rf"(?:{_NAME}|\d+)"
-_TOKEN = re.compile(
-    rf"^(?:(?P<lo>{_OPERAND})(?P<lop><=|<))?"
-    rf"(?P<star>\*)?(?P<hash>#)?(?:(?P<name>{_NAME})|(?P<size>\d+))"
-    rf"(?:(?P<op><=|>=|<|>)(?P<rhs>{_OPERAND}))?$"
-)
+_TOKEN = re.compile(rf"^(?P<star>\*)?(?P<hash>#)?(?:(?P<name>{_NAME})|(?P<size>\d+))$")
+_OPERAND = re.compile(rf"^(?:{_NAME}|\d+)$")
+_OPS = re.compile(r"(<=|>=|<|>)")
 
 #: Name used for the shared shape of every input without an explicit shape string.
 DEFAULT_SHAPE_NAME = "__default__"
@@ -101,7 +98,14 @@ def parse_shape(text: str, *, where: str = "") -> tuple[Dim, ...]:
     for token in text.split():
         if token == "...":
             token = "*_"
-        m = _TOKEN.match(token)
+        parts = _OPS.split(token)  # "n", "n>=3" or "3<=n<=300"
+        body, tail, head = parts[0], parts[1:3], ()
+        if len(parts) == 5:
+            head, body, tail = (parts[0], parts[1]), parts[2], parts[3:5]
+        ok = len(parts) in (1, 3, 5) and all(_OPERAND.match(p) for p in parts[::2][1:])
+        ok = ok and (not head or (head[1] in ("<", "<=") and tail[0] in ("<", "<=")))
+        ok = ok and bool(_OPERAND.match(head[0])) if head else ok
+        m = _TOKEN.match(body) if ok else None
         if m is None:
             raise ShapeSpecError(
                 f"{where}cannot parse token {token!r} in shape {text!r}. Use names ('n'), sizes "
@@ -115,10 +119,10 @@ def parse_shape(text: str, *, where: str = "") -> tuple[Dim, ...]:
                 "('*batch'), not a size."
             )
         bounds = []
-        if m["op"]:
-            bounds.append(_bound(name or "", m["op"], _operand(m["rhs"])))
-        if m["lop"]:
-            bounds.append(_bound(name or "", m["lop"], _operand(m["lo"]), flipped=True))
+        if tail:
+            bounds.append(_bound(name or "", tail[0], _operand(tail[1])))
+        if head:
+            bounds.append(_bound(name or "", head[1], _operand(head[0]), flipped=True))
         if bounds and (name is None or name == "_" or m["star"]):
             raise ShapeSpecError(
                 f"{where}token {token!r} in shape {text!r}: only a named dim takes bounds "
