@@ -12,6 +12,7 @@ from ._cases import (
     cotangent_recipes,
     requires_grad_masks,
 )
+from ._contract import contract_dtypes
 from ._contract import violation as contract_violation
 from ._layouts import LAYOUTS, Layout, arrange, describe_layout, effective_kind
 from ._shapes import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_SIDE, SIZES, ladder, shapes
@@ -53,6 +54,7 @@ __all__ = [
     "Values",
     "arrange",
     "cases",
+    "contract_dtypes",
     "contract_violation",
     "cotangent_recipes",
     "describe_layout",

@@ -7,6 +7,10 @@ against the spec: shapes (ranks, fixed sizes, equal names, size bounds), dtypes,
 structures, which arguments may require grad, the values of `fuzzgrad.dim`, `fuzzgrad.size`
 and plain arguments. What a user's strategy drew cannot be checked, so it must be left as drawn
 (its layout and device aside).
+
+The dtypes a target takes are its ``dtypes=`` (default: the float dtypes), and float32 too where
+it promises ``precision="fused"``: the harness itself calls such a Function on float32 inputs,
+to hold its half-precision results to its own float32 ones.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ def violation(target, case, original=None) -> str | None:
     sizes = match_shapes(plan, [tuple(a.shape) for a in tensors], known)
     if isinstance(sizes, str):
         return sizes
-    allowed = tuple(target.dtypes) if target.dtypes else FLOAT_DTYPES
+    allowed = contract_dtypes(target)
     recipes = tuple(case.recipes or ()) + (None,) * len(args)
     for i, (spec, a) in enumerate(zip(specs, args)):
         if case.requires_grad[i] and not spec.requires_grad:
@@ -53,6 +57,13 @@ def violation(target, case, original=None) -> str | None:
         if reason:
             return f"argument {i}: {reason}"
     return None
+
+
+def contract_dtypes(target) -> tuple:
+    """The dtypes ``target``'s tensors take (see the module docstring)."""
+    allowed = tuple(target.dtypes) if target.dtypes else FLOAT_DTYPES
+    fused = getattr(target, "options", {}).get("precision") == "fused"
+    return allowed + (torch.float32,) if fused and torch.float32 not in allowed else allowed
 
 
 def _argument(spec, a, args, sizes, allowed, recipe, before, i) -> str | None:

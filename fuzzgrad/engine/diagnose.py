@@ -18,7 +18,13 @@ import torch
 
 from fuzzgrad.oracles.evaluation import floating
 from fuzzgrad.properties.checker import Checker, Discard, PropertyFailure
-from fuzzgrad.strategies import CotangentRecipe, Layout, contract_violation, describe_layout
+from fuzzgrad.strategies import (
+    CotangentRecipe,
+    Layout,
+    contract_dtypes,
+    contract_violation,
+    describe_layout,
+)
 
 
 def _with(case, **changes):
@@ -27,7 +33,7 @@ def _with(case, **changes):
     return dataclasses.replace(case, **changes)
 
 
-def _no_zeros(case):
+def _no_zeros(target, case):
     if not any(floating(a) and a.numel() and bool((a == 0).any()) for a in case.args):
         return None
     args = tuple(
@@ -36,43 +42,54 @@ def _no_zeros(case):
     return _with(case, args=args)
 
 
-def _contiguous(case):
+def _contiguous(target, case):
     args = tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in case.args)
     if all(a is b for a, b in zip(args, case.args)):
         return None
     return _with(case, args=args)
 
 
-def _float64(case):
-    if case.dtype in (None, torch.float64):
+#: Floating dtypes from the most precise (real, then complex): the dtype factor moves a case to
+#: the most precise one the target takes (`contract_dtypes`), where that is more precise.
+_PRECISE = ((torch.float64, torch.float32), (torch.complex128, torch.complex64))
+
+
+def _more_precise(target, case):
+    if case.dtype is None:
         return None
-    args = tuple(a.to(torch.float64) if floating(a) else a for a in case.args)
-    return _with(case, args=args, dtype=torch.float64)
+    ladder = _PRECISE[case.dtype.is_complex]
+    best = next((d for d in ladder if d in contract_dtypes(target)), None)
+    if best is None or case.dtype in ladder[: ladder.index(best) + 1]:
+        return None
+    args = tuple(a.to(best) if floating(a) and a.dtype == case.dtype else a for a in case.args)
+    return _with(case, args=args, dtype=best)
 
 
-def _cpu(case):
+def _cpu(target, case):
     if case.device == "cpu":
         return None
     args = tuple(a.cpu() if isinstance(a, torch.Tensor) else a for a in case.args)
     return _with(case, args=args, device="cpu")
 
 
-def _all_grad(case):
-    wrt = case.notes.get("wrt")  # the inputs that may require grad (the checker's "all")
-    rg = tuple(floating(a) and (wrt is None or i in wrt) for i, a in enumerate(case.args))
+def _all_grad(target, case):
+    specs = target.inputs if isinstance(target.inputs, tuple) else None
+    rg = tuple(  # every input that may require grad (not one a spec says never does)
+        floating(a) and (specs is None or specs[i].requires_grad) for i, a in enumerate(case.args)
+    )
     if rg == case.requires_grad:
         return None
     return _with(case, requires_grad=rg)
 
 
-def _plain_cotangents(case):
+def _plain_cotangents(target, case):
     if all(c.layout.kind == "contiguous" for c in case.cotangents):
         return None
     cts = tuple(CotangentRecipe(c.values, Layout()) for c in case.cotangents)
     return _with(case, cotangents=cts)
 
 
-def _no_edge_values(case):
+def _no_edge_values(target, case):
     recipes = case.recipes or ()
     if not any(r is not None and r.values.injections for r in recipes):
         return None
@@ -83,7 +100,7 @@ def _no_edge_values(case):
     return _with(case, args=tuple(args))
 
 
-def _non_negative(case):
+def _non_negative(target, case):
     if not any(floating(a) and a.numel() and bool((a < 0).any()) for a in case.args):
         return None
     args = tuple(a.abs() if floating(a) else a for a in case.args)
@@ -110,7 +127,7 @@ FACTORS: tuple[tuple[str, Callable, Callable], ...] = (
             + ")"
         ),
     ),
-    ("dtype", _float64, lambda c: f"dtype {str(c.dtype).replace('torch.', '')}"),
+    ("dtype", _more_precise, lambda c: f"dtype {str(c.dtype).replace('torch.', '')}"),
     ("device", _cpu, lambda c: f"device {c.device}"),
     (
         "requires_grad",
@@ -194,7 +211,7 @@ def diagnose(target, prop: str, case) -> tuple[str, list[str]]:
     """A sentence naming the factors the failure needs, and their keys."""
     needed: list[tuple[str, str]] = []
     for key, simplify, explain in FACTORS:
-        simpler = simplify(case)
+        simpler = simplify(target, case)
         if simpler is None or leaves_contract(target, simpler, case):
             continue
         if still_fails(target, prop, simpler) is False:
