@@ -1,8 +1,12 @@
 """Hypothesis strategies for fuzzing autograd Functions (imported as ``fuzzgrad.strategies``).
 
-Strategies are values: each knob of `tensors` takes a value or a strategy, and every choice is
-ordered simplest-first (float64, CPU, contiguous, small, plain values) so that shrinking leaves only
-the factor that matters. `cases` draws whole calls of a registered target.
+Public API. Strategies are values: each knob of `tensors` takes a value or a strategy, and every
+choice is ordered simplest-first (float64, CPU, contiguous, small, plain values) so that
+shrinking leaves only the factor that matters. `TensorSpec` (what ``fuzzgrad.tensor`` makes) is
+a strategy too, for a user's own ``@st.composite``: the tensors of one test case share a `Call`
+(one dtype, one size per name). `shapes` draws consistent shapes for spec strings, `cases` whole
+calls of a registered target, and `contract_violation` says whether a case is one a target's
+inputs can produce.
 """
 
 from ._cases import (

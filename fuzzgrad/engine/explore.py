@@ -9,9 +9,12 @@ computations being checked. So `fuzz_target` explores with the very same strateg
 Hypothesis as a stored failure (its recorded choices, through `HandOff`, an example database):
 Hypothesis replays it exactly, and shrinks it like any failure of its own.
 
-Exploration is only a faster source of the same choices. Targets whose cases a `FastData` cannot
-draw (an ``inputs=`` strategy of Hypothesis's own, say) raise `Unsupported` and are fuzzed by
-Hypothesis itself, as are runs whose settings leave out the generate phase.
+Exploration is only a faster source of the same choices. Targets whose ``inputs=`` is one
+strategy of the whole argument tuple are fuzzed by Hypothesis itself, as are runs whose settings
+leave out the generate phase. In a mixed ``inputs=[...]`` list, a user's strategy is drawn by
+`FastData` too where it can be (``st.integers``, ``st.floats``, ``st.sampled_from``,
+``st.tuples``, ``.map`` ...); one that needs the rest of Hypothesis's engine (``@st.composite``,
+``st.lists``) raises `Unsupported`, and Hypothesis generates the rest of that run.
 """
 
 from __future__ import annotations

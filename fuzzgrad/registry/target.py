@@ -197,11 +197,13 @@ def register(
     ``fg.register(TheirFunction, reference=..., name="theirs")``. Returns ``fn`` unchanged.
 
     ``reference`` is torch math that autograd differentiates; ``jax_reference`` is the same math
-    for ``jax.vjp``. ``inputs`` is a list of `fuzzgrad.tensor` specs (one per positional
-    argument) or a Hypothesis strategy drawing the whole argument tuple. ``dtypes`` restricts the
-    float dtypes tried. ``xfail`` is a reason: the Function is known wrong. ``tolerances`` maps a
-    dtype to ``(rtol, atol)`` overriding the defaults. Other keyword options are kept in
-    ``Target.options`` (e.g. ``properties=[...]``, ``max_elements=...``, ``precision="fused"``:
+    for ``jax.vjp``. ``inputs`` is a list with one entry per positional argument
+    (`fuzzgrad.tensor`, `fuzzgrad.dim`, `fuzzgrad.size`, a Hypothesis strategy, or a plain value
+    passed as is; see `fuzzgrad.registry.spec`) or a Hypothesis strategy drawing the whole
+    argument tuple. ``dtypes`` restricts the float dtypes tried. ``xfail`` is a reason: the
+    Function is known wrong. ``tolerances`` maps a dtype to ``(rtol, atol)`` overriding the
+    defaults. Other keyword options are kept in ``Target.options`` (e.g. ``properties=[...]``,
+    ``max_elements=...``, ``sizes={"n": (3, 300)}``: bounds on named sizes, ``precision="fused"``:
     in float16/bfloat16 the Function computes in float32 or wider and rounds its results once,
     so each half-precision result must be, within about an ulp, its own result on the same
     inputs upcast to float32, rounded once; a forgotten upcast fails that).
