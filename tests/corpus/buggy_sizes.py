@@ -4,16 +4,19 @@ The specs name no size: reaching a row of more than 64 elements is the shape str
 `buggy` for the meaning of ``planted``.
 """
 
+import importlib
+
 import jax
 import torch
 from torch.autograd import Function
 
 import fuzzgrad as fg
 
-try:  # loaded by path, its folder (or the tests folder) is on sys.path while it imports
-    from _blocked import blocked_logsumexp, softmax_grad
-except ImportError:
+try:  # the tests folder is on sys.path (pytest, bench/)
     from corpus._blocked import blocked_logsumexp, softmax_grad
+except ImportError:  # loaded by path alone: its own folder is on sys.path while it imports
+    _blocked = importlib.import_module("_blocked")
+    blocked_logsumexp, softmax_grad = _blocked.blocked_logsumexp, _blocked.softmax_grad
 
 
 @fg.register(
