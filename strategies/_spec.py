@@ -179,31 +179,35 @@ class SizeSpec:
 
 
 @dataclass(frozen=True)
-class Constant:
-    """A plain value, passed as is (a tensor is passed as a fresh copy per call)."""
+class _Given:
+    """An argument the user gave: a value, or a strategy to draw it; shown as that."""
 
     value: Any
-    kind = "constant"
-    requires_grad = False
 
     def __repr__(self) -> str:
         return repr(self.value)
+
+
+class Constant(_Given):
+    """A plain value, passed as is (a tensor is passed as a fresh copy per call)."""
+
+    kind = "constant"
+    requires_grad = False
 
     def get(self) -> Any:
         v = self.value
         return v.detach().clone() if isinstance(v, torch.Tensor) else v
 
 
-@dataclass(frozen=True)
-class StrategyArg:
-    """One argument drawn by a user's Hypothesis strategy (in the case's `Call`)."""
+class StrategyArg(_Given):
+    """One argument drawn by a user's Hypothesis strategy ``value`` (in the case's `Call`)."""
 
-    strategy: Any
     kind = "strategy"
     requires_grad = True
 
-    def __repr__(self) -> str:
-        return repr(self.strategy)
+    @property
+    def strategy(self) -> Any:
+        return self.value
 
 
 class Call:

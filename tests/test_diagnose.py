@@ -4,6 +4,8 @@ reduction nor a factor's simplification leaves what the target's inputs can prod
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from fuzzgrad.strategies import Case, CotangentRecipe, Values
@@ -13,6 +15,7 @@ from torch.autograd import Function
 import fuzzgrad as fg
 from fuzzgrad.engine.diagnose import diagnose, reduce_to_element
 from fuzzgrad.engine.runner import fuzz_target
+from fuzzgrad.registry.discovery import load_targets
 from fuzzgrad.registry.target import make_target
 from fuzzgrad.verdict.compare import Mismatch
 
@@ -83,22 +86,16 @@ def test_an_elementwise_failure_is_still_reduced_to_one_element():
 # -- what is reported is what the user's inputs can produce (issue 12) -------------------------
 
 
-class CubeWrongGrad(Function):
-    """x**3 with the gradient 2 x**2 (should be 3 x**2): wrong at every element."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * 2 * x * x
+def _cos_sign_flip():
+    """The corpus's cos whose backward forgot the minus sign: wrong at every element."""
+    corpus = Path(__file__).parent / "corpus" / "buggy.py"
+    (target,) = load_targets([str(corpus)], names=["CosSignFlip"])
+    return target
 
 
 def _vjp_failure(inputs, name):
-    target = make_target(CubeWrongGrad, reference=lambda x: x**3, inputs=inputs, name=name)
+    cos = _cos_sign_flip()
+    target = make_target(cos.function, reference=cos.reference, inputs=inputs, name=name)
     result = fuzz_target(target, max_examples=60, derandomize=True, properties=["vjp"])
     (failure,) = result.failures
     return failure

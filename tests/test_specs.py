@@ -23,6 +23,7 @@ from fuzzgrad.strategies import (
 from fuzzgrad.strategies._structures import violation
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 from torch.autograd import Function
 
 import fuzzgrad as fg
@@ -30,13 +31,12 @@ from fuzzgrad.engine import explore as _explore
 from fuzzgrad.engine.runner import _TargetRun, fuzz_target
 from fuzzgrad.registry.target import make_target
 
+#: The ci profile (derandomized, no database), without the explain phase's re-runs.
 FAST = settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
+    settings.get_profile("ci"),
     max_examples=200,
-    suppress_health_check=list(HealthCheck),
     phases=[Phase.generate, Phase.shrink],
+    suppress_health_check=list(HealthCheck),
 )
 SHRINK = settings(FAST, max_examples=2000)
 
@@ -139,48 +139,6 @@ def test_non_tensor_arguments_shrink_too():
     )
     assert case.args[1] == 3 and case.args[3] == -1
     assert case.args[0].shape == (1, 1) and case.dtype == torch.float64
-
-
-def test_hypothesis_replays_a_mixed_case_exploration_drew():
-    from fuzzgrad.engine.hypothesis_compat import set_database_key
-    from fuzzgrad.engine.runner import DATABASE_KEY, hypothesis_settings
-
-    target = make_target(
-        RowSum,
-        reference=_row_sum,
-        inputs=[
-            fg.tensor("b n"),
-            st.tuples(st.integers(1, 4), st.booleans()).map(lambda t: t[0]),
-            st.floats(0.25, 2.0),
-            fg.dim(0),
-            st.sampled_from(["n"]).map(lambda _: torch.ones(1)),
-        ],
-        name="replay",
-    )
-    strategy = cases(target)
-    rng = random.Random(3)
-    for _ in range(6):
-        data = _explore.FastData(rng)
-        with data.drawing():
-            drawn = strategy.do_draw(data)
-        handoff = _explore.HandOff(None)
-        handoff.stored(DATABASE_KEY, data.to_bytes())
-        replayed = []
-
-        def keep(case):
-            replayed.append(case)  # noqa: B023 - run at once, in this iteration
-
-        run = settings(hypothesis_settings(1, database=handoff), phases=(Phase.reuse,))(
-            given(strategy)(keep)
-        )
-        set_database_key(run, DATABASE_KEY)
-        run()
-        (again,) = replayed
-        assert repr(again) == repr(drawn)
-        assert all(
-            torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
-            for a, b in zip(again.args, drawn.args)
-        )
 
 
 class ScaleWrongAbove2(Function):
@@ -294,6 +252,28 @@ def test_fg_tensor_in_tuples_and_one_of_and_a_targets_dtypes():
     got = find(cases(target), lambda c: c.args[0].numel() > 2, settings=FAST)
     assert got.args[0].dtype == got.args[1].dtype == torch.float32
     assert got.args[0].shape[1] == got.args[1].shape[0]
+
+
+def test_fg_tensor_inside_a_mixed_specs_strategy_shares_the_cases_dtype_and_sizes():
+    target = make_target(
+        lambda x, pair: x,
+        reference=lambda x, pair: x,
+        inputs=[fg.tensor("b n"), st.tuples(fg.tensor("n"), fg.tensor("m"))],
+        name="inner",
+    )
+    for case in _explored(cases(target), 100):
+        x, (y, z) = case.args
+        assert y.shape == (x.shape[1],) and x.dtype == y.dtype == z.dtype == case.dtype
+
+
+def test_an_index_tensor_drawn_after_its_size_came_out_zero_says_what_to_do():
+    @st.composite
+    def late(draw):
+        draw(fg.tensor("n"))
+        return draw(fg.tensor("k", structure="index", high="n"))
+
+    with pytest.raises(InvalidArgument, match="n>=1"):
+        find(late(), lambda t: t.numel() > 0 and False, settings=FAST)
 
 
 # -- sizes: bounds and past 64 ---------------------------------------------------------------
