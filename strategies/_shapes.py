@@ -38,7 +38,7 @@ DEFAULT_MAX_SIDE = 4096
 MAX_VARIADIC_RANK = 4
 #: How many of a size's options are "one of the `ladder`": one dim in about ten goes past 64
 #: where the cap leaves room (shrinking tries the small sizes first).
-LADDER_WEIGHT = 3
+LADDER_WEIGHT = 2
 
 
 @functools.cache
