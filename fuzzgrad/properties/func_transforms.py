@@ -30,7 +30,7 @@ class FuncTransforms(Property):
     )
 
     def applies(self, target) -> bool:
-        return supports_vmap(target) and uses_setup_context(target.function)
+        return supports_vmap(target) and uses_setup_context(target.autograd_function)
 
     def check(self, run) -> None:
         case = run.case
@@ -44,7 +44,7 @@ class FuncTransforms(Property):
         small = all(0 < n <= MAX_JACOBIAN_SIDE for n in sizes)  # torch.func: no empty Jacobians
         if small:
             _jacobians(self.name, run)
-        if defines(run.target.function, "jvp"):
+        if defines(run.target.autograd_function, "jvp"):
             _vmapped_jvp(self.name, run)
 
 
@@ -106,7 +106,7 @@ def _jacobians(name, run) -> None:
         return
     wide = [upcast(a, torch.float64) for a in case.args]
     modes = [("jacrev", torch.func.jacrev)]
-    if defines(run.target.function, "jvp"):
+    if defines(run.target.autograd_function, "jvp"):
         modes.append(("jacfwd", torch.func.jacfwd))
     for k in _live(run):
         argnums = tuple(range(len(run.wrt)))
