@@ -29,6 +29,8 @@ from ._values import Values, fill
 #: Scales of cotangents: never all ones, so a backward that ignores grad_output is caught.
 COTANGENT_SCALES = (1.0, 0.5, 3.0, 1e-3, 1e3)
 #: Layout kinds of cotangents (channels_last is left to inputs; it falls back for most outputs).
+#: The first outputs whose cotangent a case may leave out (`CotangentRecipe.unused`).
+UNUSED_OUTPUTS = 4
 COTANGENT_KINDS = ("contiguous", "expanded", "transposed", "sliced", "offset")
 
 
@@ -38,6 +40,10 @@ class CotangentRecipe:
 
     values: Values = Values(seed=0)
     layout: Layout = Layout()
+    #: Outputs that get no cotangent at all (bit k: output k), as when a caller uses only some
+    #: of a multi-output Function's results: its backward then receives None for them (with
+    #: ``ctx.set_materialize_grads(False)``) or zeros. At least one output keeps a cotangent.
+    unused: int = 0
 
     def build(self, like: torch.Tensor) -> torch.Tensor:
         """A cotangent with ``like``'s shape, dtype and device, laid out as ``layout`` says."""
@@ -87,6 +93,11 @@ class Case:
             recipe = CotangentRecipe(reseeded, recipe.layout)
         return recipe.build(like)
 
+    @property
+    def unused_outputs(self) -> int:
+        """The bitmask of outputs that get no cotangent (`CotangentRecipe.unused`)."""
+        return self.cotangents[0].unused if self.cotangents else 0
+
 
 def is_differentiable(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex)
@@ -99,9 +110,10 @@ class _Cotangents(st.SearchStrategy):
     def do_draw(self, data) -> tuple[CotangentRecipe, ...]:
         scale = pick(data, COTANGENT_SCALES)
         seed = integer(data, 0, 2**32 - 1)
-        return (
-            CotangentRecipe(Values(seed=seed, scale=scale), draw_layout(data, COTANGENT_KINDS)),
-        )
+        layout = draw_layout(data, COTANGENT_KINDS)
+        # Every output used (the simplest) three times in four; else a drawn set left unused.
+        unused = integer(data, 1, 2**UNUSED_OUTPUTS - 1) if data.draw_boolean(0.25) else 0
+        return (CotangentRecipe(Values(seed=seed, scale=scale), layout, unused),)
 
 
 @functools.cache

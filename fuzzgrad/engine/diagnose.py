@@ -19,7 +19,6 @@ import torch
 from fuzzgrad.oracles.evaluation import floating
 from fuzzgrad.properties.checker import Checker, Discard, PropertyFailure
 from fuzzgrad.strategies import (
-    CotangentRecipe,
     Layout,
     contract_dtypes,
     contract_violation,
@@ -85,7 +84,14 @@ def _all_grad(target, case):
 def _plain_cotangents(target, case):
     if all(c.layout.kind == "contiguous" for c in case.cotangents):
         return None
-    cts = tuple(CotangentRecipe(c.values, Layout()) for c in case.cotangents)
+    cts = tuple(dataclasses.replace(c, layout=Layout()) for c in case.cotangents)
+    return _with(case, cotangents=cts)
+
+
+def _every_output_used(target, case):
+    if not case.unused_outputs:
+        return None
+    cts = tuple(dataclasses.replace(c, unused=0) for c in case.cotangents)
     return _with(case, cotangents=cts)
 
 
@@ -128,6 +134,15 @@ FACTORS: tuple[tuple[str, Callable, Callable], ...] = (
         lambda c: (
             "a non-contiguous or stride-0 grad_output ("
             + ", ".join(x.layout.kind for x in c.cotangents)
+            + ")"
+        ),
+    ),
+    (
+        "unused_outputs",
+        _every_output_used,
+        lambda c: (
+            "outputs that get no gradient ("
+            + ", ".join(f"output {k}" for k in range(8) if c.unused_outputs >> k & 1)
             + ")"
         ),
     ),

@@ -48,6 +48,12 @@ class FuncTransforms(Property):
             _vmapped_jvp(self.name, run)
 
 
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """``t``, made contiguous if it has stride-0 dims: torch cannot attach a tangent to an
+    expanded tensor (even for its own ops), which says nothing of the Function."""
+    return t.contiguous() if any(s == 0 for s in t.stride()) else t
+
+
 def _only(fn, args, wrt, k):
     """``fn`` as a function of the ``wrt`` arguments alone, returning its output ``k``."""
 
@@ -116,7 +122,7 @@ def _jacobians(name, run) -> None:
         for what, transform in modes:
             try:
                 got = transform(_only(fn, case.args, run.wrt, k), argnums=argnums)(
-                    *[case.args[i] for i in run.wrt]
+                    *[_dense(case.args[i]) if what == "jacfwd" else case.args[i] for i in run.wrt]
                 )
             except Exception as exc:  # noqa: BLE001
                 run.fail(name, f"torch.func.{what} (output {k}) raised {type(exc).__name__}: {exc}")
@@ -131,7 +137,7 @@ def _jacobians(name, run) -> None:
 def _vmapped_jvp(name, run) -> None:
     """vmap over a batch of two tangents of ``torch.func.jvp`` against two ``jvp`` calls."""
     case, fn = run.case, run.target.fn
-    primals = tuple(case.args[i] for i in run.wrt)
+    primals = tuple(_dense(case.args[i]) for i in run.wrt)
     tangents = directions(case, list(primals), salt=3)
     batch = [torch.stack([t, t * -0.5]) for t in tangents]
     for k in _live(run):

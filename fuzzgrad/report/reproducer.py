@@ -108,7 +108,7 @@ def decode_recipes(data: list[dict[str, Any]]) -> tuple:
     for r in data:
         values = dict(r["values"])
         values["injections"] = tuple(tuple(i) for i in values.get("injections", ()))
-        out.append(CotangentRecipe(Values(**values), Layout(**r["layout"])))
+        out.append(CotangentRecipe(Values(**values), Layout(**r["layout"]), r.get("unused", 0)))
     return tuple(out)
 
 
