@@ -392,7 +392,7 @@ def worker_main(conn, beat, scratch: str, options: dict[str, Any]) -> None:
             shrink_until=task["shrink_until"],
             chunk=task["chunk"],
             seed=task["seed"],
-            properties=options["properties"],
+            properties=task.get("properties", options["properties"]),
             report_dir=Path(options["report_dir"]),
             database=options["database"],
             example_timeout=options["example_timeout"],
