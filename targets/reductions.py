@@ -142,7 +142,8 @@ def _products(m: torch.Tensor) -> torch.Tensor:
 @fg.register(
     reference=lambda x: torch.cumprod(x, -1),
     jax_reference=lambda x: jnp.cumprod(x, axis=-1),
-    inputs=[fg.tensor("*batch n")],
+    # its backward loops over a row, on n x n leave-one-out products: rows past 64 but bounded
+    inputs=[fg.tensor("*batch n<=128")],
     precision="fused",
 )
 class CumProd(Function):
@@ -151,7 +152,7 @@ class CumProd(Function):
     The textbook ``reverse_cumsum(g * y) / x`` divides by zero. Instead
     dx_i = sum_{j>=i} g_j prod_{k<=j, k!=i} x_k, where row i of the leave-one-out products is the
     cumprod of x with x_i set to 1: no division, and every product formed is a term of the exact
-    sum (O(n^2) memory, fine for the row lengths fuzzed here).
+    sum (O(n^2) memory and a loop over the row, hence rows of at most 128).
     """
 
     @staticmethod

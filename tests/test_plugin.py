@@ -217,7 +217,9 @@ def test_explicit_test_paths_leave_the_targets_out(project):
 @pytest.mark.parametrize(
     ("args", "env", "ini", "expected"),
     [
-        ((), None, None, "profile dev (200 examples per target, random, database *)"),
+        # tests/conftest.py registers a Hypothesis profile "dev" of 100 examples (fuzzgrad's has
+        # 200): a project's own profile of that name is the one used, never shadowed
+        ((), None, None, "profile dev (100 examples per target, random, database *)"),
         ((), None, "ci", "profile ci (50 examples per target, derandomized)"),
         ((), None, "table:ci", "profile ci (50 examples per target, derandomized)"),
         ((), "nightly", "ci", "profile nightly (2000 examples per target, random, database *)"),
@@ -240,6 +242,40 @@ def test_profiles(pytester, monkeypatch, args, env, ini, expected):
         monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
     result = pytester.runpytest("--collect-only", *args)
     result.stdout.fnmatch_lines([f"fuzzgrad: *; {expected}"])
+
+
+def test_hypothesis_options_choose_the_budget_and_seed(pytester, monkeypatch):
+    monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
+    pytester.makepyprojecttoml('[tool.fuzzgrad]\ntargets = ["ops.py"]\n')
+    pytester.makepyfile(ops=CORRECT_ONLY)
+    result = pytester.runpytest("--collect-only", "--hypothesis-profile", "ci")
+    result.stdout.fnmatch_lines(["fuzzgrad: *; profile ci (50 examples per target, derandomized)"])
+    result = pytester.runpytest(
+        "--collect-only", "--hypothesis-profile", "ci", "--hypothesis-seed=7"
+    )
+    result.stdout.fnmatch_lines(["fuzzgrad: *; profile ci (50 examples per target, seed 7)"])
+
+
+def test_a_profile_registered_with_hypothesis_is_a_fuzzgrad_profile(pytester, monkeypatch):
+    monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
+    pytester.makepyprojecttoml('[tool.fuzzgrad]\ntargets = ["ops.py"]\n')
+    pytester.makepyfile(ops=CORRECT_ONLY)
+    pytester.makeconftest(
+        "from hypothesis import settings\n"
+        "settings.register_profile('weekly', max_examples=777, derandomize=True)\n"
+    )
+    result = pytester.runpytest("--collect-only", "--hypothesis-profile", "weekly")
+    result.stdout.fnmatch_lines(["fuzzgrad: *; profile weekly (777 examples per target, *)"])
+
+
+def test_nightly_adds_its_opt_in_properties_to_each_target(pytester, monkeypatch):
+    monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
+    pytester.makepyprojecttoml('[tool.fuzzgrad]\ntargets = ["ops.py"]\n')
+    pytester.makepyfile(ops=CORRECT_ONLY)
+    ci = pytester.runpytest("--collect-only", "-q", "--fuzzgrad-profile", "ci")
+    nightly = pytester.runpytest("--collect-only", "-q", "--fuzzgrad-profile", "nightly")
+    assert not any("Double-compile" in line for line in ci.outlines)
+    nightly.stdout.fnmatch_lines(["*test_fuzzgrad[[]Double-compile[]]*"])
 
 
 def test_an_unknown_profile_is_a_usage_error(project):
