@@ -132,6 +132,8 @@ def test_sigkill_at_a_random_moment_loses_no_finding(tmp_path, capsys):
     assert {r["name"] for r in results["targets"]} == {*FAILING, "ok"}
     for name in ("junit.xml", "summary.md", "index.html"):
         assert (report / name).stat().st_mtime >= (report / "events.jsonl").stat().st_mtime
+    for name in ("summary.md", "index.html"):  # a reader of either sees the run was cut short
+        assert "Incomplete run:" in (report / name).read_text(encoding="utf-8")
     # `repro` finds a reproducer of the killed run by its failure id
     failure = next(f for r in results["targets"] for f in r["failures"] if f["reproducer"])
     assert main(["repro", failure["signature"], "--report", str(report)]) == 1  # still a bug

@@ -146,6 +146,7 @@ def _header(results: Mapping[str, Any], records: list[dict[str, Any]]) -> dict[s
         "subtitle": [x for x in (f"{len(records)} targets", f"{examples} examples", seconds) if x],
         "pills": [(n, s, _colours(s)) for s, n in status_counts(results).items()],
         "facts": [(k, v) for k, v in facts if v is not None],
+        "incomplete": run.get("incomplete"),
     }
 
 

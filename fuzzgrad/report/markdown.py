@@ -62,6 +62,8 @@ def summary_markdown(
     if run.get("seconds") is not None:
         facts.insert(0, f"{fmt_seconds(run['seconds'])} s")
     lines = [f"## fuzzgrad: {_md(counts)}", ""]
+    if run.get("incomplete"):
+        lines += [f"> **Incomplete run:** {_md(run['incomplete'])}", ""]
     if facts:
         lines += [_md(", ".join(facts)), ""]
     lines += ["| target | status | examples | seconds | failures |", "|---|---|--:|--:|--:|"]
