@@ -14,13 +14,13 @@ nightly profile. Their backward passes are kernels, which autograd cannot differ
 import jax
 import jax.numpy as jnp
 import torch
-from fuzzgrad.targets import _triton
-from fuzzgrad.targets._triton import acc_dtype, acc_type, launch, rows
-from fuzzgrad.targets.norms import RMS_EPS, _rms_jax
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 import fuzzgrad as fg
+from fuzzgrad.targets import _triton
+from fuzzgrad.targets._triton import acc_dtype, acc_type, launch, rows
+from fuzzgrad.targets.norms import RMS_EPS, _rms_jax
 
 if _triton.USABLE:
     from fuzzgrad.targets import _triton_kernels as K
