@@ -17,13 +17,13 @@ import argparse
 import random
 import time
 
-from fuzzgrad.strategies import cases
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.control import BuildContext
 from hypothesis.internal.conjecture.data import ConjectureData
 
 import fuzzgrad as fg
 from fuzzgrad.registry.target import make_target
+from fuzzgrad.strategies import cases
 
 
 def _target(inputs=None):

@@ -69,12 +69,11 @@ def main() -> None:
     parser.add_argument("--targets", default=None, help="comma-separated names (default: all)")
     args = parser.parse_args()
 
-    from fuzzgrad.strategies import cases as case_strategy
-    from fuzzgrad.strategies._cases import _SpecCases
-
     from fuzzgrad.engine.explore import SIMPLICITY, FastData
     from fuzzgrad.properties import DEFAULT_PROPERTIES
     from fuzzgrad.registry.discovery import load_targets
+    from fuzzgrad.strategies import cases as case_strategy
+    from fuzzgrad.strategies._cases import _SpecCases
 
     targets = [t for t in load_targets() if isinstance(case_strategy(t), _SpecCases)]
     if args.targets:

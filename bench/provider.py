@@ -74,12 +74,12 @@ def make_provider():
 
 
 def rate_with_provider(target, seconds: float) -> float:
-    from fuzzgrad.strategies import cases
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.internal.conjecture.providers import AVAILABLE_PROVIDERS
 
     from fuzzgrad.properties.base import Discard
     from fuzzgrad.properties.checker import Checker
+    from fuzzgrad.strategies import cases
 
     AVAILABLE_PROVIDERS["fuzzgrad-bench"] = f"{__name__}.PROVIDER"
     checker = Checker(target)

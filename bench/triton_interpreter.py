@@ -72,9 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=30, help="examples per target")
     parser.add_argument("--bug-examples", type=int, default=150, help="examples per twin")
     args = parser.parse_args(argv)
-    from fuzzgrad.targets import _triton
-
     from fuzzgrad.registry.discovery import load_targets
+    from fuzzgrad.targets import _triton
 
     if not _triton.USABLE:
         print(f"Triton is not usable here: {_triton.WHY_NOT}", file=sys.stderr)

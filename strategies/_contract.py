@@ -15,12 +15,12 @@ to hold its half-precision results to its own float32 ones.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from hypothesis import strategies as st
 
-from ._cases import cases
+from ._cases import _SpecCases, cases
 from ._shapes import match_shapes
 from ._structures import violation as structure_violation
 from ._tensors import FLOAT_DTYPES
@@ -40,7 +40,7 @@ def violation(target, case, original=None) -> str | None:
     specs = tuple(target.inputs)
     if len(args) != len(specs):
         return f"{len(args)} arguments for {len(specs)} specs"
-    plan = cases(target)._shapes
+    plan = cast(_SpecCases, cases(target))._shapes  # inputs are specs here
     known = {s.name: a for s, a in zip(specs, args) if s.kind == "size"}
     tensors = [a for s, a in zip(specs, args) if s.kind == "tensor"]
     if not all(isinstance(a, torch.Tensor) for a in tensors):

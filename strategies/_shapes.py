@@ -91,7 +91,7 @@ def _key(dim: Dim) -> str | None:
     return ("*" if dim.variadic else "") + dim.name
 
 
-class Shapes(st.SearchStrategy):
+class Shapes(st.SearchStrategy[tuple[tuple[int, ...], ...]]):
     """Strategy for a tuple of shapes, one per spec; see the module docstring."""
 
     def __init__(
@@ -113,8 +113,8 @@ class Shapes(st.SearchStrategy):
             self.bounds.setdefault(b.name, []).append(b)
         for i, dims in enumerate(self.dims):
             for d in dims:
-                if _key(d) is not None and i not in users.setdefault(_key(d), []):
-                    users[_key(d)].append(i)
+                if (key := _key(d)) is not None and i not in users.setdefault(key, []):
+                    users[key].append(i)
                 for b in d.bounds:
                     self.bounds.setdefault(b.name, []).append(b)
         for name in extra:
@@ -130,13 +130,13 @@ class Shapes(st.SearchStrategy):
         explicit = [b.value for b in bounds if b.upper and isinstance(b.value, int)]
         if explicit:
             return max(0, min(explicit))
-        sides = [self.max_sides[i] for i in self.users[key] if self.max_sides[i] is not None]
+        sides = [s for s in (self.max_sides[i] for i in self.users[key]) if s is not None]
         return max(sides) if sides else DEFAULT_MAX_SIDE
 
     def _cap(self, i: int) -> int:
         """Input ``i``'s element cap: at least its longest side where a bound or ``max_side``
         lets a side go past the default."""
-        keys = [_key(d) for d in self.dims[i]]
+        keys = [k for k in map(_key, self.dims[i]) if k is not None]
         longest = [self.sides[k] for k in keys if self.sides.get(k, 0) > DEFAULT_MAX_SIDE]
         return max([self.max_elements, self.max_sides[i] or 0] + longest)
 
@@ -171,8 +171,8 @@ class _Draw:
             # an input's named dims before its variadic ones: in "*batch n" the row length n is
             # as likely as any dim to go past 64 (a batch drawn first would leave it no room)
             for d in dims:
-                if not d.variadic and d.size is None and _key(d) is not None:
-                    self.ensure(_key(d), i)
+                if not d.variadic and d.size is None and (key := _key(d)) is not None:
+                    self.ensure(key, i)
             shape: list[int] = []
             for d in dims:
                 key = _key(d)
@@ -185,7 +185,7 @@ class _Draw:
                             sizes[key] = tuple(batch)
                         else:
                             drawn[i].extend(batch)
-                    batch = list(sizes.get(key, batch))
+                    batch = list(sizes.get(key, batch) if key is not None else batch)
                     if d.broadcast and batch:
                         batch = batch[data.draw_integer(0, len(batch)) :]
                         mask = data.draw_integer(0, 2 ** len(batch) - 1)
@@ -246,7 +246,7 @@ class _Draw:
             if isinstance(other, str) and other not in self.sizes and other in self.plan.users:
                 if b.value in self.pending:
                     continue  # a cycle (registration rejects them): drop the bound
-                self.ensure(b.value, None)
+                self.ensure(other, None)
             limit = b.limit(self.sizes)
             if limit is None:
                 continue
@@ -260,7 +260,7 @@ class _Draw:
         """Product of the nonzero sizes input ``i`` already has (unknown ones count as 1)."""
         known = math.prod(s for s in self.drawn[i] if s)
         for d in self.plan.dims[i]:
-            value = d.size if d.size is not None else self.sizes.get(_key(d)) if _key(d) else None
+            value = d.size if d.size is not None else self.sizes.get(k) if (k := _key(d)) else None
             if isinstance(value, tuple):
                 known *= math.prod(s for s in value if s)
             elif value:
@@ -276,7 +276,7 @@ def shapes(
     bounds: Sequence[Bound] = (),
     extra: Sequence[str] = (),
     max_sides: Sequence[int | None] = (),
-) -> st.SearchStrategy[tuple[tuple[int, ...], ...]]:
+) -> Shapes:
     """One shape per spec string, consistent across them (equal names, equal sizes).
 
     ``None`` in ``specs`` means the shared default shape (any rank up to 4). ``fixed`` pins names

@@ -58,6 +58,7 @@ class ArgRecipe:
         r = dataclasses.replace(self, **changes) if changes else self
         t = fill(r.shape, r.dtype, r.device, r.values, r.low, r.high)
         if r.structure == "index":
+            assert r.high is not None  # registration requires high= for indices
             t = inject_indices(t, r.values.injections, int(r.low or 0), int(r.high))
         elif r.structure is not None:
             scale = r.values.scale if r.values.constant is None else 1.0
@@ -243,7 +244,7 @@ class Call:
             shape = _alone(spec, self.max_elements).draw_into(data, self.sizes)[0]
         layout, vals = draw_layout(data, _DRAWN_KINDS), data.draw(self._values)
         high = self.sizes[spec.high] if isinstance(spec.high, str) else spec.high
-        if spec.structure == "index" and not high > (spec.low or 0) and math.prod(shape):
+        if spec.structure == "index" and not (high or 0) > (spec.low or 0) and math.prod(shape):
             raise InvalidStrategyArgument(
                 f"{spec!r}: {spec.high} is {high} in this call (an earlier tensor drew it), so "
                 f"no index is valid; bound it ('{spec.high}>=1' in that tensor's shape) or draw "

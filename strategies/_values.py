@@ -72,11 +72,12 @@ def edge_value(
     fin = torch.finfo(dtype)
     if kind == "bound":
         if low is None and high is None:
-            value = -1.0 if negative else 1.0
+            value: float | None = -1.0 if negative else 1.0
         elif negative:
             value = low if low is not None else high
         else:
             value = high if high is not None else low
+        assert value is not None  # one bound at least is set
         return float(value)
     if kind == "subnormal":
         mantissa_bits = round(-math.log2(fin.eps))

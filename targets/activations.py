@@ -10,10 +10,10 @@ import math
 import jax.numpy as jnp
 import torch
 import torch.nn.functional as F
-from fuzzgrad.targets._common import sigmoid, upcast
 from torch.autograd import Function
 
 import fuzzgrad as fg
+from fuzzgrad.targets._common import sigmoid, upcast
 
 _GELU_C = math.sqrt(2 / math.pi)
 _GELU_A = 0.044715

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import torch
 import torch.nn.functional as F
-from fuzzgrad.targets._common import softmax_jvp_t, upcast
 from torch.autograd import Function
 
 import fuzzgrad as fg
+from fuzzgrad.targets._common import softmax_jvp_t, upcast
 
 
 def _scale(d: int) -> float:

@@ -7,11 +7,11 @@ the valid index values depend on the drawn sizes.
 
 import jax.numpy as jnp
 import torch
-from fuzzgrad.targets._draw import float_dtypes, float_tensors, index_tensors, sizes
 from hypothesis import strategies as st
 from torch.autograd import Function
 
 import fuzzgrad as fg
+from fuzzgrad.targets._draw import float_dtypes, float_tensors, index_tensors, sizes
 
 
 def _table_and_index(draw, dtype):

@@ -9,10 +9,10 @@ import math
 import jax.numpy as jnp
 import torch
 import torch.nn.functional as F
-from fuzzgrad.targets._common import dense, upcast
 from torch.autograd import Function
 
 import fuzzgrad as fg
+from fuzzgrad.targets._common import dense, upcast
 
 
 @fg.register(

@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 import torch
 import torch.nn.functional as F
-from fuzzgrad.targets._common import sigmoid, upcast
-from fuzzgrad.targets._draw import float_dtypes, float_tensors, index_tensors, sizes
 from hypothesis import strategies as st
 from torch.autograd import Function
 
 import fuzzgrad as fg
+from fuzzgrad.targets._common import sigmoid, upcast
+from fuzzgrad.targets._draw import float_dtypes, float_tensors, index_tensors, sizes
 
 
 @st.composite

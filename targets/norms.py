@@ -7,10 +7,10 @@ forward) so that double backward sees how they depend on the input.
 import jax.numpy as jnp
 import torch
 import torch.nn.functional as F
-from fuzzgrad.targets._common import sum_leading, upcast
 from torch.autograd import Function
 
 import fuzzgrad as fg
+from fuzzgrad.targets._common import sum_leading, upcast
 
 LN_EPS = 1e-5
 RMS_EPS = 1e-6

@@ -7,10 +7,10 @@ kept element is 0 (the count is clamped to 1), and every gradient of an empty in
 import jax
 import jax.numpy as jnp
 import torch
-from fuzzgrad.targets._common import softmax_jvp_t, upcast
 from torch.autograd import Function
 
 import fuzzgrad as fg
+from fuzzgrad.targets._common import softmax_jvp_t, upcast
 
 
 @fg.register(

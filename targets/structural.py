@@ -11,11 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fuzzgrad.targets._common import sigmoid, upcast
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 import fuzzgrad as fg
+from fuzzgrad.targets._common import sigmoid, upcast
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:

@@ -11,17 +11,20 @@ nightly profile. Their backward passes are kernels, which autograd cannot differ
 ``once_differentiable``.
 """
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import torch
-from fuzzgrad.targets import _triton
-from fuzzgrad.targets._triton import acc_dtype, acc_type, launch, rows
-from fuzzgrad.targets.norms import RMS_EPS, _rms_jax
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 import fuzzgrad as fg
+from fuzzgrad.targets import _triton
+from fuzzgrad.targets._triton import acc_dtype, acc_type, launch, rows
+from fuzzgrad.targets.norms import RMS_EPS, _rms_jax
 
+K: Any
 if _triton.USABLE:
     from fuzzgrad.targets import _triton_kernels as K
 else:
@@ -182,7 +185,7 @@ def _silu_mul(a, b):
 
 
 #: What every Triton target is registered with: where its kernels run, and that it is slow.
-_COMMON = {
+_COMMON: dict[str, Any] = {
     "dtypes": _triton.DTYPES,
     "precision": "fused",
     "devices": _triton.DEVICES,

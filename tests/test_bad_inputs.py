@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzzgrad.strategies import Case, CotangentRecipe, Values
 
 from fuzzgrad.integrations.cli import main
 from fuzzgrad.nightly.plan import parse_memory
 from fuzzgrad.registry.discovery import load_targets
 from fuzzgrad.report.reproducer import write_reproducer
+from fuzzgrad.strategies import Case, CotangentRecipe, Values
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzzgrad.strategies import Case, CotangentRecipe, Values
 from hypothesis import strategies as st
 from torch.autograd import Function
 
@@ -17,6 +16,7 @@ from fuzzgrad.engine.diagnose import diagnose, reduce_to_element
 from fuzzgrad.engine.runner import fuzz_target
 from fuzzgrad.registry.discovery import load_targets
 from fuzzgrad.registry.target import make_target
+from fuzzgrad.strategies import Case, CotangentRecipe, Values
 from fuzzgrad.verdict.compare import Mismatch
 
 EQ = "bi,oij,bj->bo"

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzzgrad.strategies import cases
-from fuzzgrad.strategies._cases import _SpecCases
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from torch.autograd import Function
@@ -26,6 +24,8 @@ from fuzzgrad.engine.runner import DATABASE_KEY, db_key, fuzz_target, hypothesis
 from fuzzgrad.properties.checker import Checker
 from fuzzgrad.registry.discovery import load_targets
 from fuzzgrad.registry.target import make_target
+from fuzzgrad.strategies import cases
+from fuzzgrad.strategies._cases import _SpecCases
 
 BUILTINS = [t for t in load_targets() if isinstance(cases(t), _SpecCases)]
 #: Mixed argument specs (a dim, a user's strategies, a plain value) are explored too.

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzzgrad.strategies import Case, CotangentRecipe, Values
 
 from fuzzgrad.integrations.cli import main
 from fuzzgrad.integrations.messages import describe_error, describe_failure
@@ -17,6 +16,7 @@ from fuzzgrad.registry.discovery import load_targets
 from fuzzgrad.report.common import failure_signature, redact, terminal_safe
 from fuzzgrad.report.reproducer import write_reproducer
 from fuzzgrad.report.results import load_results
+from fuzzgrad.strategies import Case, CotangentRecipe, Values
 
 SECRET = "s3cr3t-pw-7Hq"
 

@@ -145,10 +145,9 @@ def test_jax_oracle_compiles_once_per_signature_and_precision():
 def test_forward_and_vjp_share_one_jax_evaluation_per_case():
     import random
 
-    from fuzzgrad.strategies import cases
-
     from fuzzgrad.engine.explore import FastData
     from fuzzgrad.properties.checker import Checker
+    from fuzzgrad.strategies import cases
 
     target = make_target(
         Square, reference=lambda x: x * x, jax_reference=lambda x: x * x, name="square_jax"

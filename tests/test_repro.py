@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzzgrad.strategies import Case, CotangentRecipe, Values
 
 from fuzzgrad.properties.checker import Checker, PropertyFailure
 from fuzzgrad.registry.discovery import load_targets
@@ -24,6 +23,7 @@ from fuzzgrad.report.reproducer import (
     storage_bytes,
     write_reproducer,
 )
+from fuzzgrad.strategies import Case, CotangentRecipe, Values
 
 
 def _views():

@@ -12,15 +12,6 @@ from collections import Counter
 import hypothesis_torch
 import pytest
 import torch
-from fuzzgrad.strategies import (
-    STRUCTURES,
-    cases,
-    contract_violation,
-    describe_layout,
-    ladder,
-    shapes,
-)
-from fuzzgrad.strategies._structures import violation
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -30,6 +21,15 @@ import fuzzgrad as fg
 from fuzzgrad.engine import explore as _explore
 from fuzzgrad.engine.runner import _TargetRun, fuzz_target
 from fuzzgrad.registry.target import make_target
+from fuzzgrad.strategies import (
+    STRUCTURES,
+    cases,
+    contract_violation,
+    describe_layout,
+    ladder,
+    shapes,
+)
+from fuzzgrad.strategies._structures import violation
 
 #: The ci profile (derandomized, no database), without the explain phase's re-runs.
 FAST = settings(

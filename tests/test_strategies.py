@@ -9,6 +9,11 @@ from collections import Counter
 
 import pytest
 import torch
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import NoSuchExample
+
+from fuzzgrad.registry.target import make_target
 from fuzzgrad.strategies import (
     EDGE_CLASSES,
     LAYOUTS,
@@ -25,11 +30,6 @@ from fuzzgrad.strategies import (
     tensors,
     values,
 )
-from hypothesis import HealthCheck, Phase, find, given, settings
-from hypothesis import strategies as st
-from hypothesis.errors import NoSuchExample
-
-from fuzzgrad.registry.target import make_target
 
 FAST = settings(
     derandomize=True,

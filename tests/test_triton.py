@@ -15,6 +15,7 @@ import textwrap
 
 import pytest
 import torch
+
 from fuzzgrad.targets import _triton
 
 #: Examples per Triton target in CI (the interpreter runs a few small examples a second).

@@ -88,8 +88,9 @@ def _ulps(a, b) -> float:
 def compare(original, mutant, cases: int = 1000) -> dict[str, tuple[float, str]]:
     """Worst normwise difference in ulps, and the dtypes where it happened, for the first and
     the second order over dense inputs (``"cases"`` holds how many were compared)."""
-    from fuzzgrad.strategies import cases as case_strategy
     from hypothesis import HealthCheck, Phase, given, settings
+
+    from fuzzgrad.strategies import cases as case_strategy
 
     worst = {"first": (0.0, "-"), "second": (0.0, "-"), "cases": (0, "")}
 

@@ -28,8 +28,10 @@ the one ``pyproject.toml`` declares.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable
 from typing import Any
 
+choices_to_bytes: Callable[[Iterable[Any]], bytes] | None
 try:  # Hypothesis's own serialisation of a choice sequence (what its database stores)
     from hypothesis.database import choices_to_bytes
 except ImportError:  # pragma: no cover - an older or newer Hypothesis: no fast exploration
@@ -43,6 +45,7 @@ def available() -> bool:
 
 def encode_choices(choices: tuple[Any, ...]) -> bytes:
     """A choice sequence as Hypothesis's example database stores a test case."""
+    assert choices_to_bytes is not None, "called only where available()"
     return choices_to_bytes(choices)
 
 
@@ -53,7 +56,7 @@ def build_context(data: Any):
         from hypothesis.control import BuildContext
     except ImportError:  # pragma: no cover
         return contextlib.nullcontext()
-    return BuildContext(data, wrapped_test=None)
+    return BuildContext(data, wrapped_test=None)  # type: ignore[arg-type]  # no test here
 
 
 def set_database_key(test: Any, key: bytes) -> None:
@@ -75,12 +78,13 @@ def shrinking_deadline(seconds: float | None):
     try:
         from hypothesis.internal.conjecture import engine
     except ImportError:  # pragma: no cover
-        engine = None
+        yield
+        return
     default = getattr(engine, "MAX_SHRINKING_SECONDS", None)
     if seconds is None or default is None:
         yield
         return
-    engine.MAX_SHRINKING_SECONDS = max(0.5, seconds)
+    engine.MAX_SHRINKING_SECONDS = max(0.5, seconds)  # type: ignore[assignment]  # an int there
     try:
         yield
     finally:
@@ -95,4 +99,4 @@ def set_shrinking_deadline(seconds: float) -> None:
     except ImportError:  # pragma: no cover
         return
     if hasattr(engine, "MAX_SHRINKING_SECONDS"):
-        engine.MAX_SHRINKING_SECONDS = max(0.5, seconds)
+        engine.MAX_SHRINKING_SECONDS = max(0.5, seconds)  # type: ignore[assignment]

@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
@@ -227,11 +227,11 @@ class _TargetRun:
             with contextlib.suppress(AttributeError, TypeError):
                 exc._fuzzgrad_running = (case, self.checker.stats.examples)  # type: ignore[attr-defined]
             raise
-        for prop, exc in failures.items():
+        for prop, err in failures.items():
             if prop not in self.found:
                 self.found[prop] = self.checker.stats.examples
                 if self.on_finding is not None:
-                    info = {"message": exc.message, "inputs": describe_inputs(case, self.target)}
+                    info = {"message": err.message, "inputs": describe_inputs(case, self.target)}
                     self.on_finding(prop, info)
         return failures
 
@@ -385,7 +385,7 @@ class _TargetRun:
             drawn += 1
             try:
                 with data.drawing():
-                    case = self.strategy.do_draw(data)
+                    case = self.strategy.do_draw(cast(Any, data))  # a stand-in for ConjectureData
             except InvalidRegistration as exc:
                 raise RegistrationAbort(exc) from exc
             except Exception as exc:  # noqa: BLE001 - `Unsupported`, or a user's strategy that
@@ -399,9 +399,9 @@ class _TargetRun:
             except Exception as exc:  # noqa: BLE001 - a crash of the harness: Hypothesis replays
                 out.found.setdefault("error", (data, exc))
                 continue
-            for prop, exc in failures.items():
+            for prop, err in failures.items():
                 if prop not in out.found:
-                    out.found[prop] = (data, exc)
+                    out.found[prop] = (data, err)
                     checker = checker.only([p for p in checker.properties if p != prop])
                     checker.reported = checker.reported | {prop}
         return out
@@ -592,7 +592,7 @@ def _error(
     return error
 
 
-def _alarm_usable(seconds: float | None) -> bool:
+def _alarm_usable(seconds: float | None) -> TypeGuard[float]:
     return bool(seconds) and threading.current_thread() is threading.main_thread()
 
 

@@ -254,6 +254,7 @@ def _specs(given: list[str]) -> tuple[list[str], list[str], str]:
     if pyproject is None:
         return [BUILTIN], [p for p in added if p], "fuzzgrad's built-in targets"
     configured = configured_targets(pyproject)
+    assert configured is not None  # find_pyproject(declaring=True) found targets declared
     added.append(on_sys_path(configured.root).add())
     return list(configured.specs), [p for p in added if p], f"[tool.fuzzgrad] in {pyproject}"
 

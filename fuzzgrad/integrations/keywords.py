@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from fuzzgrad.errors import FuzzgradError, TargetNotFound
 
@@ -104,7 +104,7 @@ class Expression:
         token = self._peek()
         return "the end of the expression" if token is None else repr(token[2])
 
-    def _fail(self, what: str, column: int | None = None) -> None:
+    def _fail(self, what: str, column: int | None = None) -> NoReturn:
         if column is None:
             token = self._peek()
             column = token[0] if token else len(self.text)

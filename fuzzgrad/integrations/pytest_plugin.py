@@ -24,7 +24,7 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -320,7 +320,7 @@ class FuzzItem(pytest.Item):
     def __init__(self, *, prop: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prop = prop
-        self.target = self.parent.target
+        self.target = cast(TargetNode, self.parent).target
         self.add_marker(MARKER)
         # one worker fuzzes a target once for all its items (xdist's --dist loadgroup)
         self.add_marker(pytest.mark.xdist_group(name=f"fuzzgrad:{self.target.key}"))

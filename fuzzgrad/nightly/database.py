@@ -20,7 +20,7 @@ _DOWN: set[str] = set()  # shared databases this process found unreachable
 
 def is_shared(spec: str | None) -> bool:
     """Whether a ``--database`` value names a Redis server (else a folder, or none)."""
-    return bool(spec) and spec.startswith(("redis://", "rediss://", "unix://"))
+    return bool(spec and spec.startswith(("redis://", "rediss://", "unix://")))
 
 
 def redis_client(spec: str):

@@ -68,7 +68,7 @@ class Isolated:
             worker.reap()
             self.worker = None
         if worker.task is None:  # died before it could take the target
-            error = {
+            error: dict[str, Any] | None = {
                 "kind": "crash",
                 "message": f"the worker died while importing the targets "
                 f"(exit status {worker.proc.exitcode})",

@@ -14,6 +14,7 @@ times at the same place. Every event is appended to ``events.jsonl`` and fsync'd
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing.connection
 import multiprocessing.forkserver
 import multiprocessing.sharedctypes  # noqa: F401 - the heartbeats' shared memory
@@ -157,6 +158,10 @@ def _run_inline(plan: Plan, recorder) -> None:
             continue
         task = _task(plan, s, progress[s.name])
         recorder.started(s.name, task)
+
+        def on_example(case, n=s.name):
+            recorder.example(n)
+
         out = fuzz_for(
             targets[s.name],
             until=s.until,
@@ -170,9 +175,9 @@ def _run_inline(plan: Plan, recorder) -> None:
             skip=tuple(task["skip"]),
             first_round=task["first_round"],
             replay=task["replay"],
-            on_example=lambda case, n=s.name: recorder.example(n),
-            on_finding=lambda prop, info, n=s.name: recorder.finding(n, prop, info),
-            on_failure=lambda record, n=s.name: recorder.failure(n, record),
+            on_example=on_example,
+            on_finding=functools.partial(recorder.finding, s.name),
+            on_failure=functools.partial(recorder.failure, s.name),
             on_warning=recorder.warn,
         )
         record = out.result.to_json()
@@ -288,7 +293,9 @@ def _parent_main_hidden():
     """Keep the worker from re-running the parent's ``__main__``: workers need none of it, a
     script without a ``__name__`` guard would recurse, and ``python -`` has no file."""
     main = sys.modules["__main__"]
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    saved: dict[str, Any] = {
+        k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__
+    }
     main.__dict__.pop("__file__", None)
     main.__spec__ = None
     try:

@@ -165,7 +165,7 @@ def fuzz_for(
             )
         round_no += 1
         cut = capped and (result.error or {}).get("kind") == "timeout"
-        if cut and not hung(timeout, example_timeout, slice_seconds):
+        if cut and timeout is not None and not hung(timeout, example_timeout, slice_seconds):
             _drop_cut_example(target, result)  # the slice ended mid-example: not a hang
         results.append(result)
         for failure in result.failures:
@@ -386,6 +386,12 @@ def worker_main(conn, beat, scratch: str, options: dict[str, Any]) -> None:
         def on_round(number):
             beat[BEAT_ROUND] = number
 
+        def on_finding(prop, info, name=name):
+            conn.send(("finding", name, prop, info))
+
+        def on_failure(record, name=name):
+            conn.send(("failure", name, record))
+
         out = fuzz_for(
             targets[name],
             until=task["until"],
@@ -401,8 +407,8 @@ def worker_main(conn, beat, scratch: str, options: dict[str, Any]) -> None:
             first_round=int(task.get("first_round") or 0),
             replay=bool(task.get("replay", True)),
             on_example=on_example,
-            on_finding=lambda prop, info, name=name: conn.send(("finding", name, prop, info)),
-            on_failure=lambda record, name=name: conn.send(("failure", name, record)),
+            on_finding=on_finding,
+            on_failure=on_failure,
             on_warning=lambda key, text: conn.send(("warning", key, text)),
             on_round=on_round,
         )

@@ -119,7 +119,7 @@ class JaxOracle:
         key = self.signature(reference, args, wrt, cotangents, mode, working)
         compiled = self._cache.get(key)
         cold = compiled is None
-        if cold:
+        if compiled is None:
             program = _program(jax, reference, args, wrt, cotangents, mode)
             if working is not None:
                 program = _at_precision(jax, program, str(working).replace("torch.", ""))
@@ -174,6 +174,7 @@ def _program(jax, reference, args, wrt, cotangents, mode):
         outs = as_tuple(out)
         it = iter(cts)
         ct_full = []
+        assert mask is not None  # only the "vjp" and "hvp" modes pull, with cotangents
         for o, c in zip(outs, mask):
             if not jnp.issubdtype(o.dtype, jnp.inexact):
                 ct_full.append(np.zeros(o.shape, dtype=jax.dtypes.float0))

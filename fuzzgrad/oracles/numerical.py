@@ -7,12 +7,12 @@ import torch
 
 def numerical_vjp(
     fn, args, wrt, cotangents, *, eps: float = 1e-6, directions: int = 2, seed: int = 0
-) -> list[tuple[torch.Tensor, float, float]]:
+) -> list[tuple[dict[int, torch.Tensor], float, float]]:
     """Central finite differences of ``<fn(args), cotangents>`` along random directions.
 
-    Returns ``(direction, estimate, scale)`` per direction; the VJP ``g`` is right when
-    ``<g, direction>`` matches ``estimate`` to about ``scale * sqrt(eps)``. Used for targets
-    without any reference, and as a tie-breaker.
+    Returns ``(direction, estimate, scale)`` per direction (``direction``: input index to its
+    part); the VJP ``g`` is right when ``<g, direction>`` matches ``estimate`` to about
+    ``scale * sqrt(eps)``. Used for targets without any reference, and as a tie-breaker.
     """
     gen = torch.Generator().manual_seed(seed)
     base = [

@@ -26,7 +26,7 @@ def amp_declaration(cls) -> dict[str, Any] | None:
     the decorators' closures (torch's own wrappers in ``torch/amp/autocast_mode.py``)."""
     out: dict[str, Any] = {}
     for name, wrapper in (("forward", "decorate_fwd"), ("backward", "decorate_bwd")):
-        fn = getattr(cls, name, None)
+        fn: Any = getattr(cls, name, None)
         code = getattr(fn, "__code__", None)
         if code is None or code.co_name != wrapper or "autocast_mode" not in code.co_filename:
             continue

@@ -318,7 +318,7 @@ class Checker:
 
 def _structure(outputs) -> list[tuple[str, tuple | None]]:
     """Per output: its kind (float, complex, int, bool, or the Python type) and shape."""
-    out = []
+    out: list[tuple[str, tuple | None]] = []
     for o in outputs:
         if isinstance(o, torch.Tensor):
             kind = (

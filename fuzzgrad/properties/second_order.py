@@ -286,7 +286,7 @@ def _hvp_noise(run, case, full, cts, us, here, ref) -> list | None:
             theirs = _hvp(checker.reference, args, full, moved_cts, moved_us, torch.float64)
         except Exception:  # noqa: BLE001 - a step can leave the domain: no slack from it
             return worst
-        step = []
+        step: list[torch.Tensor | None] = []
         for c1, c0, r1, r0 in zip(mine, here, theirs, ref):
             if r1 is None or r0 is None:
                 step.append(None)

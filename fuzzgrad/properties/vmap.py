@@ -73,7 +73,7 @@ def _stack(a, b, dim: int) -> torch.Tensor:
 def _check_plan(run, case, second, dims: dict[int, int], out_dim: int) -> None:
     fn = run.target.fn
     args = list(case.args)
-    in_dims = [None] * len(args)
+    in_dims: list[int | None] = [None] * len(args)
     for i, d in dims.items():
         args[i] = _stack(case.args[i], second[i], d)
         in_dims[i] = d
@@ -81,6 +81,7 @@ def _check_plan(run, case, second, dims: dict[int, int], out_dim: int) -> None:
     with torch.no_grad():
         one = as_tuple(fn(*case.args))
         two = as_tuple(fn(*[second[i] if i in dims else a for i, a in enumerate(case.args)]))
+        out_dims: int | tuple[int, ...]
         out_dims = tuple(
             out_dim if isinstance(o, torch.Tensor) and (o.dim() + 1) > abs(out_dim) else 0
             for o in one

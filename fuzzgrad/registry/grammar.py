@@ -99,7 +99,8 @@ def parse_shape(text: str, *, where: str = "") -> tuple[Dim, ...]:
         if token == "...":
             token = "*_"
         parts = _OPS.split(token)  # "n", "n>=3" or "3<=n<=300"
-        body, tail, head = parts[0], parts[1:3], ()
+        body, tail = parts[0], parts[1:3]
+        head: tuple[str, ...] = ()
         if len(parts) == 5:
             head, body, tail = (parts[0], parts[1]), parts[2], parts[3:5]
         ok = len(parts) in (1, 3, 5) and all(_OPERAND.match(p) for p in parts[::2][1:])

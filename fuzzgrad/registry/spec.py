@@ -176,7 +176,7 @@ def normalise_inputs(inputs: list | tuple, where: str) -> tuple:
 
     from fuzzgrad.strategies._spec import Constant, DimSpec, SizeSpec, StrategyArg, TensorSpec
 
-    out = []
+    out: list[TensorSpec | DimSpec | SizeSpec | StrategyArg | Constant] = []
     for i, spec in enumerate(inputs):
         if isinstance(spec, str):
             spec = tensor(spec)  # a bare shape string is a convenience for tensor(shape)
@@ -283,7 +283,7 @@ def _check_dim(specs: tuple, i: int, spec, where: str) -> None:
     target = specs[spec.of] if spec.of < n else None
     kind = getattr(target, "kind", None)
     tensor_like = kind in ("tensor", "strategy") or (
-        kind == "constant" and hasattr(target.value, "dim")
+        kind == "constant" and hasattr(getattr(target, "value", None), "dim")
     )
     if spec.of >= n or spec.of == i or not tensor_like:
         what = (

@@ -40,7 +40,8 @@ def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     old_f, new_f = _failure_index(old), _failure_index(new)
     old_t = {t.get("name"): t for t in old.get("targets") or []}
     new_t = {t.get("name"): t for t in new.get("targets") or []}
-    fixed, unverified = [], []
+    fixed: list[dict[str, Any]] = []
+    unverified: list[dict[str, Any]] = []
     for sig, entry in old_f.items():
         if sig in new_f:
             continue

@@ -121,7 +121,8 @@ def _is_num(value: Any) -> bool:
 
 
 def _header(results: Mapping[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
-    run = results.get("run") if isinstance(results.get("run"), dict) else {}
+    run = results.get("run")
+    run = run if isinstance(run, dict) else {}
     examples = sum(r["examples"] for r in records if _is_num(r.get("examples")))
     seconds = f"{fmt_seconds(run['seconds'])} s" if _is_num(run.get("seconds")) else None
     budget = run.get("budget_seconds")
@@ -276,7 +277,8 @@ def _failure_card(
 
 
 def _error_card(record: Mapping[str, Any], report_dir: Path) -> dict[str, Any]:
-    error = record.get("error") if isinstance(record.get("error"), dict) else {}
+    error = record.get("error")
+    error = error if isinstance(error, dict) else {}
     example = error.get("example")
     return {
         "name": record.get("name"),
@@ -454,7 +456,8 @@ def _histogram(hist: Any) -> dict[str, Any]:
 
 
 def _target_card(record: Mapping[str, Any]) -> dict[str, Any]:
-    cov = record.get("coverage") if isinstance(record.get("coverage"), dict) else {}
+    cov = record.get("coverage")
+    cov = cov if isinstance(cov, dict) else {}
     examples = record.get("examples", "-")
     meta = [
         f"{examples} example{'' if examples == 1 else 's'}",

@@ -120,7 +120,8 @@ def _junit_case(suite: ET.Element, record: Mapping[str, Any]) -> None:
         )
         element.text = _x("\n\n".join(_failure_text(*g) for g in groups))
     elif status == "error":
-        error = record.get("error") if isinstance(record.get("error"), dict) else {}
+        error = record.get("error")
+        error = error if isinstance(error, dict) else {}
         element = ET.SubElement(
             case, "error", message=_x(error_line(record) or "error"), type=_x(error.get("kind"))
         )

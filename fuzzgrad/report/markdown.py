@@ -127,7 +127,8 @@ def _md_example(record: Mapping[str, Any]) -> list[str]:
 
 
 def _md_error(record: Mapping[str, Any]) -> list[str]:
-    error = record.get("error") if isinstance(record.get("error"), dict) else {}
+    error = record.get("error")
+    error = error if isinstance(error, dict) else {}
     lines = [
         f"#### {_code(record.get('name'))}: {_md(error.get('kind') or 'error')}",
         "",

@@ -116,9 +116,9 @@ class Judge:
                 memo[key] = (self.jax(self.target.jax_reference, case.args, wrt, cts), None)
             except Exception as exc:  # noqa: BLE001 - raised again to each caller
                 memo[key] = (None, exc)
-        value, exc = memo[key]
-        if exc is not None:
-            raise exc
+        value, error = memo[key]
+        if error is not None:
+            raise error
         return value
 
     def _conditioning(self, case, wrt, cts, ref) -> Evaluation | None:
@@ -185,7 +185,8 @@ class Judge:
             if slack is not None and (
                 self._compare_all(kind, outputs, grads, ref, calib, wrt, slack=slack) is None
             ):
-                return self._accept()
+                self._accept()
+                return None
             # The reference math's error at this dtype, from the JAX reference too: the torch
             # reference may accumulate in float64 (torch's CPU LayerNorm does) where a textbook
             # formula, the Function's and JAX's, cancels in float32.
@@ -193,13 +194,15 @@ class Judge:
             if wider is not None and (
                 self._compare_all(kind, outputs, grads, ref, wider, wrt, slack=slack) is None
             ):
-                return self._accept()
+                self._accept()
+                return None
         if first is not None and calib is None and self.all_float64 and self.reference:
             # A float64 Function may differ from the float64 reference by that reference's own
             # rounding where the math is ill-conditioned (huge terms cancelling): allow it.
             cond = self._conditioning(case, wrt, cts, ref)
             if cond is not None and self._compare_all(kind, outputs, grads, ref, cond, wrt) is None:
-                return self._accept()
+                self._accept()
+                return None
         run_jax = (
             self.jax is not None
             and self.reference is not None

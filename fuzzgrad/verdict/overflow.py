@@ -83,7 +83,7 @@ def _changed(results: list[tuple[Any, ...]]) -> tuple[torch.Tensor | None, ...]:
     case's inputs and the tamed ones (``results``: reference, tamed reference, Function, tamed
     Function). None where unknown: shapes differ or nothing is a tensor (a missing gradient
     is a zero)."""
-    out = []
+    out: list[torch.Tensor | None] = []
     for values in zip(*results):
         tensors = [v for v in values if isinstance(v, torch.Tensor)]
         if not tensors or any(t.shape != tensors[0].shape for t in tensors):

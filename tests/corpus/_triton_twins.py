@@ -11,6 +11,8 @@ shrinks dim by dim, and may stop at 10 = 5 x 2).
 
 from __future__ import annotations
 
+from torch.autograd.function import once_differentiable
+
 from fuzzgrad.targets._triton import launch, rows, tl, triton
 from fuzzgrad.targets.triton_kernels import (
     TritonRMSNorm,
@@ -21,7 +23,6 @@ from fuzzgrad.targets.triton_kernels import (
     rms_norm_forward,
     softmax_forward,
 )
-from torch.autograd.function import once_differentiable
 
 
 @triton.jit

@@ -10,9 +10,8 @@ gradient are wrong beyond an ulp only where they cancel, and a shrunk case keeps
 make them cancel); ``max_elements`` allows the elements that takes.
 """
 
-from fuzzgrad.targets import _triton
-
 import fuzzgrad as fg
+from fuzzgrad.targets import _triton
 
 if _triton.USABLE:
     # The corpus folder is on sys.path while fuzzgrad imports a corpus file.
@@ -23,6 +22,7 @@ if _triton.USABLE:
         TritonSoftmaxLastBlockMask,
         like,
     )
+
     from fuzzgrad.targets._triton_kernels import BLOCK_M, BLOCK_N
 
     fg.register(

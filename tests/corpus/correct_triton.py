@@ -1,10 +1,9 @@
 """Correct Functions, part 3: Triton kernels (see `buggy_triton`), registered where Triton is
 usable. The built-in `fuzzgrad.targets.triton_kernels` are the other correct twins."""
 
-from fuzzgrad.targets import _triton
-
 import fuzzgrad as fg
 from fuzzgrad.registry.target import property_names
+from fuzzgrad.targets import _triton
 
 if _triton.USABLE:
     # The corpus folder is on sys.path while fuzzgrad imports a corpus file.
