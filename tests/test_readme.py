@@ -44,17 +44,14 @@ def test_ci_installs_and_tests_only_as_the_readme_says():
 def test_dev_extra_has_every_package_the_tests_import():
     """A fresh `pip install -e ".[dev]"` runs the tests: what they import unconditionally is
     in the dev extra (optional services use pytest.importorskip with the install hint)."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10: pytest depends on the backport
-        import tomli as tomllib
+    import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = {
         re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].lower().replace("-", "_")
         for req in project["dependencies"] + project["optional-dependencies"]["dev"]
     }
-    declared |= {"pytest", "hypothesis", "torch", "jax", "numpy", "xdist", "_pytest", "tomli"}
+    declared |= {"pytest", "hypothesis", "torch", "jax", "numpy", "xdist", "_pytest"}
 
     def skips(path: Path) -> set[str]:
         return set(re.findall(r"importorskip\(\s*\"(\w+)", path.read_text()))

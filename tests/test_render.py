@@ -591,9 +591,8 @@ def test_a_real_failure_card_names_arguments_and_shows_the_cotangent(tmp_path: P
 def test_html_is_rendered_from_packaged_templates_without_hand_escaping() -> None:
     import ast
     import fnmatch
-    from importlib import resources
-
     import tomllib
+    from importlib import resources
 
     import fuzzgrad.report.html as module
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -42,9 +41,6 @@ from fuzzgrad.properties.checker import (
     describe_inputs,
 )
 from fuzzgrad.strategies import cases
-
-if sys.version_info < (3, 11):  # Hypothesis depends on the backport there
-    from exceptiongroup import BaseExceptionGroup
 
 #: The key of a target's failures in its example database (one database namespace per target).
 DATABASE_KEY = b"fuzzgrad.case.v1"

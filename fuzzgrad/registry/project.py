@@ -45,10 +45,8 @@ def project_root(start: Path | None = None) -> Path:
 
 def fuzzgrad_table(path: Path) -> dict[str, Any] | None:
     """The ``[tool.fuzzgrad]`` table of a pyproject.toml (None when it has none)."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - pytest depends on tomli there
-        import tomli as tomllib
+    import tomllib
+
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:

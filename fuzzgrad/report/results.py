@@ -18,7 +18,7 @@ FORMAT_VERSION = 1
 
 
 def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_info(**extra: Any) -> dict[str, Any]:
