@@ -33,7 +33,9 @@ def _targets(prefix: str):
     return [t for f in sorted(CORPUS.glob(f"{prefix}*.py")) for t in load_targets([str(f)])]
 
 
-BUGGY = _targets("buggy")
+#: Planted bugs caught only with luck (values just so) have a catch rate in bench/catch_rates.py
+#: instead of a meta-test here: a derandomized draw that misses them says nothing.
+BUGGY = [t for t in _targets("buggy") if not t.options["planted"].get("luck")]
 CORRECT = _targets("correct")
 
 
@@ -52,7 +54,12 @@ def test_corpus_is_large_enough_and_covers_every_property():
 @pytest.mark.parametrize("target", BUGGY, ids=[t.name for t in BUGGY])
 def test_planted_bug_is_caught_by_its_property_and_shrunk(target, tmp_path):
     planted = target.options["planted"]
-    result = fuzz_target(target, max_examples=BUGGY_EXAMPLES, derandomize=True, report_dir=tmp_path)
+    # A slow target (a Triton kernel in the CPU interpreter) is fuzzed for its planted property
+    # alone here (a fifth of the time); bench/catch_rates.py runs it with every property.
+    only = [planted["property"]] if target.slow else None
+    result = fuzz_target(
+        target, max_examples=BUGGY_EXAMPLES, derandomize=True, report_dir=tmp_path, properties=only
+    )
     assert result.error is None, result.error
     by_property = {f.property: f for f in result.failures}
     assert planted["property"] in by_property, (

@@ -262,10 +262,10 @@ def test_a_profile_registered_with_hypothesis_is_a_fuzzgrad_profile(pytester, mo
     pytester.makepyfile(ops=CORRECT_ONLY)
     pytester.makeconftest(
         "from hypothesis import settings\n"
-        "settings.register_profile('weekly', max_examples=777, derandomize=True)\n"
+        "settings.register_profile('team_weekly', max_examples=777, derandomize=True)\n"
     )
-    result = pytester.runpytest("--collect-only", "--hypothesis-profile", "weekly")
-    result.stdout.fnmatch_lines(["fuzzgrad: *; profile weekly (777 examples per target, *)"])
+    result = pytester.runpytest("--collect-only", "--hypothesis-profile", "team_weekly")
+    result.stdout.fnmatch_lines(["fuzzgrad: *; profile team_weekly (777 examples per target, *)"])
 
 
 def test_nightly_adds_its_opt_in_properties_to_each_target(pytester, monkeypatch):

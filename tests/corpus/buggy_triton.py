@@ -56,6 +56,9 @@ if _triton.USABLE:
             "needs": "low_precision",
             "crosses": ("rows", BLOCK_M + 1, 2 * BLOCK_M + 1),
             "max_elements": 20,
+            # caught only where the shares cancel: 2 of 8 seeds at 150 examples
+            # (bench/catch_rates.py), so not a meta-test (tests/test_meta.py) but a catch rate
+            "luck": True,
         },
     )
     fg.register(
