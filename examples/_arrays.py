@@ -53,3 +53,10 @@ def bisect(f, lo, hi, steps):
                 lo, hi = step(lo, hi)
         return lo, hi
     return jax.lax.fori_loop(0, steps, lambda _, b: step(*b), (lo, hi))
+
+
+def cross(a, b):
+    """The cross product along the last axis (of size 3)."""
+    if isinstance(a, torch.Tensor):
+        return torch.linalg.cross(*torch.broadcast_tensors(a, b), dim=-1)
+    return jnp.cross(a, b)
