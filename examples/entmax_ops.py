@@ -155,8 +155,11 @@ ROLL_LAST = "F1: with k < n and a negative dim other than -1, the k-doubling ret
 SECOND_ORDER_NAN = "F2: double backward is NaN wherever an output is 0 (sqrt / pow at 0)"
 BUDGET_SQUEEZE = "F3: wrong gradient when the size just before dim is 1 (an extra squeeze)"
 LOSS_SECOND_ORDER = "F4: double backward is silently 0: p* is saved without a graph"
-NORMMAX_SHIFT = "F5: NaN in bfloat16 for large inputs: the threshold is not shifted by the max"
-full_precision = [torch.float64, torch.float32]  # half precision: see the report's notes
+NO_SHIFT = "F5: NaN in bfloat16 for large inputs: the bisection does not subtract the max"
+# Half precision is left out of the other bisection targets, where F5 holds too, and of the
+# losses, where a fuzzgrad report (bfloat16 Entmax15Loss 12% off with edge values) is not
+# verified yet: a finding is listed only once verified.
+full_precision = [torch.float64, torch.float32]
 
 rows = fg.tensor("*batch n>=1")
 top_k = st.sampled_from([None, 1, 2, 3])  # the partial sort's first k (None: a full sort)
@@ -189,13 +192,14 @@ fg.register(
     reference=lambda x, dim: sparsemax(x, dim),
     jax_reference=lambda x, dim: sparsemax(x, dim),
     inputs=[rows, fg.dim(0)],
+    dtypes=full_precision,
 )
 fg.register(
     NormmaxBisectFunction,
     reference=lambda x, alpha, dim: normmax_bisect(x, alpha, dim),
     jax_reference=lambda x, alpha, dim: normmax_bisect(x, alpha, dim),
     inputs=[rows, alphas, fg.dim(0)],
-    xfail=NORMMAX_SHIFT,
+    xfail=NO_SHIFT,
 )
 fg.register(
     BudgetBisectFunction,
