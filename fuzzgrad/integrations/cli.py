@@ -8,6 +8,7 @@ usage or registration error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -66,9 +67,10 @@ def _parser() -> argparse.ArgumentParser:
         "--database",
         default=".fuzzgrad/examples",
         metavar="DIR_OR_URL",
-        help="Hypothesis example database, so known failures replay first: a folder, or "
-        "redis://host:port/db to share it among machines (default: .fuzzgrad/examples; "
-        "'none' to disable)",
+        help="Hypothesis example database, so known failures replay first: a folder, "
+        "redis://host:port/db to share it among machines, or "
+        "github-artifact://OWNER/REPO[/ARTIFACT][?local=DIR] to replay a CI artifact (read-only) "
+        "and save to a local folder (default: .fuzzgrad/examples; 'none' to disable)",
     )
     nightly = fuzz.add_argument_group("nightly runs")
     nightly.add_argument(
@@ -80,9 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     nightly.add_argument(
         "--jobs",
-        default="1",
+        default=None,
         metavar="N|auto",
-        help="targets fuzzed in parallel worker processes (default: 1; auto: one per CPU)",
+        help="targets fuzzed in parallel worker processes (default: 1; auto: one per CPU); "
+        "with --executor ray, at most this many tasks at once (default: what the cluster holds)",
     )
     nightly.add_argument(
         "--shard",
@@ -109,6 +112,40 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="a target whose worker dies N times at the same place stops, giving its time back "
         "(default: 3); with --budget, a target resumes after a crash until then",
+    )
+    nightly.add_argument(
+        "--devices",
+        default=None,
+        metavar="auto|LIST",
+        help="pin local workers to GPUs: one worker per visible GPU (auto), or per GPU listed "
+        "(0,2), through CUDA_VISIBLE_DEVICES (see --gpus-per-task)",
+    )
+    nightly.add_argument(
+        "--gpus-per-task",
+        default=None,
+        metavar="G",
+        help="GPUs per worker or Ray task for targets that can use one: a fraction shares one "
+        "(0.5: two per GPU), a whole number gives several (default: 1)",
+    )
+    cluster = fuzz.add_argument_group("cluster runs")
+    cluster.add_argument(
+        "--executor",
+        choices=("process", "ray"),
+        default="process",
+        help="process: worker processes on this machine (default); ray: tasks on a Ray cluster, "
+        'a target fuzzed by many workers at once (pip install -e ".[ray]")',
+    )
+    cluster.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="the Ray cluster to use (host:port, auto, ray://...; default: start a local one)",
+    )
+    cluster.add_argument(
+        "--cpus-per-task",
+        default=None,
+        metavar="C",
+        help="CPUs each Ray task asks for (default: 1; fractions share one)",
     )
     nightly.add_argument(
         "--no-isolate",
@@ -177,6 +214,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--baseline", type=Path, default=None, metavar="DIR", help="diff DIR against this run"
+    )
+    report.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="OUT DIR",
+        help="merge the reports DIR... (of shards, or of hosts) into a new report OUT: one "
+        "record per target, failures once per signature, examples and time summed",
     )
     return p
 
@@ -316,13 +362,16 @@ def _fuzz(args) -> int:
     from fuzzgrad.nightly.plan import Plan
     from fuzzgrad.nightly.pool import Stop, stoppable, workers_for
 
+    problem = _executor_problem(args, options)
+    if problem:
+        return _usage(problem)
     _check_keywords(args.keywords)
     specs, sys_path, source = _specs(args.targets)
     report = args.report or default_report_dir()
     if report.exists() and not report.is_dir():
         return _usage(f"--report {str(report)!r} is a file; give a folder for the report")
     database = None if args.database.lower() == "none" else args.database
-    missing = _missing_client(database)
+    missing = _missing_client(database) or _bad_database(database)
     if missing:
         return _usage(missing)
     report.mkdir(parents=True, exist_ok=True)
@@ -342,11 +391,13 @@ def _fuzz(args) -> int:
         max_memory=options["max_memory"],
         max_crashes=options["max_crashes"],
         started=started,
+        devices=options["devices"],
     )
     problem = _database_problem(plan)
+    local = options["executor"] == "process"
     try:
         # SIGTERM from here on ends the run cleanly (workers, scratch files, reports).
-        with stoppable(), workers_for(plan) as workers:
+        with stoppable(), workers_for(plan) if local else contextlib.nullcontext([]) as workers:
             # Workers start loading now, while this process discovers the targets.
             from fuzzgrad.properties import names
 
@@ -376,6 +427,29 @@ def _selected(targets, args, options) -> list:
     if options["shard"]:
         targets = shard(targets, *options["shard"])
     return targets
+
+
+def _executor_problem(args, options) -> str | None:
+    """Why the executor asked for cannot run (Ray not installed; ``--no-isolate``)."""
+    if options["executor"] != "ray":
+        return None
+    if not args.isolate:
+        return "--no-isolate goes with the process executor: Ray tasks always fuzz in workers"
+    from fuzzgrad.nightly.ray_executor import ray_problem
+
+    return ray_problem()
+
+
+def _bad_database(database: str | None) -> str | None:
+    """Why a ``--database`` spec is malformed (a github-artifact:// URL missing its repo)."""
+    from fuzzgrad.nightly.database import GITHUB, github_artifact
+
+    if database and database.startswith(GITHUB):
+        try:
+            github_artifact(database)
+        except ValueError as exc:
+            return str(exc)
+    return None
 
 
 def _missing_client(database: str | None) -> str | None:
@@ -425,15 +499,27 @@ def _run_and_report(args, plan, options, workers, problem) -> int:
         max_examples=args.max_examples,
         budget_seconds=plan.budget,
         shard="/".join(map(str, options["shard"])) if options["shard"] else None,
-        jobs=plan.jobs,
+        jobs=plan.jobs if options["executor"] == "process" or options["jobs_given"] else None,
         isolate=plan.isolate,
         database=redact(plan.database) if plan.database else None,
+        executor=options["executor"],
     )
     recorder = Recorder(plan, info)
     if problem is not None:
         recorder.warn("database", problem)
     try:
-        run(plan, recorder, workers)
+        if options["executor"] == "ray":
+            from fuzzgrad.nightly import ray_executor
+
+            cluster = ray_executor.Options(
+                address=options["ray_address"],
+                cpus_per_task=options["cpus_per_task"],
+                gpus_per_task=options["gpus_per_task"],
+                jobs=plan.jobs if options["jobs_given"] else None,
+            )
+            ray_executor.run(plan, recorder, cluster)
+        else:
+            run(plan, recorder, workers)
     finally:
         comparison = recorder.finish(baseline)
     records = recorder.ordered()

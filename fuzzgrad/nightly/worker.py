@@ -326,6 +326,9 @@ def worker_main(conn, beat, scratch: str, options: dict[str, Any]) -> None:
     import signal
 
     inherited = fresh_state()
+    if options.get("visible_devices") is not None:
+        # Pinned to its GPUs (`--devices`, or a Ray task's): before anything initialises CUDA.
+        os.environ["CUDA_VISIBLE_DEVICES"] = options["visible_devices"]
     if hasattr(os, "setsid"):
         os.setsid()  # its own session and process group: killed with whatever it starts
     _die_with_parent()
