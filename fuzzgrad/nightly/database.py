@@ -21,7 +21,7 @@ FALLBACK_DATABASE = "examples"
 
 _REDIS: dict[str, Any] = {}
 _DOWN: set[str] = set()  # shared databases this process found unreachable
-_ARTIFACTS: dict[tuple[str, str, str], Any] = {}  # one GitHubArtifactDatabase per artifact
+_ARTIFACTS: dict[tuple[str, ...], Any] = {}  # one GitHubArtifactDatabase per artifact
 
 GITHUB = "github-artifact://"
 #: The artifact a ``github-artifact://owner/repo`` spec reads when it names none.
@@ -125,11 +125,11 @@ def _artifact_database(spec: str, key: str):
     )
 
     owner, repo, name, local = github_artifact(spec)
-    artifact = _ARTIFACTS.get((owner, repo, name))
+    cache = local.parent / "github-artifacts" / name
+    artifact = _ARTIFACTS.get((owner, repo, name, str(cache)))
     if artifact is None:  # downloaded (at most once a day: Hypothesis caches it) on first fetch
-        cache = local.parent / "github-artifacts" / name
         artifact = GitHubArtifactDatabase(owner, repo, artifact_name=name, path=cache)
-        _ARTIFACTS[(owner, repo, name)] = artifact
+        _ARTIFACTS[(owner, repo, name, str(cache))] = artifact
     prefix = f"fuzzgrad:{key}:".encode()
     return MultiplexedDatabase(
         _Prefixed(DirectoryBasedExampleDatabase(local), prefix),
