@@ -66,7 +66,8 @@ class Recorder:
             seconds=None if seconds is None else round(seconds, 3),  # its slice of the budget
             left=None if left is None else round(left, 3),  # the budget left when it started
             **_unit(unit),
-            **({"stream": task["stream"]} if "stream" in task else {}),  # its seed stream
+            # its seed stream, and the seeded round it starts at (seed + that round)
+            **({k: task[k] for k in ("stream", "first_round")} if "stream" in task else {}),
         )
 
     def example(self, name: str) -> None:
