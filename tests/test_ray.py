@@ -95,6 +95,21 @@ def cluster():
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def test_an_unreachable_ray_address_is_a_usage_error_that_says_what_to_do(tmp_path, capsys):
+    if not INNER:
+        pytest.skip("runs in a network namespace of its own (see the first test)")
+    pytest.importorskip("ray", reason='Ray is not installed: pip install -e ".[ray]"')
+    folder = write_targets(tmp_path / "targets", {"right": scale_target("right", 2, 2)})
+    report = tmp_path / "report"
+    code = main(["fuzz", str(folder), "--executor", "ray", "--ray-address", "127.0.0.1:9",
+                 "--budget", "5s", "--report", str(report)])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot connect to a Ray cluster at --ray-address 127.0.0.1:9" in err, err
+    assert "ray start --head" in err and "leave --ray-address out" in err, err
+    assert not (report / "events.jsonl").exists()  # nothing ran: no report
+
+
 def outcomes(report: Path) -> dict[str, tuple]:
     return {
         n: (r["status"], (r.get("error") or {}).get("kind")) for n, r in by_name(report).items()

@@ -12,6 +12,12 @@ import contextlib
 import sys
 from pathlib import Path
 
+from fuzzgrad.integrations.cluster import (
+    add_cluster_options,
+    bad_database,
+    executor,
+    executor_problem,
+)
 from fuzzgrad.integrations.runs import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 EXPECTED = {"passed", "xfailed"}
@@ -114,45 +120,12 @@ def _parser() -> argparse.ArgumentParser:
         "(default: 3); with --budget, a target resumes after a crash until then",
     )
     nightly.add_argument(
-        "--devices",
-        default=None,
-        metavar="auto|LIST",
-        help="pin local workers to GPUs: one worker per visible GPU (auto), or per GPU listed "
-        "(0,2), through CUDA_VISIBLE_DEVICES (see --gpus-per-task)",
-    )
-    nightly.add_argument(
-        "--gpus-per-task",
-        default=None,
-        metavar="G",
-        help="GPUs per worker or Ray task for targets that can use one: a fraction shares one "
-        "(0.5: two per GPU), a whole number gives several (default: 1)",
-    )
-    cluster = fuzz.add_argument_group("cluster runs")
-    cluster.add_argument(
-        "--executor",
-        choices=("process", "ray"),
-        default="process",
-        help="process: worker processes on this machine (default); ray: tasks on a Ray cluster, "
-        'a target fuzzed by many workers at once (pip install -e ".[ray]")',
-    )
-    cluster.add_argument(
-        "--ray-address",
-        default=None,
-        metavar="ADDR",
-        help="the Ray cluster to use (host:port, auto, ray://...; default: start a local one)",
-    )
-    cluster.add_argument(
-        "--cpus-per-task",
-        default=None,
-        metavar="C",
-        help="CPUs each Ray task asks for (default: 1; fractions share one)",
-    )
-    nightly.add_argument(
         "--no-isolate",
         dest="isolate",
         action="store_false",
         help="fuzz in this process (for debugging: a crash or hang then ends the run)",
     )
+    add_cluster_options(fuzz, nightly)
     nightly.add_argument(
         "--baseline",
         type=Path,
@@ -362,7 +335,7 @@ def _fuzz(args) -> int:
     from fuzzgrad.nightly.plan import Plan
     from fuzzgrad.nightly.pool import Stop, stoppable, workers_for
 
-    problem = _executor_problem(args, options)
+    problem = executor_problem(args, options)
     if problem:
         return _usage(problem)
     _check_keywords(args.keywords)
@@ -371,7 +344,7 @@ def _fuzz(args) -> int:
     if report.exists() and not report.is_dir():
         return _usage(f"--report {str(report)!r} is a file; give a folder for the report")
     database = None if args.database.lower() == "none" else args.database
-    missing = _missing_client(database) or _bad_database(database)
+    missing = _missing_client(database) or bad_database(database)
     if missing:
         return _usage(missing)
     report.mkdir(parents=True, exist_ok=True)
@@ -429,29 +402,6 @@ def _selected(targets, args, options) -> list:
     return targets
 
 
-def _executor_problem(args, options) -> str | None:
-    """Why the executor asked for cannot run (Ray not installed; ``--no-isolate``)."""
-    if options["executor"] != "ray":
-        return None
-    if not args.isolate:
-        return "--no-isolate goes with the process executor: Ray tasks always fuzz in workers"
-    from fuzzgrad.nightly.ray_executor import ray_problem
-
-    return ray_problem()
-
-
-def _bad_database(database: str | None) -> str | None:
-    """Why a ``--database`` spec is malformed (a github-artifact:// URL missing its repo)."""
-    from fuzzgrad.nightly.database import GITHUB, github_artifact
-
-    if database and database.startswith(GITHUB):
-        try:
-            github_artifact(database)
-        except ValueError as exc:
-            return str(exc)
-    return None
-
-
 def _missing_client(database: str | None) -> str | None:
     """Why a Redis database cannot be used at all (its client package is not installed)."""
     from fuzzgrad.nightly.database import is_shared
@@ -484,11 +434,11 @@ def _database_problem(plan) -> str | None:
 
 def _run_and_report(args, plan, options, workers, problem) -> int:
     from fuzzgrad.integrations.runs import implicit_baseline, point_latest
-    from fuzzgrad.nightly.pool import run
     from fuzzgrad.nightly.recorder import Recorder
     from fuzzgrad.report.common import redact
     from fuzzgrad.report.results import run_info
 
+    runner = executor(plan, options, workers)  # a cluster out of reach: exit 2, no report
     report = plan.report_dir
     baseline = args.baseline or implicit_baseline(report, plan.targets)
     point_latest(report)
@@ -508,18 +458,7 @@ def _run_and_report(args, plan, options, workers, problem) -> int:
     if problem is not None:
         recorder.warn("database", problem)
     try:
-        if options["executor"] == "ray":
-            from fuzzgrad.nightly import ray_executor
-
-            cluster = ray_executor.Options(
-                address=options["ray_address"],
-                cpus_per_task=options["cpus_per_task"],
-                gpus_per_task=options["gpus_per_task"],
-                jobs=plan.jobs if options["jobs_given"] else None,
-            )
-            ray_executor.run(plan, recorder, cluster)
-        else:
-            run(plan, recorder, workers)
+        runner(recorder)
     finally:
         comparison = recorder.finish(baseline)
     records = recorder.ordered()

@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from fuzzgrad.errors import FuzzgradError
 from fuzzgrad.nightly.crash import facts_error, lost_record, stopped
 from fuzzgrad.nightly.database import with_local_folder
 from fuzzgrad.nightly.plan import Plan
@@ -62,11 +63,13 @@ class Options:
     task: Any = None
 
 
-def run(plan: Plan, recorder, options: Options) -> None:
-    """Fuzz every target of ``plan`` on the Ray cluster; ``recorder`` receives events."""
+def run(plan: Plan, recorder, options: Options, *, owned: bool | None = None) -> None:
+    """Fuzz every target of ``plan`` on the Ray cluster; ``recorder`` receives events.
+    ``owned``: this run started the cluster (it stops it); None: connect now (see `connect`)."""
     import ray
 
-    owned = connect(options)
+    if owned is None:
+        owned = connect(options)
     driver = _Driver(plan, recorder, options)
     try:
         with stoppable():
@@ -85,20 +88,48 @@ def run(plan: Plan, recorder, options: Options) -> None:
 
 def connect(options: Options) -> bool:
     """Connect to the cluster at ``options.address``, or start a local one (True: this run
-    started it, and stops it)."""
+    started it, and stops it). A cluster out of reach is a `FuzzgradError` that says what to
+    do, raised at once (Ray alone retries for minutes before it gives up)."""
     import logging
 
     import ray
 
+    if options.address:
+        _check_reachable(options.address)
     if ray.is_initialized():
         return False
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if options.address:
-        ray.init(address=options.address, **quiet)
+        try:
+            ray.init(address=options.address, **quiet)
+        except Exception as exc:  # noqa: BLE001 - whatever Ray says, the fix is the same
+            raise _unreachable(options.address, exc) from None
         return False
     cpus = None if options.jobs is None else options.jobs * options.cpus_per_task
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Raise unless something answers at a ``host:port`` or ``ray://host:port`` address (others,
+    such as ``auto``, are left to Ray)."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or "://" in host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise _unreachable(address, exc) from None
+
+
+def _unreachable(address: str, exc: BaseException) -> FuzzgradError:
+    return FuzzgradError(
+        f"fuzzgrad: cannot connect to a Ray cluster at --ray-address {address} ({_short(exc)}); "
+        "start one there (ray start --head), or leave --ray-address out to start one on this "
+        "machine for the run"
+    )
 
 
 @dataclass
