@@ -14,8 +14,16 @@ from fuzzgrad.errors import (
     ShapeSpecError,
     TargetNotFound,
 )
-from fuzzgrad.registry.spec import TensorSpec, tensor
+from fuzzgrad.registry.spec import dim, size, tensor
 from fuzzgrad.registry.target import Target, register, registered
+
+
+def __getattr__(name: str):  # noqa: ANN202 - the spec class is a Hypothesis strategy: lazy
+    if name == "TensorSpec":
+        from fuzzgrad.strategies import TensorSpec
+
+        return TensorSpec
+    raise AttributeError(f"module 'fuzzgrad' has no attribute {name!r}")
 
 
 def check(fn, /, **kwargs):  # noqa: ANN001, ANN003, ANN201 - thin lazy wrapper
@@ -38,8 +46,10 @@ __all__ = [
     "TargetNotFound",
     "TensorSpec",
     "check",
+    "dim",
     "register",
     "registered",
+    "size",
     "tensor",
     "__version__",
 ]

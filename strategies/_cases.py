@@ -17,35 +17,21 @@ import torch
 from hypothesis import strategies as st
 
 from fuzzgrad.errors import InvalidRegistration
+from fuzzgrad.registry.grammar import Bound
 
 from ._choices import integer, pick
 from ._layouts import Layout, arrange
 from ._shapes import DEFAULT_MAX_ELEMENTS, shapes
-from ._tensors import _DRAWN_KINDS, FLOAT_DTYPES, device_names, draw_layout, for_device, values
+from ._spec import ArgRecipe, begin_call, index_bounds
+from ._tensors import FLOAT_DTYPES, device_names, draw_layout, for_device
 from ._values import Values, fill
 
 #: Scales of cotangents: never all ones, so a backward that ignores grad_output is caught.
 COTANGENT_SCALES = (1.0, 0.5, 3.0, 1e-3, 1e3)
 #: Layout kinds of cotangents (channels_last is left to inputs; it falls back for most outputs).
+#: The first outputs whose cotangent a case may leave out (`CotangentRecipe.unused`).
+UNUSED_OUTPUTS = 4
 COTANGENT_KINDS = ("contiguous", "expanded", "transposed", "sliced", "offset")
-
-
-@dataclass(frozen=True)
-class ArgRecipe:
-    """How one tensor argument was built (kept for coverage tables and diagnosis)."""
-
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-    device: str
-    layout: Layout
-    values: Values
-    low: float | None = None
-    high: float | None = None
-
-    def build(self, **changes: Any) -> torch.Tensor:
-        """The tensor, optionally with some knobs changed (``dtype=torch.float64`` ...)."""
-        r = dataclasses.replace(self, **changes) if changes else self
-        return arrange(fill(r.shape, r.dtype, r.device, r.values, r.low, r.high), r.layout)
 
 
 @dataclass(frozen=True)
@@ -54,6 +40,10 @@ class CotangentRecipe:
 
     values: Values = Values(seed=0)
     layout: Layout = Layout()
+    #: Outputs that get no cotangent at all (bit k: output k), as when a caller uses only some
+    #: of a multi-output Function's results: its backward then receives None for them (with
+    #: ``ctx.set_materialize_grads(False)``) or zeros. At least one output keeps a cotangent.
+    unused: int = 0
 
     def build(self, like: torch.Tensor) -> torch.Tensor:
         """A cotangent with ``like``'s shape, dtype and device, laid out as ``layout`` says."""
@@ -103,6 +93,11 @@ class Case:
             recipe = CotangentRecipe(reseeded, recipe.layout)
         return recipe.build(like)
 
+    @property
+    def unused_outputs(self) -> int:
+        """The bitmask of outputs that get no cotangent (`CotangentRecipe.unused`)."""
+        return self.cotangents[0].unused if self.cotangents else 0
+
 
 def is_differentiable(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex)
@@ -115,9 +110,10 @@ class _Cotangents(st.SearchStrategy):
     def do_draw(self, data) -> tuple[CotangentRecipe, ...]:
         scale = pick(data, COTANGENT_SCALES)
         seed = integer(data, 0, 2**32 - 1)
-        return (
-            CotangentRecipe(Values(seed=seed, scale=scale), draw_layout(data, COTANGENT_KINDS)),
-        )
+        layout = draw_layout(data, COTANGENT_KINDS)
+        # Every output used (the simplest) three times in four; else a drawn set left unused.
+        unused = integer(data, 1, 2**UNUSED_OUTPUTS - 1) if data.draw_boolean(0.25) else 0
+        return (CotangentRecipe(Values(seed=seed, scale=scale), layout, unused),)
 
 
 @functools.cache
@@ -165,18 +161,36 @@ def _target_devices(target) -> tuple[str, ...]:
 
 
 class _SpecCases(st.SearchStrategy):
-    """Cases for a target whose inputs are `fuzzgrad.tensor` specs."""
+    """Cases for a target whose inputs are a list of argument specs (`fuzzgrad.tensor`,
+    `fuzzgrad.dim`, `fuzzgrad.size`, plain values and strategies).
+
+    Choices, in shrink order: the call's dtype and device, the shapes of all tensor specs (and
+    the sizes only `fuzzgrad.size` uses), then argument by argument a tensor's layout and values
+    or a strategy's draws, then the dimension indices, the requires_grad subset and the
+    cotangent recipe.
+    """
 
     def __init__(self, target, specs: tuple, dtypes: tuple, cap: int, nonfinite: bool):
         super().__init__()
         self.target_name = getattr(target, "name", "?")
         self.specs = specs
         self.dtypes = dtypes
+        self.cap, self.nonfinite = cap, nonfinite
         self._devices = _target_devices(target)
-        self._shapes = shapes([s.dims if s.shape is not None else None for s in specs], cap)
-        self._arg_dtypes = tuple(tuple(s.dtypes) if s.dtypes else None for s in specs)
-        self._layouts = _DRAWN_KINDS
-        self._values = values(nonfinite=nonfinite)
+        tensors = [s for s in specs if s.kind == "tensor"]
+        sized = [s.name for s in specs if s.kind == "size"]
+        sized += [s.size_name for s in tensors if s.size_name]
+        bounds = list(size_bounds(getattr(target, "options", {}).get("sizes")))
+        bounds += [b for s in specs if s.kind == "size" for b in s.bounds]
+        bounds += index_bounds(tensors)
+        self._shapes = shapes(
+            [s.dims if s.shape is not None else None for s in tensors],
+            cap,
+            bounds=bounds,
+            extra=tuple(dict.fromkeys(sized)),
+            max_sides=[s.max_side for s in tensors],
+        )
+        self._dims = [i for i, s in enumerate(specs) if s.kind == "dim"]
         self._cotangents = cotangent_recipes()
 
     def __repr__(self) -> str:
@@ -184,30 +198,58 @@ class _SpecCases(st.SearchStrategy):
 
     def do_draw(self, data) -> Case:
         dtype, dev = for_device(pick(data, self.dtypes), pick(data, self._devices))
-        recipes = []
-        for spec, shape, own in zip(self.specs, data.draw(self._shapes), self._arg_dtypes):
-            d = for_device(pick(data, own), dev)[0] if own is not None else dtype
-            layout, vals = draw_layout(data, self._layouts), data.draw(self._values)
-            recipes.append(ArgRecipe(shape, d, dev, layout, vals, spec.low, spec.high))
-        args = tuple(r.build() for r in recipes)
+        call = begin_call(
+            data,
+            dtypes=self.dtypes,
+            max_elements=self.cap,
+            nonfinite=self.nonfinite,
+            dtype=dtype,
+            device=dev,
+        )
+        shapes_ = iter(self._shapes.draw_into(data, call.sizes))
+        args: list[Any] = [None] * len(self.specs)
+        recipes: list[ArgRecipe | None] = [None] * len(self.specs)
+        for i, spec in enumerate(self.specs):
+            kind = spec.kind
+            if kind == "tensor":
+                args[i], recipes[i] = call.tensor(data, spec, next(shapes_))
+            elif kind == "strategy":
+                args[i] = data.draw(spec.strategy)
+            elif kind == "constant":
+                args[i] = spec.get()
+            elif kind == "size":
+                args[i] = call.sizes[spec.name]
+        for i in self._dims:
+            spec = self.specs[i]
+            of = args[spec.of]
+            if not isinstance(of, torch.Tensor):
+                raise InvalidRegistration(
+                    f"fuzzgrad: target {self.target_name!r}: inputs[{i}] is {spec!r}, but "
+                    f"inputs[{spec.of}] drew {type(of).__name__} {of!r}, not a tensor. Point "
+                    "fuzzgrad.dim at a tensor argument."
+                )
+            args[i] = spec.draw(data, of)
         wants = [is_differentiable(a) and s.requires_grad for a, s in zip(args, self.specs)]
         mask = iter(_draw_mask(data, sum(wants)))
         rg = tuple(next(mask) if w else False for w in wants)
-        return Case(args, rg, data.draw(self._cotangents), tuple(recipes), dtype, dev)
+        return Case(tuple(args), rg, data.draw(self._cotangents), tuple(recipes), dtype, dev)
 
 
 class _StrategyCases(st.SearchStrategy):
     """Cases for a target whose inputs are a strategy of the whole argument tuple."""
 
-    def __init__(self, inputs: st.SearchStrategy):
+    def __init__(self, inputs: st.SearchStrategy, dtypes=FLOAT_DTYPES, cap=None, nonfinite=False):
         super().__init__()
         self.inputs = inputs
+        self.dtypes, self.cap, self.nonfinite = dtypes, cap or DEFAULT_MAX_ELEMENTS, nonfinite
         self._cotangents = cotangent_recipes()
 
     def __repr__(self) -> str:
         return f"cases(inputs={self.inputs!r})"
 
     def do_draw(self, data) -> Case:
+        # fuzzgrad.tensor drawn inside the user's strategy shares one dtype (the target's)
+        begin_call(data, dtypes=self.dtypes, max_elements=self.cap, nonfinite=self.nonfinite)
         args = data.draw(self.inputs)
         if not isinstance(args, tuple):
             args = tuple(args) if isinstance(args, list) else (args,)
@@ -226,15 +268,26 @@ class _StrategyCases(st.SearchStrategy):
         )
 
 
+def size_bounds(sizes) -> tuple[Bound, ...]:
+    """The bounds a registration's ``sizes={"n": (3, 300)}`` option states (None: open)."""
+    out = []
+    for name, (low, high) in (sizes or {}).items():
+        if low is not None:
+            out.append(Bound(name, False, low))
+        if high is not None:
+            out.append(Bound(name, True, high))
+    return tuple(out)
+
+
 def cases(target, *, max_elements: int | None = None) -> st.SearchStrategy[Case]:
     """Every call the harness makes of ``target``: args, requires_grad subset and cotangents.
 
     Reads ``target.dtypes`` (default `FLOAT_DTYPES`; complex ones are opt-in there), and the
-    options ``max_elements`` (per input, default `DEFAULT_MAX_ELEMENTS`) and ``nonfinite``
-    (inject inf/NaN too).
+    options ``max_elements`` (per input, default `DEFAULT_MAX_ELEMENTS`), ``nonfinite``
+    (inject inf/NaN too) and ``sizes`` (bounds per name).
     """
-    if isinstance(target.inputs, st.SearchStrategy):
-        return _StrategyCases(target.inputs)
     cap = max_elements or target.options.get("max_elements", DEFAULT_MAX_ELEMENTS)
     nonfinite = bool(target.options.get("nonfinite", False))
+    if isinstance(target.inputs, st.SearchStrategy):
+        return _StrategyCases(target.inputs, _target_dtypes(target), cap, nonfinite)
     return _SpecCases(target, tuple(target.inputs), _target_dtypes(target), cap, nonfinite)

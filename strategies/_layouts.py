@@ -58,17 +58,21 @@ def effective_kind(shape: tuple[int, ...] | torch.Size, kind: str) -> str:
     return kind
 
 
-def arrange(t: torch.Tensor, layout: Layout) -> torch.Tensor:
+def arrange(t: torch.Tensor, layout: Layout, protect: int = 0) -> torch.Tensor:
     """``t``'s values laid out in memory as ``layout`` says.
 
     ``expanded`` is the one kind that changes values: it repeats the first slice along the
-    stride-0 dims (all that such a tensor can hold).
+    stride-0 dims (all that such a tensor can hold). It never gives stride 0 to the last
+    ``protect`` dims (those a structure spans: a symmetric matrix, a row of probabilities),
+    and falls back to ``sliced`` where no other dim has room.
     """
     kind = effective_kind(t.shape, layout.kind)
     if kind == "contiguous":
         return t
     shape = tuple(t.shape)
     big = [d for d in reversed(range(t.dim())) if shape[d] > 1]  # innermost first
+    if kind == "expanded" and protect and not [d for d in big if d < t.dim() - protect]:
+        kind = "sliced"
     p = layout.param
     if kind == "offset":
         offset = 1 + p % 7
@@ -84,6 +88,7 @@ def arrange(t: torch.Tensor, layout: Layout) -> torch.Tensor:
         strides[dim] *= step
         return _view(t, shape, tuple(strides), offset, math.prod(padded))
     # expanded: the first slice along the chosen dims, stored once, read with stride 0.
+    big = [d for d in big if d < t.dim() - protect]
     chosen = [d for i, d in enumerate(big) if p >> i & 1] or big[:1]
     first = t[tuple(slice(0, 1) if d in chosen else slice(None) for d in range(t.dim()))]
     small = _view(

@@ -1,10 +1,19 @@
 """Shapes for one call: a shape per spec string, consistent across all of them.
 
 Sizes are drawn per name (``n``), per variadic (``*batch``) and per anonymous dim (``_``, ``...``),
-in order of first appearance. Each size is drawn below the element cap of *every* input that uses
-it, given what is already known about those inputs, so no input of the call can exceed the cap
-however names are shared (``"b n", "n m", "b m"``). Broadcast dims (``#n``, ``*#batch``) count at
-full size, so turning one back to full size while shrinking never breaks the cap either.
+input by input, an input's names before the rest of it (a name bounded by another, ``k<=n``,
+draws that one first). Each
+size is drawn below the element cap of *every* input that uses it, given what is already known
+about those inputs, so no input of the call can exceed the cap however names are shared
+(``"b n", "n m", "b m"``). Broadcast dims (``#n``, ``*#batch``) count at full size, so turning
+one back to full size while shrinking never breaks the cap either.
+
+A size is one of `SIZES` (small ones first, then both sides of block boundaries up to 64) or,
+through one last option, one of `ladder` (65, then 2^k - 1, 2^k and 2^k + 1 up to the side
+limit, 4096 by default): tile and block bugs live past 64. The cap keeps such a size to one
+dim at a time. Bounds (``n>=3``, ``k<=n``) narrow the choice and add their own values to it;
+an explicit upper bound, or ``max_side`` on a tensor, moves the side limit (and that tensor's
+element cap) past the default.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from fuzzgrad.registry.spec import DEFAULT_SHAPE_NAME, Dim, parse_shape
+from fuzzgrad.registry.grammar import DEFAULT_SHAPE_NAME, Bound, Dim, parse_shape
 
 from ._choices import pick
 
@@ -24,12 +33,38 @@ from ._choices import pick
 SIZES = (1, 2, 3, 4, 0, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64)
 #: The most elements one drawn tensor may have (fixed sizes in a spec may exceed it).
 DEFAULT_MAX_ELEMENTS = 4096
+#: The largest size a dim takes unless a bound or ``max_side`` says otherwise.
+DEFAULT_MAX_SIDE = 4096
 MAX_VARIADIC_RANK = 4
+#: How many of a size's options are "one of the `ladder`": one dim in about ten goes past 64
+#: where the cap leaves room (shrinking tries the small sizes first).
+LADDER_WEIGHT = 2
 
 
 @functools.cache
-def _sizes_upto(budget: int) -> tuple[int, ...]:
-    return tuple(s for s in SIZES if s <= budget)
+def ladder(limit: int) -> tuple[int, ...]:
+    """Sizes past `SIZES` up to ``limit``, smallest first: 65, then 2^k - 1, 2^k, 2^k + 1."""
+    out = [max(SIZES) + 1]
+    k = 7
+    while 2**k - 1 <= limit:
+        out += [2**k - 1, 2**k, 2**k + 1]
+        k += 1
+    return tuple(s for s in out if s <= limit)
+
+
+@functools.cache
+def size_options(low: int, high: int, edge: int | None = None) -> tuple[Any, ...]:
+    """The choices for a size in ``[low, high]``, simplest first: `SIZES` in range (the lower
+    bound first where it is not one of them, ``edge``, an explicit upper bound, after them),
+    then, as the last `LADDER_WEIGHT` options, a tuple of the `ladder` sizes in range."""
+    small = [s for s in SIZES if low <= s <= high]
+    big = [s for s in ladder(high) if s >= low]
+    top = max(SIZES)
+    if low <= high and low not in small and low not in big:
+        (small if low <= top else big).insert(0, low)
+    if edge is not None and low <= edge <= high and edge not in small and edge not in big:
+        (small if edge <= top else big).append(edge)
+    return (*small, *(tuple(big),) * LADDER_WEIGHT) if big else tuple(small)
 
 
 def _root(x: int, k: int) -> int:
@@ -59,16 +94,51 @@ def _key(dim: Dim) -> str | None:
 class Shapes(st.SearchStrategy):
     """Strategy for a tuple of shapes, one per spec; see the module docstring."""
 
-    def __init__(self, specs: tuple, max_elements: int, fixed: tuple[tuple[str, Any], ...]):
+    def __init__(
+        self,
+        specs: tuple,
+        max_elements: int,
+        fixed: tuple[tuple[str, Any], ...],
+        bounds: tuple[Bound, ...] = (),
+        extra: tuple[str, ...] = (),
+        max_sides: tuple[int | None, ...] = (),
+    ):
         super().__init__()
         self.specs, self.max_elements, self.fixed = specs, max_elements, fixed
+        self.extra, self.max_sides = extra, max_sides or (None,) * len(specs)
         self.dims = tuple(dims_of(s) for s in specs)
         users: dict[str, list[int]] = {}
+        self.bounds: dict[str, list[Bound]] = {}
+        for b in bounds:
+            self.bounds.setdefault(b.name, []).append(b)
         for i, dims in enumerate(self.dims):
             for d in dims:
                 if _key(d) is not None and i not in users.setdefault(_key(d), []):
                     users[_key(d)].append(i)
+                for b in d.bounds:
+                    self.bounds.setdefault(b.name, []).append(b)
+        for name in extra:
+            users.setdefault(name, [])
         self.users = users
+        self.sides = {key: self._side(key) for key in users}
+        self.caps = tuple(self._cap(i) for i in range(len(self.dims)))
+
+    def _side(self, key: str) -> int:
+        """The largest size ``key`` takes: its explicit upper bound, else the largest
+        ``max_side`` among its users, else the default."""
+        bounds = self.bounds.get(key, ())
+        explicit = [b.value for b in bounds if b.upper and isinstance(b.value, int)]
+        if explicit:
+            return max(0, min(explicit))
+        sides = [self.max_sides[i] for i in self.users[key] if self.max_sides[i] is not None]
+        return max(sides) if sides else DEFAULT_MAX_SIDE
+
+    def _cap(self, i: int) -> int:
+        """Input ``i``'s element cap: at least its longest side where a bound or ``max_side``
+        lets a side go past the default."""
+        keys = [_key(d) for d in self.dims[i]]
+        longest = [self.sides[k] for k in keys if self.sides.get(k, 0) > DEFAULT_MAX_SIDE]
+        return max([self.max_elements, self.max_sides[i] or 0] + longest)
 
     def __repr__(self) -> str:
         args = [repr(list(self.specs))]
@@ -79,10 +149,30 @@ class Shapes(st.SearchStrategy):
         return f"shapes({', '.join(args)})"
 
     def do_draw(self, data) -> tuple[tuple[int, ...], ...]:
-        sizes: dict[str, Any] = dict(self.fixed)
-        drawn: list[list[int]] = [[] for _ in self.dims]  # anonymous sizes, per input
+        return self.draw_into(data, dict(self.fixed))
+
+    def draw_into(self, data, sizes: dict[str, Any]) -> tuple[tuple[int, ...], ...]:
+        """Draw the shapes, reading names already in ``sizes`` and adding the ones drawn."""
+        return _Draw(self, data, sizes).shapes()
+
+
+class _Draw:
+    """The state of one draw of a `Shapes`."""
+
+    def __init__(self, plan: Shapes, data, sizes: dict[str, Any]):
+        self.plan, self.data, self.sizes = plan, data, sizes
+        self.drawn: list[list[int]] = [[] for _ in plan.dims]  # anonymous sizes, per input
+        self.pending: set[str] = set()
+
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        data, sizes, drawn = self.data, self.sizes, self.drawn
         out = []
-        for i, dims in enumerate(self.dims):
+        for i, dims in enumerate(self.plan.dims):
+            # an input's named dims before its variadic ones: in "*batch n" the row length n is
+            # as likely as any dim to go past 64 (a batch drawn first would leave it no room)
+            for d in dims:
+                if not d.variadic and d.size is None and _key(d) is not None:
+                    self.ensure(_key(d), i)
             shape: list[int] = []
             for d in dims:
                 key = _key(d)
@@ -90,7 +180,7 @@ class Shapes(st.SearchStrategy):
                     if key is None or key not in sizes:
                         batch: list[int] = []
                         for _ in range(data.draw_integer(0, MAX_VARIADIC_RANK)):
-                            batch.append(self._size(data, key, i, sizes, drawn, batch))
+                            batch.append(self.size(key, i, batch))
                         if key is not None:
                             sizes[key] = tuple(batch)
                         else:
@@ -105,33 +195,72 @@ class Shapes(st.SearchStrategy):
                 if d.size is not None:
                     size = d.size
                 elif key is None:
-                    size = self._size(data, None, i, sizes, drawn, [])
+                    size = self.size(None, i, [])
                     drawn[i].append(size)
-                elif key in sizes:
-                    size = sizes[key]
                 else:
-                    size = sizes[key] = self._size(data, key, i, sizes, drawn, [])
+                    size = self.ensure(key, i)
                 if d.broadcast and data.draw_boolean():
                     size = 1
                 shape.append(size)
             out.append(tuple(shape))
+        for name in self.plan.extra:
+            self.ensure(name, None)
         return tuple(out)
 
-    def _size(self, data, key, current, sizes, drawn, partial) -> int:
-        """Draw a size that keeps every input using ``key`` (or the current one) under the cap."""
-        budget = self.max_elements
-        extra = math.prod(s for s in partial if s)
-        for i in self.users[key] if key is not None else (current,):
-            room = self.max_elements // max(self._known(i, sizes, drawn[i]) * extra, 1)
-            uses = sum(_key(d) == key for d in self.dims[i]) if key is not None else 1
-            budget = min(budget, _root(room, uses))
-        return pick(data, _sizes_upto(min(max(budget, 1), max(SIZES))))
+    def ensure(self, key: str, current: int | None) -> int:
+        """The size of ``key``, drawn now if it is not known yet."""
+        if key not in self.sizes:
+            self.pending.add(key)
+            self.sizes[key] = self.size(key, current, [])
+            self.pending.discard(key)
+        return self.sizes[key]
 
-    def _known(self, i: int, sizes: dict[str, Any], anonymous: list[int]) -> int:
+    def size(self, key, current, partial) -> int:
+        """Draw a size that keeps every input using ``key`` (or the current one) under its cap,
+        within ``key``'s bounds."""
+        plan = self.plan
+        low, high, edge = self.interval(key)
+        budget = None
+        extra = math.prod(s for s in partial if s)
+        for i in plan.users[key] if key is not None else (current,):
+            room = plan.caps[i] // max(self.known(i) * extra, 1)
+            uses = sum(_key(d) == key for d in plan.dims[i]) if key is not None else 1
+            root = _root(room, uses)
+            budget = root if budget is None else min(budget, root)
+        if high is None and key is not None:
+            high = plan.sides[key]
+        elif high is None:
+            high = plan.max_sides[current] or DEFAULT_MAX_SIDE
+        high = min(high, max(budget, 1)) if budget is not None else high
+        if low >= high:
+            return low
+        choice = pick(self.data, size_options(low, high, edge))
+        return pick(self.data, choice) if isinstance(choice, tuple) else choice
+
+    def interval(self, key) -> tuple[int, int | None, int | None]:
+        """``key``'s lower and upper bounds given the sizes known (drawing a name it is bounded
+        by first), and its explicit upper bound (an edge worth drawing)."""
+        low, high = 0, None
+        for b in self.plan.bounds.get(key, ()) if key is not None else ():
+            other = b.value
+            if isinstance(other, str) and other not in self.sizes and other in self.plan.users:
+                if b.value in self.pending:
+                    continue  # a cycle (registration rejects them): drop the bound
+                self.ensure(b.value, None)
+            limit = b.limit(self.sizes)
+            if limit is None:
+                continue
+            if b.upper:
+                high = limit if high is None else min(high, limit)
+            else:
+                low = max(low, limit)
+        return low, high, high
+
+    def known(self, i: int) -> int:
         """Product of the nonzero sizes input ``i`` already has (unknown ones count as 1)."""
-        known = math.prod(s for s in anonymous if s)
-        for d in self.dims[i]:
-            value = d.size if d.size is not None else sizes.get(_key(d)) if _key(d) else None
+        known = math.prod(s for s in self.drawn[i] if s)
+        for d in self.plan.dims[i]:
+            value = d.size if d.size is not None else self.sizes.get(_key(d)) if _key(d) else None
             if isinstance(value, tuple):
                 known *= math.prod(s for s in value if s)
             elif value:
@@ -143,18 +272,90 @@ def shapes(
     specs: Sequence[str | tuple[Dim, ...] | None],
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     fixed: dict[str, Any] | None = None,
+    *,
+    bounds: Sequence[Bound] = (),
+    extra: Sequence[str] = (),
+    max_sides: Sequence[int | None] = (),
 ) -> st.SearchStrategy[tuple[tuple[int, ...], ...]]:
     """One shape per spec string, consistent across them (equal names, equal sizes).
 
     ``None`` in ``specs`` means the shared default shape (any rank up to 4). ``fixed`` pins names
     (``{"n": 3}``, ``{"*batch": (2, 5)}``). Every drawn tensor keeps at most ``max_elements``
-    elements unless fixed sizes alone exceed it. Cached: equal arguments give the same strategy.
+    elements unless fixed sizes or lower bounds alone exceed it, or a side may go further
+    (``max_sides``, one per spec, or an explicit upper bound). ``bounds`` adds size bounds to
+    those in the strings; ``extra`` names sizes to draw that no spec uses (``fuzzgrad.size``).
+    Cached: equal arguments give the same strategy.
     """
-    return _shapes(tuple(specs), int(max_elements), tuple(sorted((fixed or {}).items())))
+    return _shapes(
+        tuple(specs),
+        int(max_elements),
+        tuple(sorted((fixed or {}).items())),
+        tuple(bounds),
+        tuple(extra),
+        tuple(max_sides),
+    )
 
 
 @functools.lru_cache(maxsize=512)
-def _shapes(specs: tuple, max_elements: int, fixed: tuple) -> Shapes:
+def _shapes(specs, max_elements, fixed, bounds, extra, max_sides) -> Shapes:
     if max_elements < 1:
         raise ValueError(f"max_elements must be at least 1, got {max_elements}")
-    return Shapes(specs, max_elements, fixed)
+    return Shapes(specs, max_elements, fixed, bounds, extra, max_sides)
+
+
+def match_shapes(
+    plan: Shapes, got: Sequence[tuple[int, ...]], known: dict[str, Any] | None = None
+) -> dict[str, Any] | str:
+    """The sizes under which ``plan`` draws the shapes ``got`` (given the ``known`` sizes of
+    some names), or what rules them out (a wrong rank, a fixed size, two sizes of one name, a
+    bound)."""
+    sizes: dict[str, Any] = {**dict(plan.fixed), **(known or {})}
+    suffixes: list[tuple[str, tuple[int, ...]]] = []
+    for i, (dims, shape) in enumerate(zip(plan.dims, got)):
+        reason = _match_one(dims, tuple(shape), sizes, suffixes)
+        if reason:
+            return f"input {i} of shape {tuple(shape)}: {reason}"
+    for key, batch in suffixes:
+        full = sizes.get(key)
+        if full is None:
+            continue
+        if len(batch) > len(full) or any(
+            b not in (f, 1) for b, f in zip(batch[::-1], tuple(full)[::-1])
+        ):
+            return f"{batch} does not broadcast to {key} = {full}"
+    for name, bounds in plan.bounds.items():
+        if name not in sizes:
+            continue
+        for b in bounds:
+            limit = b.limit(sizes)
+            if limit is not None and (sizes[name] > limit if b.upper else sizes[name] < limit):
+                return f"{name} = {sizes[name]} breaks {b}"
+    return sizes
+
+
+def _match_one(dims, shape, sizes, suffixes) -> str | None:
+    fixed = sum(not d.variadic for d in dims)
+    spare = len(shape) - fixed
+    if spare < 0 or (spare and not any(d.variadic for d in dims)):
+        return f"rank {len(shape)} where the spec {' '.join(map(str, dims))!r} has {fixed}"
+    j = 0
+    for d in dims:
+        key = _key(d)
+        if d.variadic:
+            batch, j = shape[j : j + spare], j + spare
+            if key is None:
+                continue
+            if d.broadcast:
+                suffixes.append((key, batch))
+            elif sizes.setdefault(key, batch) != batch:
+                return f"{key} is {batch} here and {sizes[key]} elsewhere"
+            continue
+        s, j = shape[j], j + 1
+        if d.broadcast and s == 1:
+            continue
+        if d.size is not None:
+            if s != d.size:
+                return f"a dim of size {s} where the spec fixes {d.size}"
+        elif key is not None and sizes.setdefault(key, s) != s:
+            return f"{key} is {s} here and {sizes[key]} elsewhere"
+    return None

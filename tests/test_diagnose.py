@@ -1,13 +1,21 @@
-"""`fuzzgrad.engine.diagnose.reduce_to_element`: a one-element reduction is kept only when it fails
-the same way (a mismatch at the same output), not when slicing some inputs broke the call."""
+"""`fuzzgrad.engine.diagnose`: a one-element reduction is kept only when it fails the same way (a
+mismatch at the same output), not when slicing some inputs broke the call, and neither the
+reduction nor a factor's simplification leaves what the target's inputs can produce."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 from fuzzgrad.strategies import Case, CotangentRecipe, Values
+from hypothesis import strategies as st
 from torch.autograd import Function
 
-from fuzzgrad.engine.diagnose import reduce_to_element
+import fuzzgrad as fg
+from fuzzgrad.engine.diagnose import diagnose, reduce_to_element
+from fuzzgrad.engine.runner import fuzz_target
+from fuzzgrad.registry.discovery import load_targets
 from fuzzgrad.registry.target import make_target
 from fuzzgrad.verdict.compare import Mismatch
 
@@ -73,3 +81,68 @@ def test_an_elementwise_failure_is_still_reduced_to_one_element():
         target, "vjp", case, Mismatch("grad[input=0]", "differs", index=(2, 1))
     )
     assert reduced is not None and kept.args[0].shape == (1, 1)
+
+
+# -- what is reported is what the user's inputs can produce (issue 12) -------------------------
+
+
+def _cos_sign_flip():
+    """The corpus's cos whose backward forgot the minus sign: wrong at every element."""
+    corpus = Path(__file__).parent / "corpus" / "buggy.py"
+    (target,) = load_targets([str(corpus)], names=["CosSignFlip"])
+    return target
+
+
+def _vjp_failure(inputs, name):
+    cos = _cos_sign_flip()
+    target = make_target(cos.function, reference=cos.reference, inputs=inputs, name=name)
+    result = fuzz_target(target, max_examples=60, derandomize=True, properties=["vjp"])
+    (failure,) = result.failures
+    return failure
+
+
+def test_a_failure_is_cut_to_one_element_only_where_the_spec_allows_it():
+    assert _vjp_failure([fg.tensor("m n")], "free").case.args[0].shape == (1, 1)
+    assert _vjp_failure([fg.tensor("m n>=3")], "bounded").case.args[0].shape == (1, 3)
+
+
+def test_a_strategy_drawing_n_at_least_3_is_never_reported_on_a_1x1_input():
+    squares = st.integers(3, 5).flatmap(lambda n: st.tuples(fg.tensor(f"{n} {n}")))
+    assert _vjp_failure(squares, "strategy").case.args[0].shape == (3, 3)
+
+
+class NegativeWrong(Function):
+    """2 x, whose gradient is wrong (3) for negative x below float64."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        wrong = (x < 0) & (x.dtype != torch.float64)
+        return g * torch.where(wrong, 3.0, 2.0).to(g.dtype)
+
+
+@pytest.mark.parametrize(
+    "spec, dtypes, named",
+    [
+        (fg.tensor(), None, {"sign", "dtype"}),
+        (fg.tensor(low=-3.0, high=-1.0), None, {"dtype"}),  # |x| is outside [-3, -1]
+        (fg.tensor(), [torch.float32], {"sign"}),  # float64 is outside the target's dtypes
+        (fg.tensor(dtypes=[torch.float32, torch.float16]), None, {"sign"}),
+    ],
+    ids=["free", "bounded", "float32-target", "float32-input"],
+)
+def test_a_simplification_outside_the_spec_is_not_tried(spec, dtypes, named):
+    target = make_target(
+        NegativeWrong, reference=lambda x: 2 * x, inputs=[spec], dtypes=dtypes, name="neg"
+    )
+    gen = torch.Generator().manual_seed(0)
+    x = (-1.5 - torch.rand(3, generator=gen, dtype=torch.float64)).to(torch.float32)
+    case = _case([x], torch.ones(3, dtype=torch.float32))
+    case.dtype = torch.float32
+    _, factors = diagnose(target, "vjp", case)
+    assert set(factors) == named

@@ -16,8 +16,10 @@ import torch
 from fuzzgrad.strategies import cases
 from fuzzgrad.strategies._cases import _SpecCases
 from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
 from torch.autograd import Function
 
+import fuzzgrad as fg
 from fuzzgrad.engine import explore as _explore
 from fuzzgrad.engine.hypothesis_compat import set_database_key
 from fuzzgrad.engine.runner import DATABASE_KEY, db_key, fuzz_target, hypothesis_settings
@@ -26,6 +28,19 @@ from fuzzgrad.registry.discovery import load_targets
 from fuzzgrad.registry.target import make_target
 
 BUILTINS = [t for t in load_targets() if isinstance(cases(t), _SpecCases)]
+#: Mixed argument specs (a dim, a user's strategies, a plain value) are explored too.
+MIXED = make_target(
+    lambda x, k, s, d, c: x.sum(d) * s * c,
+    reference=lambda x, k, s, d, c: x.sum(d) * s * c,
+    inputs=[
+        fg.tensor("b n"),
+        st.tuples(st.integers(1, 4), st.booleans()).map(lambda t: t[0]),
+        st.floats(0.25, 2.0),
+        fg.dim(0),
+        0.5,
+    ],
+    name="mixed",
+)
 CORPUS = Path(__file__).parent / "corpus"
 
 
@@ -38,13 +53,14 @@ def _same_case(a, b) -> bool:
     )
 
 
-@pytest.mark.parametrize("target", BUILTINS[::3], ids=lambda t: t.name)
+@pytest.mark.parametrize("target", [*BUILTINS[::3], MIXED], ids=lambda t: t.name)
 def test_hypothesis_replays_the_very_case_exploration_drew(target):
     strategy = cases(target)
     rng = random.Random(7)
     for _ in range(8):
         data = _explore.FastData(rng)
-        drawn = strategy.do_draw(data)
+        with data.drawing():
+            drawn = strategy.do_draw(data)
         handoff = _explore.HandOff(None)
         handoff.stored(DATABASE_KEY, data.to_bytes())
         replayed = []

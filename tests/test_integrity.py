@@ -198,3 +198,16 @@ def test_the_histogram_counts_each_compared_case_once_and_passes_stay_within_tol
     assert 0 < sum(hist["counts"]) <= result["examples"]
     beyond = [c for e, c in zip(hist["edges"], hist["counts"]) if e >= 0]
     assert sum(beyond) == 0, hist  # nothing of a passed target lies beyond tolerance
+
+
+def test_the_terminal_line_shows_discards_and_ambiguous_cases(capsys):
+    from fuzzgrad.nightly.recorder import print_record
+
+    record = {"name": "T", "status": "passed", "examples": 50, "seconds": 1.0, "failures": []}
+    print_record(record)
+    assert "discarded" not in capsys.readouterr().out  # nothing unjudged, nothing said
+    record.update(discards={"reference raised ValueError": 7, "reference raised KeyError": 1})
+    record.update(ambiguous=3)
+    print_record(record)
+    line = capsys.readouterr().out
+    assert "8 discarded (7: reference raised ValueError)" in line and "3 ambiguous" in line

@@ -25,6 +25,7 @@ NEEDS_FACTOR = {
     "dtype:float32": "dtype",
     "low_precision": "dtype",
     "requires_grad": "requires_grad",
+    "unused_outputs": "unused_outputs",
 }
 
 

@@ -171,9 +171,8 @@ def _corpus(name):
     from pathlib import Path
 
     corpus = Path(__file__).parent / "corpus"
-    return next(
-        t for f in sorted(corpus.glob("*.py")) for t in load_targets([str(f)]) if t.name == name
-    )
+    files = sorted(corpus.glob("[!_]*.py"))  # `_` modules are helpers, not corpus files
+    return next(t for f in files for t in load_targets([str(f)]) if t.name == name)
 
 
 def test_a_forgotten_upcast_passes_natively_and_fails_the_fused_promise(tmp_path):

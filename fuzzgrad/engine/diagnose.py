@@ -2,7 +2,11 @@
 
 A factor "matters" when simplifying it alone makes the failure go away. The diagnosis names the
 factors that matter ("fails only for non-contiguous grad_output", "only in float16"), or says the
-failure needs none of them.
+failure needs none of them. Only cases the target's inputs can produce are tried or reported
+(`fuzzgrad.strategies.contract_violation`): a simplification that leaves the spec (float64 for a
+float32-only input, 0.5 for an input bounded below 0.3, a sign flip of a sorted row) is not
+tried, and a cut to one element that breaks the spec (n >= 3, a size argument, a structure)
+keeps Hypothesis's shrunk case.
 """
 
 from __future__ import annotations
@@ -14,7 +18,12 @@ import torch
 
 from fuzzgrad.oracles.evaluation import floating
 from fuzzgrad.properties.checker import Checker, Discard, PropertyFailure
-from fuzzgrad.strategies import CotangentRecipe, Layout, describe_layout
+from fuzzgrad.strategies import (
+    Layout,
+    contract_dtypes,
+    contract_violation,
+    describe_layout,
+)
 
 
 def _with(case, **changes):
@@ -23,7 +32,7 @@ def _with(case, **changes):
     return dataclasses.replace(case, **changes)
 
 
-def _no_zeros(case):
+def _no_zeros(target, case):
     if not any(floating(a) and a.numel() and bool((a == 0).any()) for a in case.args):
         return None
     args = tuple(
@@ -32,46 +41,61 @@ def _no_zeros(case):
     return _with(case, args=args)
 
 
-def _contiguous(case):
+def _contiguous(target, case):
     args = tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in case.args)
     if all(a is b for a, b in zip(args, case.args)):
         return None
     return _with(case, args=args)
 
 
-def _float64(case):
-    if case.dtype in (None, torch.float64, torch.complex128):
+#: Floating dtypes from the most precise (real, then complex): the dtype factor moves a case to
+#: the most precise one the target takes (`contract_dtypes`), where that is more precise.
+_PRECISE = ((torch.float64, torch.float32), (torch.complex128, torch.complex64))
+
+
+def _more_precise(target, case):
+    if case.dtype is None:
         return None
-    wide = torch.complex128 if case.dtype.is_complex else torch.float64
-    args = tuple(
-        a.to(torch.complex128 if a.is_complex() else torch.float64) if floating(a) else a
-        for a in case.args
-    )
-    return _with(case, args=args, dtype=wide)
+    ladder = _PRECISE[case.dtype.is_complex]
+    best = next((d for d in ladder if d in contract_dtypes(target)), None)
+    if best is None or case.dtype in ladder[: ladder.index(best) + 1]:
+        return None
+    args = tuple(a.to(best) if floating(a) and a.dtype == case.dtype else a for a in case.args)
+    return _with(case, args=args, dtype=best)
 
 
-def _cpu(case):
+def _cpu(target, case):
     if case.device == "cpu":
         return None
     args = tuple(a.cpu() if isinstance(a, torch.Tensor) else a for a in case.args)
     return _with(case, args=args, device="cpu")
 
 
-def _all_grad(case):
-    rg = tuple(floating(a) for a in case.args)
+def _all_grad(target, case):
+    specs = target.inputs if isinstance(target.inputs, tuple) else None
+    rg = tuple(  # every input that may require grad (not one a spec says never does)
+        floating(a) and (specs is None or specs[i].requires_grad) for i, a in enumerate(case.args)
+    )
     if rg == case.requires_grad:
         return None
     return _with(case, requires_grad=rg)
 
 
-def _plain_cotangents(case):
+def _plain_cotangents(target, case):
     if all(c.layout.kind == "contiguous" for c in case.cotangents):
         return None
-    cts = tuple(CotangentRecipe(c.values, Layout()) for c in case.cotangents)
+    cts = tuple(dataclasses.replace(c, layout=Layout()) for c in case.cotangents)
     return _with(case, cotangents=cts)
 
 
-def _no_edge_values(case):
+def _every_output_used(target, case):
+    if not case.unused_outputs:
+        return None
+    cts = tuple(dataclasses.replace(c, unused=0) for c in case.cotangents)
+    return _with(case, cotangents=cts)
+
+
+def _no_edge_values(target, case):
     recipes = case.recipes or ()
     if not any(r is not None and r.values.injections for r in recipes):
         return None
@@ -86,7 +110,7 @@ def _real(a) -> bool:
     return floating(a) and not a.is_complex()
 
 
-def _non_negative(case):
+def _non_negative(target, case):
     if not any(_real(a) and a.numel() and bool((a < 0).any()) for a in case.args):
         return None
     args = tuple(a.abs() if _real(a) else a for a in case.args)
@@ -113,7 +137,16 @@ FACTORS: tuple[tuple[str, Callable, Callable], ...] = (
             + ")"
         ),
     ),
-    ("dtype", _float64, lambda c: f"dtype {str(c.dtype).replace('torch.', '')}"),
+    (
+        "unused_outputs",
+        _every_output_used,
+        lambda c: (
+            "outputs that get no gradient ("
+            + ", ".join(f"output {k}" for k in range(8) if c.unused_outputs >> k & 1)
+            + ")"
+        ),
+    ),
+    ("dtype", _more_precise, lambda c: f"dtype {str(c.dtype).replace('torch.', '')}"),
     ("device", _cpu, lambda c: f"device {c.device}"),
     (
         "requires_grad",
@@ -184,12 +217,21 @@ def still_fails(target, prop: str, case) -> bool | None:
     return result if result is None or result is False else True
 
 
+def leaves_contract(target, changed, case) -> bool:
+    """Whether ``changed`` (made from ``case``) is a call the target's inputs cannot produce
+    while ``case`` is one (a case made up by hand, outside the spec, is not judged)."""
+    return (
+        contract_violation(target, case, case) is None
+        and contract_violation(target, changed, case) is not None
+    )
+
+
 def diagnose(target, prop: str, case) -> tuple[str, list[str]]:
     """A sentence naming the factors the failure needs, and their keys."""
     needed: list[tuple[str, str]] = []
     for key, simplify, explain in FACTORS:
-        simpler = simplify(case)
-        if simpler is None:
+        simpler = simplify(target, case)
+        if simpler is None or leaves_contract(target, simpler, case):
             continue
         if still_fails(target, prop, simpler) is False:
             needed.append((key, explain(case)))
@@ -213,10 +255,14 @@ def reduce_to_element(target, prop: str, case, mismatch):
     Hypothesis shrinks knobs (a seed, a shape) but cannot pick the one offending value out of a
     seeded tensor; for a Function that works elementwise, slicing every input of the failing
     output's shape at the worst index keeps the failure and leaves a one-element reproducer.
-    Returns the smaller case and its failure, or ``(case, None)``.
+    Returns the smaller case and its failure, or ``(case, None)``: also where the cut leaves
+    what the target's inputs can produce, and for inputs drawn by a strategy, which cannot be
+    checked.
     """
+    from hypothesis.strategies import SearchStrategy
+
     index = getattr(mismatch, "index", None)
-    if not index:
+    if not index or isinstance(target.inputs, SearchStrategy):
         return case, None
     sliced = []
     changed = False
@@ -245,6 +291,8 @@ def reduce_to_element(target, prop: str, case, mismatch):
         recipes=(None,) * len(sliced),
         notes={"fixed_cotangents": cts} if cts else {},
     )
+    if leaves_contract(target, smaller, case):
+        return case, None
     failure = failure_on(target, prop, smaller)
     # The same failure, not another one: slicing only the inputs of the failing output's rank
     # may leave the others inconsistent with it (a crash, or another output, then fails).

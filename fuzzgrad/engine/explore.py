@@ -9,20 +9,24 @@ computations being checked. So `fuzz_target` explores with the very same strateg
 Hypothesis as a stored failure (its recorded choices, through `HandOff`, an example database):
 Hypothesis replays it exactly, and shrinks it like any failure of its own.
 
-Exploration is only a faster source of the same choices. Targets whose cases a `FastData` cannot
-draw (an ``inputs=`` strategy of Hypothesis's own, say) raise `Unsupported` and are fuzzed by
-Hypothesis itself, as are runs whose settings leave out the generate phase.
+Exploration is only a faster source of the same choices. Targets whose ``inputs=`` is one
+strategy of the whole argument tuple are fuzzed by Hypothesis itself, as are runs whose settings
+leave out the generate phase. In a mixed ``inputs=[...]`` list, a user's strategy is drawn by
+`FastData` too where it can be (``st.integers``, ``st.floats``, ``st.sampled_from``,
+``st.tuples``, ``.map`` ...); one that needs the rest of Hypothesis's engine (``@st.composite``,
+``st.lists``) raises `Unsupported`, and Hypothesis generates the rest of that run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from typing import Any
 
 from hypothesis.database import ExampleDatabase, InMemoryExampleDatabase
 
-from fuzzgrad.engine.hypothesis_compat import available, encode_choices
+from fuzzgrad.engine.hypothesis_compat import available, build_context, encode_choices
 
 #: Chance that a bounded float is one of the bounds, 0, +-1 or 0.5 rather than uniform.
 SPECIAL_FLOAT = 0.25
@@ -42,6 +46,9 @@ class FastData:
     """Enough of Hypothesis's ``ConjectureData`` for fuzzgrad's own strategies, without the
     bookkeeping: draws bounded integers (with the same optional ``weights``), booleans and bounded
     floats from ``rng``, and records each choice in ``choices`` in the order a replay makes it."""
+
+    #: Nesting depth, which some of Hypothesis's strategies read.
+    depth = 0
 
     def __init__(self, rng: random.Random, simplest: float = 0.0):
         self.rng = rng
@@ -124,6 +131,15 @@ class FastData:
 
     def start_span(self, label) -> None:
         pass
+
+    @contextlib.contextmanager
+    def track_arg_label(self, label: str):
+        yield {}
+
+    def drawing(self):
+        """The context a case is drawn in (Hypothesis's build context: ``st.tuples`` and
+        ``.map`` of a user's strategy need one)."""
+        return build_context(self)
 
     def stop_span(self, discard: bool = False) -> None:
         pass

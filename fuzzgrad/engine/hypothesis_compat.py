@@ -13,7 +13,11 @@ path can run at all; without it Hypothesis generates every case itself):
 - the shrinking time limit (``engine.MAX_SHRINKING_SECONDS``, read when shrinking starts), so a
   budgeted run shrinks within its budget;
 - the ``ConjectureData`` methods fuzzgrad's strategies call in ``do_draw`` (``draw_integer``,
-  ``draw_boolean``, ``draw_float``), which `FastData` provides.
+  ``draw_boolean``, ``draw_float``), which `FastData` provides, and what Hypothesis's simplest
+  strategies (``st.tuples``, ``.map``, ``st.builds``) need besides when a user's strategy is one
+  argument of a mixed ``inputs=[...]``: a build context (`build_context`), ``track_arg_label``
+  and ``depth``. Any other strategy raises `fuzzgrad.engine.explore.Unsupported` there, and
+  Hypothesis generates that target's cases itself.
 
 Hypothesis's documented alternative-backend interface (``PrimitiveProvider``) replaces only the
 source of choices, not the per-choice bookkeeping that exploration avoids: measured in
@@ -40,6 +44,16 @@ def available() -> bool:
 def encode_choices(choices: tuple[Any, ...]) -> bytes:
     """A choice sequence as Hypothesis's example database stores a test case."""
     return choices_to_bytes(choices)
+
+
+def build_context(data: Any):
+    """The context Hypothesis's strategies expect around a draw (``current_build_context``),
+    for a draw from a `FastData`; a no-op context where this Hypothesis has none."""
+    try:
+        from hypothesis.control import BuildContext
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return BuildContext(data, wrapped_test=None)
 
 
 def set_database_key(test: Any, key: bytes) -> None:

@@ -272,19 +272,22 @@ class _TargetRun:
             for e in _failures_of(exc):
                 if isinstance(e, RegistrationAbort):
                     raise e from None
+                if isinstance(e, InvalidRegistration):  # raised while drawing a case
+                    raise RegistrationAbort(e) from None
                 if isinstance(e, PropertyFailure) and e.case is not None:
                     self.failures.append(self.record(e))
                 else:
                     self.errors.append(self.exception_error(e))
 
-    def hypothesis_rounds(self) -> None:
+    def hypothesis_rounds(self, remaining=None, first=None) -> None:
         """Hypothesis generates every case. The first failing property of a case hides the
         others on it, so while a round finds failures and properties remain, another round
-        gives them cases of their own."""
-        remaining = list(self.checker.properties)
+        gives them cases of their own. ``remaining`` (default: every property) and ``first``
+        (the first round's settings) continue a run that exploration began."""
+        remaining = list(self.checker.properties if remaining is None else remaining)
         for round_no in range(len(remaining)):
             before = len(self.failures)
-            config = self.config if round_no == 0 else _next_round(self.config)
+            config = (first or self.config) if round_no == 0 else _next_round(self.config)
             fixed = round_no if round_no and self.config.derandomize and self.seed is None else None
             if round_no and self.seed is not None:
                 self.seed += 1
@@ -327,6 +330,26 @@ class _TargetRun:
             explored = self.explore(self.checker.only(remaining), rng)
         if explored.timeout is not None:  # what was found before it is still handed off
             self.errors.append(self.timeout_error(explored.timeout))
+        self.hand_off_all(explored, database)
+        if explored.unsupported is not None:
+            self.generate_rest()
+
+    def generate_rest(self) -> None:
+        """Exploration could not draw a case (a user's strategy needs Hypothesis's engine):
+        Hypothesis generates the rest of the run's examples, for the properties still
+        unfailed."""
+        config = self.config
+        failed = {f.property for f in self.failures}
+        remaining = [p for p in self.checker.properties if p not in failed]
+        left = config.max_examples - self.checker.stats.examples
+        if self.errors or not remaining or left < 1 or (failed and not config.report_multiple_bugs):
+            return
+        if self.stop_at is not None and time.monotonic() >= self.stop_at:
+            return
+        self.hypothesis_rounds(remaining, _next_round(settings(config, max_examples=left)))
+
+    def hand_off_all(self, explored: _Explored, database) -> None:
+        """Hypothesis replays and shrinks each failure exploration found."""
         for key, (data, exc) in explored.found.items():
             before = len(self.errors)
             shrunk = {f.property for f in self.failures}
@@ -360,7 +383,14 @@ class _TargetRun:
                 break
             data = _explore.FastData(rng, rng.choice(_explore.SIMPLICITY) if drawn else 1.0)
             drawn += 1
-            case = self.strategy.do_draw(data)  # `explorable` admits only what FastData draws
+            try:
+                with data.drawing():
+                    case = self.strategy.do_draw(data)
+            except InvalidRegistration as exc:
+                raise RegistrationAbort(exc) from exc
+            except Exception as exc:  # noqa: BLE001 - `Unsupported`, or a user's strategy that
+                out.unsupported = exc  # needs Hypothesis's engine: Hypothesis generates the rest
+                break
             try:
                 failures = self.run_case(case, checker)
             except ExampleTimeout as exc:
@@ -424,6 +454,8 @@ class _Explored:
     #: Per property (or ``"error"``): the failing case's choices and what it raised.
     found: dict[str, tuple[Any, BaseException]] = field(default_factory=dict)
     timeout: ExampleTimeout | None = None
+    #: What stopped exploration from drawing a case (the rest is Hypothesis's to generate).
+    unsupported: BaseException | None = None
 
 
 def _without(phases, phase) -> tuple:

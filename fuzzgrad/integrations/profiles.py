@@ -22,9 +22,15 @@ class Profile:
     #: verdicts depend on the code alone).
     database: bool
     database_dir: Path | None = None
+    #: ``--hypothesis-seed``: every target fuzzed with this seed (a repeatable session).
+    seed: int | None = None
+    #: Opt-in properties this profile turns on (``compile`` in ``nightly``).
+    opt_in: tuple[str, ...] = ()
 
     def describe(self) -> str:
         how = "derandomized" if self.derandomize else "random"
+        if self.seed is not None:
+            how = f"seed {self.seed}"
         keep = f", database {self.database_dir}" if self.database_dir else ""
         return f"profile {self.name} ({self.max_examples} examples per target, {how}{keep})"
 
@@ -32,9 +38,50 @@ class Profile:
 PROFILES = {
     "ci": Profile("ci", max_examples=50, derandomize=True, database=False),
     "dev": Profile("dev", max_examples=200, derandomize=False, database=True),
-    "nightly": Profile("nightly", max_examples=2000, derandomize=False, database=True),
+    "nightly": Profile(
+        "nightly", max_examples=2000, derandomize=False, database=True, opt_in=("compile",)
+    ),
 }
 DEFAULT_PROFILE = "dev"
+
+
+def register_hypothesis_profiles() -> None:
+    """Register ``ci``, ``dev`` and ``nightly`` as Hypothesis profiles, each only where no
+    profile of that name exists yet (a user's own, from a conftest, is never shadowed), so that
+    ``--hypothesis-profile`` chooses fuzzgrad's budget as it chooses Hypothesis's."""
+    from hypothesis import settings
+    from hypothesis.errors import InvalidArgument
+
+    for name, profile in PROFILES.items():
+        try:
+            settings.get_profile(name)
+        except InvalidArgument:
+            extra = {} if profile.database else {"database": None}
+            settings.register_profile(
+                name,
+                max_examples=profile.max_examples,
+                derandomize=profile.derandomize,
+                deadline=None,
+                **extra,
+            )
+
+
+def from_hypothesis(name: str) -> Profile | None:
+    """The fuzzing budget of the Hypothesis profile ``name`` (None where there is none): its
+    examples, derandomization and whether it keeps a database; a fuzzgrad profile of that name
+    adds its opt-in properties."""
+    from hypothesis import settings
+    from hypothesis.errors import InvalidArgument
+
+    try:
+        s = settings.get_profile(name)
+    except InvalidArgument:
+        return None
+    ours = PROFILES.get(name)
+    return Profile(
+        name, s.max_examples, s.derandomize, s.database is not None,
+        opt_in=ours.opt_in if ours else (),
+    )  # fmt: skip
 
 
 #: The profiles of running pytest sessions, innermost last (pytester nests them): each a

@@ -98,7 +98,7 @@ def report_command(args) -> int:
     for folder in (baseline, directory):
         if folder is not None:
             load_results(folder)  # a malformed file is an error here, not a traceback later
-    run = load_results(directory)["run"]
+    run = load_results(directory).get("run")
     render_reports(directory, baseline)
     if rebuilt is not None:
         print(directory / "results.json")

@@ -32,7 +32,10 @@ class Isolated:
         self.scratch, self.threads = scratch, threads
         self.worker: Worker | None = None
 
-    def fuzz(self, target, *, max_examples: int, derandomize: bool) -> dict[str, Any]:
+    def fuzz(
+        self, target, *, max_examples: int, derandomize: bool, seed: int | None = None,
+        properties: list[str] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         """``target``'s JSON result (`TargetResult.to_json`), fuzzed in the worker."""
         from fuzzgrad.report.events import record_status, unshrunk
 
@@ -43,8 +46,8 @@ class Isolated:
         worker = self.worker
         failures: list[dict[str, Any]] = []
         findings: list[dict[str, Any]] = []
-        task = {"name": target.name, "until": None, "shrink_until": None, "seed": None}
-        task |= {"chunk": max_examples, "derandomize": derandomize}
+        task = {"name": target.name, "until": None, "shrink_until": None, "seed": seed}
+        task |= {"chunk": max_examples, "derandomize": derandomize, "properties": properties}
         try:
             while True:
                 if worker.ready and worker.task is None:

@@ -254,7 +254,7 @@ def print_record(record: dict[str, Any]) -> None:
 
     say(
         f"{record['name']:28s} {record['status'].upper():8s} {record.get('examples', 0):5d} "
-        f"examples {record.get('seconds') or 0:6.1f}s"
+        f"examples {record.get('seconds') or 0:6.1f}s{unjudged(record)}"
     )
     for f in record.get("failures") or []:
         say(f"    {f.get('property')}: {f.get('message')}")
@@ -267,6 +267,19 @@ def print_record(record: dict[str, Any]) -> None:
         if error.get("reproducer"):
             say(f"    reproducer: fuzzgrad repro {os.path.relpath(error['reproducer'])}")
     sys.stdout.flush()
+
+
+def unjudged(record: dict[str, Any]) -> str:
+    """What a target's line adds about the cases it did not judge, whenever there are any:
+    discards (and their top reason) and ambiguous cases (the references disagreed)."""
+    parts = []
+    discards = record.get("discards") or {}
+    if isinstance(discards, dict) and discards:
+        reason, count = max(discards.items(), key=lambda kv: kv[1])
+        parts.append(f"{sum(discards.values())} discarded ({count}: {reason})")
+    if record.get("ambiguous"):
+        parts.append(f"{record['ambiguous']} ambiguous")
+    return f"  [{'; '.join(parts)}]" if parts else ""
 
 
 class _Live:
@@ -323,7 +336,8 @@ class _Live:
                 Text.assemble(
                     f"    {safe(record['name']):28s} ",
                     (f"{record['status'].upper():8s}", style),
-                    f" {record.get('examples', 0):6d} examples {record.get('seconds') or 0:6.1f}s",
+                    f" {record.get('examples', 0):6d} examples {record.get('seconds') or 0:6.1f}s"
+                    + safe(unjudged(record)),
                 )
             )
         return table

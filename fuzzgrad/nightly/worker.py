@@ -169,6 +169,7 @@ def fuzz_for(
             _drop_cut_example(target, result)  # the slice ended mid-example: not a hang
         results.append(result)
         for failure in result.failures:
+            _shrunk(target, failure, report_dir)
             if on_failure is not None:
                 on_failure(failure.to_json())
             if failure.property in remaining:
@@ -205,8 +206,20 @@ def _drop_cut_example(target, result) -> None:
     result.status = verdict(target, result.failures, None)
 
 
+def _shrunk(target, failure, report_dir) -> None:
+    """A shrunk failure's reproducer replaces the one written when it was found."""
+    if report_dir is None or not failure.reproducer:
+        return
+    from fuzzgrad.report.reproducer import unshrunk_path
+
+    early = unshrunk_path(Path(report_dir), target, failure.property)
+    if early.is_file() and early.resolve() != Path(failure.reproducer).resolve():
+        early.unlink()
+
+
 def _early_reproducer(target, prop: str, case, info: dict[str, Any], report_dir) -> str | None:
-    """The reproducer of a finding before it is shrunk (the shrunk one overwrites it)."""
+    """The reproducer of a finding before it is shrunk (removed once the shrunk one is
+    written: see `_shrunk`)."""
     if case is None or report_dir is None:
         return None
     from fuzzgrad.report.reproducer import write_reproducer
@@ -220,6 +233,7 @@ def _early_reproducer(target, prop: str, case, info: dict[str, Any], report_dir)
                 case,
                 message=str(info.get("message")),
                 diagnosis="not shrunk yet (the first failing example, as found)",
+                unshrunk=True,
             )
         )
     except Exception:  # noqa: BLE001 - the finding itself is what must not be lost
@@ -381,7 +395,7 @@ def worker_main(conn, beat, scratch: str, options: dict[str, Any]) -> None:
             shrink_until=task["shrink_until"],
             chunk=task["chunk"],
             seed=task["seed"],
-            properties=options["properties"],
+            properties=task.get("properties", options["properties"]),
             report_dir=Path(options["report_dir"]),
             database=options["database"],
             example_timeout=options["example_timeout"],

@@ -175,8 +175,10 @@ def _program(jax, reference, args, wrt, cotangents, mode):
         it = iter(cts)
         ct_full = []
         for o, c in zip(outs, mask):
-            if c is None or not jnp.issubdtype(o.dtype, jnp.inexact):
+            if not jnp.issubdtype(o.dtype, jnp.inexact):
                 ct_full.append(np.zeros(o.shape, dtype=jax.dtypes.float0))
+            elif c is None:  # an output the case leaves unused: no gradient flows from it
+                ct_full.append(jnp.zeros(o.shape, o.dtype))
             else:
                 ct_full.append(_conj(jnp, next(it)).astype(o.dtype))
         ct = type(out)(ct_full) if isinstance(out, (tuple, list)) else ct_full[0]

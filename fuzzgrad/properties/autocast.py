@@ -48,7 +48,7 @@ class Autocast(Property):
     )
 
     def applies(self, target) -> bool:
-        cls = target.function
+        cls = target.autograd_function
         return bool(target.options.get("autocast")) or (
             cls is not None and amp_declaration(cls) is not None
         )
@@ -58,7 +58,8 @@ class Autocast(Property):
         device = str(case.device).split(":")[0]
         if case.dtype != torch.float32 or device not in AUTOCAST or not run.wrt:
             raise Skip("autocast applies to float32 CPU or CUDA cases")
-        declared = amp_declaration(run.target.function) if run.target.function else None
+        cls = run.target.autograd_function
+        declared = amp_declaration(cls) if cls is not None else None
         cast = (declared or {}).get("cast_inputs")
         low = AUTOCAST[device]
         cts = run.cotangents

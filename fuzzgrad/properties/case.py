@@ -54,10 +54,16 @@ def materialise(case, outputs) -> list[torch.Tensor | None]:
             c if isinstance(o, torch.Tensor) and o.requires_grad else None
             for o, c in zip(outputs, fixed)
         ]
-    return [
-        case.cotangent_for(k, o)
+    live = [
+        k
+        for k, o in enumerate(outputs)
         if isinstance(o, torch.Tensor) and floating(o) and o.requires_grad
-        else None
+    ]
+    unused = {k for k in live if case.unused_outputs >> k & 1}
+    if len(unused) == len(live):  # a backward needs at least one output used
+        unused = set()
+    return [
+        case.cotangent_for(k, o) if k in live and k not in unused else None
         for k, o in enumerate(outputs)
     ]
 

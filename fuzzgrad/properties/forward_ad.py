@@ -15,7 +15,8 @@ class ForwardAD(Property):
     summary = "the Function's `jvp`, when it defines one"
 
     def applies(self, target) -> bool:
-        return target.function is not None and defines(target.function, "jvp")
+        cls = target.autograd_function
+        return cls is not None and defines(cls, "jvp")
 
     def check(self, run) -> None:
         if not run.wrt:

@@ -30,7 +30,7 @@ class FuncTransforms(Property):
     )
 
     def applies(self, target) -> bool:
-        return supports_vmap(target) and uses_setup_context(target.function)
+        return supports_vmap(target) and uses_setup_context(target.autograd_function)
 
     def check(self, run) -> None:
         case = run.case
@@ -44,8 +44,14 @@ class FuncTransforms(Property):
         small = all(0 < n <= MAX_JACOBIAN_SIDE for n in sizes)  # torch.func: no empty Jacobians
         if small:
             _jacobians(self.name, run)
-        if defines(run.target.function, "jvp"):
+        if defines(run.target.autograd_function, "jvp"):
             _vmapped_jvp(self.name, run)
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """``t``, made contiguous if it has stride-0 dims: torch cannot attach a tangent to an
+    expanded tensor (even for its own ops), which says nothing of the Function."""
+    return t.contiguous() if any(s == 0 for s in t.stride()) else t
 
 
 def _only(fn, args, wrt, k):
@@ -106,7 +112,7 @@ def _jacobians(name, run) -> None:
         return
     wide = [upcast(a, torch.float64) for a in case.args]
     modes = [("jacrev", torch.func.jacrev)]
-    if defines(run.target.function, "jvp"):
+    if defines(run.target.autograd_function, "jvp"):
         modes.append(("jacfwd", torch.func.jacfwd))
     for k in _live(run):
         argnums = tuple(range(len(run.wrt)))
@@ -116,7 +122,7 @@ def _jacobians(name, run) -> None:
         for what, transform in modes:
             try:
                 got = transform(_only(fn, case.args, run.wrt, k), argnums=argnums)(
-                    *[case.args[i] for i in run.wrt]
+                    *[_dense(case.args[i]) if what == "jacfwd" else case.args[i] for i in run.wrt]
                 )
             except Exception as exc:  # noqa: BLE001
                 run.fail(name, f"torch.func.{what} (output {k}) raised {type(exc).__name__}: {exc}")
@@ -131,7 +137,7 @@ def _jacobians(name, run) -> None:
 def _vmapped_jvp(name, run) -> None:
     """vmap over a batch of two tangents of ``torch.func.jvp`` against two ``jvp`` calls."""
     case, fn = run.case, run.target.fn
-    primals = tuple(case.args[i] for i in run.wrt)
+    primals = tuple(_dense(case.args[i]) for i in run.wrt)
     tangents = directions(case, list(primals), salt=3)
     batch = [torch.stack([t, t * -0.5]) for t in tangents]
     for k in _live(run):

@@ -1,5 +1,9 @@
 """``grad_meta``: what ``backward`` returns has each input's shape, dtype and device *before*
-autograd silently sums or casts it (double backward and torch.func callers get it raw)."""
+autograd silently sums or casts it (double backward and torch.func callers get it raw).
+
+For a plain callable that calls the Function (``Target.wraps``), the Function's own inputs are
+found through its graph node: each gradient is held to the input it belongs to, where that is
+one of the callable's arguments as passed (a leaf), whatever the callable bound or reordered."""
 
 from __future__ import annotations
 
@@ -19,12 +23,12 @@ class GradMeta(Property):
     )
 
     def applies(self, target) -> bool:
-        return target.function is not None
+        return target.autograd_function is not None
 
     def check(self, run) -> None:
         if not run.grads_wanted:
             raise Skip("nothing to differentiate")
-        cls = run.target.function
+        cls = run.target.autograd_function
         outs, cts = run.outputs, run.cotangents
         node = next((o.grad_fn for o in outs if isinstance(o, torch.Tensor) and o.grad_fn), None)
         if node is None or type(node).__name__ != f"{cls.__name__}Backward":
@@ -37,11 +41,15 @@ class GradMeta(Property):
             raw = as_tuple(node.apply(*grads_in))
         except Exception:  # noqa: BLE001 - the vjp property reports a crashing backward
             raise Skip("backward raised") from None
-        for i in run.wrt:
-            g = raw[i] if i < len(raw) else None
+        if run.target.function is not None:
+            pairs = [(i, raw[i] if i < len(raw) else None, run.called[i]) for i in run.wrt]
+        else:
+            pairs = _wrapped_pairs(node, raw, run.called, run.wrt)
+            if not pairs:
+                raise Skip("no argument reaches the Function as it was passed")
+        for i, g, x in pairs:
             if not isinstance(g, torch.Tensor):
                 continue
-            x = run.called[i]
             for what, got, want in (
                 ("shape", tuple(g.shape), tuple(x.shape)),
                 ("dtype", g.dtype, x.dtype),
@@ -55,3 +63,21 @@ class GradMeta(Property):
                         f"{'sums' if what == 'shape' else 'casts'} it, but other callers "
                         "(double backward, torch.func) may not",
                     )
+
+
+def _wrapped_pairs(node, raw, called, wrt) -> list:
+    """(argument index, gradient, argument) for each argument of a wrapping callable that the
+    Function received as is: the Function's inputs that need grad are its graph node's
+    ``needs_input_grad`` positions and, in the same order, its non-empty ``next_functions``,
+    whose accumulators hold the leaves they came from."""
+    positions = [p for p, need in enumerate(getattr(node, "needs_input_grad", ())) if need]
+    edges = [fn for fn, _ in node.next_functions if fn is not None]
+    if len(positions) != len(edges):
+        return []
+    pairs = []
+    for p, edge in zip(positions, edges):
+        leaf = getattr(edge, "variable", None)  # an AccumulateGrad: the leaf itself
+        i = next((i for i in wrt if called[i] is leaf), None) if leaf is not None else None
+        if i is not None and p < len(raw):
+            pairs.append((i, raw[p], leaf))
+    return pairs

@@ -15,8 +15,9 @@ from fuzzgrad.verdict.compare import compare
 
 
 def supports_vmap(target) -> bool:
-    """Whether a target's Function can run under ``torch.func.vmap``."""
-    cls = target.function
+    """Whether a target's Function (or the Function a plain callable calls) can run under
+    ``torch.func.vmap``."""
+    cls = target.autograd_function
     return cls is not None and (
         defines(cls, "vmap") or bool(getattr(cls, "generate_vmap_rule", False))
     )

@@ -6,7 +6,7 @@ import time with the target's name in the message, not halfway through a nightly
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import inspect
 import re
 import sys
@@ -16,7 +16,13 @@ from typing import Any
 
 from fuzzgrad.errors import InvalidRegistration
 from fuzzgrad.registry.project import shown_path
-from fuzzgrad.registry.spec import TensorSpec, _check_dtypes, parse_shape, tensor
+from fuzzgrad.registry.spec import (
+    _check_dtypes,
+    check_inputs,
+    normalise_inputs,
+    normalise_sizes,
+    tensor,
+)
 
 #: Attribute under which a module keeps the targets it registered ({name: Target}). Reproducers
 #: use it to find a target's Function and references after importing the module.
@@ -39,17 +45,26 @@ class Target:
     function: Any  # the torch.autograd.Function subclass, if there is one
     reference: Callable[..., Any] | None
     jax_reference: Callable[..., Any] | None
-    inputs: tuple[TensorSpec, ...] | Any  # specs, or a Hypothesis strategy of the args tuple
+    inputs: tuple[Any, ...] | Any  # one spec per argument, or a strategy of the args tuple
     dtypes: tuple[Any, ...] | None  # None: the default float dtypes
     xfail: str | None = None
     tolerances: Mapping[Any, tuple[float, float]] = field(default_factory=dict)
     module: str = ""  # the module that registered it
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: For a plain callable (a function, a ``functools.partial``): the Function it calls, found
+    #: in its code or its partial's ``func`` (`wrapped_function`); None if not exactly one.
+    wraps: Any = None
+
+    @property
+    def autograd_function(self) -> Any:
+        """The Function whose own properties (grad_meta, vmap, forward-AD) the target has: the
+        registered class, or the one a registered callable calls."""
+        return self.function if self.function is not None else self.wraps
 
     @property
     def once_differentiable(self) -> bool:
         """Whether the Function's backward is wrapped in ``once_differentiable``."""
-        code = getattr(getattr(self.function, "backward", None), "__code__", None)
+        code = getattr(getattr(self.autograd_function, "backward", None), "__code__", None)
         return (
             code is not None
             and code.co_name == "wrapper"
@@ -230,13 +245,15 @@ def register(
     ``fg.register(TheirFunction, reference=..., name="theirs")``. Returns ``fn`` unchanged.
 
     ``reference`` is torch math that autograd differentiates; ``jax_reference`` is the same math
-    for ``jax.vjp``. ``inputs`` is a list of `fuzzgrad.tensor` specs (one per positional
-    argument) or a Hypothesis strategy drawing the whole argument tuple. ``dtypes`` restricts the
-    float dtypes tried. ``xfail`` is a reason: the Function is known wrong. ``tolerances`` maps a
-    dtype to ``(rtol, atol)`` overriding the defaults. Other keyword options are kept in
-    ``Target.options`` (e.g. ``properties=[...]``, ``max_elements=...``, ``slow=True``: left out
-    of default runs; ``devices=["cuda"]``: the device types its cases are drawn on, where this
-    machine has them; ``precision="fused"``:
+    for ``jax.vjp``. ``inputs`` is a list with one entry per positional argument
+    (`fuzzgrad.tensor`, `fuzzgrad.dim`, `fuzzgrad.size`, a Hypothesis strategy, or a plain value
+    passed as is; see `fuzzgrad.registry.spec`) or a Hypothesis strategy drawing the whole
+    argument tuple. ``dtypes`` restricts the float dtypes tried. ``xfail`` is a reason: the
+    Function is known wrong. ``tolerances`` maps a dtype to ``(rtol, atol)`` overriding the
+    defaults. Other keyword options are kept in ``Target.options`` (e.g. ``properties=[...]``,
+    ``max_elements=...``, ``sizes={"n": (3, 300)}``: bounds on named sizes, ``slow=True``: left
+    out of default runs; ``devices=["cuda"]``: the device types its cases are drawn on, where
+    this machine has them; ``precision="fused"``:
     in float16/bfloat16 the Function computes in float32 or wider and rounds its results once,
     so each half-precision result must be, within about an ulp, its own result on the same
     inputs upcast to float32, rounded once; a forgotten upcast fails that).
@@ -325,6 +342,11 @@ def make_target(
     params = arity[0] if arity else None
     star = arity[1] if arity else True
     inputs = _normalise_inputs(inputs, params, star, where)
+    opts = dict(options or {})
+    if "sizes" in opts:
+        opts["sizes"] = normalise_sizes(opts["sizes"], where)
+    if isinstance(inputs, tuple):
+        check_inputs(inputs, sizes=opts.get("sizes", {}), dtypes=dtypes, where=where)
     n_args = len(inputs) if isinstance(inputs, tuple) else None
     required = arity[2] if arity else 0
     if (
@@ -360,7 +382,6 @@ def make_target(
             f"requires grad (dtypes={dtypes!r}; inputs={list(inputs)!r}), so no gradient would "
             "be checked. Give it float dtypes, or an input with requires_grad=True."
         )
-    opts = dict(options or {})
     if "properties" in opts:
         known = property_names()
         props = opts["properties"]
@@ -406,6 +427,7 @@ def make_target(
         tolerances=tolerances,
         module=module,
         options=opts,
+        wraps=wrapped_function(fn) if function is None else None,
     )
 
 
@@ -422,6 +444,49 @@ def _anything_differentiable(specs: tuple, dtypes: tuple | None) -> bool:
     )
 
 
+def wrapped_function(fn: Any, depth: int = 0) -> Any:
+    """The one autograd Function a plain callable calls, or None: through a
+    ``functools.partial``'s ``func``, a bound ``apply``, or the names its code (and the helpers
+    it calls, two levels deep) reads from its globals and closure."""
+    if _is_function_class(getattr(fn, "__self__", None)):
+        return fn.__self__  # SomeFunction.apply
+    if isinstance(fn, functools.partial):
+        return wrapped_function(fn.func, depth)
+    code = getattr(fn, "__code__", None)
+    if code is None:  # a callable object: look at its class's __call__
+        call = type(fn).__dict__.get("__call__")
+        return wrapped_function(call, depth + 1) if call is not None and depth < 2 else None
+    bases = _function_bases()
+    found = {f for f in _referenced(fn, code) if _is_function_class(f) and f not in bases}
+    if not found and depth < 2:
+        helpers = [f for f in _referenced(fn, code) if inspect.isfunction(f) and f is not fn]
+        found = {w for h in helpers if (w := wrapped_function(h, depth + 1)) is not None}
+    return next(iter(found)) if len(found) == 1 else None
+
+
+def _referenced(fn: Any, code: Any) -> list[Any]:
+    """The objects a function's code names: globals, closure cells, and attributes of the
+    modules and classes among them (``mod.MyFunction.apply``)."""
+    scope = dict(getattr(fn, "__globals__", {}))
+    cells = getattr(fn, "__closure__", None) or ()
+    for name, cell in zip(code.co_freevars, cells):
+        try:
+            scope[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+    names: list[str] = []
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        names += list(c.co_names) + list(c.co_freevars)
+        stack += [k for k in c.co_consts if inspect.iscode(k)]
+    out = [scope[n] for n in names if n in scope]
+    for obj in list(out):
+        if inspect.ismodule(obj):
+            out += [getattr(obj, n) for n in names if hasattr(obj, n)]
+    return out
+
+
 def _normalise_inputs(inputs: Any, params: list[str] | None, star: bool, where: str) -> Any:
     from hypothesis.strategies import SearchStrategy
 
@@ -436,22 +501,11 @@ def _normalise_inputs(inputs: Any, params: list[str] | None, star: bool, where: 
         return tuple(tensor() for _ in params)
     if not isinstance(inputs, (list, tuple)):
         raise InvalidRegistration(
-            f"{where}inputs must be a list of fuzzgrad.tensor(...) specs or a Hypothesis strategy "
-            f"of the argument tuple, got {inputs!r}."
+            f"{where}inputs must be a list with one spec per argument (fuzzgrad.tensor(...), "
+            "fuzzgrad.dim(i), fuzzgrad.size('n'), a strategy or a plain value) or a Hypothesis "
+            f"strategy of the argument tuple, got {inputs!r}."
         )
-    out = []
-    for i, spec in enumerate(inputs):
-        if isinstance(spec, str):
-            spec = tensor(spec)  # a bare shape string is a convenience for tensor(shape)
-        if not isinstance(spec, TensorSpec):
-            raise InvalidRegistration(
-                f"{where}inputs[{i}] must be fuzzgrad.tensor(...), got {spec!r}."
-            )
-        if spec.shape is not None:
-            dims = parse_shape(spec.shape, where=f"{where}inputs[{i}]: ")
-            spec = dataclasses.replace(spec, dims=dims)
-        out.append(spec)
-    return tuple(out)
+    return normalise_inputs(inputs, where)
 
 
 def registered() -> dict[str, Target]:

@@ -108,8 +108,13 @@ def decode_recipes(data: list[dict[str, Any]]) -> tuple:
     for r in data:
         values = dict(r["values"])
         values["injections"] = tuple(tuple(i) for i in values.get("injections", ()))
-        out.append(CotangentRecipe(Values(**values), Layout(**r["layout"])))
+        out.append(CotangentRecipe(Values(**values), Layout(**r["layout"]), r.get("unused", 0)))
     return tuple(out)
+
+
+def unshrunk_path(directory: Path, target, prop: str) -> Path:
+    """Where the reproducer of a finding not shrunk yet is written."""
+    return directory / f"repro_{file_safe(target.name)}_{file_safe(prop)}_unshrunk.py"
 
 
 def write_reproducer(
@@ -123,8 +128,12 @@ def write_reproducer(
     found_after: str = "",
     example_timeout: float | None = None,
     properties: list[str] | tuple[str, ...] | None = None,
+    unshrunk: bool = False,
 ) -> Path:
     """Write the reproducer for ``case`` under ``directory`` and return its path.
+
+    ``unshrunk``: the example as first found, before shrinking (`unshrunk_path`, which the
+    shrunk reproducer replaces).
 
     ``prop`` is the failing property, or one of `ERROR_KINDS`; for those, ``properties`` are the
     properties the run checked on the example (None: the target's defaults) and
@@ -133,6 +142,8 @@ def write_reproducer(
     directory.mkdir(parents=True, exist_ok=True)
     sig = failure_signature(target.name, {"property": prop, "diagnosis": diagnosis})
     path = directory / f"repro_{file_safe(target.name)}_{file_safe(prop)}_{sig}.py"
+    if unshrunk:
+        path = unshrunk_path(directory, target, prop)
     module_file = target.source_file
     data = {
         "format_version": FORMAT_VERSION,

@@ -179,3 +179,31 @@ class GeluCompileFallback(Function):
         (x,) = ctx.saved_tensors
         cdf = 0.5 * (1 + torch.erf(x / 2**0.5))
         return g * (cdf + x * torch.exp(-0.5 * x * x) / (2 * torch.pi) ** 0.5)
+
+
+@fg.register(
+    reference=lambda x: (x.sin(), x.cos()),
+    jax_reference=lambda x: (jnp.sin(x), jnp.cos(x)),
+    planted={
+        "property": "vjp",
+        "bug_class": "an unused output's None gradient replaced by ones",
+        "needs": "unused_outputs",
+    },
+)
+class SinCosUnusedOutputAsOnes(Function):
+    """sin and cos with set_materialize_grads(False), whose backward stands in ones for the
+    gradient of an unused output (it should add nothing): right whenever both outputs are
+    used."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x)
+        return x.sin(), x.cos()
+
+    @staticmethod
+    def backward(ctx, gs, gc):
+        (x,) = ctx.saved_tensors
+        gs = torch.ones_like(x) if gs is None else gs
+        gc = torch.ones_like(x) if gc is None else gc
+        return gs * x.cos() - gc * x.sin()

@@ -151,3 +151,28 @@ class GeluCompileSafe(Function):
         (x,) = ctx.saved_tensors
         cdf = 0.5 * (1 + torch.erf(x / 2**0.5))
         return g * (cdf + x * torch.exp(-0.5 * x * x) / (2 * torch.pi) ** 0.5)
+
+
+@fg.register(
+    reference=lambda x: (x.sin(), x.cos()),
+    jax_reference=lambda x: (jnp.sin(x), jnp.cos(x)),
+)
+class SinCosUnusedOutputs(Function):
+    """sin and cos with set_materialize_grads(False): an unused output's gradient arrives as None
+    and adds nothing."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x)
+        return x.sin(), x.cos()
+
+    @staticmethod
+    def backward(ctx, gs, gc):
+        (x,) = ctx.saved_tensors
+        grad = torch.zeros_like(x)
+        if gs is not None:
+            grad = grad + gs * x.cos()
+        if gc is not None:
+            grad = grad - gc * x.sin()
+        return grad

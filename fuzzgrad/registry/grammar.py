@@ -1,0 +1,163 @@
+"""The shape grammar of `fuzzgrad.tensor` and `fuzzgrad.size`, with per-name size bounds.
+
+Tokens, separated by spaces:
+    ``n``        named dim; equal names have equal sizes across all inputs of one call
+    ``3``        fixed size
+    ``_``        a dim of any size, independent of every other
+    ``*batch``   variadic: zero or more dims, equal across inputs that use the same name
+    ``#n``       broadcastable: ``n`` or 1
+    ``*#batch``  broadcastable variadic: a suffix of ``*batch``, each dim ``n`` or 1
+    ``...``      same as ``*_``
+    ``""``       a 0-d tensor
+
+A named dim may carry bounds: ``n>=3``, ``n<300``, ``k<=n`` (another name), ``3<=n<=300``.
+Bounds hold for the name in the whole call, whichever input states them.
+
+This module imports nothing heavy: the strategies (`fuzzgrad.strategies`) build on it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from fuzzgrad.errors import ShapeSpecError
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_TOKEN = re.compile(rf"^(?P<star>\*)?(?P<hash>#)?(?:(?P<name>{_NAME})|(?P<size>\d+))$")
+_OPERAND = re.compile(rf"^(?:{_NAME}|\d+)$")
+_OPS = re.compile(r"(<=|>=|<|>)")
+
+#: Name used for the shared shape of every input without an explicit shape string.
+DEFAULT_SHAPE_NAME = "__default__"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """``name <= value + offset`` (``upper``) or ``name >= value + offset``; ``value`` is an int
+    or the name of another size."""
+
+    name: str
+    upper: bool
+    value: int | str
+    offset: int = 0
+
+    def __str__(self) -> str:
+        rhs = str(self.value)
+        if self.offset:
+            rhs += f"{self.offset:+d}"
+        return f"{self.name}{'<=' if self.upper else '>='}{rhs}"
+
+    def limit(self, sizes: dict) -> int | None:
+        """The bound's value given the sizes drawn so far (None: its other name is not drawn)."""
+        if isinstance(self.value, int):
+            return self.value + self.offset
+        other = sizes.get(self.value)
+        return None if other is None else other + self.offset
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One token of a shape string."""
+
+    name: str | None  # None for a fixed size; "_" for an anonymous dim
+    size: int | None = None  # fixed size
+    variadic: bool = False
+    broadcast: bool = False
+    bounds: tuple[Bound, ...] = ()
+
+    def __str__(self) -> str:
+        body = str(self.size) if self.name is None else self.name
+        text = ("*" if self.variadic else "") + ("#" if self.broadcast else "") + body
+        return text + "".join(str(b)[len(self.name or "") :] for b in self.bounds)
+
+
+def _operand(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def _bound(name: str, op: str, value: int | str, *, flipped: bool = False) -> Bound:
+    """``name op value`` (or ``value op name`` when ``flipped``) as a `Bound`."""
+    if flipped:
+        op = {"<=": ">=", "<": ">"}[op]
+    upper = op in ("<=", "<")
+    offset = {"<=": 0, ">=": 0, "<": -1, ">": 1}[op]
+    if isinstance(value, int):
+        return Bound(name, upper, value + offset)
+    return Bound(name, upper, value, offset)
+
+
+def parse_shape(text: str, *, where: str = "") -> tuple[Dim, ...]:
+    """Parse a shape string into dims; raise `ShapeSpecError` naming ``where`` on bad syntax."""
+    if not isinstance(text, str):
+        raise ShapeSpecError(
+            f"{where}shape must be a string like 'b n' or '*batch 3', got {text!r} "
+            f"({type(text).__name__})."
+        )
+    dims: list[Dim] = []
+    for token in text.split():
+        if token == "...":
+            token = "*_"
+        parts = _OPS.split(token)  # "n", "n>=3" or "3<=n<=300"
+        body, tail, head = parts[0], parts[1:3], ()
+        if len(parts) == 5:
+            head, body, tail = (parts[0], parts[1]), parts[2], parts[3:5]
+        ok = len(parts) in (1, 3, 5) and all(_OPERAND.match(p) for p in parts[::2][1:])
+        ok = ok and (not head or (head[1] in ("<", "<=") and tail[0] in ("<", "<=")))
+        ok = ok and bool(_OPERAND.match(head[0])) if head else ok
+        m = _TOKEN.match(body) if ok else None
+        if m is None:
+            raise ShapeSpecError(
+                f"{where}cannot parse token {token!r} in shape {text!r}. Use names ('n'), sizes "
+                "('3'), '_' for any size, '*batch' for several dims, '#n' for broadcastable "
+                "dims, 'n>=3' or 'k<=n' for bounded sizes, or '' for a 0-d tensor."
+            )
+        size, name = m["size"], m["name"]
+        if m["star"] and size is not None:
+            raise ShapeSpecError(
+                f"{where}token {token!r} in shape {text!r}: a variadic dim needs a name "
+                "('*batch'), not a size."
+            )
+        bounds = []
+        if tail:
+            bounds.append(_bound(name or "", tail[0], _operand(tail[1])))
+        if head:
+            bounds.append(_bound(name or "", head[1], _operand(head[0]), flipped=True))
+        if bounds and (name is None or name == "_" or m["star"]):
+            raise ShapeSpecError(
+                f"{where}token {token!r} in shape {text!r}: only a named dim takes bounds "
+                "('n>=3'), not a fixed size, '_' or a variadic dim."
+            )
+        if any(b.value == name for b in bounds):
+            raise ShapeSpecError(
+                f"{where}token {token!r} in shape {text!r} bounds a size by itself."
+            )
+        dims.append(
+            Dim(
+                name=name,
+                size=int(size) if size is not None else None,
+                variadic=bool(m["star"]),
+                broadcast=bool(m["hash"]),
+                bounds=tuple(bounds),
+            )
+        )
+    if sum(d.variadic for d in dims) > 1:
+        raise ShapeSpecError(
+            f"{where}shape {text!r} has more than one variadic ('*') dim; at most one is allowed."
+        )
+    return tuple(dims)
+
+
+def parse_size(text: str, *, where: str = "") -> tuple[str, tuple[Bound, ...]]:
+    """A `fuzzgrad.size` string: one name, maybe bounded (``"k<=n"``): the name and bounds."""
+    dims = parse_shape(text, where=where) if isinstance(text, str) else ()
+    if len(dims) != 1 or dims[0].name in (None, "_") or dims[0].variadic or dims[0].broadcast:
+        raise ShapeSpecError(
+            f"{where}a size is one name, maybe bounded ('n', 'k<=n', 'n>=3'), got {text!r}."
+        )
+    return dims[0].name, dims[0].bounds
+
+
+def names(dims: tuple[Dim, ...]) -> list[str]:
+    """The named (non-variadic, non-anonymous) dims, in order."""
+    return [d.name for d in dims if d.name not in (None, "_") and not d.variadic]
