@@ -158,6 +158,8 @@ def test_the_same_verdicts_as_the_process_executor(cluster, tmp_path):
     assert "worker was killed" in hang["message"] and Path(hang["reproducer"]).is_file()
     (failure,) = records["d_wrong"]["failures"]
     assert Path(failure["reproducer"]).parent == report and Path(failure["reproducer"]).is_file()
+    for folder in (report, tmp_path / "process"):  # the shrunk reproducer replaced the early one
+        assert not list(folder.glob("*_unshrunk.py")), folder
     log = events(report)
     assert all("unit" in e for e in log if e["event"] == "target_started")
     started = [e for e in log if e["event"] == "target_started"]
