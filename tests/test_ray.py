@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,6 @@ from test_nightly import (
     SEGFAULT,
     by_name,
     events,
-    fuzzgrad,
     scale_target,
     wait_for,
     write_targets,
@@ -88,7 +88,16 @@ def cluster():
         address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
         logging_level=logging.WARNING, _temp_dir=temp,
     )  # fmt: skip
+
+    def warm() -> None:  # defined here, it travels by value (the workers cannot import tests)
+        from fuzzgrad.nightly.worker import context
+
+        context(start=True).Process(target=time.sleep, args=(1,)).start()  # once torch is in
+
     try:
+        # Warm both Ray workers up (their fork servers import torch and JAX), so that no run's
+        # budget is spent starting them: one task each, at once.
+        ray.get([ray.remote(num_cpus=1)(warm).remote() for _ in range(2)])
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
@@ -127,15 +136,26 @@ def test_the_same_verdicts_as_the_process_executor(cluster, tmp_path):
             "e_right": scale_target("e_right", 2, 2),
         },
     )
-    options = ["--budget", "20s", "--example-timeout", "3s", "--properties", "vjp",
-               "--database", "none"]  # fmt: skip
-    local = fuzzgrad("fuzz", str(folder), "--jobs", "2", *options,
-                     "--report", str(tmp_path / "process"), cwd=tmp_path)  # fmt: skip
-    assert local.returncode == 1, local.stdout + local.stderr
+    options = ["--example-timeout", "2s", "--properties", "vjp", "--database", "none"]
+    # The process executor runs alongside, not after; its budget counts from the command's
+    # start, so its workers' start (importing torch and JAX) takes a part of it.
+    local = subprocess.Popen(
+        [sys.executable, "-m", "fuzzgrad", "fuzz", str(folder), "--jobs", "2", *options,
+         "--budget", "15s", "--report", str(tmp_path / "process")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
     report = tmp_path / "ray"
     before = _scratch_folders()
-    code = main(["fuzz", str(folder), "--executor", "ray", "--ray-address", cluster, *options,
-                 "--report", str(report)])  # fmt: skip
+    try:
+        code = main(["fuzz", str(folder), "--executor", "ray", "--ray-address", cluster,
+                     *options, "--budget", "10s", "--report", str(report)])  # fmt: skip
+        crash = by_name(report)["a_segfault"]["error"]
+        replay = subprocess.run([sys.executable, crash["reproducer"]], capture_output=True,
+                                text=True, timeout=240)  # fmt: skip
+        output = local.communicate(timeout=240)[0]
+    finally:
+        local.kill()
+    assert local.returncode == 1, output
     assert code == 1
     expected = {
         "a_segfault": ("error", "crash"),
@@ -150,8 +170,6 @@ def test_the_same_verdicts_as_the_process_executor(cluster, tmp_path):
     assert "SIGSEGV" in crash["message"] and crash["example"] == 1 and crash["inputs"]
     assert "string_at" in crash["traceback"]  # the worker's faulthandler trace, sent back
     assert Path(crash["reproducer"]).parent == report  # written by the driver, in the report
-    replay = subprocess.run([sys.executable, crash["reproducer"]], capture_output=True,
-                            text=True, timeout=240)  # fmt: skip
     assert replay.stdout.strip().endswith("crashes the process (signal SIGSEGV)"), replay.stdout
     assert "SIGKILL" in records["c_oom_killed"]["error"]["message"]
     hang = records["b_hang"]["error"]
@@ -182,7 +200,7 @@ def test_one_target_is_fuzzed_by_both_workers_at_once_from_distinct_streams(clus
     folder = write_targets(tmp_path / "targets", {"only": scale_target("only", 2, 2)})
     report = tmp_path / "report"
     code = main(["fuzz", str(folder), "--executor", "ray", "--ray-address", cluster,
-                 "--budget", "10s", "--seed", "3", "--properties", "vjp",
+                 "--budget", "3s", "--seed", "3", "--properties", "vjp",
                  "--report", str(report)])  # fmt: skip
     assert code == 0
     log = events(report)
@@ -219,7 +237,7 @@ def test_a_killed_driver_loses_nothing_it_logged_and_leaves_no_worker(cluster, t
     report = tmp_path / "report"
     driver = subprocess.Popen(
         [sys.executable, "-m", "fuzzgrad", "fuzz", str(folder), "--executor", "ray",
-         "--ray-address", cluster, "--budget", "120s", "--properties", "vjp",
+         "--ray-address", cluster, "--jobs", "1", "--budget", "120s", "--properties", "vjp",
          "--database", "none", "--report", str(report)],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -250,7 +268,7 @@ def test_the_driver_logs_every_finding_of_many_workers_at_once(cluster, tmp_path
     folder = write_targets(
         tmp_path / "targets", {f"t{i}": scale_target(f"t{i}", 2, 2) for i in range(3)}
     )
-    out = fake_run(tmp_path / "report", load_targets([str(folder)]), budget=8.0, cpus_per_task=0.2)
+    out = fake_run(tmp_path / "report", load_targets([str(folder)]), budget=4.0, cpus_per_task=0.2)
     log = out["events"]
     sent = sum(t["examples"] for t in out["results"]["targets"])
     assert sent == sum(e["event"] == "finding" for e in log) > 0  # none lost
