@@ -141,7 +141,7 @@ def test_the_same_verdicts_as_the_process_executor(cluster, tmp_path):
     # start, so its workers' start (importing torch and JAX) takes a part of it.
     local = subprocess.Popen(
         [sys.executable, "-m", "fuzzgrad", "fuzz", str(folder), "--jobs", "2", *options,
-         "--budget", "15s", "--report", str(tmp_path / "process")],
+         "--budget", "20s", "--report", str(tmp_path / "process")],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     report = tmp_path / "ray"
