@@ -201,8 +201,8 @@ def test_redis_going_away_mid_run_loses_nothing(tmp_path, redis_server):
     with redis_server() as url:
         proc = subprocess.Popen(
             # one job: the targets after the first meet the outage (with two, both may be done)
-            [sys.executable, "-m", "fuzzgrad", "fuzz", str(folder), "--budget", "40s", "--jobs", "1",
-             "--properties", "vjp", "--report", str(report), "--database", url],
+            [sys.executable, "-m", "fuzzgrad", "fuzz", str(folder), "--budget", "40s",
+             "--jobs", "1", "--properties", "vjp", "--report", str(report), "--database", url],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         finished = lambda: any(e["event"] == "target_finished" for e in events(report))  # noqa: E731

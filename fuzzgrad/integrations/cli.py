@@ -8,9 +8,16 @@ usage or registration error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
+from fuzzgrad.integrations.cluster import (
+    add_cluster_options,
+    bad_database,
+    executor,
+    executor_problem,
+)
 from fuzzgrad.integrations.runs import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 EXPECTED = {"passed", "xfailed"}
@@ -66,9 +73,10 @@ def _parser() -> argparse.ArgumentParser:
         "--database",
         default=".fuzzgrad/examples",
         metavar="DIR_OR_URL",
-        help="Hypothesis example database, so known failures replay first: a folder, or "
-        "redis://host:port/db to share it among machines (default: .fuzzgrad/examples; "
-        "'none' to disable)",
+        help="Hypothesis example database, so known failures replay first: a folder, "
+        "redis://host:port/db to share it among machines, or "
+        "github-artifact://OWNER/REPO[/ARTIFACT][?local=DIR] to replay a CI artifact (read-only) "
+        "and save to a local folder (default: .fuzzgrad/examples; 'none' to disable)",
     )
     nightly = fuzz.add_argument_group("nightly runs")
     nightly.add_argument(
@@ -80,9 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     nightly.add_argument(
         "--jobs",
-        default="1",
+        default=None,
         metavar="N|auto",
-        help="targets fuzzed in parallel worker processes (default: 1; auto: one per CPU)",
+        help="targets fuzzed in parallel worker processes (default: 1; auto: one per CPU); "
+        "with --executor ray, at most this many tasks at once (default: what the cluster holds)",
     )
     nightly.add_argument(
         "--shard",
@@ -116,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="fuzz in this process (for debugging: a crash or hang then ends the run)",
     )
+    add_cluster_options(fuzz, nightly)
     nightly.add_argument(
         "--baseline",
         type=Path,
@@ -177,6 +187,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--baseline", type=Path, default=None, metavar="DIR", help="diff DIR against this run"
+    )
+    report.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="OUT DIR",
+        help="merge the reports DIR... (of shards, or of hosts) into a new report OUT: one "
+        "record per target, failures once per signature, examples and time summed",
     )
     return p
 
@@ -317,13 +336,16 @@ def _fuzz(args) -> int:
     from fuzzgrad.nightly.plan import Plan
     from fuzzgrad.nightly.pool import Stop, stoppable, workers_for
 
+    problem = executor_problem(args, options)
+    if problem:
+        return _usage(problem)
     _check_keywords(args.keywords)
     specs, sys_path, source = _specs(args.targets)
     report = args.report or default_report_dir()
     if report.exists() and not report.is_dir():
         return _usage(f"--report {str(report)!r} is a file; give a folder for the report")
     database = None if args.database.lower() == "none" else args.database
-    missing = _missing_client(database)
+    missing = _missing_client(database) or bad_database(database)
     if missing:
         return _usage(missing)
     report.mkdir(parents=True, exist_ok=True)
@@ -343,11 +365,16 @@ def _fuzz(args) -> int:
         max_memory=options["max_memory"],
         max_crashes=options["max_crashes"],
         started=started,
+        devices=options["devices"],
     )
     problem = _database_problem(plan)
+    local = options["executor"] == "process"
     try:
         # SIGTERM from here on ends the run cleanly (workers, scratch files, reports).
-        with stoppable(), workers_for(plan) as workers:
+        pool: contextlib.AbstractContextManager[list] = (
+            workers_for(plan) if local else contextlib.nullcontext([])
+        )
+        with stoppable(), pool as workers:
             # Workers start loading now, while this process discovers the targets.
             from fuzzgrad.properties import names
 
@@ -411,11 +438,11 @@ def _database_problem(plan) -> str | None:
 
 def _run_and_report(args, plan, options, workers, problem) -> int:
     from fuzzgrad.integrations.runs import implicit_baseline, point_latest
-    from fuzzgrad.nightly.pool import run
     from fuzzgrad.nightly.recorder import Recorder
     from fuzzgrad.report.common import redact
     from fuzzgrad.report.results import run_info
 
+    runner = executor(plan, options, workers)  # a cluster out of reach: exit 2, no report
     report = plan.report_dir
     baseline = args.baseline or implicit_baseline(report, plan.targets)
     point_latest(report)
@@ -426,15 +453,16 @@ def _run_and_report(args, plan, options, workers, problem) -> int:
         max_examples=args.max_examples,
         budget_seconds=plan.budget,
         shard="/".join(map(str, options["shard"])) if options["shard"] else None,
-        jobs=plan.jobs,
+        jobs=plan.jobs if options["executor"] == "process" or options["jobs_given"] else None,
         isolate=plan.isolate,
         database=redact(plan.database) if plan.database else None,
+        executor=options["executor"],
     )
     recorder = Recorder(plan, info)
     if problem is not None:
         recorder.warn("database", problem)
     try:
-        run(plan, recorder, workers)
+        runner(recorder)
     finally:
         comparison = recorder.finish(baseline)
     records = recorder.ordered()

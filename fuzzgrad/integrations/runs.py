@@ -83,8 +83,12 @@ def report_command(args) -> int:
         cmp = compare(old, new)
         print(terminal_safe(format_comparison(cmp)), end="")
         return EXIT_FAILED if cmp["new"] or cmp["new_errors"] else EXIT_OK
+    if args.merge:
+        return _merge_command(args)
     if args.dir is None:
-        raise FuzzgradError("fuzzgrad: give a report directory, or --compare OLD NEW")
+        raise FuzzgradError(
+            "fuzzgrad: give a report directory, --compare OLD NEW, or --merge OUT DIR..."
+        )
     from fuzzgrad.nightly.recorder import render_reports
     from fuzzgrad.report.events import recover
 
@@ -105,6 +109,38 @@ def report_command(args) -> int:
         print(f"fuzzgrad: the run in {directory} is incomplete: {incomplete}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _merge_command(args) -> int:
+    """``fuzzgrad report --merge OUT DIR...``: one report from many (shards, hosts)."""
+    from fuzzgrad.nightly.recorder import render_reports
+    from fuzzgrad.report.common import redact
+    from fuzzgrad.report.merge import merge_reports
+
+    out, *dirs = args.merge
+    if args.dir is not None or not dirs:
+        raise FuzzgradError(
+            "fuzzgrad: write report --merge OUT DIR [DIR...]: the merged report's folder, then "
+            "the reports to merge"
+        )
+    folders = [report_folder(d) for d in dirs]
+    if out.exists() and not out.is_dir():
+        raise FuzzgradError(f"fuzzgrad: --merge OUT {str(out)!r} is a file; give a folder")
+    if any(out.resolve() == f.resolve() for f in folders):
+        raise FuzzgradError(f"fuzzgrad: --merge OUT {str(out)!r} is one of the reports to merge")
+    baseline = None if args.baseline is None else report_folder(args.baseline)
+    argv = [redact(a) for a in ["fuzzgrad", *getattr(args, "argv", [])]]
+    document = merge_reports(out, folders, argv=argv)
+    render_reports(out, baseline)
+    for name in ("results.json", "junit.xml", "summary.md", "index.html"):
+        print(out / name)
+    counts: dict[str, int] = {}
+    for record in document["targets"]:
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+    print(f"{len(document['targets'])} targets from {len(folders)} reports: {summary}")
+    unexpected = any(r["status"] not in ("passed", "xfailed") for r in document["targets"])
+    return EXIT_FAILED if unexpected or document["run"].get("incomplete") else EXIT_OK
 
 
 def _same_targets(paths, old, new) -> None:

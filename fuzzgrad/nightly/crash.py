@@ -24,14 +24,42 @@ def crash_error(worker, plan: Plan, target, shrinking: bool) -> dict[str, Any] |
     and a reproducer of it; None when the slice's time ran out while it was shrinking a finding
     (``shrinking``), or during an example that had not run long enough to count as hung (see
     `hung`): no fault of the target's."""
+    return facts_error(worker_facts(worker), plan, target, shrinking)
+
+
+def worker_facts(worker) -> dict[str, Any]:
+    """What is known of a worker that died or was killed, as JSON (a Ray task sends it to the
+    run's driver, which writes the report): its exit status, why it was killed and how long
+    its example had run then, its slice, its faulthandler trace and the example it was running
+    (from its scratch file)."""
     pid = worker.proc.pid
-    trace = fault_trace(worker.scratch, pid)
-    n = worker.examples
-    reason = worker.killed_for
+    case = None
+    case_file = worker.scratch / f"case-{pid}.json"
+    if case_file.exists():
+        with contextlib.suppress(OSError, ValueError):
+            case = json.loads(case_file.read_text())
+    ran = worker.killed_at - worker.example_started if worker.example_started else 0.0
+    return {
+        "exitcode": worker.proc.exitcode,
+        "killed_for": worker.killed_for,
+        "ran": ran,
+        "examples": worker.examples,
+        "slice_seconds": (worker.task or {}).get("seconds"),
+        "trace": fault_trace(worker.scratch, pid),
+        "case": case,
+    }
+
+
+def facts_error(
+    facts: dict[str, Any], plan: Plan, target, shrinking: bool
+) -> dict[str, Any] | None:
+    """`crash_error` from `worker_facts`, with the reproducer written under ``plan.report_dir``."""
+    trace = facts.get("trace") or ""
+    n = int(facts.get("examples") or 0)
+    reason = facts.get("killed_for")
     if reason == "slice":
-        ran = worker.killed_at - worker.example_started if worker.example_started else 0.0
-        slice_seconds = (worker.task or {}).get("seconds")
-        if shrinking or not hung(ran, plan.example_timeout, slice_seconds):
+        if shrinking or not hung(facts.get("ran") or 0.0, plan.example_timeout,
+                                 facts.get("slice_seconds")):  # fmt: skip
             return None
     if reason in ("timeout", "slice", "interrupted"):
         kind = "timeout"
@@ -43,7 +71,7 @@ def crash_error(worker, plan: Plan, target, shrinking: bool) -> dict[str, Any] |
         message = f"example {n} {why}; its worker was killed"
         signature = "timeout"
     else:
-        code = worker.proc.exitcode
+        code = facts.get("exitcode")
         signame = signal.Signals(-code).name if code and code < 0 else f"exit status {code}"
         message = f"the worker process died ({signame}) while running example {n}"
         kind = "crash"
@@ -55,15 +83,38 @@ def crash_error(worker, plan: Plan, target, shrinking: bool) -> dict[str, Any] |
         "example": n,
         "signature": signature,
     }
-    case_file = worker.scratch / f"case-{pid}.json"
-    if case_file.exists() and n:
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads(case_file.read_text())
-            if data.get("target") == target.name:
-                error["example"] = data.get("example", n)
-                error["inputs"] = data.get("inputs")
-                error["reproducer"] = _rebuild_reproducer(plan, target, kind, data, message)
+    data = facts.get("case")
+    if isinstance(data, dict) and n and data.get("target") == target.name:
+        error["example"] = data.get("example", n)
+        error["inputs"] = data.get("inputs")
+        error["reproducer"] = _rebuild_reproducer(plan, target, kind, data, message)
     return error
+
+
+def lost_record(
+    target, error: dict[str, Any] | None, examples: int, seconds: float, failures: list
+) -> dict[str, Any]:
+    """The record of a slice whose worker died or was killed: its ``error`` (None: no fault of
+    the target's), examples run, and what it found before."""
+    from fuzzgrad.report.events import record_status
+
+    record = {
+        "name": target.name,
+        "module": target.display_module,
+        "error": error,
+        "examples": examples,
+        "seconds": round(seconds, 3),
+        "failures": failures,
+        "xfail_reason": target.xfail,
+    }
+    record["status"] = record_status(record)
+    return record
+
+
+def stopped(error: dict[str, Any], count: int) -> None:
+    """Say in ``error`` that the target stopped after dying ``count`` times at one place."""
+    if count > 1:
+        error["message"] += f" ({count} times at the same place; the target stopped)"
 
 
 def _top_frame(trace: str) -> str:

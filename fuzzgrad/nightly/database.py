@@ -1,5 +1,8 @@
-"""The example database of a nightly run: a folder, or a Redis server that all machines share,
-with a folder in the report to fall back on when the server cannot be reached.
+"""The example database of a nightly run, from its ``--database`` spec: a folder; a Redis server
+that all machines share (``redis://...``), with a folder in the report to fall back on when the
+server cannot be reached; or a GitHub Actions artifact (``github-artifact://owner/repo[/name]``)
+read through Hypothesis's `GitHubArtifactDatabase`, read-only, beside a local folder that takes
+what is saved (upload that folder as the artifact, and the next run replays it).
 
 An unreachable server (at the start, or going away mid-run) is one warning, and fuzzing goes
 on: what is saved from then on goes to the fallback folder, so nothing found is lost.
@@ -11,16 +14,65 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hypothesis.database import ExampleDatabase
+
 #: The fallback database's folder inside the report, when the shared one is out of reach.
 FALLBACK_DATABASE = "examples"
 
 _REDIS: dict[str, Any] = {}
 _DOWN: set[str] = set()  # shared databases this process found unreachable
+_ARTIFACTS: dict[tuple[str, ...], Any] = {}  # one GitHubArtifactDatabase per artifact
+
+GITHUB = "github-artifact://"
+#: The artifact a ``github-artifact://owner/repo`` spec reads when it names none.
+DEFAULT_ARTIFACT = "fuzzgrad-examples"
 
 
 def is_shared(spec: str | None) -> bool:
-    """Whether a ``--database`` value names a Redis server (else a folder, or none)."""
+    """Whether a ``--database`` value names a Redis server (else a folder, an artifact, or
+    none)."""
     return bool(spec and spec.startswith(("redis://", "rediss://", "unix://")))
+
+
+def is_folder(spec: str | None) -> bool:
+    """Whether a ``--database`` value names a folder."""
+    return (
+        spec is not None
+        and spec.lower() not in ("", "none")
+        and not is_shared(spec)
+        and ("://" not in spec)
+    )
+
+
+def github_artifact(spec: str) -> tuple[str, str, str, Path]:
+    """``(owner, repo, artifact name, local folder)`` of a ``github-artifact://owner/repo[/name]
+    [?local=DIR]`` spec; the local folder (default ``.fuzzgrad/<name>``) takes what the run
+    saves. A ValueError says what is wrong."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(spec)
+    path = [p for p in parts.path.split("/") if p]
+    query = parse_qs(parts.query)
+    valid = parts.scheme == GITHUB[:-3] and parts.netloc and 1 <= len(path) <= 2
+    if not valid or set(query) - {"local"}:
+        raise ValueError(
+            f"--database {spec!r}: write github-artifact://OWNER/REPO[/ARTIFACT][?local=DIR]"
+        )
+    name = path[1] if len(path) == 2 else DEFAULT_ARTIFACT
+    local = Path(query["local"][-1]) if "local" in query else Path(".fuzzgrad") / name
+    return parts.netloc, path[0], name, local
+
+
+def with_local_folder(spec: str | None) -> str | None:
+    """``spec`` with its folder as an absolute path (for workers that run in other folders)."""
+    from urllib.parse import quote
+
+    if spec is not None and is_folder(spec):
+        return str(Path(spec).resolve())
+    if spec and spec.startswith(GITHUB):
+        owner, repo, name, local = github_artifact(spec)
+        return f"{GITHUB}{owner}/{repo}/{name}?local={quote(str(local.resolve()), safe='/')}"
+    return spec
 
 
 def redis_client(spec: str):
@@ -54,6 +106,8 @@ def open_database(
 
     if not spec or spec.lower() == "none":
         return None
+    if spec.startswith(GITHUB):
+        return _artifact_database(spec, key)
     if not is_shared(spec):
         return DirectoryBasedExampleDatabase(Path(spec) / key)
     from hypothesis.extra.redis import RedisExampleDatabase
@@ -62,6 +116,53 @@ def open_database(
     local = DirectoryBasedExampleDatabase(Path(fallback or FALLBACK_DATABASE) / key)
     shared = RedisExampleDatabase(redis_client(spec), key_prefix=f"fuzzgrad:{key}:".encode())
     return _with_fallback(spec, shared, local, (RedisError, OSError), warn, fallback)
+
+
+def _artifact_database(spec: str, key: str):
+    """The GitHub artifact, read-only, then the local folder (which takes every save): the
+    artifact is a zip of such a folder, so both hold one target's examples under keys prefixed
+    with its name (as in Redis)."""
+    from hypothesis.database import (
+        DirectoryBasedExampleDatabase,
+        GitHubArtifactDatabase,
+        MultiplexedDatabase,
+        ReadOnlyDatabase,
+    )
+
+    owner, repo, name, local = github_artifact(spec)
+    cache = local.parent / "github-artifacts" / name
+    artifact = _ARTIFACTS.get((owner, repo, name, str(cache)))
+    if artifact is None:  # downloaded (at most once a day: Hypothesis caches it) on first fetch
+        artifact = GitHubArtifactDatabase(owner, repo, artifact_name=name, path=cache)
+        _ARTIFACTS[(owner, repo, name, str(cache))] = artifact
+    prefix = f"fuzzgrad:{key}:".encode()
+    return MultiplexedDatabase(
+        _Prefixed(DirectoryBasedExampleDatabase(local), prefix),
+        _Prefixed(ReadOnlyDatabase(artifact), prefix),
+    )
+
+
+class _Prefixed(ExampleDatabase):
+    """``db`` with every key prefixed: one target's share of a database of many."""
+
+    def __init__(self, db: ExampleDatabase, prefix: bytes):
+        super().__init__()
+        self.db, self.prefix = db, prefix
+
+    def __repr__(self) -> str:
+        return f"_Prefixed({self.db!r}, {self.prefix!r})"
+
+    def fetch(self, key: bytes):
+        return self.db.fetch(self.prefix + key)
+
+    def save(self, key: bytes, value: bytes) -> None:
+        self.db.save(self.prefix + key, value)
+
+    def delete(self, key: bytes, value: bytes) -> None:
+        self.db.delete(self.prefix + key, value)
+
+    def move(self, src: bytes, dest: bytes, value: bytes) -> None:
+        self.db.move(self.prefix + src, self.prefix + dest, value)
 
 
 def _with_fallback(spec, shared, local, errors, warn, folder):
@@ -123,10 +224,11 @@ def database_problem(spec: str | None) -> str | None:
         return None
     import tempfile
 
+    folder = github_artifact(spec)[3] if spec.startswith(GITHUB) else Path(spec)
     try:
-        Path(spec).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=spec):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        return f"the example database folder {spec} cannot be written ({exc})"
+        return f"the example database folder {folder} cannot be written ({exc})"
     return None

@@ -36,6 +36,8 @@ class Plan:
     started: float = field(default_factory=time.monotonic)
     #: Folders the parent put on sys.path to find the specs (module names); workers add them too.
     sys_path: list[str] = field(default_factory=list)
+    #: ``CUDA_VISIBLE_DEVICES`` of each local worker (``--devices``); None: not pinned.
+    devices: list[str] | None = None
 
     @property
     def end(self) -> float | None:
@@ -85,13 +87,15 @@ def parse_options(args) -> dict[str, Any]:
         out["budget"] = parse_duration(args.budget)
     timeout = parse_duration(args.example_timeout)
     out["example_timeout"] = timeout or None
-    if args.jobs == "auto":
+    jobs = args.jobs or "1"
+    out["jobs_given"] = args.jobs is not None
+    if jobs == "auto":
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         out["jobs"] = len(cpus) if cpus else (os.cpu_count() or 1)
-    elif args.jobs.isdigit() and int(args.jobs) > 0:
-        out["jobs"] = int(args.jobs)
+    elif jobs.isdigit() and int(jobs) > 0:
+        out["jobs"] = int(jobs)
     else:
-        raise ValueError(f"--jobs takes a positive number or 'auto', not {args.jobs!r}")
+        raise ValueError(f"--jobs takes a positive number or 'auto', not {jobs!r}")
     if args.shard is not None:
         i, _, n = args.shard.partition("/")
         if not (i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n)):
@@ -99,7 +103,55 @@ def parse_options(args) -> dict[str, Any]:
         out["shard"] = (int(i), int(n))
     if args.max_memory is not None:
         out["max_memory"] = parse_memory(args.max_memory)
+    out.update(_executor_options(args, out))
     return out
+
+
+def _executor_options(args, out: dict[str, Any]) -> dict[str, Any]:
+    """``--executor``, ``--ray-address``, ``--devices``, ``--gpus-per-task``, ``--cpus-per-task``:
+    where workers run and what each holds."""
+    from fuzzgrad.nightly.devices import device_slots, parse_fraction, visible_gpus
+
+    executor = getattr(args, "executor", "process")
+    given = {
+        "--ray-address": getattr(args, "ray_address", None),
+        "--cpus-per-task": getattr(args, "cpus_per_task", None),
+    }
+    if executor != "ray":
+        for option, value in given.items():
+            if value is not None:
+                raise ValueError(f"{option} goes with --executor ray")
+    opts: dict[str, Any] = {"executor": executor, "ray_address": given["--ray-address"]}
+    opts["cpus_per_task"] = parse_fraction(given["--cpus-per-task"] or "1", "--cpus-per-task")
+    gpus = getattr(args, "gpus_per_task", None)
+    opts["gpus_per_task"] = parse_fraction(gpus or "1", "--gpus-per-task")
+    devices = getattr(args, "devices", None)
+    opts["devices"] = None
+    if devices is None:
+        return opts
+    if executor == "ray":
+        raise ValueError("--devices is for local workers: Ray pins each task to its GPUs itself")
+    if devices == "auto":
+        found = visible_gpus()
+    elif all(part.strip() for part in devices.split(",")):
+        found = [part.strip() for part in devices.split(",")]
+    else:
+        raise ValueError(f"--devices takes auto or a list of GPUs like 0,1, not {devices!r}")
+    slots = device_slots(found, opts["gpus_per_task"])
+    if not slots:
+        print(
+            f"note: --devices {devices}: no GPU to pin workers to; running {out['jobs']} "
+            "unpinned worker(s) (--jobs)"
+        )
+        return opts
+    if out["jobs_given"] and out["jobs"] != len(slots):
+        raise ValueError(
+            f"--jobs {out['jobs']} and --devices {devices} disagree: --devices runs one worker "
+            f"per GPU slot ({len(slots)}); leave out --jobs"
+        )
+    opts["devices"] = slots
+    out["jobs"] = len(slots)
+    return opts
 
 
 #: The smallest ``--max-memory``: a worker needs about 2 GiB of address space to import torch
@@ -152,6 +204,38 @@ class Slice:
     seconds: float | None = None
 
 
+def fair_share(now: float, end: float | None, jobs: int, queue, running) -> float | None:
+    """The length of the slice the head of ``queue`` (``(name, round)`` turns) would get now
+    (inf: no budget), or None when it may not start now: an equal part of the worker time not
+    yet promised to the ``running`` slices, among the turns waiting in the head's round, and at
+    most the time left."""
+    if not queue:
+        return None
+    if end is None:
+        return float("inf")
+    round_no = queue[0][1]
+    left = end - now
+    promised = sum(max(0.0, s.until - now) for s in running if s.until)
+    waiting = sum(1 for _, r in queue if r == round_no)
+    share = min(left, max(0.0, jobs * left - promised) / waiting)
+    if left <= 0 or (round_no > 1 and share < MIN_SLICE):
+        return None
+    return share
+
+
+def new_slice(name: str, round_no: int, now: float, share: float, end: float | None) -> Slice:
+    """A slice of ``share`` seconds starting ``now`` (no bounds without a budget ``end``)."""
+    until = shrink_until = seconds = None
+    if end is not None:
+        seconds = share
+        # Shrinking what it found may take a quarter more (borrowed from later slices),
+        # but never past the budget: the last slices stop generating that much earlier.
+        tail = max(2.0, share / 4)
+        shrink_until = min(end, now + share + tail)
+        until = min(now + share, shrink_until - min(tail, share / 2))
+    return Slice(name, round_no, now, until, shrink_until, seconds)
+
+
 class Schedule:
     """Who runs next, and for how long: fair shares of a run's time budget among its targets.
 
@@ -181,20 +265,7 @@ class Schedule:
         return float("inf") if self.end is None else self.end - now
 
     def _share(self, now: float) -> float | None:
-        """The length of the slice the head of the queue would get now (inf: no budget), or None
-        when it may not start now."""
-        if not self.queue:
-            return None
-        if self.end is None:
-            return float("inf")
-        round_no = self.queue[0][1]
-        left = self.end - now
-        promised = sum(max(0.0, s.until - now) for s in self.running.values() if s.until)
-        waiting = sum(1 for _, r in self.queue if r == round_no)
-        share = min(left, max(0.0, self.jobs * left - promised) / waiting)
-        if left <= 0 or (round_no > 1 and share < MIN_SLICE):
-            return None
-        return share
+        return fair_share(now, self.end, self.jobs, self.queue, self.running.values())
 
     def next(self, now: float) -> Slice | None:
         """The slice for an idle worker, or None when nothing may start now."""
@@ -202,16 +273,13 @@ class Schedule:
         if share is None:
             return None
         name, round_no = self.queue.popleft()
-        until = shrink_until = seconds = None
-        if self.end is not None:
-            seconds = share
-            # Shrinking what it found may take a quarter more (borrowed from later slices),
-            # but never past the budget: the last slices stop generating that much earlier.
-            tail = max(2.0, share / 4)
-            shrink_until = min(self.end, now + share + tail)
-            until = min(now + share, shrink_until - min(tail, share / 2))
-        s = Slice(name, round_no, now, until, shrink_until, seconds)
+        s = self._give(name, round_no, now, share)
         self.running[name] = s
+        return s
+
+    def _give(self, name: str, round_no: int, now: float, share: float) -> Slice:
+        """A slice of ``share`` seconds for ``name``, starting now, counted as granted."""
+        s = new_slice(name, round_no, now, share, self.end)
         self.granted[name] = self.granted.get(name, 0.0) + (s.seconds or 0.0)
         self.log.append((name, round_no, now, s.seconds))
         return s

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fuzzgrad.nightly.crash import crash_error, fault_trace
+from fuzzgrad.nightly.crash import crash_error, fault_trace, lost_record, stopped
 from fuzzgrad.nightly.plan import Plan, Schedule, Slice
 from fuzzgrad.nightly.worker import BEAT_EXAMPLES, BEAT_ROUND, BEAT_SLOTS, BEAT_STARTED
 
@@ -207,7 +207,9 @@ def _drain(schedule: Schedule, recorder, why: str | None = None, kind: str = "bu
 class Worker:
     """One worker process and what the parent knows about it."""
 
-    def __init__(self, plan: Plan, scratch: Path, threads: int | None = None):
+    def __init__(
+        self, plan: Plan, scratch: Path, threads: int | None = None, device: str | None = None
+    ):
         from fuzzgrad.nightly.worker import context, worker_main
 
         ctx = context()
@@ -226,6 +228,7 @@ class Worker:
             "example_timeout": plan.example_timeout,
             "max_memory": plan.max_memory,
             "threads": threads,
+            "visible_devices": device,  # its CUDA_VISIBLE_DEVICES (None: the parent's)
         }
         self.proc = ctx.Process(
             target=worker_main, args=(child, self.beat, str(scratch), options), daemon=True
@@ -233,6 +236,7 @@ class Worker:
         with _parent_main_hidden():
             self.proc.start()
         child.close()
+        self.device = device
         self.spawned = time.monotonic()
         self.ready = False
         self.task: dict[str, Any] | None = None
@@ -317,7 +321,8 @@ def _run_pool(plan: Plan, recorder, workers: list[Worker]) -> None:
     while not schedule.finished():
         wanted = min(plan.jobs, len(schedule.queue) + len(schedule.running))
         while startup_failures < STARTUP_FAILURES and len(workers) < wanted:
-            workers.append(Worker(plan, scratch))  # a replacement is forked in milliseconds
+            # A replacement is forked in milliseconds, pinned to the GPUs its predecessor had.
+            workers.append(Worker(plan, scratch, device=free_slot(plan.devices, workers)))
         for conn in wait([w.conn for w in workers], timeout=0.2):
             worker = next(x for x in workers if x.conn is conn)
             try:
@@ -360,6 +365,17 @@ def _run_pool(plan: Plan, recorder, workers: list[Worker]) -> None:
         recorder.refresh()
 
 
+def free_slot(slots: list[str] | None, workers: list[Worker]) -> str | None:
+    """A ``--devices`` slot (a ``CUDA_VISIBLE_DEVICES`` value) no live worker holds."""
+    if not slots:
+        return None
+    left = list(slots)
+    for worker in workers:
+        if worker.device in left:
+            left.remove(worker.device)
+    return left[0] if left else None
+
+
 def _handle(worker: Worker, message: tuple, recorder) -> bool:
     """Pass a worker's message on; True when it says its slice is done."""
     kind = message[0]
@@ -381,31 +397,21 @@ def _handle(worker: Worker, message: tuple, recorder) -> bool:
 def _lost(worker: Worker, plan: Plan, schedule: Schedule, progress, recorder) -> None:
     """A worker died or was killed during a slice: record what it was running, and let the
     schedule decide whether the target resumes in a fresh worker."""
-    from fuzzgrad.report.events import record_status
-
     task = worker.task
     assert task is not None
     name = task["name"]
     target = next(t for t in plan.targets if t.name == name)
     now = time.monotonic()
     error = crash_error(worker, plan, target, recorder.has_unshrunk(name))
-    record = {
-        "name": name,
-        "module": target.display_module,
-        "error": error,
-        "examples": worker.examples,
-        "seconds": round(now - task["since"], 3),
-        "failures": recorder.failures_of(name),
-        "xfail_reason": target.xfail,
-    }
-    record["status"] = record_status(record)
+    record = lost_record(
+        target, error, worker.examples, now - task["since"], recorder.failures_of(name)
+    )
     # The round that was running is not run again (with a seed, it would crash the same way).
     _advance(progress[name], record, int(worker.beat[BEAT_ROUND]) + 1 - task["first_round"])
     if error is None or worker.killed_for == "slice":
         again = schedule.done(name, now, more=False)
     else:
         again = schedule.crashed(name, now, error["signature"])
-        if not again and schedule.crashes[name][error["signature"]] > 1:
-            count = schedule.crashes[name][error["signature"]]
-            error["message"] += f" ({count} times at the same place; the target stopped)"
+        if not again:
+            stopped(error, schedule.crashes[name][error["signature"]])
     _slice_over(recorder, name, record, again)

@@ -18,6 +18,13 @@ from typing import Any
 from fuzzgrad.nightly.plan import Plan
 from fuzzgrad.report.events import EventLog
 
+#: ``unit=ALL``: every running slice of a target.
+ALL = object()
+
+
+def _unit(unit: Any) -> dict[str, Any]:
+    return {} if unit is None else {"unit": unit}
+
 
 class Recorder:
     """Collects one run's records and keeps the report directory current."""
@@ -28,9 +35,10 @@ class Recorder:
         self.records: dict[str, dict[str, Any]] = {}
         #: Per target: records of its slices that ended with more to come.
         self.segments: dict[str, list[dict[str, Any]]] = {}
-        #: Per target, in the current slice: shrunk failures, and findings (before shrinking).
-        self.partial: dict[str, list[dict[str, Any]]] = {}
-        self.findings: dict[str, list[dict[str, Any]]] = {}
+        #: Per target and running unit (None: the target's one running slice): shrunk
+        #: failures, and findings (before shrinking).
+        self.partial: dict[str, dict[Any, list[dict[str, Any]]]] = {}
+        self.findings: dict[str, dict[Any, list[dict[str, Any]]]] = {}
         self.running: dict[str, float] = {}
         self.examples_done = 0
         self.inline_examples: dict[str, int] = {}
@@ -45,8 +53,10 @@ class Recorder:
         self.display = _Live(self) if live else None
 
     # -- events from the runners ----------------------------------------------------------------
-    def started(self, name: str, task: dict[str, Any]) -> None:
-        self.running[name] = time.monotonic()
+    # ``unit``: which of a target's slices running at once (``--executor ray``) an event is
+    # of; None where a target runs one slice at a time.
+    def started(self, name: str, task: dict[str, Any], unit: Any = None) -> None:
+        self.running.setdefault(name, time.monotonic())
         seconds, left = task.get("seconds"), task.get("left")
         self.events.write(
             "target_started",
@@ -55,33 +65,43 @@ class Recorder:
             round=task.get("round", 1),
             seconds=None if seconds is None else round(seconds, 3),  # its slice of the budget
             left=None if left is None else round(left, 3),  # the budget left when it started
+            **_unit(unit),
+            # its seed stream, and the seeded round it starts at (seed + that round)
+            **({k: task[k] for k in ("stream", "first_round")} if "stream" in task else {}),
         )
 
     def example(self, name: str) -> None:
         self.inline_examples[name] = self.inline_examples.get(name, 0) + 1
 
-    def finding(self, name: str, prop: str, info: dict[str, Any]) -> None:
+    def finding(self, name: str, prop: str, info: dict[str, Any], unit: Any = None) -> None:
         """A property failed for the first time (before shrinking)."""
-        self.findings.setdefault(name, []).append({"property": prop, **info})
-        self.events.write("finding", target=name, property=prop, **info)
+        self.findings.setdefault(name, {}).setdefault(unit, []).append({"property": prop, **info})
+        self.events.write("finding", target=name, property=prop, **info, **_unit(unit))
 
-    def failure(self, name: str, record: dict[str, Any]) -> None:
+    def failure(self, name: str, record: dict[str, Any], unit: Any = None) -> None:
         """A shrunk, diagnosed failure with its reproducer."""
         from fuzzgrad.report.common import failure_signature
 
         record = {**record, "signature": failure_signature(name, record)}
-        self.partial.setdefault(name, []).append(record)
-        self.events.write("failure", target=name, failure=record)
+        self.partial.setdefault(name, {}).setdefault(unit, []).append(record)
+        self.events.write("failure", target=name, failure=record, **_unit(unit))
 
-    def failures_of(self, name: str) -> list[dict[str, Any]]:
-        """The current slice's failures: shrunk ones, and the findings not shrunk yet."""
+    def failures_of(self, name: str, unit: Any = ALL) -> list[dict[str, Any]]:
+        """The running slices' failures (or one ``unit``'s): shrunk ones, and the findings not
+        shrunk yet."""
         from fuzzgrad.report.events import unshrunk
 
-        shrunk = list(self.partial.get(name, []))
-        return shrunk + unshrunk(self.findings.get(name, []), shrunk)
+        out: list[dict[str, Any]] = []
+        partial, findings = self.partial.get(name, {}), self.findings.get(name, {})
+        for key in dict.fromkeys([*partial, *findings]):
+            if unit is ALL or key == unit:
+                shrunk = list(partial.get(key, []))
+                out += shrunk + unshrunk(findings.get(key, []), shrunk)
+        return out
 
-    def has_unshrunk(self, name: str) -> bool:
-        return len(self.failures_of(name)) > len(self.partial.get(name, []))
+    def has_unshrunk(self, name: str, unit: Any = ALL) -> bool:
+        shrunk = sum(len(v) for k, v in self.partial.get(name, {}).items() if unit in (ALL, k))
+        return len(self.failures_of(name, unit)) > shrunk
 
     def warn(self, key: str, message: str) -> None:
         """Say ``message`` once per run and ``key`` (workers may each hit the same problem)."""
@@ -94,14 +114,14 @@ class Recorder:
         else:
             print(f"warning: {message}", file=sys.stderr, flush=True)
 
-    def segment(self, name: str, record: dict[str, Any]) -> None:
+    def segment(self, name: str, record: dict[str, Any], unit: Any = None) -> None:
         """A slice of the target ended, and it will run again: keep the slice's record."""
         self._sign(name, record)
         self.segments.setdefault(name, []).append(record)
-        self._new_slice(name)
-        self.events.write("target_segment", target=name, record=record)
+        self._new_slice(name, unit)
+        self.events.write("target_segment", target=name, record=record, **_unit(unit))
 
-    def done(self, name: str, record: dict[str, Any] | None) -> None:
+    def done(self, name: str, record: dict[str, Any] | None, unit: Any = None) -> None:
         """The target is finished: ``record`` is its last slice's (None: the slices kept)."""
         from fuzzgrad.report.events import merge_records
 
@@ -114,19 +134,24 @@ class Recorder:
             )
         )
         self._sign(name, final)
-        self._new_slice(name)
+        self._new_slice(name, ALL)
         self.records[name] = final
         self.examples_done += int(final.get("examples") or 0)
-        self.events.write("target_finished", target=name, record=final)
+        self.events.write("target_finished", target=name, record=final, **_unit(unit))
         self.write_results()
         if self.display is None:
             print_record(final)
 
-    def _new_slice(self, name: str) -> None:
-        self.running.pop(name, None)
+    def _new_slice(self, name: str, unit: Any) -> None:
+        """Forget what a slice that ended kept (``unit``'s, or every running one's: ``ALL``)."""
         self.inline_examples.pop(name, None)
-        self.partial.pop(name, None)
-        self.findings.pop(name, None)
+        for kept in (self.partial, self.findings):
+            if unit is ALL or unit is None:
+                kept.pop(name, None)
+            else:
+                kept.get(name, {}).pop(unit, None)
+        if unit is ALL or unit is None:
+            self.running.pop(name, None)
 
     @staticmethod
     def _sign(name: str, record: dict[str, Any]) -> None:
@@ -280,7 +305,9 @@ class _Live:
         plan = r.plan
         running = r.running_examples()
         failures = sum(len(x.get("failures") or []) for x in r.records.values())
-        failures += sum(len(v) for k, v in r.partial.items() if k not in r.records)
+        failures += sum(
+            len(x) for k, v in r.partial.items() if k not in r.records for x in v.values()
+        )
         errors = sum(x["status"] == "error" for x in r.records.values())
         examples = r.examples_done + sum(running.values())
         if plan.end is not None:

@@ -169,7 +169,7 @@ def fuzz_for(
             _drop_cut_example(target, result)  # the slice ended mid-example: not a hang
         results.append(result)
         for failure in result.failures:
-            _shrunk(target, failure, report_dir)
+            drop_unshrunk(report_dir, target, failure.property, failure.reproducer)
             if on_failure is not None:
                 on_failure(failure.to_json())
             if failure.property in remaining:
@@ -206,20 +206,21 @@ def _drop_cut_example(target, result) -> None:
     result.status = verdict(target, result.failures, None)
 
 
-def _shrunk(target, failure, report_dir) -> None:
-    """A shrunk failure's reproducer replaces the one written when it was found."""
-    if report_dir is None or not failure.reproducer:
+def drop_unshrunk(report_dir, target, prop: str, reproducer: str | None) -> None:
+    """A shrunk failure's reproducer replaces the one written when it was found (in
+    ``report_dir``: the worker's, or the Ray driver's, which has a copy of each)."""
+    if report_dir is None or not reproducer:
         return
     from fuzzgrad.report.reproducer import unshrunk_path
 
-    early = unshrunk_path(Path(report_dir), target, failure.property)
-    if early.is_file() and early.resolve() != Path(failure.reproducer).resolve():
+    early = unshrunk_path(Path(report_dir), target, prop)
+    if early.is_file() and early.resolve() != Path(reproducer).resolve():
         early.unlink()
 
 
 def _early_reproducer(target, prop: str, case, info: dict[str, Any], report_dir) -> str | None:
     """The reproducer of a finding before it is shrunk (removed once the shrunk one is
-    written: see `_shrunk`)."""
+    written: see `drop_unshrunk`)."""
     if case is None or report_dir is None:
         return None
     from fuzzgrad.report.reproducer import write_reproducer
@@ -340,6 +341,9 @@ def worker_main(conn, beat, scratch: str, options: dict[str, Any]) -> None:
     import signal
 
     inherited = fresh_state()
+    if options.get("visible_devices") is not None:
+        # Pinned to its GPUs (`--devices`, or a Ray task's): before anything initialises CUDA.
+        os.environ["CUDA_VISIBLE_DEVICES"] = options["visible_devices"]
     if hasattr(os, "setsid"):
         os.setsid()  # its own session and process group: killed with whatever it starts
     _die_with_parent()

@@ -90,12 +90,21 @@ def unshrunk(
 
 def merge_records(records: list[dict[str, Any]]) -> dict[str, Any]:
     """One target record from the records of its slices (a crash, then a resumed run; or a
-    second round): counts add up, failures are kept in order, the last error stays (with how
-    many slices ended in one), and the status follows from the whole."""
+    second round; or slices that ran at once, or on other machines): counts add up, failures
+    are kept in order, once per signature (slices that ran at once may find the same bug), the
+    last error stays (with how many slices ended in one), and the status follows from the
+    whole."""
+    from fuzzgrad.report.common import failure_signature
+
     if len(records) == 1:
         return records[0]
     out = _merge_counts(records)
-    out["failures"] = [f for r in records for f in r.get("failures") or []]
+    name = str(out.get("name"))
+    failures: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for f in record.get("failures") or []:
+            failures.setdefault(failure_signature(name, f), f)
+    out["failures"] = list(failures.values())
     errors = [r["error"] for r in records if r.get("error")]
     out["error"] = dict(errors[-1]) if errors else None  # the one that ended it
     if len(errors) > 1:
@@ -209,12 +218,16 @@ class _Target:
         self.segments: list[dict[str, Any]] = []
         self.final: dict[str, Any] | None = None
         self.started = False
-        self.failures: list[dict[str, Any]] = []
-        self.findings: list[dict[str, Any]] = []
+        #: Per running slice (``unit``; None where a target runs one slice at a time): shrunk
+        #: failures and findings.
+        self.failures: dict[Any, list[dict[str, Any]]] = {}
+        self.findings: dict[Any, list[dict[str, Any]]] = {}
         self.handlers = {
             "target_started": self._started,
-            "finding": lambda e: self.findings.append(e),
-            "failure": lambda e: self.failures.append(e.get("failure") or {}),
+            "finding": lambda e: self.findings.setdefault(_key(e), []).append(e),
+            "failure": lambda e: self.failures.setdefault(_key(e), []).append(
+                e.get("failure") or {}
+            ),
             "target_segment": self._segment,
             "target_finished": self._finished,
         }
@@ -225,7 +238,11 @@ class _Target:
 
     def _segment(self, e: dict[str, Any]) -> None:
         self.segments.append(e.get("record") or {})
-        self.failures, self.findings = [], []
+        if _key(e) is None:
+            self.failures, self.findings = {}, {}
+        else:
+            self.failures.pop(_key(e), None)
+            self.findings.pop(_key(e), None)
 
     def _finished(self, e: dict[str, Any]) -> None:
         self.final = e.get("record") or {}
@@ -241,11 +258,22 @@ class _Target:
             "examples": 0,
             "seconds": 0.0,
             "error": {"kind": "interrupted", "message": f"the run ended while this target {what}"},
-            "failures": self.failures + unshrunk(self.findings, self.failures),
+            "failures": [
+                f
+                for key in dict.fromkeys([*self.failures, *self.findings])
+                for f in self.failures.get(key, [])
+                + unshrunk(self.findings.get(key, []), self.failures.get(key, []))
+            ],
         }
         record = merge_records([*self.segments, partial])
         record["status"] = "error"
         return record
+
+
+def _key(event: Mapping[str, Any]) -> Any:
+    """The running slice an event is of (its ``unit``), hashable."""
+    unit = event.get("unit")
+    return unit if unit is None or isinstance(unit, (int, str)) else str(unit)
 
 
 def _seconds_between(start: str, end: str) -> float | None:
