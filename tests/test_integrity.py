@@ -211,3 +211,17 @@ def test_the_terminal_line_shows_discards_and_ambiguous_cases(capsys):
     print_record(record)
     line = capsys.readouterr().out
     assert "8 discarded (7: reference raised ValueError)" in line and "3 ambiguous" in line
+
+
+def test_compile_is_checked_past_dynamos_recompile_limit():
+    """Past Dynamo's recompile limit a compiled call silently runs eagerly (in a long run the
+    limit is shared by every Function compiled in the process); the compile property starts
+    Dynamo afresh instead, so a compile-only bug is still seen. With a limit of 1, every new
+    requires_grad pattern, dtype or rank would run eagerly: before the fix this seed passed."""
+    corpus = Path(__file__).parent / "corpus"
+    (target,) = [t for t in load_targets([str(corpus / "buggy_modes.py")])
+                 if t.name == "GeluCompileFallback"]  # fmt: skip
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(recompile_limit=1):
+        result = fuzz_target(target, max_examples=40, seed=0, properties=["compile"])
+    assert [f.property for f in result.failures] == ["compile"], result.failures

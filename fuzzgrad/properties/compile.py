@@ -17,6 +17,23 @@ from fuzzgrad.properties.base import Property, Skip
 BACKEND = "inductor"
 
 
+#: What Dynamo raises at its recompile limit where told to (`_compiled_vjp`); never raised
+#: where this torch has no such setting (its Dynamo then falls back to eager as before).
+_LimitHit: type[Exception] = getattr(
+    getattr(torch._dynamo, "exc", None), "FailOnRecompileLimitHit", type("_Never", (Exception,), {})
+)
+
+
+def _compiled_vjp(compiled, args, run):
+    """The compiled call's outputs and gradients; Dynamo's recompile limit raises `_LimitHit`
+    rather than silently running the Function eagerly."""
+    limit = {"fail_on_recompile_limit_hit": True}
+    known = {k: v for k, v in limit.items() if hasattr(torch._dynamo.config, k)}
+    with warnings.catch_warnings(), torch._dynamo.config.patch(**known):
+        warnings.simplefilter("ignore", DeprecationWarning)  # Dynamo's own notices
+        return torch_vjp(compiled, args, run.wrt, run.cotangents if run.grads_wanted else None)
+
+
 class Compile(Property):
     name = "compile"
     order = 110
@@ -48,11 +65,19 @@ class Compile(Property):
         if run.nonleaf:
             args = [a.clone() if isinstance(a, torch.Tensor) else a for a in run.snapshot]
         try:
-            with warnings.catch_warnings():  # Dynamo's own deprecation notices, not the user's
-                warnings.simplefilter("ignore", DeprecationWarning)
-                got = torch_vjp(
-                    compiled, args, run.wrt, run.cotangents if run.grads_wanted else None
+            try:
+                got = _compiled_vjp(compiled, args, run)
+            except _LimitHit:
+                # Dynamo's recompile limit (guards on requires_grad, strides ...): past it,
+                # Dynamo runs the Function eagerly and this property would pass unchecked; so
+                # a fresh start instead, and the call compiled again
+                torch._dynamo.reset()
+                cache.clear()
+                backend = run.target.options.get("compile_backend", BACKEND)
+                compiled = cache[signature] = torch.compile(
+                    run.target.fn, dynamic=True, backend=backend
                 )
+                got = _compiled_vjp(compiled, args, run)
         except Exception as exc:  # noqa: BLE001
             run.fail(
                 self.name, f"under torch.compile the Function raised {type(exc).__name__}: {exc}"

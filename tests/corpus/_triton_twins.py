@@ -11,10 +11,13 @@ shrinks dim by dim, and may stop at 10 = 5 x 2).
 
 from __future__ import annotations
 
+import torch
 from torch.autograd.function import once_differentiable
 
 from fuzzgrad.targets._triton import launch, rows, tl, triton
 from fuzzgrad.targets.triton_kernels import (
+    _EPS_INV,
+    K,
     TritonRMSNorm,
     TritonSoftmax,
     _meta,
@@ -121,6 +124,26 @@ class TritonRMSNormHalfShares(TritonRMSNorm):
         x, w, rstd = ctx.saved_tensors
         shares = (_tiles(rows(x).shape[0]), w.shape[0])
         return rms_norm_backward(x, w, grad, rstd, w.new_zeros(shares))  # the planted bug
+
+
+class TritonRMSNormOwnPrecisionSum(TritonRMSNorm):
+    """`TritonRMSNorm` whose forward kernel computes in the input's own precision: the wide
+    accumulator forgotten for half-precision inputs (the one twin wrong inside a single block:
+    float16 squares overflow from |x| = 256, and every step rounds to 11 bits)."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        own = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}.get(x.dtype)
+        x2 = rows(x)
+        y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        y2 = rows(y)
+        rstd = torch.empty(x2.shape[0], dtype=torch.float64, device=x.device)
+        meta = _meta(x) | ({"ACC": own} if own is not None else {})  # the planted bug
+        launch(K.rms_norm_forward, _tiles(x2.shape[0]) * (x2.numel() > 0), x2, w, y2, rstd,
+               *x2.shape, *x2.stride(), w.stride(0), *y2.stride(), EPS_INV=_EPS_INV,
+               **meta)  # fmt: skip
+        ctx.save_for_backward(x, w, rstd)
+        return y
 
 
 @triton.jit

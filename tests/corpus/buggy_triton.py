@@ -18,6 +18,7 @@ if _triton.USABLE:
     from _triton_twins import (
         TritonRMSNormHalfShares,
         TritonRMSNormMissingStride,
+        TritonRMSNormOwnPrecisionSum,
         TritonRMSNormStoredWeightGrad,
         TritonSoftmaxLastBlockMask,
         like,
@@ -44,6 +45,15 @@ if _triton.USABLE:
             "needs": "layout",
             "crosses": ("columns", BLOCK_N + 1),
             "max_elements": 20,
+        },
+    )
+    fg.register(
+        TritonRMSNormOwnPrecisionSum,
+        **like("TritonRMSNorm"),
+        planted={
+            "property": "forward",
+            "bug_class": "accumulation in the input's half precision, not float32",
+            "needs": "low_precision",
         },
     )
     rows_2d = [fg.tensor("rows n"), fg.tensor("n")]
