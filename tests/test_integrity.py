@@ -41,13 +41,15 @@ def test_broken_registration_is_flagged(target, tmp_path):
         assert word in text, text
 
 
-def test_cli_exits_2_on_a_registration_the_cases_show_wrong(tmp_path, capsys):
+# NoPropertyApplies: the CLI's run loop once passed it with 0 examples (no property to loop on)
+@pytest.mark.parametrize("name", ["ReferenceReturnsOneOutput", "NoPropertyApplies"])
+def test_cli_exits_2_on_a_registration_the_cases_show_wrong(name, tmp_path, capsys):
     code = main(
-        ["fuzz", str(CORPUS / "broken.py"), "-k", "ReferenceReturnsOneOutput", "--no-isolate",
+        ["fuzz", str(CORPUS / "broken.py"), "-k", name, "--no-isolate",
          "--max-examples", "20", "--seed", "0", "--report", str(tmp_path), "--database", "none"]
     )  # fmt: skip
     assert code == 2
-    assert "ReferenceReturnsOneOutput" in capsys.readouterr().err
+    assert name in capsys.readouterr().err
 
 
 def test_a_target_with_nothing_differentiable_is_a_registration_error():
