@@ -181,30 +181,30 @@ fg.register(
 )
 fg.register(
     EntmaxBisectFunction,
-    reference=lambda x, alpha, dim: entmax_bisect(x, alpha, dim),
-    jax_reference=lambda x, alpha, dim: entmax_bisect(x, alpha, dim),
+    reference=entmax_bisect,
+    jax_reference=entmax_bisect,
     inputs=[rows, alphas, fg.dim(0)],
     dtypes=full_precision,
     xfail=SECOND_ORDER_NAN,
 )
 fg.register(
     SparsemaxBisectFunction,
-    reference=lambda x, dim: sparsemax(x, dim),
-    jax_reference=lambda x, dim: sparsemax(x, dim),
+    reference=sparsemax,
+    jax_reference=sparsemax,
     inputs=[rows, fg.dim(0)],
     dtypes=full_precision,
 )
 fg.register(
     NormmaxBisectFunction,
-    reference=lambda x, alpha, dim: normmax_bisect(x, alpha, dim),
-    jax_reference=lambda x, alpha, dim: normmax_bisect(x, alpha, dim),
+    reference=normmax_bisect,
+    jax_reference=normmax_bisect,
     inputs=[rows, alphas, fg.dim(0)],
     xfail=NO_SHIFT,
 )
 fg.register(
     BudgetBisectFunction,
-    reference=lambda x, budget: budget_bisect(x, budget),
-    jax_reference=lambda x, budget: budget_bisect(x, budget),
+    reference=budget_bisect,
+    jax_reference=budget_bisect,
     inputs=[rows, fg.size("1<=k<=n")],
     xfail=BUDGET_SQUEEZE,
 )
