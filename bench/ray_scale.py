@@ -31,6 +31,10 @@ NETNS = "FUZZGRAD_NETNS"
 INTERVAL = 0.05
 
 
+def _nap(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def in_own_network() -> None:
     """Re-run this command in a network namespace of its own, unless it already is in one."""
     if os.environ.get(NETNS) == "1":
@@ -128,7 +132,8 @@ def driver(workers: int, seconds: float, targets: int) -> None:
     try:
         started = time.monotonic()
         # Warm the workers up first (Ray starts as many processes at once as it has CPUs).
-        ray.get([ray.remote(num_cpus=2 / workers)(time.sleep).remote(1) for _ in range(workers)])
+        nap = ray.remote(num_cpus=2 / workers)(_nap)  # (a builtin cannot be a Ray task)
+        ray.get([nap.remote(1) for _ in range(workers)])
         warm = time.monotonic() - started
         out = fake_run(tmp / "report", loaded, budget=seconds, cpus_per_task=2 / workers)
     finally:
