@@ -227,3 +227,24 @@ def test_compile_is_checked_past_dynamos_recompile_limit():
     with torch._dynamo.config.patch(recompile_limit=1):
         result = fuzz_target(target, max_examples=40, seed=0, properties=["compile"])
     assert [f.property for f in result.failures] == ["compile"], result.failures
+
+
+@pytest.mark.parametrize("budget", [None, 10.0])
+def test_a_target_that_ran_no_example_is_never_passed(tmp_path, budget):
+    """A slice can start and end (its time spent starting up) before its first example: such
+    a target judged nothing, and its record is an error, not PASSED with 0 examples."""
+    from fuzzgrad.nightly.plan import Plan
+    from fuzzgrad.nightly.recorder import Recorder
+
+    (target,) = [t for t in BROKEN if t.name == "WrongJaxReference"]
+    plan = Plan(specs=[], targets=[target], report_dir=tmp_path, budget=budget)
+    recorder = Recorder(plan, {}, live=False)
+    record = {"name": target.name, "module": target.display_module, "status": "passed",
+              "examples": 0, "seconds": 3.8, "failures": []}  # fmt: skip
+    try:
+        recorder.done(target.name, record)
+    finally:
+        recorder.events.close()
+    final = recorder.records[target.name]
+    assert final["status"] == "error" and final["examples"] == 0
+    assert final["error"]["kind"] == ("budget" if budget else "no_examples")

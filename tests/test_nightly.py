@@ -343,7 +343,10 @@ def test_budget_is_respected(tmp_path):
     assert outcomes <= {("passed", None), ("error", "budget")}, out.stdout + out.stderr
     started = {e["target"] for e in slices}
     for t in results["targets"]:
-        assert (t["name"] in started) == (t["status"] == "passed") == (t["examples"] > 0)
+        # a slice may start and, on a loaded machine, end before its first example: that
+        # target is not passed (0 examples judge nothing) but an error of kind budget
+        assert (t["status"] == "passed") == (t["examples"] > 0), t
+        assert t["status"] != "passed" or t["name"] in started
 
 
 def test_shards_are_deterministic_disjoint_and_cover_everything():

@@ -200,7 +200,7 @@ def test_one_target_is_fuzzed_by_both_workers_at_once_from_distinct_streams(clus
     folder = write_targets(tmp_path / "targets", {"only": scale_target("only", 2, 2)})
     report = tmp_path / "report"
     code = main(["fuzz", str(folder), "--executor", "ray", "--ray-address", cluster,
-                 "--budget", "3s", "--seed", "3", "--properties", "vjp",
+                 "--budget", "6s", "--seed", "3", "--properties", "vjp",
                  "--report", str(report)])  # fmt: skip
     assert code == 0
     log = events(report)

@@ -133,6 +133,11 @@ class Recorder:
                 self.plan, name, "budget", "not run: the budget ran out before it started"
             )
         )
+        if final.get("status") in ("passed", "xpassed") and not final.get("examples"):
+            # slices that ran no example (a slice spent starting up) judged nothing: not a pass
+            budget = self.plan.budget is not None
+            why = "the budget ran out before an example ran" if budget else "no example ran"
+            final = _error_record(self.plan, name, "budget" if budget else "no_examples", why)
         self._sign(name, final)
         self._new_slice(name, ALL)
         self.records[name] = final

@@ -17,15 +17,21 @@ from fuzzgrad.properties.base import Property, Skip
 BACKEND = "inductor"
 
 
-#: What Dynamo raises at its recompile limit where told to (`_compiled_vjp`); never raised
-#: where this torch has no such setting (its Dynamo then falls back to eager as before).
-_LimitHit: type[Exception] = getattr(
-    getattr(torch._dynamo, "exc", None), "FailOnRecompileLimitHit", type("_Never", (Exception,), {})
-)
+def _limit_hit() -> type[Exception]:
+    """What Dynamo raises at its recompile limit where told to (`_compiled_vjp`); an exception
+    never raised where this torch has no such setting (its Dynamo then falls back to eager as
+    before). Looked up on use: importing torch._dynamo costs seconds, in every worker."""
+    import torch._dynamo.exc as exc
+
+    return getattr(exc, "FailOnRecompileLimitHit", _Never)
+
+
+class _Never(Exception):
+    pass
 
 
 def _compiled_vjp(compiled, args, run):
-    """The compiled call's outputs and gradients; Dynamo's recompile limit raises `_LimitHit`
+    """The compiled call's outputs and gradients; Dynamo's recompile limit raises (`_limit_hit`)
     rather than silently running the Function eagerly."""
     limit = {"fail_on_recompile_limit_hit": True}
     known = {k: v for k, v in limit.items() if hasattr(torch._dynamo.config, k)}
@@ -67,7 +73,7 @@ class Compile(Property):
         try:
             try:
                 got = _compiled_vjp(compiled, args, run)
-            except _LimitHit:
+            except _limit_hit():
                 # Dynamo's recompile limit (guards on requires_grad, strides ...): past it,
                 # Dynamo runs the Function eagerly and this property would pass unchecked; so
                 # a fresh start instead, and the call compiled again
