@@ -83,7 +83,11 @@ def test_devices_auto_runs_one_worker_per_gpu_slot_pinned(
     assert code == 0
     assert {r["status"] for r in by_name(tmp_path / "report").values()} == {"passed"}
     pinned = dict(line.split() for line in log.read_text().splitlines())  # worker pid -> GPUs
-    assert collections.Counter(pinned.values()) == expected
+    # every worker that fuzzed saw one GPU, and no GPU had more workers than its slots (a
+    # worker that starts late may find the 4 quick targets taken by the others)
+    counts = collections.Counter(pinned.values())
+    assert set(counts) <= set(expected) and all(counts[g] <= n for g, n in expected.items())
+    assert len(counts) == len(expected) or len(pinned) < len(names), counts
 
 
 @pytest.mark.parametrize(
