@@ -174,9 +174,9 @@ def fuzz_for(
             _drop_cut_example(target, result)  # the slice ended mid-example: not a hang
         results.append(result)
         for failure in result.failures:
-            drop_unshrunk(report_dir, target, failure.property, failure.reproducer)
             if on_failure is not None:
-                on_failure(failure.to_json())
+                on_failure(failure.to_json())  # logged before the early reproducer goes
+            drop_unshrunk(report_dir, target, failure.property, failure.reproducer)
             if failure.property in remaining:
                 remaining.remove(failure.property)
                 failed.append(failure.property)
