@@ -18,8 +18,11 @@ settings.register_profile(
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("dev", deadline=None, max_examples=100)
-settings.register_profile("nightly", deadline=None, max_examples=2000)
+# Hypothesis's defaults as parent: on a CI system the loaded profile is Hypothesis's `ci`, whose
+# derandomization and lack of a database the others would otherwise inherit
+_DEFAULT = settings.get_profile("default")
+settings.register_profile("dev", _DEFAULT, deadline=None, max_examples=100)
+settings.register_profile("nightly", _DEFAULT, deadline=None, max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 TESTS = Path(__file__).parent

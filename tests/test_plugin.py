@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 import fuzzgrad as fg
 
@@ -215,20 +216,26 @@ def test_explicit_test_paths_leave_the_targets_out(project):
 
 
 @pytest.mark.parametrize(
-    ("args", "env", "ini", "expected"),
+    ("args", "env", "ini", "loaded", "expected"),
     [
         # tests/conftest.py registers a Hypothesis profile "dev" of 100 examples (fuzzgrad's has
         # 200): a project's own profile of that name is the one used, never shadowed
-        ((), None, None, "profile dev (100 examples per target, random, database *)"),
-        ((), None, "ci", "profile ci (50 examples per target, derandomized)"),
-        ((), None, "table:ci", "profile ci (50 examples per target, derandomized)"),
-        ((), "nightly", "ci", "profile nightly (2000 examples per target, random, database *)"),
-        (("--fuzzgrad-profile", "ci"), "nightly", None, "profile ci (50 examples*"),
-        (("--fuzzgrad-max-examples", "7"), "ci", None, "profile ci (7 examples*"),
+        ((), None, None, "default", "profile dev (100 examples per target, random, database *)"),
+        # Hypothesis loads its `ci` profile on a CI system: a session that names none follows it
+        ((), None, None, "ci", "profile ci (50 examples per target, derandomized)"),
+        ((), None, "ci", "default", "profile ci (50 examples per target, derandomized)"),
+        ((), None, "table:ci", "default", "profile ci (50 examples per target, derandomized)"),
+        # a CI system's `ci` profile loaded: a named profile still has its own randomness
+        ((), "nightly", "ci", "ci", "profile nightly (2000 examples*random, database *)"),
+        (("--fuzzgrad-profile", "ci"), "nightly", None, "default", "profile ci (50 examples*"),
+        (("--fuzzgrad-max-examples", "7"), "ci", None, "default", "profile ci (7 examples*"),
     ],
-    ids=["default-dev", "ini", "pyproject", "env-over-ini", "option-over-env", "max-examples"],
-)
-def test_profiles(pytester, monkeypatch, args, env, ini, expected):
+    ids=[
+        "default-dev", "on-ci", "ini", "pyproject", "env-over-ini", "option-over-env",
+        "max-examples",
+    ],
+)  # fmt: skip
+def test_profiles(pytester, monkeypatch, args, env, ini, loaded, expected):
     table, ini_text = "", ""
     if ini and ini.startswith("table:"):
         table = f'profile = "{ini[6:]}"\n'
@@ -240,7 +247,12 @@ def test_profiles(pytester, monkeypatch, args, env, ini, expected):
         monkeypatch.setenv("HYPOTHESIS_PROFILE", env)
     else:
         monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
-    result = pytester.runpytest("--collect-only", *args)
+    before = settings.get_current_profile_name()
+    settings.load_profile(loaded)
+    try:
+        result = pytester.runpytest("--collect-only", *args)
+    finally:
+        settings.load_profile(before)
     result.stdout.fnmatch_lines([f"fuzzgrad: *; {expected}"])
 
 

@@ -36,13 +36,24 @@ class Profile:
 
 
 PROFILES = {
-    "ci": Profile("ci", max_examples=50, derandomize=True, database=False),
+    # Hypothesis registers a ``ci`` profile of its own (100 derandomized examples, no database)
+    # and loads it on a CI system: fuzzgrad's ``ci`` is that one, or the project's own
+    "ci": Profile("ci", max_examples=100, derandomize=True, database=False),
     "dev": Profile("dev", max_examples=200, derandomize=False, database=True),
     "nightly": Profile(
         "nightly", max_examples=2000, derandomize=False, database=True, opt_in=("compile",)
     ),
 }
 DEFAULT_PROFILE = "dev"
+
+
+def default_profile_name() -> str:
+    """The profile of a session that names none: ``ci`` where Hypothesis has loaded its ``ci``
+    profile (it does on a CI system, as fuzzgrad's verdicts there should not depend on luck),
+    else ``dev``."""
+    from hypothesis import settings
+
+    return "ci" if settings.get_current_profile_name() == "ci" else DEFAULT_PROFILE
 
 
 def register_hypothesis_profiles() -> None:
@@ -59,6 +70,9 @@ def register_hypothesis_profiles() -> None:
             extra = {} if profile.database else {"database": None}
             settings.register_profile(
                 name,
+                # Hypothesis's defaults, not the loaded profile's: on a CI system that is ``ci``,
+                # and ``dev`` would inherit its derandomization and lack of a database
+                parent=settings.get_profile("default"),
                 max_examples=profile.max_examples,
                 derandomize=profile.derandomize,
                 deadline=None,

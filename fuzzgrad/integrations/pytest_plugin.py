@@ -34,6 +34,7 @@ from fuzzgrad.integrations.profiles import (
     PROFILES,
     Profile,
     _active,
+    default_profile_name,
     from_hypothesis,
     register_hypothesis_profiles,
 )
@@ -69,7 +70,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAME",
         help="ci, dev, nightly or a registered Hypothesis profile (default: $HYPOTHESIS_PROFILE, "
         "else the fuzzgrad_profile ini value, else [tool.fuzzgrad] profile in pyproject.toml, "
-        f"else {DEFAULT_PROFILE})",
+        f"else {DEFAULT_PROFILE}, or ci where Hypothesis detects a CI system)",
     )
     group.addoption(
         "--fuzzgrad-max-examples",
@@ -228,7 +229,8 @@ def _uses_fuzzgrad(folder: Path, limit: int = 200) -> bool:
 def _profile(config: pytest.Config) -> Profile:
     """The session's fuzzing budget: the Hypothesis profile chosen by ``--fuzzgrad-profile``,
     ``--hypothesis-profile``, ``$HYPOTHESIS_PROFILE``, the ``fuzzgrad_profile`` ini value or
-    ``[tool.fuzzgrad] profile`` (``dev`` by default); ``ci``, ``dev`` and ``nightly`` are
+    ``[tool.fuzzgrad] profile`` (``dev`` by default, ``ci`` where Hypothesis has loaded its
+    ``ci`` profile, as it does on a CI system); ``ci``, ``dev`` and ``nightly`` are
     registered where the project has none of its own; ``--hypothesis-seed`` seeds every target."""
     if _PROFILE in config.stash:
         return config.stash[_PROFILE]
@@ -239,7 +241,7 @@ def _profile(config: pytest.Config) -> Profile:
         or os.environ.get("HYPOTHESIS_PROFILE")
         or config.getini("fuzzgrad_profile")
         or table.get("profile")
-        or DEFAULT_PROFILE
+        or default_profile_name()
     )
     if not isinstance(name, str):
         raise pytest.UsageError(f"fuzzgrad: [tool.fuzzgrad] profile must be a name, got {name!r}")
