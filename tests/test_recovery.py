@@ -140,6 +140,48 @@ def test_sigkill_at_a_random_moment_loses_no_finding(tmp_path, capsys):
     assert main(["report", str(report)]) == 1  # still incomplete the second time
 
 
+def test_the_early_reproducer_stays_until_its_failure_is_logged(tmp_path):
+    """The deterministic half of the chaos test: a finding's early (``_unshrunk``) reproducer
+    is named by the log until the shrunk failure is logged, so it is removed only then, by the
+    one writing the log; a worker that removed it after sending the failure left a run killed
+    in between with a report pointing at a deleted file."""
+    import torch
+
+    from fuzzgrad.nightly.plan import Plan
+    from fuzzgrad.nightly.recorder import Recorder
+    from fuzzgrad.nightly.worker import fuzz_for
+    from fuzzgrad.registry.target import make_target
+
+    class WrongBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 3
+
+    target = make_target(WrongBackward, reference=lambda x: x * 2, name="wrong_backward")
+    plan = Plan(specs=[], targets=[target], report_dir=tmp_path, budget=None)
+    recorder = Recorder(plan, {}, live=False)
+    sent: list[dict] = []
+    try:
+        fuzz_for(
+            target, until=None, shrink_until=None, chunk=30, seed=0, properties=["vjp"],
+            report_dir=tmp_path, database=None, example_timeout=None,
+            on_finding=lambda prop, info: recorder.finding(target.name, prop, info),
+            on_failure=sent.append,
+        )  # fmt: skip
+        (early,) = tmp_path.glob("*_unshrunk.py")  # the sender left it: not logged yet
+        (failure,) = sent
+        assert Path(failure["reproducer"]).is_file() and Path(failure["reproducer"]) != early
+        recorder.failure(target.name, failure)
+    finally:
+        recorder.events.close()
+    assert not early.exists()  # logged, then removed
+    assert [e["event"] for e in events(tmp_path)][-1] == "failure"
+
+
 def test_report_rebuilds_a_results_json_older_than_the_log(tmp_path):
     """A run killed after a target finished: results.json exists but lacks what came after
     (a target that finished, one that was running with a finding)."""
@@ -181,8 +223,9 @@ def test_redis_unreachable_at_start_warns_once_and_keeps_every_failure(tmp_path)
     )
     folder = write_targets(tmp_path / "targets", {n: FAILING[n] for n in ("bug0", "bug1")})
     report = tmp_path / "report"
+    # each target ends at its first failure: the budget only bounds a slow start on busy cores
     out = fuzzgrad(
-        "fuzz", str(folder), "--budget", "20s", "--jobs", "2", "--properties", "vjp",
+        "fuzz", str(folder), "--budget", "60s", "--jobs", "2", "--properties", "vjp",
         "--report", str(report), "--database", f"redis://127.0.0.1:{_free_port()}/0", cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 1, out.stderr

@@ -254,7 +254,6 @@ class _Driver:
 
     def _message(self, unit: int, kind: str, payload: tuple, files: dict[str, str]) -> None:
         from fuzzgrad.nightly.ray_task import land
-        from fuzzgrad.nightly.worker import drop_unshrunk
 
         name = self.units.get(unit)
         payload = land(payload, files, self.plan.report_dir)
@@ -265,10 +264,7 @@ class _Driver:
         elif kind == "finding" and name:
             self.recorder.finding(name, payload[1], payload[2], unit=unit)
         elif kind == "failure" and name:
-            failure = payload[1]
-            drop_unshrunk(self.plan.report_dir, self.targets[name], failure["property"],
-                          failure.get("reproducer"))  # fmt: skip
-            self.recorder.failure(name, failure, unit=unit)
+            self.recorder.failure(name, payload[1], unit=unit)
         elif kind == "warning":
             self.recorder.warn(*payload)
 

@@ -81,10 +81,13 @@ class Recorder:
     def failure(self, name: str, record: dict[str, Any], unit: Any = None) -> None:
         """A shrunk, diagnosed failure with its reproducer."""
         from fuzzgrad.report.common import failure_signature
+        from fuzzgrad.report.reproducer import drop_unshrunk
 
         record = {**record, "signature": failure_signature(name, record)}
         self.partial.setdefault(name, {}).setdefault(unit, []).append(record)
         self.events.write("failure", target=name, failure=record, **_unit(unit))
+        # only now: a run killed before this line keeps the reproducer its log's finding names
+        drop_unshrunk(self.plan.report_dir, name, record["property"], record.get("reproducer"))
 
     def failures_of(self, name: str, unit: Any = ALL) -> list[dict[str, Any]]:
         """The running slices' failures (or one ``unit``'s): shrunk ones, and the findings not

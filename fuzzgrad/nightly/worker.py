@@ -175,8 +175,13 @@ def fuzz_for(
         results.append(result)
         for failure in result.failures:
             if on_failure is not None:
-                on_failure(failure.to_json())  # logged before the early reproducer goes
-            drop_unshrunk(report_dir, target, failure.property, failure.reproducer)
+                # the receiver removes the early reproducer once the failure is logged: a run
+                # killed in between still has the file its log names
+                on_failure(failure.to_json())
+            else:
+                from fuzzgrad.report.reproducer import drop_unshrunk
+
+                drop_unshrunk(report_dir, target.name, failure.property, failure.reproducer)
             if failure.property in remaining:
                 remaining.remove(failure.property)
                 failed.append(failure.property)
@@ -211,21 +216,9 @@ def _drop_cut_example(target, result) -> None:
     result.status = verdict(target, result.failures, None)
 
 
-def drop_unshrunk(report_dir, target, prop: str, reproducer: str | None) -> None:
-    """A shrunk failure's reproducer replaces the one written when it was found (in
-    ``report_dir``: the worker's, or the Ray driver's, which has a copy of each)."""
-    if report_dir is None or not reproducer:
-        return
-    from fuzzgrad.report.reproducer import unshrunk_path
-
-    early = unshrunk_path(Path(report_dir), target, prop)
-    if early.is_file() and early.resolve() != Path(reproducer).resolve():
-        early.unlink()
-
-
 def _early_reproducer(target, prop: str, case, info: dict[str, Any], report_dir) -> str | None:
     """The reproducer of a finding before it is shrunk (removed once the shrunk one is
-    written: see `drop_unshrunk`)."""
+    written and logged: see `fuzzgrad.report.reproducer.drop_unshrunk`)."""
     if case is None or report_dir is None:
         return None
     from fuzzgrad.report.reproducer import write_reproducer

@@ -112,9 +112,19 @@ def decode_recipes(data: list[dict[str, Any]]) -> tuple:
     return tuple(out)
 
 
-def unshrunk_path(directory: Path, target, prop: str) -> Path:
-    """Where the reproducer of a finding not shrunk yet is written."""
-    return directory / f"repro_{file_safe(target.name)}_{file_safe(prop)}_unshrunk.py"
+def unshrunk_path(directory: Path, name: str, prop: str) -> Path:
+    """Where the reproducer of a finding of target ``name`` not shrunk yet is written."""
+    return directory / f"repro_{file_safe(name)}_{file_safe(prop)}_unshrunk.py"
+
+
+def drop_unshrunk(report_dir: Path | str | None, name: str, prop: str, reproducer: str | None):
+    """A shrunk failure's reproducer replaces the one written when it was found (in
+    ``report_dir``), once the failure is logged (`Recorder.failure`)."""
+    if report_dir is None or not reproducer:
+        return
+    early = unshrunk_path(Path(report_dir), name, prop)
+    if early.is_file() and early.resolve() != Path(reproducer).resolve():
+        early.unlink()
 
 
 def write_reproducer(
@@ -143,7 +153,7 @@ def write_reproducer(
     sig = failure_signature(target.name, {"property": prop, "diagnosis": diagnosis})
     path = directory / f"repro_{file_safe(target.name)}_{file_safe(prop)}_{sig}.py"
     if unshrunk:
-        path = unshrunk_path(directory, target, prop)
+        path = unshrunk_path(directory, target.name, prop)
     module_file = target.source_file
     data = {
         "format_version": FORMAT_VERSION,
