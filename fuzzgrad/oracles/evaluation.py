@@ -3,6 +3,8 @@ small tensor helpers the oracles, verdicts and properties share."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,49 @@ def as_float32(x: Any) -> Any:
     if not (isinstance(x, torch.Tensor) and x.dtype in HALF):
         return x
     return x.detach().float()
+
+
+def kept_outputs(fn, args, wrt) -> list[torch.dtype | None]:
+    """For each tensor autograd saves for backward, in order, when ``fn`` runs on copies of
+    ``args`` with ``wrt`` requiring grad: the half dtype of a saved half-precision output (a
+    fused Function that keeps its output for its backward, as softmax kernels do), else None.
+    See `saved_as`."""
+    saved: list[torch.Tensor] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t)
+        return t
+
+    leaves = [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args]
+    for i in wrt:
+        leaves[i].requires_grad_(True)
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        outputs = [o for o in as_tuple(fn(*leaves)) if isinstance(o, torch.Tensor)]
+
+    def place(t: torch.Tensor) -> tuple:
+        return t.untyped_storage().data_ptr(), t.storage_offset(), t.shape
+
+    places = {place(o) for o in outputs}
+    return [t.dtype if t.dtype in HALF and place(t) in places else None for t in saved]
+
+
+@contextlib.contextmanager
+def saved_as(kept: list[torch.dtype | None]) -> Iterator[None]:
+    """Autograd saves each float32 tensor at a position where `kept_outputs` found a saved half
+    output rounded to that dtype: a float32 run of a fused Function then keeps its output for
+    the backward as its half-precision run does (rounded once, as the output is), and the
+    backward reads the same values. Every other saved tensor (and any past ``kept``) is kept as
+    is: an intermediate kept in half precision is not rounded once."""
+    order = iter(kept)
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        dtype = next(order, None)
+        if dtype is not None and t.dtype == torch.float32:
+            return t.to(dtype).to(torch.float32)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield
 
 
 def upcast(x: Any, dtype: torch.dtype | None) -> Any:

@@ -13,7 +13,15 @@ from typing import Any
 
 import torch
 
-from fuzzgrad.oracles.evaluation import HALF, Evaluation, as_float32, as_tuple, floating
+from fuzzgrad.oracles.evaluation import (
+    HALF,
+    Evaluation,
+    as_float32,
+    as_tuple,
+    floating,
+    kept_outputs,
+    saved_as,
+)
 from fuzzgrad.oracles.torch_ref import torch_vjp
 from fuzzgrad.properties.base import Skip, failure_type
 from fuzzgrad.verdict.compare import Mismatch, compare
@@ -168,12 +176,16 @@ class CaseRun:
             args = [a.clone() if floating(a) else a for a in args]
         cts = self.ref_cotangents
         try:
-            return torch_vjp(
-                self.target.fn,
-                args,
-                self.wrt,
-                None if cts is None else [as_float32(c) for c in cts],
-            )
+            # An output the Function keeps for its backward (as softmax kernels do) is kept in
+            # half precision, rounded once: the float32 run keeps it so too
+            kept = kept_outputs(self.target.fn, self.case.args, self.wrt)
+            with saved_as(kept):
+                return torch_vjp(
+                    self.target.fn,
+                    args,
+                    self.wrt,
+                    None if cts is None else [as_float32(c) for c in cts],
+                )
         except Exception:  # noqa: BLE001
             return None
 

@@ -13,7 +13,16 @@ import math
 
 import torch
 
-from fuzzgrad.oracles.evaluation import HALF, as_float32, as_tuple, floating, upcast, widen
+from fuzzgrad.oracles.evaluation import (
+    HALF,
+    as_float32,
+    as_tuple,
+    floating,
+    kept_outputs,
+    saved_as,
+    upcast,
+    widen,
+)
 from fuzzgrad.properties.base import Property, Skip, directions, selected
 from fuzzgrad.verdict.compare import compare
 from fuzzgrad.verdict.overflow import product_margin
@@ -206,14 +215,15 @@ def _second_order_fused(run, case, full, cts) -> None:
         run.fail("second_order", f"double backward raised {type(exc).__name__}: {exc}")
 
     try:
-        ref = _hvp(
-            fn,
-            [as_float32(a) for a in case.args],
-            full,
-            [as_float32(c) for c in cts],
-            [as_float32(u) for u in us],
-            mutates=mutates,
-        )
+        with saved_as(kept_outputs(fn, case.args, full)):  # its kept half output, as first order
+            ref = _hvp(
+                fn,
+                [as_float32(a) for a in case.args],
+                full,
+                [as_float32(c) for c in cts],
+                [as_float32(u) for u in us],
+                mutates=mutates,
+            )
     except Exception:  # noqa: BLE001 - a float32 crash is the float32 cases' finding
         return
     paths = _hvp_paths(full, cts)

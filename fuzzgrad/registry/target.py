@@ -256,7 +256,8 @@ def register(
     this machine has them; ``precision="fused"``:
     in float16/bfloat16 the Function computes in float32 or wider and rounds its results once,
     so each half-precision result must be, within about an ulp, its own result on the same
-    inputs upcast to float32, rounded once; a forgotten upcast fails that).
+    inputs upcast to float32, rounded once; a forgotten upcast fails that; an output it keeps
+    for its backward is kept rounded in the float32 run too).
     """
     caller = sys._getframe(1).f_globals.get("__name__", "__main__")
     kwargs = dict(

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import torch
 import torch.nn.functional as F
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 import fuzzgrad as fg
 
@@ -392,6 +393,35 @@ class SiLUFusedForgetsUpcast(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         return grad * _silu_grad(x)
+
+
+@fg.register(
+    reference=lambda x: torch.softmax(x, -1),
+    jax_reference=lambda x: jax.nn.softmax(x, axis=-1),
+    dtypes=[torch.float16, torch.bfloat16],
+    inputs=[fg.tensor("*batch n")],
+    precision="fused",
+    planted={
+        "property": "vjp",
+        "bug_class": "upcast forgotten under a fused-precision promise",
+        "needs": "low_precision",
+    },
+)
+class SoftmaxFusedBackwardInHalf(Function):
+    """Softmax with fused precision that keeps its half output for the backward (allowed: it
+    is rounded once) but computes the backward's products and sum in half precision."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.softmax(x.float(), -1).to(x.dtype)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return y * (grad - (y * grad).sum(-1, keepdim=True))
 
 
 def _bump(x):

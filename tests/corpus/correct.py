@@ -292,6 +292,33 @@ class SiLUFused(Function):
 
 
 @fg.register(
+    reference=lambda x: torch.softmax(x, -1),
+    jax_reference=lambda x: jax.nn.softmax(x, axis=-1),
+    dtypes=[torch.float16, torch.bfloat16, torch.float32],
+    inputs=[fg.tensor("*batch n")],
+    precision="fused",
+)
+class SoftmaxFusedKeepsOutput(Function):
+    """Softmax with fused precision that keeps its (half-precision, rounded once) output for
+    the backward, as softmax kernels do: the backward's float32 math reads the rounded output,
+    and ``y * (g - sum(y * g))`` amplifies that rounding where ``g`` is large and cancels. Not
+    a forgotten upcast: the float32 run it is held to keeps its output rounded too."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.softmax(x.float(), -1).to(x.dtype)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        yf, gf = y.float(), grad.float()
+        return (yf * (gf - (yf * gf).sum(-1, keepdim=True))).to(y.dtype)
+
+
+@fg.register(
     reference=lambda x: torch.exp(-1 / (x * x)),
     jax_reference=lambda x: jnp.exp(-1 / (x * x)),
     dtypes=[torch.float64, torch.float32],
