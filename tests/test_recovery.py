@@ -439,3 +439,29 @@ def test_a_hang_costs_its_share_of_the_budget_not_the_example_timeout(tmp_path):
     capped = float(error["message"].split("ran longer than ")[1].split("s")[0])
     assert capped < 30 and capped <= first["seconds"] * 1.25 + 2.0  # its slice, not 30 s
     assert records["bug0"]["status"] == "failed", records["bug0"]  # still fuzzed, found its bug
+
+
+def test_the_running_example_slot_reads_the_last_whole_write_or_nothing(tmp_path):
+    """A worker writes each example in place before running it (`CaseSlot`); the parent
+    reads it after a death. A shorter write after a longer one reads as itself, and a write
+    cut short reads as no case, never as a mix of two examples."""
+    import torch
+
+    from fuzzgrad.nightly.worker import CaseSlot, read_case
+    from fuzzgrad.registry.target import make_target
+    from fuzzgrad.report.reproducer import decode_tensor
+    from fuzzgrad.strategies import Case
+
+    target = make_target(lambda x: x * 2, reference=lambda x: x * 2, name="double")
+    path = tmp_path / "case-1.json"
+    slot = CaseSlot(path)
+    big, small = torch.arange(500.0), torch.tensor([3.0])
+    slot.write(target, Case(args=(big,), requires_grad=(True,), cotangents=()), 1)
+    full = path.read_bytes()
+    slot.write(target, Case(args=(small,), requires_grad=(True,), cotangents=()), 2)
+    case = read_case(path)
+    assert case is not None and case["example"] == 2
+    assert torch.equal(decode_tensor(case["args"][0]["tensor"]), small)
+    path.write_bytes(full[: len(full) // 2])  # killed halfway through a write
+    assert read_case(path) is None
+    assert read_case(tmp_path / "missing.json") is None

@@ -4,8 +4,6 @@ and a signature that tells one crash site from another."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 import signal
 from pathlib import Path
@@ -33,11 +31,9 @@ def worker_facts(worker) -> dict[str, Any]:
     its example had run then, its slice, its faulthandler trace and the example it was running
     (from its scratch file)."""
     pid = worker.proc.pid
-    case = None
-    case_file = worker.scratch / f"case-{pid}.json"
-    if case_file.exists():
-        with contextlib.suppress(OSError, ValueError):
-            case = json.loads(case_file.read_text())
+    from fuzzgrad.nightly.worker import read_case
+
+    case = read_case(worker.scratch / f"case-{pid}.json")
     ran = worker.killed_at - worker.example_started if worker.example_started else 0.0
     return {
         "exitcode": worker.proc.exitcode,

@@ -190,11 +190,21 @@ def custom_op_overload(obj: Any) -> Any:
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_arity(fn: Any) -> tuple[list[str], bool, int] | None:
+    """`_function_arity`, once per callable (reports ask for every example)."""
+    return _function_arity(getattr(fn, "__name__", "?"), fn)
+
+
 def argument_names(target: Target, count: int) -> list[str]:
     """The names of a target's first ``count`` positional arguments, from its Function's
     ``forward`` (or its callable's) signature, for reports: arguments past the named ones (a
     ``*args`` forward) are ``args[k]``, and where there is no signature to read, ``arg k``."""
-    arity = _function_arity(target.name, target.function or target.fn)
+    fn = target.function or target.fn
+    try:
+        arity = _cached_arity(fn)
+    except TypeError:  # not hashable
+        arity = _function_arity(target.name, fn)
     params = arity[0] if arity else []
     names = list(params[:count])
     for k in range(len(names), count):

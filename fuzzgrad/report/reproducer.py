@@ -51,15 +51,16 @@ def storage_bytes(t: torch.Tensor) -> bytes:
     return torch.empty(0, dtype=torch.uint8).set_(storage).numpy().tobytes()
 
 
-def encode_tensor(t: torch.Tensor) -> dict[str, Any]:
-    """A JSON-safe description from which `decode_tensor` rebuilds ``t`` bit for bit."""
+def encode_tensor(t: torch.Tensor, level: int = 9) -> dict[str, Any]:
+    """A JSON-safe description from which `decode_tensor` rebuilds ``t`` bit for bit
+    (``level``: zlib's, 1 where speed matters more than size)."""
     return {
         "dtype": str(t.dtype).replace("torch.", ""),
         "size": list(t.shape),
         "stride": list(t.stride()),
         "storage_offset": t.storage_offset(),
         "device": str(t.device),
-        "data": base64.b64encode(zlib.compress(storage_bytes(t), 9)).decode("ascii"),
+        "data": base64.b64encode(zlib.compress(storage_bytes(t), level)).decode("ascii"),
     }
 
 
@@ -72,13 +73,13 @@ def decode_tensor(spec: dict[str, Any]) -> torch.Tensor:
     return base.as_strided(spec["size"], spec["stride"], spec["storage_offset"])
 
 
-def encode_value(x: Any) -> Any:
+def encode_value(x: Any, level: int = 9) -> Any:
     if isinstance(x, torch.Tensor):
-        return {"tensor": encode_tensor(x)}
+        return {"tensor": encode_tensor(x, level)}
     if x is None or isinstance(x, (bool, int, float, str)):
         return {"literal": x}
     if isinstance(x, (tuple, list)):
-        return {"sequence": [encode_value(v) for v in x], "tuple": isinstance(x, tuple)}
+        return {"sequence": [encode_value(v, level) for v in x], "tuple": isinstance(x, tuple)}
     raise ReproducerError(
         f"cannot write a reproducer for an argument of type {type(x).__name__}; reproducers hold "
         "tensors, numbers, strings, None and tuples/lists of them."
