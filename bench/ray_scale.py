@@ -164,11 +164,15 @@ def _most_at_once(events: list[dict]) -> int:
     return most
 
 
-def _fuzz(*args: str, report: Path) -> tuple[float, dict]:
+def _fuzz(*args: str, report: Path) -> tuple[float, dict, float]:
+    """Run ``fuzzgrad fuzz``: its wall time, results and the CPU seconds of the run's own
+    process (the driver, or the pool's parent)."""
     cmd = [sys.executable, "-m", "fuzzgrad", "fuzz", *args, "--report", str(report)]
     started = time.monotonic()
-    subprocess.run(cmd, capture_output=True, check=False, cwd=ROOT)
-    return time.monotonic() - started, json.loads((report / "results.json").read_text())
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    _, _, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    return wall, json.loads((report / "results.json").read_text()), usage.ru_utime + usage.ru_stime
 
 
 def throughput(budget: str) -> None:
@@ -178,19 +182,22 @@ def throughput(budget: str) -> None:
     for label, extra in (("process --jobs 2", ["--jobs", "2"]),
                          ("ray --jobs 2", ["--executor", "ray", "--jobs", "2"])):  # fmt: skip
         with tempfile.TemporaryDirectory() as d:
-            wall, results = _fuzz("--budget", budget, *extra, "--max-examples", "200",
-                                  "--database", "none", report=Path(d))  # fmt: skip
+            wall, results, cpu = _fuzz("--budget", budget, *extra, "--max-examples", "200",
+                                       "--database", "none", report=Path(d))  # fmt: skip
+            log = [json.loads(line) for line in (Path(d) / "events.jsonl").open()]
         examples = sum(t["examples"] for t in results["targets"])
         busy = sum(t["seconds"] or 0 for t in results["targets"])
-        rows.append((label, examples, wall, busy))
+        first = next(e for e in log if e["event"] == "target_started")
+        rows.append((label, examples, wall, busy, cpu, first.get("left")))
     base = rows[0][1]
     print(
-        "| executor | examples | wall (s) | examples/s | examples/s of worker time | vs process |"
+        "| executor | examples | wall (s) | examples/s | examples/s of worker time | vs process "
+        "| driver CPU (s) | budget left at the first unit (s) |"
     )
-    print("|---|---|---|---|---|---|")
-    for label, examples, wall, busy in rows:
+    print("|---|---|---|---|---|---|---|---|")
+    for label, examples, wall, busy, cpu, left in rows:
         print(f"| {label} | {examples} | {wall:.1f} | {examples / wall:.0f} | "
-              f"{examples / busy:.0f} | {examples / base:.2f}x |")  # fmt: skip
+              f"{examples / busy:.0f} | {examples / base:.2f}x | {cpu:.1f} | {left} |")  # fmt: skip
 
 
 CRASHES_AT = """
