@@ -248,3 +248,40 @@ def test_a_target_that_ran_no_example_is_never_passed(tmp_path, budget):
     final = recorder.records[target.name]
     assert final["status"] == "error" and final["examples"] == 0
     assert final["error"]["kind"] == ("budget" if budget else "no_examples")
+
+
+def test_references_differing_by_their_own_rounding_noise_agree():
+    """torch's F.layer_norm on a one-element row at 1.9e6 (float64) gives a weight gradient of
+    1.05e-7 where the exact value (JAX's) is 0: rounding of the row's mean, amplified by
+    1/sqrt(var + eps), which jumps by +-3e-7 between neighbouring floats. Not a wrong
+    reference (the built-in LayerNorm failed a 30 s run that way); a reference that is off by
+    more than its own jitter still is."""
+    import torch.nn.functional as F
+
+    from fuzzgrad.engine.diagnose import failure_on
+    from fuzzgrad.strategies import Case, CotangentRecipe, Values
+
+    def exact(x, w, b):
+        centred = x - x.mean(-1, keepdims=True)
+        return centred / jnp.sqrt((centred * centred).mean(-1, keepdims=True) + 1e-5) * w + b
+
+    def layer_norm(x, w, b):
+        return F.layer_norm(x, x.shape[-1:], w, b, 1e-5)
+
+    def one(v):
+        return torch.tensor([v], dtype=torch.float64)
+
+    case = Case(
+        args=(one(1881573.1371648475), one(0.0), one(0.0)),
+        requires_grad=(True, True, True),
+        cotangents=(CotangentRecipe(Values(constant=5.644719411494543)),),
+        dtype=torch.float64,
+    )
+    target = make_target(layer_norm, reference=layer_norm, jax_reference=exact, name="ln")
+    assert failure_on(target, "reference_disagreement", case) is False
+    wrong = make_target(
+        layer_norm, reference=lambda x, w, b: layer_norm(x, w, b) + 1e-6 * x,
+        jax_reference=exact, name="ln_wrong",
+    )  # fmt: skip
+    found = failure_on(wrong, "reference_disagreement", case)
+    assert found and "disagree" in str(found)
