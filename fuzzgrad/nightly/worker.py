@@ -269,10 +269,10 @@ class CaseSlot:
     cotangent recipes), so the parent can say what was running, and reproduce it, if the
     worker dies; read with `read_case`.
 
-    Written in place through one open descriptor (no temporary file and rename per example,
-    which cost about a tenth of a cheap example's time), with a CRC of the text on the last
-    line: a write cut short (the worker killed in the middle of it) reads as no case rather
-    than as a wrong one. Tensors are compressed fast (zlib level 1): a case is written for
+    Written in place through one open descriptor (a temporary file renamed per example, at
+    zlib level 9, took about 18% of a worker's time on the built-in targets), with a CRC of the
+    text on the last line: a write cut short (the worker killed in the middle of it) reads as
+    no case rather than as a wrong one. Tensors are compressed fast (zlib level 1): a case is written for
     every example and read only after a death."""
 
     def __init__(self, path: Path):
