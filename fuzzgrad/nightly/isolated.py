@@ -38,6 +38,7 @@ class Isolated:
     ) -> dict[str, Any]:  # fmt: skip
         """``target``'s JSON result (`TargetResult.to_json`), fuzzed in the worker."""
         from fuzzgrad.report.events import record_status, unshrunk
+        from fuzzgrad.report.reproducer import drop_unshrunk
 
         self.plan.targets = [target]
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -60,6 +61,9 @@ class Isolated:
                     findings.append({"property": message[2], **message[3]})
                 elif kind == "failure":
                     failures.append(message[2])
+                    # the receiver removes the finding's early reproducer, as `Recorder` does
+                    drop_unshrunk(self.plan.report_dir, target.name, message[2]["property"],
+                                  message[2].get("reproducer"))  # fmt: skip
                 elif kind == "done":
                     worker.task = None
                     return message[2]

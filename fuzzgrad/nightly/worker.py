@@ -272,8 +272,8 @@ class CaseSlot:
     Written in place through one open descriptor (a temporary file renamed per example, at
     zlib level 9, took about 18% of a worker's time on the built-in targets), with a CRC of the
     text on the last line: a write cut short (the worker killed in the middle of it) reads as
-    no case rather than as a wrong one. Tensors are compressed fast (zlib level 1): a case is written for
-    every example and read only after a death."""
+    no case rather than as a wrong one. Tensors are compressed fast (zlib level 1): a case is
+    written for every example and read only after a death."""
 
     def __init__(self, path: Path):
         self.path = path
