@@ -638,31 +638,24 @@ def _compared(kind: str, ev: Evaluation, wrt) -> list[torch.Tensor | None]:
 def _jittered(case, attempt: int) -> list:
     """The case's floating real inputs, each element moved by up to `JITTER_ULPS` ulps of the
     case's dtype (toward the inside of a bounded spec)."""
-    gen = torch.Generator().manual_seed(2000 + attempt)
-    recipes = case.recipes or (None,) * len(case.args)
-    out = []
-    for a, recipe in zip(case.args, recipes):
-        if not floating(a) or a.is_complex():
-            out.append(a)
-            continue
-        x = a.detach().to(torch.float64)
-        eps = torch.finfo(a.dtype).eps
-        step = JITTER_ULPS * eps * x.abs() * (torch.rand(x.shape, generator=gen) * 2 - 1)
-        moved = x + step
-        low, high = getattr(recipe, "low", None), getattr(recipe, "high", None)
-        outside = torch.zeros_like(moved, dtype=torch.bool)
-        if low is not None:
-            outside |= moved < low
-        if high is not None:
-            outside |= moved > high
-        out.append(torch.where(outside, x - step, moved).to(a.dtype))
-    return out
+
+    def scale(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return JITTER_ULPS * torch.finfo(a.dtype).eps * x.abs()
+
+    return _moved(case, 2000 + attempt, scale)
 
 
 def _nudged(case, attempt: int) -> list:
     """The case's floating inputs moved a little (``NUDGE``), kept inside their spec's bounds:
     off a kink or a tie, not out of the math's domain."""
-    gen = torch.Generator().manual_seed(1000 + attempt)
+    return _moved(case, 1000 + attempt, lambda x, a: NUDGE * x.abs().clamp_min(1.0))
+
+
+def _moved(case, seed: int, scale) -> list:
+    """The case's floating real inputs, each element moved by a seeded random fraction of
+    ``scale(x, a)`` (``x``: the input in float64, ``a``: as given) either way, the other way
+    where that leaves its spec's bounds; cast back to the input's dtype."""
+    gen = torch.Generator().manual_seed(seed)
     recipes = case.recipes or (None,) * len(case.args)
     out = []
     for a, recipe in zip(case.args, recipes):
@@ -670,10 +663,9 @@ def _nudged(case, attempt: int) -> list:
             out.append(a)
             continue
         x = a.detach().to(torch.float64)
-        step = NUDGE * x.abs().clamp_min(1.0) * (torch.rand(x.shape, generator=gen) * 2 - 1)
+        step = scale(x, a) * (torch.rand(x.shape, generator=gen) * 2 - 1)
         moved = x + step
-        low = getattr(recipe, "low", None)
-        high = getattr(recipe, "high", None)
+        low, high = getattr(recipe, "low", None), getattr(recipe, "high", None)
         outside = torch.zeros_like(moved, dtype=torch.bool)
         if low is not None:
             outside |= moved < low
