@@ -27,4 +27,9 @@ class Vjp(Property):
         if wide is not None:
             paths = [f"grad[input={i}]" for i in run.wrt]
             got, want = [grads[i] for i in run.wrt], [wide.grads[i] for i in run.wrt]
-            run.check_fused(self.name, paths, got, want)
+
+            def kept() -> list | None:
+                kept_run = run.float32_kept_run
+                return None if kept_run is None else [kept_run.grads[i] for i in run.wrt]
+
+            run.check_fused(self.name, paths, got, want, kept)
