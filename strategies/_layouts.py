@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._shapes import LONG_SIDE
+
 #: Layout kinds, simplest first.
 LAYOUTS = ("contiguous", "transposed", "sliced", "offset", "expanded", "channels_last")
 #: Kinds whose `Layout.param` is used (the others draw no parameter).
@@ -40,7 +42,7 @@ def effective_kind(shape: tuple[int, ...] | torch.Size, kind: str) -> str:
 
     Zero-size tensors are always contiguous; a single element can only sit at an offset;
     ``channels_last`` needs 4-D with C > 1 and H*W > 1, ``transposed`` two dims of size > 1,
-    ``sliced`` and ``expanded`` one.
+    ``sliced`` one, ``expanded`` one of at most `LONG_SIDE`.
     """
     if kind not in LAYOUTS:
         raise ValueError(f"unknown layout kind {kind!r}; expected one of {LAYOUTS}")
@@ -53,6 +55,8 @@ def effective_kind(shape: tuple[int, ...] | torch.Size, kind: str) -> str:
         kind = "transposed"
     if kind == "transposed" and big < 2:
         kind = "sliced"
+    if kind == "expanded" and big and not any(1 < s <= LONG_SIDE for s in shape):
+        kind = "sliced"
     if kind in ("sliced", "expanded") and big < 1:
         kind = "offset"
     return kind
@@ -63,15 +67,17 @@ def arrange(t: torch.Tensor, layout: Layout, protect: int = 0) -> torch.Tensor:
 
     ``expanded`` is the one kind that changes values: it repeats the first slice along the
     stride-0 dims (all that such a tensor can hold). It never gives stride 0 to the last
-    ``protect`` dims (those a structure spans: a symmetric matrix, a row of probabilities),
-    and falls back to ``sliced`` where no other dim has room.
+    ``protect`` dims (those a structure spans: a symmetric matrix, a row of probabilities) nor
+    to a dim past `LONG_SIDE` (drawn to reach tile and block bugs, which one value repeated along
+    it, every tile alike, would hide), and falls back to ``sliced`` where no other dim has room.
     """
     kind = effective_kind(t.shape, layout.kind)
     if kind == "contiguous":
         return t
     shape = tuple(t.shape)
     big = [d for d in reversed(range(t.dim())) if shape[d] > 1]  # innermost first
-    if kind == "expanded" and protect and not [d for d in big if d < t.dim() - protect]:
+    repeatable = [d for d in big if d < t.dim() - protect and shape[d] <= LONG_SIDE]
+    if kind == "expanded" and not repeatable:
         kind = "sliced"
     p = layout.param
     if kind == "offset":
@@ -88,8 +94,7 @@ def arrange(t: torch.Tensor, layout: Layout, protect: int = 0) -> torch.Tensor:
         strides[dim] *= step
         return _view(t, shape, tuple(strides), offset, math.prod(padded))
     # expanded: the first slice along the chosen dims, stored once, read with stride 0.
-    big = [d for d in big if d < t.dim() - protect]
-    chosen = [d for i, d in enumerate(big) if p >> i & 1] or big[:1]
+    chosen = [d for i, d in enumerate(repeatable) if p >> i & 1] or repeatable[:1]
     first = t[tuple(slice(0, 1) if d in chosen else slice(None) for d in range(t.dim()))]
     small = _view(
         first, tuple(first.shape), _strides(first.shape, range(t.dim())), 0, first.numel()

@@ -31,6 +31,8 @@ from ._choices import pick
 
 #: Sizes a free dim takes, simplest first: small, zero, then both sides of block boundaries.
 SIZES = (1, 2, 3, 4, 0, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64)
+#: The largest small size: a dim past it (one of the `ladder`) is there to reach tiles and blocks.
+LONG_SIDE = max(SIZES)
 #: The most elements one drawn tensor may have (fixed sizes in a spec may exceed it).
 DEFAULT_MAX_ELEMENTS = 4096
 #: The largest size a dim takes unless a bound or ``max_side`` says otherwise.

@@ -34,6 +34,7 @@ from ._tensors import (
     device_names,
     draw_layout,
     for_device,
+    tiled,
     values,
 )
 from ._values import Values, fill
@@ -227,7 +228,6 @@ class Call:
         self.dtypes, self.max_elements, self.nonfinite = dtypes, max_elements, nonfinite
         self.dtype, self.device = dtype, device
         self.sizes: dict[str, Any] = {}
-        self._values = values(nonfinite=nonfinite)
 
     def tensor(self, data, spec: TensorSpec, shape=None) -> tuple[torch.Tensor, ArgRecipe]:
         """Draw a tensor for ``spec`` (its shape too, unless given) and the recipe it came from."""
@@ -242,7 +242,8 @@ class Call:
         dtype, device = for_device(dtype, self.device)
         if shape is None:
             shape = _alone(spec, self.max_elements).draw_into(data, self.sizes)[0]
-        layout, vals = draw_layout(data, _DRAWN_KINDS), data.draw(self._values)
+        layout = draw_layout(data, _DRAWN_KINDS)
+        vals = data.draw(values(nonfinite=self.nonfinite, tiled=tiled(shape)))
         high = self.sizes[spec.high] if isinstance(spec.high, str) else spec.high
         if spec.structure == "index" and not (high or 0) > (spec.low or 0) and math.prod(shape):
             raise InvalidStrategyArgument(

@@ -26,7 +26,7 @@ from fuzzgrad.errors import FuzzgradError
 
 from ._choices import integer, pick
 from ._layouts import LAYOUTS, PARAM_KINDS, Layout, arrange
-from ._shapes import DEFAULT_MAX_ELEMENTS, shapes
+from ._shapes import DEFAULT_MAX_ELEMENTS, LONG_SIDE, shapes
 from ._values import EDGE_CLASSES, NONFINITE_CLASSES, Values, fill
 
 #: Default float dtypes, simplest (float64) first.
@@ -36,6 +36,11 @@ COMPLEX_DTYPES = (torch.complex128, torch.complex64)
 #: Scales of normal fills, simplest first; the last mode spreads magnitudes over decades.
 SCALES = (1.0, 0.5, 2.0, 1e-3, 10.0, 1e3, 1e-6, 1e6)
 _MODES = ("constant", *SCALES, "spread")
+#: The modes of a tensor with a side past `LONG_SIDE`, constant last: such a size is drawn to
+#: reach tile and block bugs, which a constant fill (every tile alike) hides, and Hypothesis draws
+#: a choice's first option far more often than the others (about 40% of fills were constants).
+#: Such a tensor's fill shrinks toward normal values at scale 1; small tensors draw as before.
+_TILED_MODES = (*SCALES, "spread", "constant")
 #: Layout kinds as drawn: contiguous twice, so plain inputs stay common (shrinks to the first).
 _DRAWN_KINDS = ("contiguous", *LAYOUTS)
 _MAX_PARAM = 255
@@ -111,19 +116,26 @@ def layouts(kinds: Sequence[str] | None = None) -> st.SearchStrategy[Layout]:
     return _Layouts(kinds)
 
 
+def tiled(shape: Sequence[int]) -> bool:
+    """Whether a tensor of ``shape`` has a side past the small sizes (and any elements)."""
+    return max(shape, default=0) > LONG_SIDE and 0 not in shape
+
+
 class _Values(st.SearchStrategy):
-    def __init__(self, nonfinite: bool, max_injections: int):
+    def __init__(self, nonfinite: bool, max_injections: int, tiled: bool = False):
         super().__init__()
-        self.nonfinite, self.max_injections = nonfinite, max_injections
+        self.nonfinite, self.max_injections, self.tiled = nonfinite, max_injections, tiled
         self._classes = EDGE_CLASSES + (NONFINITE_CLASSES if nonfinite else ())
+        self._modes = _TILED_MODES if tiled else _MODES
 
     def __repr__(self) -> str:
         args = ["nonfinite=True"] if self.nonfinite else []
         args += [f"max_injections={self.max_injections}"] if self.max_injections != 3 else []
+        args += ["tiled=True"] if self.tiled else []
         return f"values({', '.join(args)})"
 
     def do_draw(self, data) -> Values:
-        mode = pick(data, _MODES)
+        mode = pick(data, self._modes)
         if mode == "constant":
             head: dict[str, Any] = {"constant": data.draw(_CONSTANTS)}
         else:
@@ -142,12 +154,18 @@ class _Values(st.SearchStrategy):
 
 
 @functools.cache
-def values(*, nonfinite: bool = False, max_injections: int = 3) -> st.SearchStrategy[Values]:
+def values(
+    *, nonfinite: bool = False, max_injections: int = 3, tiled: bool = False
+) -> st.SearchStrategy[Values]:
     """Fill recipes (see `Values`): a constant or seeded values (normal at a drawn scale, or spread
-    over decades), plus up to ``max_injections`` edge values (inf/NaN only if ``nonfinite``)."""
+    over decades), plus up to ``max_injections`` edge values (inf/NaN only if ``nonfinite``).
+
+    ``tiled=True`` (for a tensor with a side past 64, see `tiled`) draws the same recipes with
+    the constant last in shrink order, so a long row is seldom one repeated value.
+    """
     if not isinstance(max_injections, int) or max_injections < 0:
         raise InvalidStrategyArgument(f"values(max_injections={max_injections!r}) must be >= 0.")
-    return _Values(bool(nonfinite), max_injections)
+    return _Values(bool(nonfinite), max_injections, bool(tiled))
 
 
 def tensors(
@@ -202,7 +220,14 @@ class _Tensors(st.SearchStrategy):
         return f"tensors({', '.join(parts)})"
 
     def do_draw(self, data) -> torch.Tensor:
-        drawn = {k: data.draw(v) for k, v in self.knobs.items() if k not in self.concrete}
+        drawn: dict[str, Any] = {}
+        for k, v in self.knobs.items():
+            if k in self.concrete:
+                continue
+            if k == "values" and self.args[4] is None:  # the default knows the shape
+                shape = _checked({"shape": drawn["shape"]}) if "shape" in drawn else self.concrete
+                v = values(tiled=tiled(shape["shape"]))
+            drawn[k] = data.draw(v)
         knobs = {**self.concrete, **_checked(drawn)}
         low, high = self.args[5], self.args[6]
         dtype, device = for_device(knobs["dtype"], knobs["device"])

@@ -28,6 +28,7 @@ from fuzzgrad.strategies import (
     describe_layout,
     ladder,
     shapes,
+    tensors,
 )
 from fuzzgrad.strategies._structures import violation
 
@@ -308,6 +309,21 @@ def test_sizes_reach_both_sides_of_powers_of_two_up_to_4096_one_dim_at_a_time():
 def test_big_sizes_shrink_to_the_smallest_that_fails():
     assert find(shapes(["n"]), lambda s: s[0][0] > 64, settings=SHRINK) == ((65,),)
     assert find(shapes(["*batch n"]), lambda s: s[0][-1] >= 1000, settings=SHRINK) == ((1023,),)
+
+
+def test_a_row_past_64_is_seldom_one_repeated_value_and_shrinks_to_varied_values():
+    # A size past 64 is drawn for tile and block bugs, which a row of one value (a constant fill,
+    # or stride 0 along it) hides: every tile alike. Such fills were about a third of long rows.
+    target = make_target(
+        lambda x: x.sum(-1), reference=lambda x: x.sum(-1), inputs=[fg.tensor("*batch n")]
+    )
+    rows = [c.args[0] for c in _explored(cases(target), 1500)]
+    rows = [x for x in rows if x.shape[-1] > 64 and x.numel()]
+    alike = [x for x in rows if bool((x == x[..., :1]).all())]
+    assert len(rows) >= 30 and len(alike) <= len(rows) // 8
+    assert all(x.stride(-1) != 0 for x in rows)
+    simplest = find(tensors("n", device="cpu"), lambda x: x.shape[0] > 64, settings=SHRINK)
+    assert simplest.shape == (65,) and simplest.unique().numel() == 65
 
 
 def test_max_side_and_upper_bounds_let_a_dim_go_further_and_max_side_holds_it_back():

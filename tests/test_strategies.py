@@ -190,7 +190,7 @@ def test_the_cap_holds_when_fixed_sizes_alone_do_not():
 # -- layouts -------------------------------------------------------------------------------
 
 SHAPES = [(), (0,), (1,), (2,), (5,), (3, 4), (1, 5), (5, 1), (2, 0, 3), (1, 1, 1), (2, 3, 4)]
-SHAPES += [(2, 3, 4, 5), (1, 3, 4, 5), (2, 1, 4, 5), (2, 3, 1, 1), (7, 1, 3, 1, 2)]
+SHAPES += [(2, 3, 4, 5), (1, 3, 4, 5), (2, 1, 4, 5), (2, 3, 1, 1), (7, 1, 3, 1, 2), (65,), (3, 80)]
 
 
 def _storage(t: torch.Tensor) -> torch.Tensor:
@@ -236,6 +236,8 @@ def test_layout_fallbacks_for_shapes_that_cannot_hold_the_kind():
     assert effective_kind((3, 4), "channels_last") == "transposed"
     assert effective_kind((1, 4), "transposed") == "sliced"
     assert effective_kind((1, 1), "expanded") == "offset"
+    assert effective_kind((2, 4096), "expanded") == "expanded"  # stride 0 on the 2
+    assert effective_kind((65,), "expanded") == "sliced"  # a long row is never one value
     assert effective_kind((2, 3, 4, 5), "channels_last") == "channels_last"
     with pytest.raises(ValueError, match="unknown layout kind"):
         effective_kind((2,), "diagonal")
