@@ -106,3 +106,54 @@ def test_compiled_triton_kernels_match_their_reference_on_cuda():
                         torch.testing.assert_close(
                             got.cpu().double(), want, rtol=tol, atol=tol * 10
                         )
+
+
+class _CudaMatmulCast(torch.autograd.Function):
+    """x @ w promising float32 under CUDA's float16 autocast; ``bwd`` says whether its backward
+    has ``custom_bwd`` (without, the backward's matmuls run in float16)."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x @ w
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w.mT, x.mT @ g
+
+
+class _CudaMatmulCastBoth(_CudaMatmulCast):
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w.mT, x.mT @ g
+
+
+@needs_gpu
+def test_autocast_on_cuda_holds_a_float32_promise_in_float16(tmp_path):
+    import fuzzgrad as fg
+    from fuzzgrad.engine.runner import fuzz_target
+    from fuzzgrad.registry.target import make_target
+
+    def matmul(x, w):
+        return x @ w
+
+    def target(fn):
+        return make_target(
+            fn,
+            reference=matmul,
+            inputs=[fg.tensor("m k"), fg.tensor("k n")],
+            dtypes=[torch.float32],
+            options={"properties": ["autocast"]},
+        )
+
+    good = fuzz_target(target(_CudaMatmulCastBoth), max_examples=60, derandomize=True,
+                       report_dir=tmp_path)  # fmt: skip
+    assert good.error is None and not good.failures, good.failures
+    bad = fuzz_target(target(_CudaMatmulCast), max_examples=150, derandomize=True,
+                      report_dir=tmp_path)  # fmt: skip
+    (failure,) = [f for f in bad.failures if f.property == "autocast"]
+    assert failure.case.device.startswith("cuda") and "custom_bwd" in failure.message

@@ -289,3 +289,36 @@ def test_references_differing_by_their_own_rounding_noise_agree():
     )  # fmt: skip
     found = failure_on(wrong, "reference_disagreement", case)
     assert found and "disagree" in str(found)
+
+
+class _MatmulCastOnCudaOnly(Function):
+    """x @ w that promises float32 under CUDA's autocast only (``device_type="cuda"``): under
+    the CPU's autocast its matmul runs in bfloat16, as the reference's does."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x @ w
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w.mT, x.mT @ g
+
+
+def test_a_cast_declared_for_another_device_is_not_held_against_this_one(tmp_path):
+    """``custom_fwd(device_type="cuda", cast_inputs=...)`` changes nothing under the CPU's
+    autocast: there the Function is held to the reference under the same autocast, not to a
+    float32 run (which failed it with a bfloat16-sized error)."""
+    target = make_target(
+        _MatmulCastOnCudaOnly,
+        reference=lambda x, w: x @ w,
+        inputs=[fg.tensor("m k"), fg.tensor("k n")],
+        dtypes=[torch.float32],
+        options={"properties": ["autocast"]},
+    )
+    result = fuzz_target(target, max_examples=60, derandomize=True, report_dir=tmp_path)
+    assert result.error is None and not result.failures, result.failures
+    assert result.examples == 60

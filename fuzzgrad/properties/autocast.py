@@ -1,10 +1,10 @@
 """``autocast``: under ``torch.autocast`` (CPU bfloat16; CUDA float16 on a GPU), a Function that
 declares ``torch.amp.custom_fwd``/``custom_bwd`` (or is registered with ``autocast=True``) gives
-outputs and gradients consistent with what it declares: with ``cast_inputs=D`` it computes in
-``D``, forward and backward, so it is judged like a ``D`` Function (a backward without
-``custom_bwd`` that runs its matmuls in bfloat16 fails); without, it matches the reference run
-under the same autocast. Checked on float32 cases, forward and backward inside the autocast
-region (as a training step that calls ``backward()`` there does)."""
+outputs and gradients consistent with what it declares: with ``cast_inputs=D`` (for the case's
+device type) it computes in ``D``, forward and backward, so it is judged like a ``D`` Function
+(a backward without ``custom_bwd`` that runs its matmuls in bfloat16 fails); without, it matches
+the reference run under the same autocast. Checked on float32 cases, forward and backward inside
+the autocast region (as a training step that calls ``backward()`` there does)."""
 
 from __future__ import annotations
 
@@ -61,6 +61,8 @@ class Autocast(Property):
         cls = run.target.autograd_function
         declared = amp_declaration(cls) if cls is not None else None
         cast = (declared or {}).get("cast_inputs")
+        if (declared or {}).get("device_type") not in (None, device):
+            cast = None  # declared for another device: under this one's autocast it does nothing
         low = AUTOCAST[device]
         cts = run.cotangents
         args = case.args
