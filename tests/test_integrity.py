@@ -322,3 +322,19 @@ def test_a_cast_declared_for_another_device_is_not_held_against_this_one(tmp_pat
     result = fuzz_target(target, max_examples=60, derandomize=True, report_dir=tmp_path)
     assert result.error is None and not result.failures, result.failures
     assert result.examples == 60
+
+
+def test_opcheck_on_a_zero_size_input_with_two_empty_dims_blames_no_operator(tmp_path):
+    """torch's opcheck fails to copy a contiguous (0, 0, 5, 7) tensor (a negative storage
+    size): the correct `fuzzgradcorpus::sin` custom op failed `custom_op` on it, in a
+    600-example run of the meta corpus (seed 3)."""
+    (sin,) = [t for t in load_targets([str(CORPUS / "correct_ops.py")])
+              if t.name == "fuzzgradcorpus::sin"]  # fmt: skip
+    target = make_target(
+        sin.fn,
+        reference=torch.sin,
+        inputs=[fg.tensor("0 0 5 7")],
+        options={"properties": ["custom_op"]},
+    )
+    result = fuzz_target(target, max_examples=20, derandomize=True, report_dir=tmp_path)
+    assert result.error is None and not result.failures, result.failures
