@@ -8,6 +8,7 @@ missed (``fuzz_target(seed=...)`` repeats any of them).
 
     python bench/catch_rates.py --seeds 20 --jobs 2
     python bench/catch_rates.py -k LogCoshNaiveTanh --seeds 100
+    python bench/catch_rates.py -k BlockedLogSumExpStaleScale --seeds 50 --first-seed 50
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meta_corpus import corpus_targets  # noqa: E402
 
 
-def one_bug(name: str, seeds: int, examples: int, threads: int) -> dict:
+def one_bug(name: str, seeds: range, examples: int, threads: int) -> dict:
     """Run one planted bug with each seed; all properties run, as in the meta-test."""
     import torch
 
@@ -39,7 +40,7 @@ def one_bug(name: str, seeds: int, examples: int, threads: int) -> dict:
     wanted = target.options["planted"]["property"]
     missed, found_at = [], []
     start = time.perf_counter()
-    for seed in range(seeds):
+    for seed in seeds:
         with tempfile.TemporaryDirectory() as report:
             result = fuzz_target(target, max_examples=examples, seed=seed, report_dir=report)
         hit = [f for f in result.failures if f.property == wanted]
@@ -50,7 +51,7 @@ def one_bug(name: str, seeds: int, examples: int, threads: int) -> dict:
     return {
         "name": name,
         "property": wanted,
-        "caught": seeds - len(missed),
+        "caught": len(seeds) - len(missed),
         "missed": missed,
         "median_find": statistics.median(found_at) if found_at else None,
         "seconds": time.perf_counter() - start,
@@ -60,6 +61,9 @@ def one_bug(name: str, seeds: int, examples: int, threads: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20, help="seeds per bug (default: 20)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="the seeds are this one on (default: 0)"
+    )
     parser.add_argument(
         "--examples", type=int, default=150, help="examples per run (default: 150, the meta-test's)"
     )
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     threads = max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(one_bug, n, args.seeds, args.examples, threads) for n in names]
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        futures = [pool.submit(one_bug, n, seeds, args.examples, threads) for n in names]
         rows = [f.result() for f in futures]
     print(f"{'planted bug':32s} {'property':22s} {'caught':>8s} {'median find':>12s}  missed seeds")
     for r in rows:
