@@ -338,3 +338,32 @@ def test_opcheck_on_a_zero_size_input_with_two_empty_dims_blames_no_operator(tmp
     )
     result = fuzz_target(target, max_examples=20, derandomize=True, report_dir=tmp_path)
     assert result.error is None and not result.failures, result.failures
+
+
+@pytest.mark.parametrize("layout", ["transposed", "sliced", "expanded"])
+def test_finite_differences_step_non_contiguous_inputs(layout):
+    """`grad_elements` wrote its step through ``reshape(-1)`` of a clone, which keeps a
+    transposed input's strides, so the step went into a copy: every estimate was 0, and a wrong
+    gradient there was excused as "reference derivative far above finite differences" (the
+    planted FlatCumsumLostWrite passed `vjp` on transposed inputs)."""
+    from fuzzgrad.oracles.numerical import grad_elements
+    from fuzzgrad.strategies import Layout, arrange
+
+    x = arrange(torch.arange(1.0, 13.0, dtype=torch.float64).reshape(3, 4), Layout(layout))
+    assert not x.is_contiguous()
+    ct = torch.ones(3, 4, dtype=torch.float64)
+    estimates = grad_elements(lambda a: a * a, [x], [0], [ct], [(0, j) for j in range(12)])
+    assert estimates == pytest.approx((2 * x).reshape(-1).tolist(), rel=1e-6)
+
+
+def test_a_zero_gradient_on_a_transposed_input_fails_vjp():
+    from fuzzgrad.properties.checker import Checker
+    from fuzzgrad.strategies import CotangentRecipe, Values
+    from fuzzgrad.strategies._cases import Case
+
+    (target,) = [t for t in load_targets([str(CORPUS / "buggy_layout.py")])
+                 if t.name == "FlatCumsumLostWrite"]  # fmt: skip
+    x = torch.randn(4, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).mT
+    case = Case((x,), (True,), (CotangentRecipe(Values(seed=0)),), (None,), torch.float64, "cpu")
+    failures = Checker(target, properties=["vjp"]).run(case)
+    assert "vjp" in failures and "got 0" in failures["vjp"].message

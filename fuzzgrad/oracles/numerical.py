@@ -57,8 +57,10 @@ def grad_elements(fn, args, wrt, cotangents, positions) -> list[float | None]:
     single elements ``positions`` (``(argument index, flat index)`` pairs): one estimate per
     position, or None where the function is not finite or not smooth there (two step sizes
     disagree). Costs four evaluations of ``fn`` per position: for a few elements only."""
+    # Contiguous copies: a step is written through ``reshape(-1)``, a copy (and the step lost,
+    # every estimate 0) for a transposed input, whose strides a plain clone keeps.
     base = [
-        a.detach().to(torch.float64).clone()
+        a.detach().to(torch.float64).clone(memory_format=torch.contiguous_format)
         if isinstance(a, torch.Tensor) and a.is_floating_point()
         else a
         for a in args
