@@ -250,12 +250,22 @@ def test_a_target_that_ran_no_example_is_never_passed(tmp_path, budget):
     assert final["error"]["kind"] == ("budget" if budget else "no_examples")
 
 
-def test_references_differing_by_their_own_rounding_noise_agree():
+@pytest.mark.parametrize(
+    "x, w, ct",
+    [
+        ((1, 1881573.1371648475), 0.0, {"constant": 5.644719411494543}),
+        ((63, 0.0), 1881.5731371648474, {"seed": 0, "scale": 1000.0}),
+    ],
+    ids=["row-at-1.9e6", "weight-1881-cotangents-1e3"],
+)
+def test_references_differing_by_their_own_rounding_noise_agree(x, w, ct):
     """torch's F.layer_norm on a one-element row at 1.9e6 (float64) gives a weight gradient of
     1.05e-7 where the exact value (JAX's) is 0: rounding of the row's mean, amplified by
-    1/sqrt(var + eps), which jumps by +-3e-7 between neighbouring floats. Not a wrong
-    reference (the built-in LayerNorm failed a 30 s run that way); a reference that is off by
-    more than its own jitter still is."""
+    1/sqrt(var + eps), which jumps by +-3e-7 between neighbouring floats. On 63 rows of one
+    zero, a weight of 1881 and cotangents of ~1e3, its input gradient is up to 2.4e-7 where the
+    exact one is 0: rounding of g * w * rstd (~6e8), which moving the inputs does not show but
+    moving the cotangents does. Not a wrong reference (the built-in LayerNorm failed 30 s runs
+    both ways); a reference that is off by more than its own noise still is."""
     import torch.nn.functional as F
 
     from fuzzgrad.engine.diagnose import failure_on
@@ -272,10 +282,11 @@ def test_references_differing_by_their_own_rounding_noise_agree():
     def one(v):
         return torch.tensor([v], dtype=torch.float64)
 
+    rows, value = x
     case = Case(
-        args=(one(1881573.1371648475), one(0.0), one(0.0)),
+        args=(torch.full((rows, 1), value, dtype=torch.float64), one(w), one(0.0)),
         requires_grad=(True, True, True),
-        cotangents=(CotangentRecipe(Values(constant=5.644719411494543)),),
+        cotangents=(CotangentRecipe(Values(**ct)),),
         dtype=torch.float64,
     )
     target = make_target(layer_norm, reference=layer_norm, jax_reference=exact, name="ln")
@@ -367,3 +378,40 @@ def test_a_zero_gradient_on_a_transposed_input_fails_vjp():
     case = Case((x,), (True,), (CotangentRecipe(Values(seed=0)),), (None,), torch.float64, "cpu")
     failures = Checker(target, properties=["vjp"]).run(case)
     assert "vjp" in failures and "got 0" in failures["vjp"].message
+
+
+def test_in_the_overflow_regime_references_that_differ_on_the_outputs_judge_no_gradient():
+    """The built-in LayerNorm on a float64 row of three 1.34e154 (sqrt of the largest float64),
+    with the weight not requiring grad: both references' input gradients are ~0 (torch's
+    intermediates overflow; JAX's mean rounds), the exact one, the Function's, ~300 (LayerNorm
+    is shift-invariant). The references' outputs differ (0 and 1), which says neither can be
+    trusted there: ambiguous, not a failure of `requires_grad_subsets` (a 3000-example run
+    failed so). A gradient far off where the references agree on the outputs still fails."""
+    from fuzzgrad.properties.checker import Checker
+    from fuzzgrad.strategies import CotangentRecipe, Values
+    from fuzzgrad.strategies._cases import Case
+
+    (target,) = [t for t in load_targets() if t.name == "LayerNorm"]
+    x = torch.full((3,), 1.3407807929942596e154, dtype=torch.float64)
+    w, b = torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    case = Case((x, w, b), (True, False, True), (CotangentRecipe(Values(seed=0)),),
+                (None,) * 3, torch.float64, "cpu")  # fmt: skip
+    checker = Checker(target, properties=["requires_grad_subsets"], jax_share=1.0)
+    assert checker.run(case) == {}
+    assert checker.stats.ambiguous >= 1
+
+    class Doubled(Function):
+        @staticmethod
+        def forward(ctx, x, w, b):
+            return target.fn(x, w, b) * 1.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 0 + 1.0, None, g
+
+    wrong = make_target(Doubled, reference=target.reference, jax_reference=target.jax_reference,
+                        inputs=target.inputs, name="ln_wrong")  # fmt: skip
+    small = Case((x / 1e150, w, b), (True, False, True), (CotangentRecipe(Values(seed=0)),),
+                 (None,) * 3, torch.float64, "cpu")  # fmt: skip
+    found = Checker(wrong, properties=["requires_grad_subsets"]).run(small)
+    assert "requires_grad_subsets" in found
