@@ -14,6 +14,7 @@ inf/NaN is excused only where those inputs reach.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from typing import Any
 
@@ -347,12 +348,13 @@ class Judge:
         +-2.4e-7, from rounding g * w * rstd); a wrong reference differs by far more."""
         dtype = case.dtype if case.dtype is not None else torch.float64
         rtol, atol = tolerance(dtype, self.target.tolerances)
-        noise: dict[int, torch.Tensor] = {}
+        # Per result tensor, its noise level: the largest move of any element under any jitter
+        # (rounding noise is discrete, and a jitter can leave one element's rounding as it was).
+        noise: dict[int, float] = {}
         for attempt in range(JITTERS):
             try:
                 args = _jittered(case, attempt)
-                moved_cts = [_jitter(c, 3000 + attempt + k) for k, c in enumerate(cts or [])]
-                moved_cts = moved_cts if kind == "grads" else cts
+                moved_cts = _jittered_cotangents(cts, attempt) if kind == "grads" else cts
                 moved = torch_oracle(self.reference, args, wrt, moved_cts, torch.float64)
                 jmoved = self.jax(self.target.jax_reference, args, wrt, moved_cts)
             except Exception:  # noqa: BLE001 - cannot tell
@@ -362,19 +364,17 @@ class Judge:
                 if r is None or rm is None or j is None or jm is None:
                     continue
                 step = torch.maximum((rm - r).abs(), (jm - j).abs()).to(torch.float64)
-                noise[k] = step if k not in noise else torch.maximum(noise[k], step)
+                level = float(step.amax()) if step.numel() else 0.0  # NaN or inf: no level
+                noise[k] = max(noise.get(k, 0.0), level) if math.isfinite(level) else math.inf
         for k, (r, j) in enumerate(zip(_compared(kind, ref, wrt), _compared(kind, jref, wrt))):
             if r is None or j is None:
                 continue
-            if k not in noise:
+            if not math.isfinite(noise.get(k, math.inf)):
                 return False
-            r, j, n = r.to(torch.float64), j.to(torch.float64), noise[k]
-            if not (r.isfinite().all() and j.isfinite().all() and n.isfinite().all()):
+            r, j = r.to(torch.float64), j.to(torch.float64)
+            if not (r.isfinite().all() and j.isfinite().all()):
                 return False
-            # The tensor's noise level, its largest move: rounding noise is discrete, and a
-            # jitter can leave one element's rounding as it was (a move of 0 there).
-            level = n.amax() if n.numel() else 0.0
-            if ((r - j).abs() > atol + rtol * j.abs() + JITTER_FACTOR * level).any():
+            if ((r - j).abs() > atol + rtol * j.abs() + JITTER_FACTOR * noise[k]).any():
                 return False
         return True
 
@@ -643,7 +643,7 @@ NUDGE = 1e-4
 JITTER_ULPS = 4
 #: A references' difference within this many times their own few-ulp jitter is rounding noise.
 JITTER_FACTOR = 4.0
-#: Jitters tried (each element keeps its largest move).
+#: Jitters tried for the references' rounding noise.
 JITTERS = 3
 
 
@@ -653,41 +653,38 @@ def _compared(kind: str, ev: Evaluation, wrt) -> list[torch.Tensor | None]:
     return [v if isinstance(v, torch.Tensor) and floating(v) else None for v in values]
 
 
+def _ulps(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """`JITTER_ULPS` ulps of ``a``'s dtype at each element of ``x``."""
+    return JITTER_ULPS * torch.finfo(a.dtype).eps * x.abs()
+
+
 def _jittered(case, attempt: int) -> list:
     """The case's floating real inputs, each element moved by up to `JITTER_ULPS` ulps of the
     case's dtype (toward the inside of a bounded spec)."""
-
-    def scale(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return JITTER_ULPS * torch.finfo(a.dtype).eps * x.abs()
-
-    return _moved(case, 2000 + attempt, scale)
+    return _moved(case.args, case.recipes, 2000 + attempt, _ulps)
 
 
-def _jitter(t, seed: int):
-    """A floating real tensor moved by up to `JITTER_ULPS` ulps of its dtype (anything else as
-    is): a cotangent, which no spec bounds."""
-    if not (isinstance(t, torch.Tensor) and floating(t)) or t.is_complex():
-        return t
-    gen = torch.Generator().manual_seed(seed)
-    x = t.detach().to(torch.float64)
-    step = JITTER_ULPS * torch.finfo(t.dtype).eps * x.abs()
-    return (x + step * (torch.rand(x.shape, generator=gen, dtype=torch.float64) * 2 - 1)).to(t)
+def _jittered_cotangents(cts, attempt: int) -> list:
+    """The cotangents (None where an output has none) moved as `_jittered` moves inputs."""
+    return _moved(list(cts or []), None, 3000 + attempt, _ulps)
 
 
 def _nudged(case, attempt: int) -> list:
     """The case's floating inputs moved a little (``NUDGE``), kept inside their spec's bounds:
     off a kink or a tie, not out of the math's domain."""
-    return _moved(case, 1000 + attempt, lambda x, a: NUDGE * x.abs().clamp_min(1.0))
+    return _moved(
+        case.args, case.recipes, 1000 + attempt, lambda x, a: NUDGE * x.abs().clamp_min(1.0)
+    )
 
 
-def _moved(case, seed: int, scale) -> list:
-    """The case's floating real inputs, each element moved by a seeded random fraction of
-    ``scale(x, a)`` (``x``: the input in float64, ``a``: as given) either way, the other way
-    where that leaves its spec's bounds; cast back to the input's dtype."""
+def _moved(tensors, recipes, seed: int, scale) -> list:
+    """The floating real ``tensors`` (anything else as is), each element moved by a seeded
+    random fraction of ``scale(x, a)`` (``x``: the tensor in float64, ``a``: as given) either
+    way, the other way where that leaves its recipe's bounds; cast back to the tensor's dtype."""
     gen = torch.Generator().manual_seed(seed)
-    recipes = case.recipes or (None,) * len(case.args)
+    recipes = recipes or (None,) * len(tensors)
     out = []
-    for a, recipe in zip(case.args, recipes):
+    for a, recipe in zip(tensors, recipes):
         if not floating(a) or a.is_complex():
             out.append(a)
             continue
