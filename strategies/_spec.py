@@ -228,6 +228,8 @@ class Call:
         self.dtypes, self.max_elements, self.nonfinite = dtypes, max_elements, nonfinite
         self.dtype, self.device = dtype, device
         self.sizes: dict[str, Any] = {}
+        # fills of small tensors, and of tensors with a dim past 64 (`tiled`)
+        self._values = (values(nonfinite=nonfinite), values(nonfinite=nonfinite, tiled=True))
 
     def tensor(self, data, spec: TensorSpec, shape=None) -> tuple[torch.Tensor, ArgRecipe]:
         """Draw a tensor for ``spec`` (its shape too, unless given) and the recipe it came from."""
@@ -243,7 +245,7 @@ class Call:
         if shape is None:
             shape = _alone(spec, self.max_elements).draw_into(data, self.sizes)[0]
         layout = draw_layout(data, _DRAWN_KINDS)
-        vals = data.draw(values(nonfinite=self.nonfinite, tiled=tiled(shape)))
+        vals = data.draw(self._values[tiled(shape)])
         high = self.sizes[spec.high] if isinstance(spec.high, str) else spec.high
         if spec.structure == "index" and not (high or 0) > (spec.low or 0) and math.prod(shape):
             raise InvalidStrategyArgument(

@@ -225,8 +225,8 @@ class _Tensors(st.SearchStrategy):
             if k in self.concrete:
                 continue
             if k == "values" and self.args[4] is None:  # the default knows the shape
-                shape = _checked({"shape": drawn["shape"]}) if "shape" in drawn else self.concrete
-                v = values(tiled=tiled(shape["shape"]))
+                known = self.concrete if "shape" in self.concrete else _checked(drawn)
+                v = values(tiled=tiled(known["shape"]))
             drawn[k] = data.draw(v)
         knobs = {**self.concrete, **_checked(drawn)}
         low, high = self.args[5], self.args[6]
