@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 import torch
+from corpus._amp import matmul_cast
 
 pytestmark = pytest.mark.cuda
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -108,28 +109,10 @@ def test_compiled_triton_kernels_match_their_reference_on_cuda():
                         )
 
 
-class _CudaMatmulCast(torch.autograd.Function):
-    """x @ w promising float32 under CUDA's float16 autocast; ``bwd`` says whether its backward
-    has ``custom_bwd`` (without, the backward's matmuls run in float16)."""
-
-    @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
-    def forward(ctx, x, w):
-        ctx.save_for_backward(x, w)
-        return x @ w
-
-    @staticmethod
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
-        return g @ w.mT, x.mT @ g
-
-
-class _CudaMatmulCastBoth(_CudaMatmulCast):
-    @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
-        return g @ w.mT, x.mT @ g
+#: x @ w promising float32 under CUDA's float16 autocast, its backward with and without
+#: custom_bwd (without, the backward's matmuls run in float16).
+_CudaMatmulCastBoth = matmul_cast("cuda", custom_bwd=True)
+_CudaMatmulCast = matmul_cast("cuda", custom_bwd=False)
 
 
 @needs_gpu

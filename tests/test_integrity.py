@@ -8,6 +8,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import pytest
 import torch
+from corpus._amp import matmul_cast
 from torch.autograd import Function
 
 import fuzzgrad as fg
@@ -302,29 +303,12 @@ def test_references_differing_by_their_own_rounding_noise_agree(x, w, ct):
     assert found and "disagree" in str(found)
 
 
-class _MatmulCastOnCudaOnly(Function):
-    """x @ w that promises float32 under CUDA's autocast only (``device_type="cuda"``): under
-    the CPU's autocast its matmul runs in bfloat16, as the reference's does."""
-
-    @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
-    def forward(ctx, x, w):
-        ctx.save_for_backward(x, w)
-        return x @ w
-
-    @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
-        return g @ w.mT, x.mT @ g
-
-
 def test_a_cast_declared_for_another_device_is_not_held_against_this_one(tmp_path):
     """``custom_fwd(device_type="cuda", cast_inputs=...)`` changes nothing under the CPU's
     autocast: there the Function is held to the reference under the same autocast, not to a
     float32 run (which failed it with a bfloat16-sized error)."""
     target = make_target(
-        _MatmulCastOnCudaOnly,
+        matmul_cast("cuda", custom_bwd=True),  # its matmul runs in bfloat16 under the CPU's
         reference=lambda x, w: x @ w,
         inputs=[fg.tensor("m k"), fg.tensor("k n")],
         dtypes=[torch.float32],

@@ -2,12 +2,19 @@
 non-differentiable, a forward that takes a wrong branch when nothing needs grad, a backward that
 mishandles the None it gets for an unused output. See `correct_modes` for correct twins."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import torch
 from torch.autograd import Function
 
 import fuzzgrad as fg
+
+try:  # the tests folder is on sys.path (pytest, bench/)
+    from corpus._amp import matmul_cast
+except ImportError:  # loaded by path alone: its own folder is on sys.path while it imports
+    matmul_cast = importlib.import_module("_amp").matmul_cast
 
 
 @fg.register(
@@ -132,20 +139,9 @@ class CubeBackwardNotVmappable(Function):
         "needs": "none",
     },
 )
-class MatmulCastForwardOnly(Function):
+class MatmulCastForwardOnly(matmul_cast("cpu", custom_bwd=False)):
     """x @ w that promises float32 under autocast (custom_fwd with cast_inputs), but whose
     backward lacks custom_bwd: called inside the autocast region, its matmuls run in bfloat16."""
-
-    @staticmethod
-    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
-    def forward(ctx, x, w):
-        ctx.save_for_backward(x, w)
-        return x @ w
-
-    @staticmethod
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
-        return g @ w.mT, x.mT @ g
 
 
 def _gelu_erf(x):

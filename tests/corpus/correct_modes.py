@@ -2,12 +2,19 @@
 one that skips saving tensors when nothing needs grad, and an in-place Function with a forward-mode
 ``jvp`` (which must work on its own copies of inputs and tangents)."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import torch
 from torch.autograd import Function
 
 import fuzzgrad as fg
+
+try:  # the tests folder is on sys.path (pytest, bench/)
+    from corpus._amp import matmul_cast
+except ImportError:  # loaded by path alone: its own folder is on sys.path while it imports
+    matmul_cast = importlib.import_module("_amp").matmul_cast
 
 
 @fg.register(
@@ -113,21 +120,9 @@ class TanhVmapRule(Function):
     inputs=[fg.tensor("m k"), fg.tensor("k n")],
     dtypes=[torch.float32],
 )
-class MatmulCastForwardAndBackward(Function):
+class MatmulCastForwardAndBackward(matmul_cast("cpu", custom_bwd=True)):
     """x @ w computed in float32 under autocast, forward (custom_fwd with cast_inputs) and
     backward (custom_bwd) alike."""
-
-    @staticmethod
-    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
-    def forward(ctx, x, w):
-        ctx.save_for_backward(x, w)
-        return x @ w
-
-    @staticmethod
-    @torch.amp.custom_bwd(device_type="cpu")
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
-        return g @ w.mT, x.mT @ g
 
 
 @fg.register(
