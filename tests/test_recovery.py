@@ -239,19 +239,29 @@ def test_redis_unreachable_at_start_warns_once_and_keeps_every_failure(tmp_path)
 
 
 def test_redis_going_away_mid_run_loses_nothing(tmp_path, redis_server):
-    folder = write_targets(tmp_path / "targets", FAILING)
+    gate = tmp_path / "server_gone"
+    # The targets after the first wait, in their forward, until the server is gone: otherwise a
+    # fast machine finishes them all before the test stops the server, and no outage is met.
+    wait = f"        import os, time\n        while not os.path.exists({str(gate)!r}):\n"
+    wait += "            time.sleep(0.05)\n"
+    files = {
+        f"bug{i}": scale_target(f"bug{i}", forward, backward, prelude=wait if i else "")
+        for i, (forward, backward) in enumerate([(3, 2), (5, 4), (7, 6), (2, 5)])
+    }
+    folder = write_targets(tmp_path / "targets", files)
     report = tmp_path / "report"
     with redis_server() as url:
         proc = subprocess.Popen(
-            # one job: the targets after the first meet the outage (with two, both may be done)
+            # one job: the targets run one after another, bug0 first
             [sys.executable, "-m", "fuzzgrad", "fuzz", str(folder), "--budget", "40s",
              "--jobs", "1", "--properties", "vjp", "--report", str(report), "--database", url],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         finished = lambda: any(e["event"] == "target_finished" for e in events(report))  # noqa: E731
         assert wait_for(finished, 120)
-    # the server is gone: the targets still running or not started meet an outage
+    gate.touch()  # the server is gone: the targets still running or not started meet an outage
     stdout, stderr = proc.communicate(timeout=120)
+    assert [e["target"] for e in events(report) if e["event"] == "target_started"][0] == "bug0"
     assert proc.returncode == 1, stderr
     assert stderr.count("warning:") == 1 and "unreachable" in stderr, stderr
     records = by_name(report)
