@@ -5,7 +5,8 @@ targets) keeps a uniform sample of the cases it ran (`FLOOR_SAMPLE`); then those
 replayed through just the custom forward+backward, the torch reference (float64) and the JAX vjp
 with compilation already paid.
 The ratio pipeline/floor is the harness's overhead. Also prints the share of examples that paid a
-JAX compile, and the time to the first failure on the seed's wrong example.
+JAX compile, and the time to the first failure on the seed's wrong example; under each target,
+what failed or ended it in error (a false alarm met while measuring costs time shrinking it).
 
     python bench/throughput.py --seconds 20
     python bench/throughput.py --seconds 60 --properties forward,vjp
@@ -111,6 +112,9 @@ def run_target(target, seconds: float, properties) -> dict:
         "ratio": floor / rate if rate else float("nan"),
         "compile_share": (jax.compiles - compiles0) / max(1, result.examples),
         "first_failure": first,
+        # what failed, so a false alarm met while measuring is seen, not only its cost
+        "failures": [f"{f.property}: {f.message.splitlines()[0]}" for f in result.failures],
+        "error": (result.error or {}).get("message"),
     }
 
 
@@ -138,6 +142,8 @@ def main() -> int:
             f"{r['floor']:10.1f} {r['ratio']:6.1f} {r['compile_share']:17.1%} {first:>13s}",
             flush=True,
         )
+        for line in r["failures"] + ([r["error"]] if r["error"] else []):
+            print(f"    {line}", flush=True)
     return 0
 
 
