@@ -156,6 +156,8 @@ SECOND_ORDER_NAN = "F2: double backward is NaN wherever an output is 0 (sqrt / p
 BUDGET_SQUEEZE = "F3: wrong gradient when the size just before dim is 1 (an extra squeeze)"
 LOSS_SECOND_ORDER = "F4: double backward is silently 0: p* is saved without a graph"
 NO_SHIFT = "F5: NaN in bfloat16 for large inputs: the bisection does not subtract the max"
+NORMMAX_SECOND_ORDER = "F6: double backward is NaN wherever an output is 0 (a masked pow at 0)"
+BUDGET_SECOND_ORDER = "F7: double backward is NaN where no output is inside (0, 1) (a masked 0/0)"
 # Half precision is left out of the other bisection targets, where F5 holds too, and of the
 # losses, where a fuzzgrad report (bfloat16 Entmax15Loss 12% off with edge values) is not
 # verified yet: a finding is listed only once verified.
@@ -199,14 +201,14 @@ fg.register(
     reference=normmax_bisect,
     jax_reference=normmax_bisect,
     inputs=[rows, alphas, fg.dim(0)],
-    xfail=NO_SHIFT,
+    xfail=f"{NO_SHIFT}; {NORMMAX_SECOND_ORDER}",
 )
 fg.register(
     BudgetBisectFunction,
     reference=budget_bisect,
     jax_reference=budget_bisect,
     inputs=[rows, fg.size("1<=k<=n")],
-    xfail=BUDGET_SQUEEZE,
+    xfail=f"{BUDGET_SQUEEZE}; {BUDGET_SECOND_ORDER}",
 )
 
 logits, labels = fg.tensor("b c>=1"), fg.tensor("b", structure="index", high="c")
