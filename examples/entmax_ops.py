@@ -158,6 +158,11 @@ LOSS_SECOND_ORDER = "F4: double backward is silently 0: p* is saved without a gr
 NO_SHIFT = "F5: NaN in bfloat16 for large inputs: the bisection does not subtract the max"
 NORMMAX_SECOND_ORDER = "F6: double backward is NaN wherever an output is 0 (a masked pow at 0)"
 BUDGET_SECOND_ORDER = "F7: double backward is NaN where no output is inside (0, 1) (a masked 0/0)"
+# A finding that makes the forward raise or return NaN (F1, F3, F5) shows in every property that
+# runs it, so those targets keep a whole-target xfail; one that shows in one property names it, and
+# a failure of any other property fails the target. EntmaxBisectFunction keeps a whole-target
+# xfail too: in float32 its forward is off by up to ~10x what the math's conditioning explains
+# (2.8e-5 on a row of 31; benchmarks.md, session 9), a precision shortfall not listed as a defect.
 # Half precision is left out of the other bisection targets, where F5 holds too, and of the
 # losses, where a fuzzgrad report (bfloat16 Entmax15Loss 12% off with edge values) is not
 # verified yet: a finding is listed only once verified.
@@ -222,7 +227,7 @@ for function, reference in [
         jax_reference=reference,
         inputs=[logits, labels, top_k],
         dtypes=full_precision,
-        xfail=LOSS_SECOND_ORDER,
+        xfail={"second_order": LOSS_SECOND_ORDER},
     )
 fg.register(
     EntmaxBisectLossFunction,
@@ -230,5 +235,5 @@ fg.register(
     jax_reference=lambda x, y, a: fenchel_young(entmax_bisect(x, a), x, y, a),
     inputs=[logits, labels, alphas],
     dtypes=full_precision,
-    xfail=LOSS_SECOND_ORDER,
+    xfail={"second_order": LOSS_SECOND_ORDER},
 )

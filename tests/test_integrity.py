@@ -141,6 +141,60 @@ def test_a_forward_failure_does_not_hide_a_second_order_one():
     assert "computed and saved without a graph" in found["second_order"].message
 
 
+class _SinKnownSecondOrderNewVjp(Function):
+    """sin whose double backward is known to be wrong (it saves cos without a graph), and whose
+    backward has a second, new bug where cos x < 0 (a lost sign)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x.detach().cos())
+        return x.sin()
+
+    @staticmethod
+    def backward(ctx, g):
+        (c,) = ctx.saved_tensors
+        return g * c.abs()
+
+
+@pytest.mark.parametrize(
+    "xfail, status",
+    [
+        ("known wrong", "xfailed"),  # a whole-target mark covers the new bug too
+        ({"second_order": "saves cos without a graph"}, "failed"),  # not a property it names
+        ({"second_order": "known", "vjp": "known"}, "xfailed"),
+    ],
+)
+def test_an_xfail_naming_properties_does_not_hide_a_bug_in_another(xfail, status):
+    target = make_target(
+        _SinKnownSecondOrderNewVjp,
+        reference=torch.sin,
+        jax_reference=jnp.sin,
+        name="known_and_new",
+        dtypes=[torch.float64],
+        xfail=xfail,
+        options={"properties": ["vjp", "second_order"]},
+    )
+    result = fuzz_target(target, max_examples=60, derandomize=True)
+    found = {f.property: f for f in result.failures}
+    assert set(found) == {"vjp", "second_order"} and result.status == status
+    assert result.to_json()["xfail_properties"] == (
+        None if isinstance(xfail, str) else [p for p in ("vjp", "second_order") if p in xfail]
+    )
+    shrunk = found["vjp"]
+    assert shrunk.inputs[0]["shape"] == [] and torch.tensor(shrunk.inputs[0]["values"]).cos() < 0
+
+
+def test_a_rebuilt_record_keeps_an_xfail_naming_properties():
+    from fuzzgrad.report.events import record_status
+
+    record = {"xfail_reason": "second_order: F2", "xfail_properties": ["second_order"]}
+    fail = lambda *props: [{"property": p} for p in props]  # noqa: E731
+    assert record_status({**record, "failures": fail("second_order")}) == "xfailed"
+    assert record_status({**record, "failures": fail("second_order", "vjp")}) == "failed"
+    assert record_status({**record, "failures": []}) == "xpassed"
+    assert record_status({**record, "xfail_properties": None, "failures": fail("vjp")}) == "xfailed"
+
+
 def test_max_order_1_leaves_second_order_out():
     target = make_target(
         _WrongForwardAndDoubleBackward,

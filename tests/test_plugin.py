@@ -127,6 +127,46 @@ def test_outcomes_failures_known_bugs_and_strict_xpass(project):
     result.stdout.fnmatch_lines(["*[[]XPASS(strict)[]] was wrong once*"])
 
 
+#: A known bug in one property (its backward), and a second (its forward) the mark must not hide.
+NAMED_XFAIL = """
+import torch
+import fuzzgrad as fg
+
+
+@fg.register(
+    reference=lambda x: x * 6,
+    xfail={"vjp": "backward says 2"},
+    properties=["forward", "vjp"],
+    dtypes=[torch.float64],
+)
+class Sextuple(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 7
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+"""
+
+
+def test_an_xfail_naming_a_property_leaves_the_others_to_fail(pytester):
+    pytester.makepyprojecttoml('[tool.fuzzgrad]\ntargets = ["ops.py"]\n')
+    pytester.makepyfile(ops=NAMED_XFAIL)
+    result = pytester.runpytest("-rA", *FAST)
+    assert outcomes(result) == {
+        "test_fuzzgrad[Sextuple-forward]": "FAILED",  # not covered by the mark
+        "test_fuzzgrad[Sextuple-vjp]": "XFAIL",
+    }
+    # with the forward fixed, the named bug alone is an xfail and nothing else fails
+    pytester.makepyfile(ops=NAMED_XFAIL.replace("x * 7", "x * 6"))
+    result = pytester.runpytest("-rA", *FAST)
+    assert outcomes(result) == {
+        "test_fuzzgrad[Sextuple-forward]": "PASSED",
+        "test_fuzzgrad[Sextuple-vjp]": "XFAIL",
+    }
+
+
 def test_a_failure_shows_the_shrunk_case_diagnosis_and_reproducer(project, tmp_path):
     report = tmp_path / "repros"
     result = project.runpytest("-k", "Triple and vjp", "--fuzzgrad-report", str(report), *FAST)

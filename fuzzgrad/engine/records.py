@@ -58,6 +58,8 @@ class TargetResult:
     error: dict[str, Any] | None = None
     xfail_reason: str | None = None
     stats: Stats | None = field(default=None, repr=False)
+    #: The properties the known bug shows in (None: any property; see `register`'s ``xfail``).
+    xfail_properties: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         s = self.stats
@@ -66,6 +68,7 @@ class TargetResult:
             "module": self.module,
             "status": self.status,
             "xfail_reason": self.xfail_reason,
+            "xfail_properties": _listed(self.xfail_properties),
             "examples": self.examples,
             "seconds": round(self.seconds, 3),
             "discards": dict(s.discards) if s else {},
@@ -83,8 +86,33 @@ class TargetResult:
 
 def verdict(target, failures, error) -> str:
     """A target's status from what its run found (see `STATUSES`)."""
-    if error is not None:
+    failing = {f.property for f in failures}
+    return status(error is not None, failing, target.xfail, target.xfail_properties)
+
+
+def status(error: bool, failing: set[str], xfail: str | None, xfail_properties) -> str:
+    """A target's status: ``error``; else, with an ``xfail`` reason, ``xfailed`` where every
+    failing property is one the known bug shows in (``xfail_properties``, None for any) and
+    ``failed`` where another property fails too (a second bug the mark must not hide),
+    ``xpassed`` where nothing fails; without one, ``failed`` or ``passed``."""
+    if error:
         return "error"
-    if failures:
-        return "xfailed" if target.xfail else "failed"
-    return "xpassed" if target.xfail else "passed"
+    if not xfail:
+        return "failed" if failing else "passed"
+    if not failing:
+        return "xpassed"
+    known = xfail_properties is None or failing <= set(xfail_properties)
+    return "xfailed" if known else "failed"
+
+
+def _listed(properties) -> list[str] | None:
+    return None if properties is None else list(properties)
+
+
+def xfail_info(target, **extra: Any) -> dict[str, Any]:
+    """A record's keys for the target's known bug: its reason, the properties it shows in."""
+    return {
+        **extra,
+        "xfail_reason": target.xfail,
+        "xfail_properties": _listed(target.xfail_properties),
+    }

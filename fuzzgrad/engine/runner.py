@@ -186,6 +186,7 @@ def fuzz_target(
         error,
         target.xfail,
         checker.stats,
+        target.xfail_properties,
     )
 
 
@@ -511,6 +512,7 @@ def _registration_error(target, exc: InvalidRegistration, started: float, checke
         error,
         target.xfail,
         stats,
+        target.xfail_properties,
     )
 
 

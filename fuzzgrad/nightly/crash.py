@@ -92,6 +92,7 @@ def lost_record(
 ) -> dict[str, Any]:
     """The record of a slice whose worker died or was killed: its ``error`` (None: no fault of
     the target's), examples run, and what it found before."""
+    from fuzzgrad.engine.records import xfail_info
     from fuzzgrad.report.events import record_status
 
     record = {
@@ -101,7 +102,7 @@ def lost_record(
         "examples": examples,
         "seconds": round(seconds, 3),
         "failures": failures,
-        "xfail_reason": target.xfail,
+        **xfail_info(target),
     }
     record["status"] = record_status(record)
     return record

@@ -37,6 +37,7 @@ class Isolated:
         properties: list[str] | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         """``target``'s JSON result (`TargetResult.to_json`), fuzzed in the worker."""
+        from fuzzgrad.engine.records import xfail_info
         from fuzzgrad.report.events import record_status, unshrunk
         from fuzzgrad.report.reproducer import drop_unshrunk
 
@@ -83,7 +84,7 @@ class Isolated:
         record = {
             "name": target.name,
             "module": target.module,
-            "xfail_reason": target.xfail,
+            **xfail_info(target),
             "examples": worker.examples,
             "seconds": round(
                 time.monotonic() - (worker.task or {}).get("since", worker.spawned), 3

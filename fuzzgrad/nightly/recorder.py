@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fuzzgrad.engine.records import xfail_info
 from fuzzgrad.nightly.plan import Plan
 from fuzzgrad.report.events import EventLog
 
@@ -45,7 +46,7 @@ class Recorder:
         self.workers: list[Any] = []
         self.warned: set[str] = set()
         self.events = EventLog(plan.report_dir / "events.jsonl")
-        info = {t.name: {"module": t.module, "xfail_reason": t.xfail} for t in plan.targets}
+        info = {t.name: xfail_info(t, module=t.module) for t in plan.targets}
         self.events.write(
             "run_started", run=run, targets=[t.name for t in plan.targets], target_info=info
         )
@@ -244,7 +245,7 @@ def _error_record(plan: Plan, name: str, kind: str, message: str) -> dict[str, A
         "name": name,
         "module": target.display_module,
         "status": "error",
-        "xfail_reason": target.xfail,
+        **xfail_info(target),
         "examples": 0,
         "seconds": 0.0,
         "error": {"kind": kind, "message": message},

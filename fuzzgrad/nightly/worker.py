@@ -261,6 +261,7 @@ def merge_results(target, results: list):
         error,
         target.xfail,
         stats,
+        target.xfail_properties,
     )
 
 

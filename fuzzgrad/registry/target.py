@@ -50,6 +50,8 @@ class Target:
     xfail: str | None = None
     tolerances: Mapping[Any, tuple[float, float]] = field(default_factory=dict)
     module: str = ""  # the module that registered it
+    #: The properties the known bug (``xfail``) shows in; None: any property.
+    xfail_properties: tuple[str, ...] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     #: For a plain callable (a function, a ``functools.partial``): the Function it calls, found
     #: in its code or its partial's ``func`` (`wrapped_function`); None if not exactly one.
@@ -245,7 +247,7 @@ def register(
     inputs: Any = None,
     name: str | None = None,
     dtypes: Any = None,
-    xfail: str | None = None,
+    xfail: str | Mapping[str, str] | None = None,
     tolerances: Mapping[Any, tuple[float, float]] | None = None,
     **options: Any,
 ) -> Any:
@@ -259,15 +261,17 @@ def register(
     (`fuzzgrad.tensor`, `fuzzgrad.dim`, `fuzzgrad.size`, a Hypothesis strategy, or a plain value
     passed as is; see `fuzzgrad.registry.spec`) or a Hypothesis strategy drawing the whole
     argument tuple. ``dtypes`` restricts the float dtypes tried. ``xfail`` is a reason: the
-    Function is known wrong. ``tolerances`` maps a dtype to ``(rtol, atol)`` overriding the
-    defaults. Other keyword options are kept in ``Target.options`` (e.g. ``properties=[...]``,
-    ``max_elements=...``, ``sizes={"n": (3, 300)}``: bounds on named sizes, ``slow=True``: left
-    out of default runs; ``devices=["cuda"]``: the device types its cases are drawn on, where
-    this machine has them; ``precision="fused"``:
-    in float16/bfloat16 the Function computes in float32 or wider and rounds its results once,
-    so each half-precision result must be, within about an ulp, its own result on the same
-    inputs upcast to float32, rounded once; a forgotten upcast fails that; an output it keeps
-    for its backward is kept rounded in the float32 run too).
+    Function is known wrong (a failure of any property is expected); or a mapping from property
+    to reason, ``{"second_order": "..."}``: the known bugs show in those properties, and a
+    failure of any other property fails the target. ``tolerances`` maps a dtype to ``(rtol,
+    atol)`` overriding the defaults. Other keyword options are kept in ``Target.options`` (e.g.
+    ``properties=[...]``, ``max_elements=...``, ``sizes={"n": (3, 300)}``: bounds on named
+    sizes, ``slow=True``: left out of default runs; ``devices=["cuda"]``: the device types its
+    cases are drawn on, where this machine has them; ``precision="fused"``: in float16/bfloat16
+    the Function computes in float32 or wider and rounds its results once, so each
+    half-precision result must be, within about an ulp, its own result on the same inputs upcast
+    to float32, rounded once; a forgotten upcast fails that; an output it keeps for its backward
+    is kept rounded in the float32 run too).
     """
     caller = sys._getframe(1).f_globals.get("__name__", "__main__")
     kwargs = dict(
@@ -311,7 +315,7 @@ def make_target(
     inputs: Any = None,
     name: str | None = None,
     dtypes: Any = None,
-    xfail: str | None = None,
+    xfail: str | Mapping[str, str] | None = None,
     tolerances: Mapping[Any, tuple[float, float]] | None = None,
     options: Mapping[str, Any] | None = None,
     module: str = "__main__",
@@ -332,10 +336,7 @@ def make_target(
     for key, ref in (("reference", reference), ("jax_reference", jax_reference)):
         if ref is not None and not callable(ref):
             raise InvalidRegistration(f"{where}{key} must be callable, got {ref!r}.")
-    if xfail is not None and not isinstance(xfail, str):
-        raise InvalidRegistration(
-            f"{where}xfail must be a string saying why the Function is known wrong, got {xfail!r}."
-        )
+    xfail, xfail_properties = _known_bug(where, xfail)
     if dtypes is not None:
         dtypes = tuple(dtypes) if isinstance(dtypes, (list, tuple)) else (dtypes,)
         _check_dtypes(dtypes, where)
@@ -437,9 +438,37 @@ def make_target(
         xfail=xfail,
         tolerances=tolerances,
         module=module,
+        xfail_properties=xfail_properties,
         options=opts,
         wraps=wrapped_function(fn) if function is None else None,
     )
+
+
+def _known_bug(where: str, xfail: Any) -> tuple[str | None, tuple[str, ...] | None]:
+    """``xfail`` as a reason and the properties the known bug shows in (None: any)."""
+    if xfail is None or isinstance(xfail, str):
+        return xfail, None
+    if not isinstance(xfail, Mapping) or not xfail:
+        raise InvalidRegistration(
+            f"{where}xfail must be a string saying why the Function is known wrong, or a "
+            f"mapping from property to reason ({{'second_order': 'why'}}), got {xfail!r}."
+        )
+    from fuzzgrad.properties import names
+
+    known = names()
+    for prop, reason in xfail.items():
+        if prop not in known:
+            raise InvalidRegistration(
+                f"{where}xfail names {prop!r}, which is not a property; properties: "
+                f"{', '.join(known)}."
+            )
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidRegistration(
+                f"{where}xfail[{prop!r}] must say why the Function is known wrong there, got "
+                f"{reason!r}."
+            )
+    properties = tuple(p for p in known if p in xfail)  # in run order
+    return "; ".join(f"{p}: {xfail[p]}" for p in properties), properties
 
 
 def _anything_differentiable(specs: tuple, dtypes: tuple | None) -> bool:

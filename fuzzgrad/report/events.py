@@ -19,6 +19,8 @@ from typing import Any
 
 EVENTS = "events.jsonl"
 #: ``run.incomplete`` of a results.json rebuilt from the event log of a run that did not finish.
+#: What the run's start says of each target (``target_info``), kept in its rebuilt record.
+INFO_KEYS = ("module", "xfail_reason", "xfail_properties")
 INCOMPLETE = "the run ended without writing its results (killed?); rebuilt from events.jsonl"
 
 
@@ -141,11 +143,11 @@ def _numeric(value: Any) -> bool:
 
 def record_status(record: Mapping[str, Any]) -> str:
     """A target's status from its error, failures and xfail reason (as the runner decides)."""
-    if record.get("error"):
-        return "error"
-    if record.get("failures"):
-        return "xfailed" if record.get("xfail_reason") else "failed"
-    return "xpassed" if record.get("xfail_reason") else "passed"
+    from fuzzgrad.engine.records import status
+
+    failing = {f.get("property") for f in record.get("failures") or []}
+    xfail, properties = record.get("xfail_reason"), record.get("xfail_properties")
+    return status(bool(record.get("error")), failing, xfail, properties)
 
 
 # -- recovery ---------------------------------------------------------------------------------
@@ -234,7 +236,7 @@ class _Target:
 
     def _started(self, e: dict[str, Any]) -> None:
         self.started = True
-        self.info = {**self.info, **{k: e[k] for k in ("module", "xfail_reason") if k in e}}
+        self.info = {**self.info, **{k: e[k] for k in INFO_KEYS if k in e}}
 
     def _segment(self, e: dict[str, Any]) -> None:
         self.segments.append(e.get("record") or {})
@@ -255,6 +257,7 @@ class _Target:
             "name": self.name,
             "module": self.info.get("module"),
             "xfail_reason": self.info.get("xfail_reason"),
+            "xfail_properties": self.info.get("xfail_properties"),
             "examples": 0,
             "seconds": 0.0,
             "error": {"kind": "interrupted", "message": f"the run ended while this target {what}"},
