@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 EVENTS = "events.jsonl"
-#: ``run.incomplete`` of a results.json rebuilt from the event log of a run that did not finish.
 #: What the run's start says of each target (``target_info``), kept in its rebuilt record.
 INFO_KEYS = ("module", "xfail_reason", "xfail_properties")
+#: ``run.incomplete`` of a results.json rebuilt from the event log of a run that did not finish.
 INCOMPLETE = "the run ended without writing its results (killed?); rebuilt from events.jsonl"
 
 
