@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fuzzgrad.report.common import status
 from fuzzgrad.verdict.stats import Stats
 
 STATUSES = ("passed", "failed", "xfailed", "xpassed", "error")
@@ -88,21 +89,6 @@ def verdict(target, failures, error) -> str:
     """A target's status from what its run found (see `STATUSES`)."""
     failing = {f.property for f in failures}
     return status(error is not None, failing, target.xfail, target.xfail_properties)
-
-
-def status(error: bool, failing: set[str], xfail: str | None, xfail_properties) -> str:
-    """A target's status: ``error``; else, with an ``xfail`` reason, ``xfailed`` where every
-    failing property is one the known bug shows in (``xfail_properties``, None for any) and
-    ``failed`` where another property fails too (a second bug the mark must not hide),
-    ``xpassed`` where nothing fails; without one, ``failed`` or ``passed``."""
-    if error:
-        return "error"
-    if not xfail:
-        return "failed" if failing else "passed"
-    if not failing:
-        return "xpassed"
-    known = xfail_properties is None or failing <= set(xfail_properties)
-    return "xfailed" if known else "failed"
 
 
 def _listed(properties) -> list[str] | None:

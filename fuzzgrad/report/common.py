@@ -17,6 +17,21 @@ from typing import Any
 STATUS_ORDER = ("error", "failed", "xpassed", "xfailed", "passed")
 
 
+def status(error: bool, failing: set[str], xfail: str | None, xfail_properties) -> str:
+    """A target's status: ``error``; else, with an ``xfail`` reason, ``xfailed`` where every
+    failing property is one the known bug shows in (``xfail_properties``, None for any) and
+    ``failed`` where another property fails too (a second bug the mark must not hide),
+    ``xpassed`` where nothing fails; without one, ``failed`` or ``passed``."""
+    if error:
+        return "error"
+    if not xfail:
+        return "failed" if failing else "passed"
+    if not failing:
+        return "xpassed"
+    known = xfail_properties is None or failing <= set(xfail_properties)
+    return "xfailed" if known else "failed"
+
+
 def failure_signature(target_name: str, failure: Mapping[str, Any]) -> str:
     """A short stable id of one bug: (target, property, diagnosis), not the example that found it.
 

@@ -143,7 +143,7 @@ def _numeric(value: Any) -> bool:
 
 def record_status(record: Mapping[str, Any]) -> str:
     """A target's status from its error, failures and xfail reason (as the runner decides)."""
-    from fuzzgrad.engine.records import status
+    from fuzzgrad.report.common import status
 
     failing = {f.get("property") for f in record.get("failures") or []}
     xfail, properties = record.get("xfail_reason"), record.get("xfail_properties")
