@@ -265,8 +265,10 @@ def print_record(record: dict[str, Any]) -> None:
         f"{record['name']:28s} {record['status'].upper():8s} {record.get('examples', 0):5d} "
         f"examples {record.get('seconds') or 0:6.1f}s{unjudged(record)}"
     )
+    listed = record.get("xfail_properties")  # an xfail naming properties: say which bug is new
     for f in record.get("failures") or []:
-        say(f"    {f.get('property')}: {f.get('message')}")
+        tag = "" if listed is None else " (xfail)" if f.get("property") in listed else " (new)"
+        say(f"    {f.get('property')}{tag}: {f.get('message')}")
         say(f"    diagnosis: {f.get('diagnosis')}")
         if f.get("reproducer"):
             say(f"    reproducer: fuzzgrad repro {os.path.relpath(f['reproducer'])}")
