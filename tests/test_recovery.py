@@ -90,9 +90,11 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     assert load_results(tmp_path)["run"]["incomplete"] == INCOMPLETE
 
 
+#: (forward, backward) factors of the failing targets bug0, bug1, ...
+SCALES = [(3, 2), (5, 4), (7, 6), (2, 5)]
 FAILING = {
     f"bug{i}": scale_target(f"bug{i}", forward, backward)
-    for i, (forward, backward) in enumerate([(3, 2), (5, 4), (7, 6), (2, 5)])
+    for i, (forward, backward) in enumerate(SCALES)
 }
 
 
@@ -246,7 +248,7 @@ def test_redis_going_away_mid_run_loses_nothing(tmp_path, redis_server):
     wait += "            time.sleep(0.05)\n"
     files = {
         f"bug{i}": scale_target(f"bug{i}", forward, backward, prelude=wait if i else "")
-        for i, (forward, backward) in enumerate([(3, 2), (5, 4), (7, 6), (2, 5)])
+        for i, (forward, backward) in enumerate(SCALES)
     }
     folder = write_targets(tmp_path / "targets", files)
     report = tmp_path / "report"

@@ -339,7 +339,7 @@ class FuzzItem(pytest.Item):
                         "--fuzzgrad-slow or --fuzzgrad-profile nightly"
                     )
                 )
-        if self._known_bug(self.prop):
+        if self.target.known_bug_in(self.prop):
             from fuzzgrad.integrations.messages import TargetFailed
 
             self.add_marker(
@@ -360,18 +360,13 @@ class FuzzItem(pytest.Item):
         failing = sorted({f["property"] for f in result["failures"]})
         if self.prop in failing:
             raise TargetFailed(describe_failures(result, [self.prop]))
-        known = [p for p in failing if self._known_bug(p)]
-        if self._known_bug(self.prop) and known and not self.config.option.runxfail:
+        known = [p for p in failing if self.target.known_bug_in(p)]
+        if self.target.known_bug_in(self.prop) and known and not self.config.option.runxfail:
             # The known bug is in the target, not in each property: it is still there.
             raise TargetFailed(
                 f"{self.target.name}: {self.prop!r} holds; the known bug shows in "
                 f"{', '.join(map(repr, known))}.\n\n{describe_failures(result)}"
             )
-
-    def _known_bug(self, prop: str) -> bool:
-        """Whether the target's xfail covers ``prop`` (all of them unless it names some)."""
-        listed = self.target.xfail_properties
-        return bool(self.target.xfail) and (listed is None or prop in listed)
 
     def repr_failure(self, excinfo, style=None):
         from fuzzgrad.integrations.messages import TargetCrashed, TargetFailed

@@ -57,6 +57,12 @@ class Target:
     #: in its code or its partial's ``func`` (`wrapped_function`); None if not exactly one.
     wraps: Any = None
 
+    def known_bug_in(self, prop: str) -> bool:
+        """Whether the registration's ``xfail`` covers property ``prop`` (every property,
+        unless it names some)."""
+        listed = self.xfail_properties
+        return bool(self.xfail) and (listed is None or prop in listed)
+
     @property
     def autograd_function(self) -> Any:
         """The Function whose own properties (grad_meta, vmap, forward-AD) the target has: the

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from fuzzgrad.report.common import status
+
 EVENTS = "events.jsonl"
 #: What the run's start says of each target (``target_info``), kept in its rebuilt record.
 INFO_KEYS = ("module", "xfail_reason", "xfail_properties")
@@ -143,8 +145,6 @@ def _numeric(value: Any) -> bool:
 
 def record_status(record: Mapping[str, Any]) -> str:
     """A target's status from its error, failures and xfail reason (as the runner decides)."""
-    from fuzzgrad.report.common import status
-
     failing = {f.get("property") for f in record.get("failures") or []}
     xfail, properties = record.get("xfail_reason"), record.get("xfail_properties")
     return status(bool(record.get("error")), failing, xfail, properties)
