@@ -9,6 +9,12 @@ missed (``fuzz_target(seed=...)`` repeats any of them).
     python bench/catch_rates.py --seeds 20 --jobs 2
     python bench/catch_rates.py -k LogCoshNaiveTanh --seeds 100
     python bench/catch_rates.py -k BlockedLogSumExpStaleScale --seeds 50 --first-seed 50
+    python bench/catch_rates.py --pairs --seeds 20
+
+``--pairs`` runs the planted pairs instead (tests/corpus/twobugs.py: two independent bugs of one
+property each): a seed catches a pair when each planted bug is matched by exactly one finding of
+its own. It also prints each pair's findings per run (more than its bugs: a duplicate) and the
+median seconds a run took.
 """
 
 from __future__ import annotations
@@ -58,6 +64,38 @@ def one_bug(name: str, seeds: range, examples: int, threads: int) -> dict:
     }
 
 
+def one_pair(name: str, seeds: range, examples: int, threads: int) -> dict:
+    """Run one planted pair with each seed: how many seeds found each of its bugs as a finding
+    of its own, and how many findings the runs had."""
+    import torch
+
+    from fuzzgrad.engine.identity import kind_has
+    from fuzzgrad.engine.runner import fuzz_target
+
+    torch.set_num_threads(threads)
+    (target,) = [t for t in corpus_targets("twobugs") if t.name == name]
+    planted = target.options["planted_pair"]
+    missed, findings, seconds = [], [], []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as report:
+            start = time.perf_counter()
+            result = fuzz_target(target, max_examples=examples, seed=seed, report_dir=report)
+            seconds.append(time.perf_counter() - start)
+        hits = [sum(kind_has(f.kind, p) for f in result.failures) for p in planted]
+        if hits != [1] * len(planted):
+            missed.append(seed)
+        findings.append(len(result.failures))
+    return {
+        "name": name,
+        "property": f"{len(planted)} bug(s)",
+        "caught": len(seeds) - len(missed),
+        "missed": missed,
+        "median_find": statistics.median(seconds),
+        "findings": f"{min(findings)}-{max(findings)}",
+        "seconds": sum(seconds),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20, help="seeds per bug (default: 20)")
@@ -69,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=1, help="bugs run in parallel (default: 1)")
     parser.add_argument("-k", "--target", action="append", help="only this planted bug")
+    parser.add_argument(
+        "--pairs", action="store_true", help="the planted pairs (tests/corpus/twobugs.py)"
+    )
     args = parser.parse_args(argv)
-    names = [t.name for t in corpus_targets("buggy")]
+    names = [t.name for t in corpus_targets("twobugs" if args.pairs else "buggy")]
     if args.target:
         unknown = sorted(set(args.target) - set(names))
         if unknown:
@@ -80,14 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     threads = max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         seeds = range(args.first_seed, args.first_seed + args.seeds)
-        futures = [pool.submit(one_bug, n, seeds, args.examples, threads) for n in names]
+        run = one_pair if args.pairs else one_bug
+        futures = [pool.submit(run, n, seeds, args.examples, threads) for n in names]
         rows = [f.result() for f in futures]
-    print(f"{'planted bug':32s} {'property':22s} {'caught':>8s} {'median find':>12s}  missed seeds")
+    timing = "median run" if args.pairs else "median find"
+    extra = f" {'findings':>9s}" if args.pairs else ""
+    print(f"{'planted bug':40s} {'property':22s} {'caught':>8s} {timing:>12s}{extra}  missed seeds")
     for r in rows:
         find = f"{r['median_find']:.2f} s" if r["median_find"] is not None else "-"
         caught = f"{r['caught']}/{args.seeds}"
         missed = ", ".join(map(str, r["missed"][:10])) + (" ..." if len(r["missed"]) > 10 else "")
-        print(f"{r['name']:32s} {r['property']:22s} {caught:>8s} {find:>12s}  {missed}")
+        extra = f" {r['findings']:>9s}" if args.pairs else ""
+        print(f"{r['name']:40s} {r['property']:22s} {caught:>8s} {find:>12s}{extra}  {missed}")
     total = sum(r["caught"] for r in rows)
     always = sum(r["caught"] == args.seeds for r in rows)
     print(

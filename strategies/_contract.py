@@ -59,6 +59,19 @@ def violation(target, case, original=None) -> str | None:
     return None
 
 
+def named_sizes(target, case) -> dict[str, int]:
+    """The size of each name in ``case``: its tensors' dims and its `fuzzgrad.size` arguments
+    (empty where the case does not match the spec's shapes, or the inputs are one strategy)."""
+    if isinstance(target.inputs, st.SearchStrategy):
+        return {}
+    specs = tuple(target.inputs)
+    plan = cast(_SpecCases, cases(target))._shapes
+    known = {s.name: a for s, a in zip(specs, case.args) if s.kind == "size"}
+    shapes = [tuple(a.shape) for s, a in zip(specs, case.args) if s.kind == "tensor"]
+    sizes = match_shapes(plan, shapes, known)
+    return {} if isinstance(sizes, str) else {**sizes, **known}
+
+
 def contract_dtypes(target) -> tuple:
     """The dtypes ``target``'s tensors take (see the module docstring)."""
     allowed = tuple(target.dtypes) if target.dtypes else FLOAT_DTYPES

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from fuzzgrad.oracles.evaluation import floating
 from fuzzgrad.properties.checker import Checker, Discard, PropertyFailure
+from fuzzgrad.registry.target import argument_names
 from fuzzgrad.strategies import (
     Layout,
     contract_dtypes,
@@ -197,13 +199,18 @@ def _shape_notes(case) -> list[str]:
     return notes
 
 
-def failure_on(target, prop: str, case) -> PropertyFailure | bool | None:
-    """``prop``'s failure on ``case``, False if it holds, None if the case was discarded."""
+def failure_on(target, prop: str, case, root: str | None = None) -> PropertyFailure | bool | None:
+    """``prop``'s failure on ``case``, False if it holds (or, given ``root``, fails only with
+    another root: another finding), None if the case was discarded."""
+    from fuzzgrad.engine.identity import root_of
+
     checker = Checker(target, properties=[prop], jax_share=1.0)
     try:
         checker.check(case)
     except PropertyFailure as exc:
-        return exc if exc.property == prop else False
+        if exc.property != prop or (root is not None and root_of(exc) != root):
+            return False
+        return exc
     except Discard:
         return None
     except Exception:  # noqa: BLE001 - a harness-level error on a simplified case
@@ -211,9 +218,10 @@ def failure_on(target, prop: str, case) -> PropertyFailure | bool | None:
     return False
 
 
-def still_fails(target, prop: str, case) -> bool | None:
-    """Whether ``prop`` still fails on ``case`` (None: the case was discarded)."""
-    result = failure_on(target, prop, case)
+def still_fails(target, prop: str, case, root: str | None = None) -> bool | None:
+    """Whether ``prop`` still fails on ``case`` (with the same ``root``, when given; None: the
+    case was discarded)."""
+    result = failure_on(target, prop, case, root)
     return result if result is None or result is False else True
 
 
@@ -228,25 +236,109 @@ def leaves_contract(target, changed, case) -> bool:
 
 def diagnose(target, prop: str, case) -> tuple[str, list[str]]:
     """A sentence naming the factors the failure needs, and their keys."""
+    text, factors, _ = explain(target, prop, case)
+    return text, factors
+
+
+def explain(target, prop: str, case, root: str | None = None) -> tuple[str, list[str], list[str]]:
+    """A sentence naming what the failure needs, the keys of those factors, and the classes of
+    the non-tensor arguments it needs (``dim<0``, ``mode='reflect'``): each factor and each
+    argument's class is set back to its simplest alone, and matters where the failure (of the
+    same ``root``, when given) then goes away. An argument's class is returned unless its
+    simplest still fails (where it cannot be simplified, it may matter)."""
     needed: list[tuple[str, str]] = []
-    for key, simplify, explain in FACTORS:
+    for key, simplify, explain_factor in FACTORS:
         simpler = simplify(target, case)
         if simpler is None or leaves_contract(target, simpler, case):
             continue
-        if still_fails(target, prop, simpler) is False:
-            needed.append((key, explain(case)))
+        if still_fails(target, prop, simpler, root) is False:
+            needed.append((key, explain_factor(case)))
+
+    # A class other than its argument's simplest is part of the finding unless setting it back
+    # to the simplest still fails (where that cannot be tried, it may matter).
+    classes = []
+    for key, klass, simpler, like in _argument_simplifications(target, case):
+        if simpler is None or leaves_contract(target, simpler, like):
+            classes.append(klass)
+            continue
+        still = still_fails(target, prop, simpler, root)
+        if still is False:
+            needed.append((key, klass))
+        if still is not True:
+            classes.append(klass)
     shape = _shape_notes(case)
     shape_text = f"; shrunk to {' and '.join(shape)}" if shape else ""
     if not needed:
         return (
-            "fails on the simplest form of this input (no layout, dtype, grad-subset or "
-            f"value factor needed){shape_text}",
+            "fails on the simplest form of this input (no layout, dtype, grad-subset, argument "
+            f"or value factor needed){shape_text}",
             [],
+            classes,
         )
     return (
         "fails only with " + " and ".join(text for _, text in needed) + shape_text,
         [k for k, _ in needed],
+        classes,
     )
+
+
+def _argument_simplifications(target, case):
+    """(factor key, class, simpler case or None, the original it may be checked against) for
+    each non-tensor argument whose class is not its simplest: a negative `fuzzgrad.dim` made
+    non-negative (the same dim), a strategy entry's value set to the simplest its strategy draws,
+    a bounded `fuzzgrad.size` at a bound moved one step inside (None where there is no room)."""
+    from fuzzgrad.engine.identity import argument_classes, value_class
+
+    specs = target.inputs if isinstance(target.inputs, tuple) else ()
+    for i, klass in argument_classes(target, case):
+        spec, value = specs[i], case.args[i]
+        other: Any = _NOTHING
+        if spec.kind == "dim":
+            if value >= 0:
+                continue  # the simplest class
+            other = value + spec.span(case.args[spec.of])
+        elif spec.kind == "strategy":
+            simplest = _simplest(spec.strategy)
+            if simplest is not _NOTHING and value_class(simplest) == value_class(value):
+                continue
+            other = simplest
+        elif spec.kind == "size":
+            if "==" not in klass:
+                continue  # strictly inside its bounds: the simplest class
+            upper = any(b.upper and f"{spec.name}=={b.value}" in klass for b in spec.bounds)
+            other = value - 1 if upper else value + 1
+        factor = f"arg:{argument_names(target, len(case.args))[i]}"
+        if other is _NOTHING:
+            yield factor, klass, None, case
+            continue
+        args = list(case.args)
+        args[i] = other
+        simpler = _with(case, args=tuple(args))
+        moved = dict(argument_classes(target, simpler)).get(i)
+        if moved == klass or (spec.kind == "size" and moved and "==" in moved):
+            yield factor, klass, None, case  # no simpler class within the bounds
+            continue
+        # a strategy's own simplest value is one it draws: judged against that original
+        like = _with(case, args=tuple(args)) if spec.kind == "strategy" else case
+        yield factor, klass, simpler, like
+
+
+_NOTHING = object()
+
+
+def _simplest(strategy):
+    """The value Hypothesis would shrink ``strategy`` to (every choice its simplest), or
+    `_NOTHING` where fuzzgrad's fast draw cannot draw it."""
+    import random
+
+    from fuzzgrad.engine.explore import FastData
+
+    data = FastData(random.Random(0), simplest=1.0)
+    try:
+        with data.drawing():
+            return data.draw(strategy)
+    except Exception:  # noqa: BLE001 - a strategy that needs Hypothesis's engine
+        return _NOTHING
 
 
 def reduce_to_element(target, prop: str, case, mismatch):

@@ -30,6 +30,16 @@ class FailureRecord:
     shrunk: bool = True
     #: The cotangents' layouts (``grad_output``), one per output that gets one.
     cotangents: list[dict[str, Any]] = field(default_factory=list)
+    #: The finding's identity (`fuzzgrad.engine.identity.final_kind`): its signature's source.
+    kind: str | None = None
+    #: Every property the finding breaks (``property`` first).
+    properties: list[str] = field(default_factory=list)
+    #: The search keys of the candidates merged into this finding (not written out).
+    search_keys: set = field(default_factory=set, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.properties:
+            self.properties = [self.property]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +53,8 @@ class FailureRecord:
             "shrunk": self.shrunk,
             "inputs": self.inputs,
             "cotangents": self.cotangents,
+            "kind": self.kind,
+            "properties": self.properties,
         }
 
 
@@ -81,6 +93,7 @@ class TargetResult:
             "coverage": {k: dict(v) for k, v in s.coverage.items()} if s else {},
             "error_ratio_hist": s.histogram() if s else None,
             "error": self.error,
+            "internal_errors": list(s.internal.values()) if s else [],
             "failures": [f.to_json() for f in self.failures],
         }
 

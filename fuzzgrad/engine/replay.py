@@ -128,11 +128,12 @@ def run_reproducer(data: dict[str, Any], path: str, argv: list[str] | tuple[str,
         return _in_child(path, prop, data.get("example_timeout"))
     if prop == "exception":
         return _exception(target, case, data.get("properties"))
-    return replay_case(target, prop, case)
+    return replay_case(target, prop, case, data.get("root"))
 
 
-def replay_case(target, prop: str, case) -> int:
-    """Check ``prop`` on exactly this case; print the verdict; 1 if it fails, else 0."""
+def replay_case(target, prop: str, case, root: str | None = None) -> int:
+    """Check ``prop`` on exactly this case; print the verdict; 1 if it fails (with ``root``, when
+    given: the reproducer's own finding, not another), else 0."""
     checker = Checker(target, properties=[prop], jax_share=1.0)
     if not checker.selected:
         _say(f"CANNOT RUN: property {prop!r} does not apply to {target.name!r} here")
@@ -141,7 +142,15 @@ def replay_case(target, prop: str, case) -> int:
     try:
         checker.check(case)
     except PropertyFailure as exc:
+        from fuzzgrad.engine.identity import root_of
+
         code, verdict = STILL_THERE, f"FAIL ({exc.property}): {exc.message}"
+        if root is not None and root_of(exc) != root:
+            code = FIXED
+            verdict = (
+                f"PASS for this finding ({root}): {prop!r} fails here with another one "
+                f"instead: {exc.message}"
+            )
     except Discard as exc:
         verdict = f"DISCARDED: {exc} (outside the math's domain: the bug no longer shows)"
     except Exception as exc:  # noqa: BLE001 - fuzzgrad itself raised on this input

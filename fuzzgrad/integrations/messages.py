@@ -13,7 +13,11 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fuzzgrad.report.common import terminal_safe
+from fuzzgrad.report.common import (
+    INTERNAL_ADVICE,
+    failure_properties,
+    terminal_safe,
+)
 
 
 class TargetFailed(AssertionError):
@@ -45,8 +49,12 @@ def describe_failure(name: str, failure: Mapping[str, Any]) -> str:
     """A few lines on one shrunk failure: inputs, mismatch, diagnosis and how to replay it."""
     found = failure.get("examples_to_find")
     when = f"first failed on example {found}, " if found else ""
-    lines = [f"{name}: property {failure['property']!r} fails ({when}shrunk to):"]
+    props = failure_properties(failure)
+    also = f" (and {', '.join(map(repr, props[1:]))})" if len(props) > 1 else ""
+    lines = [f"{name}: property {props[0]!r}{also} fails ({when}shrunk to):"]
     lines += [f"    {_tensor_line(a)}" for a in failure.get("inputs", [])]
+    if failure.get("kind"):
+        lines.append(f"  finding:    {failure['kind']}")
     lines.append(f"  mismatch:   {failure['message']}")
     lines.append(f"  diagnosis:  {failure['diagnosis']}")
     repro = failure.get("reproducer")
@@ -72,7 +80,14 @@ def describe_failures(result: Mapping[str, Any], properties: Iterable[str] | Non
     parts = [
         describe_failure(result["name"], f)
         for f in result.get("failures", [])
-        if wanted is None or f["property"] in wanted
+        if wanted is None or wanted & set(failure_properties(f))
+    ]
+    parts += [
+        terminal_safe(
+            f"{result['name']}: internal error while checking {e.get('property')!r} "
+            f"({e.get('count', 1)}x): {e.get('message')}\n  ({INTERNAL_ADVICE})"
+        )
+        for e in result.get("internal_errors") or []
     ]
     parts.append(
         f"({result['examples']} examples in {result['seconds']:.1f}s; "

@@ -357,7 +357,9 @@ class FuzzItem(pytest.Item):
         result = _runs(self.config).result(self.target)
         if result.get("error"):
             raise TargetCrashed(describe_error(result["name"], result["error"]))
-        failing = sorted({f["property"] for f in result["failures"]})
+        from fuzzgrad.report.common import failure_properties
+
+        failing = sorted({p for f in result["failures"] for p in failure_properties(f)})
         if self.prop in failing:
             raise TargetFailed(describe_failures(result, [self.prop]))
         known = [p for p in failing if self.target.known_bug_in(p)]

@@ -256,7 +256,7 @@ def _error_record(plan: Plan, name: str, kind: str, message: str) -> dict[str, A
 def print_record(record: dict[str, Any]) -> None:
     """One plain line per finished target (and a few for its failures or error); what came
     from the target (its name, messages) cannot restyle the terminal or fake lines."""
-    from fuzzgrad.report.common import terminal_safe
+    from fuzzgrad.report.common import INTERNAL_ADVICE, failure_title, terminal_safe
 
     def say(text: str) -> None:
         print(terminal_safe(text, newlines=False))
@@ -269,9 +269,14 @@ def print_record(record: dict[str, Any]) -> None:
     for f in record.get("failures") or []:
         tag = "" if listed is None else " (xfail)" if f.get("property") in listed else " (new)"
         say(f"    {f.get('property')}{tag}: {f.get('message')}")
+        if f.get("kind"):
+            say(f"    finding: {failure_title(f)}")
         say(f"    diagnosis: {f.get('diagnosis')}")
         if f.get("reproducer"):
             say(f"    reproducer: fuzzgrad repro {os.path.relpath(f['reproducer'])}")
+    for e in record.get("internal_errors") or []:
+        say(f"    INTERNAL ERROR checking {e.get('property')!r}: {e.get('message')}")
+        say(f"      ({INTERNAL_ADVICE})")
     error = record.get("error")
     if error:
         say(f"    error ({error.get('kind')}): {error.get('message')}")

@@ -91,10 +91,11 @@ def fuzz_for(
     Each round ends early at ``until`` (unless it is shrinking a failure, which may go on to
     ``shrink_until``); one example's timeout is capped by the time left to ``shrink_until``: an
     example cut short by that cap ends the slice, as a ``timeout`` error only if it ran long
-    enough to count as hung (`fuzzgrad.nightly.plan.hung`). A property that failed
-    (here or, ``skip``, in an earlier slice) is left out of later rounds, so the database's
-    replay of it does not end every round at once; only the first round of the first slice
-    (``replay``) replays the database. A finding is written as a reproducer at once (the shrunk
+    enough to count as hung (`fuzzgrad.nightly.plan.hung`). A property keeps being checked after
+    it failed in this slice: a later round's failures of a finding already reported are not new,
+    and the search goes on for other findings until ``until`` (a property that failed in an
+    earlier slice, ``skip``, is left out); only the first round of the first slice (``replay``)
+    replays the database. A finding is written as a reproducer at once (the shrunk
     one replaces it), so a run killed while shrinking still has one.
     """
     from hypothesis import Phase, settings
@@ -111,13 +112,13 @@ def fuzz_for(
         # error), where a loop over no property would pass the target with 0 examples
         result = fuzz_target(target, max_examples=1, properties=properties, report_dir=report_dir)
         return SliceResult(merge_results(target, [result]), False, 1)
-    failed: list[str] = list(skip)
     db = open_database(
         database, db_key(target), fallback=Path(report_dir) / FALLBACK_DATABASE, warn=on_warning
     )
     results = []
     round_no = 0
     last: list[Any] = [None]
+    known: set = set()  # search keys of the findings of earlier rounds: not new, searched past
     slice_seconds = None if shrink_until is None else shrink_until - time.monotonic()
 
     def example(case) -> None:
@@ -167,7 +168,7 @@ def fuzz_for(
                 example_timeout=timeout,
                 on_example=example,
                 on_finding=finding,
-                reported=tuple(failed),
+                known=frozenset(known),
             )
         round_no += 1
         cut = capped and (result.error or {}).get("kind") == "timeout"
@@ -175,6 +176,7 @@ def fuzz_for(
             _drop_cut_example(target, result)  # the slice ended mid-example: not a hang
         results.append(result)
         for failure in result.failures:
+            known |= failure.search_keys
             if on_failure is not None:
                 # the receiver removes the early reproducer once the failure is logged: a run
                 # killed in between still has the file its log names
@@ -183,9 +185,6 @@ def fuzz_for(
                 from fuzzgrad.report.reproducer import drop_unshrunk
 
                 drop_unshrunk(report_dir, target.name, failure.property, failure.reproducer)
-            if failure.property in remaining:
-                remaining.remove(failure.property)
-                failed.append(failure.property)
         # Fewer examples than asked, with time left: the search space is exhausted.
         exhausted = not result.failures and result.examples < chunk and not cut
         exhausted = exhausted and (until is None or time.monotonic() < until)

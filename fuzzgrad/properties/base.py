@@ -10,6 +10,7 @@ defines one is all it takes to add a property (the README's table gets a row).
 
 from __future__ import annotations
 
+import sys
 from typing import Any, ClassVar
 
 import torch
@@ -23,6 +24,10 @@ class PropertyFailure(AssertionError):
     """A property does not hold for a case.
 
     Subclassed per property (`failure_type`) so that Hypothesis shrinks each one separately.
+    ``cause``: the exception of the Function (or of its backward, or of a transform of it) that
+    the failure reports; by default the one being handled where the failure is made, as
+    properties report a crash from inside ``except``. It is part of the failure's identity
+    (`fuzzgrad.engine.identity`).
     """
 
     property = "property"
@@ -34,8 +39,16 @@ class PropertyFailure(AssertionError):
         mismatch: Mismatch | None = None,
         case: Any = None,
         details: dict | None = None,
+        cause: BaseException | None = None,
     ):
         super().__init__(message)
+        if cause is None:
+            handled = sys.exception()
+            if isinstance(handled, Exception) and not isinstance(
+                handled, (PropertyFailure, Skip, Discard)
+            ):
+                cause = handled
+        self.cause = cause
         self.message = message
         self.mismatch = mismatch
         self.case = case

@@ -210,7 +210,31 @@ class Checker:
             except Skip as why:
                 self.stats.checked[prop.name] -= 1
                 self.stats.skipped[f"{prop.name}: {why}"] += 1
+            except (Discard, InvalidRegistration):
+                raise
+            except Exception as exc:  # noqa: BLE001 - sorted by who raised it
+                self._escaped(prop.name, exc, case, failures)
         return failures
+
+    def _escaped(self, prop: str, exc: Exception, case, failures: dict) -> None:
+        """An exception that escaped property ``prop``'s check. Raised in the user's code (a
+        call the property made without guarding it), it is that property's finding. Raised in
+        fuzzgrad's own code it is an internal error, counted with its traceback
+        (`Stats.record_internal`), and never costs a finding: a failure it interrupted (found
+        in its context, as when building the failure's message raised) is kept, and the other
+        properties of the case still run."""
+        from fuzzgrad.engine.identity import raised_by_user
+
+        if raised_by_user(exc):
+            message = f"{prop}: the Function raised {type(exc).__name__}: {exc}"
+            self._found(failures, failure_type(prop)(message, case=case, cause=exc))
+            return
+        self.stats.record_internal(prop, exc)
+        context = exc.__context__
+        while context is not None and not isinstance(context, PropertyFailure):
+            context = context.__context__
+        if isinstance(context, PropertyFailure):
+            self._found(failures, context)
 
     def _check_structure(self, run) -> None:
         """On the first case both references judge, what each returns must be what the

@@ -33,17 +33,47 @@ def status(error: bool, failing: set[str], xfail: str | None, xfail_properties) 
 
 
 def failure_signature(target_name: str, failure: Mapping[str, Any]) -> str:
-    """A short stable id of one bug: (target, property, diagnosis), not the example that found it.
+    """A short stable id of one finding: (target, ``kind``), not the example that found it.
 
-    Messages and inputs change from run to run as shrinking lands on different minimal cases; the
-    property that broke and the ablation diagnosis do not, so a bug found 100 times is one id.
+    ``kind`` is the finding's identity (`fuzzgrad.engine.identity`: its root, the classes of
+    non-tensor arguments and the diagnosis factors it needs), which stays the same across runs
+    that find the same bug while messages and inputs change as shrinking lands on different
+    minimal cases. Records without one (written before it existed) use (property, diagnosis).
     Renderers recompute it rather than trust a stored ``signature`` field, so records written by
     older versions, or edited by hand, still group and compare the same way.
     """
-    prop = " ".join(str(failure.get("property") or "").split())
-    diagnosis = " ".join(str(failure.get("diagnosis") or "").split())
-    key = "\x1f".join((target_name, prop, diagnosis))
+    kind = " ".join(str(failure.get("kind") or "").split())
+    if kind:
+        key = "\x1f".join((target_name, kind))
+    else:
+        prop = " ".join(str(failure.get("property") or "").split())
+        diagnosis = " ".join(str(failure.get("diagnosis") or "").split())
+        key = "\x1f".join((target_name, prop, diagnosis))
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
+
+
+def failure_properties(failure: Mapping[str, Any]) -> list[str]:
+    """Every property a finding breaks (its ``property`` first; older records name one)."""
+    listed = failure.get("properties")
+    if isinstance(listed, list) and listed:
+        return [str(p) for p in listed]
+    return [str(failure.get("property"))]
+
+
+def failure_title(failure: Mapping[str, Any]) -> str:
+    """``vjp (also second_order): vjp grad[input=0] | dim<0``: the properties a finding breaks
+    and its identity (`kind`), where the record has one."""
+    props = failure_properties(failure)
+    text = props[0] + (f" (also {', '.join(props[1:])})" if len(props) > 1 else "")
+    kind = failure.get("kind")
+    return f"{text}: {kind}" if kind else text
+
+
+#: What an internal error (an exception of fuzzgrad's own code) asks of whoever sees it.
+INTERNAL_ADVICE = (
+    "a bug of fuzzgrad, not of the Function: the findings of this target are kept; please "
+    "report it to fuzzgrad's issue tracker with the traceback from results.json"
+)
 
 
 def ordered_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:

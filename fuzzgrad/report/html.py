@@ -20,8 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 from fuzzgrad.report.common import (
+    INTERNAL_ADVICE,
     arg_name,
     error_line,
+    failure_title,
     failures_of,
     fmt_seconds,
     fmt_tuple,
@@ -95,6 +97,13 @@ def render_html(
         "verdicts": [_verdict_row(r) for r in records],
         "sections": sections,
         "errors": [_error_card(r, report_dir) for r in records if r.get("status") == "error"],
+        "internal": [
+            {"name": r.get("name"), **e}
+            for r in records
+            for e in r.get("internal_errors") or []
+            if isinstance(e, dict)
+        ],
+        "internal_advice": INTERNAL_ADVICE,
         "coverage": _coverage([r.get("coverage") for r in records]),
         "targets": [_target_card(r) for r in records],
         "fuzzgrad_version": results.get("fuzzgrad_version") or "",
@@ -262,7 +271,7 @@ def _failure_card(
     return {
         "name": record.get("name"),
         "ink": _ink(record.get("status")),
-        "property": f.get("property"),
+        "property": failure_title(f),
         "new": new,
         "diagnosis": f.get("diagnosis") or "no diagnosis",
         "message": f.get("message"),

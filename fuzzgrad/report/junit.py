@@ -14,6 +14,7 @@ from fuzzgrad.report.common import (
     describe_cotangent,
     describe_input,
     error_line,
+    failure_title,
     grouped_failures,
     redact,
     repro_command,
@@ -31,6 +32,7 @@ def _x(value: Any) -> str:
 def _failure_text(sig: str, failure: Mapping[str, Any], count: int) -> str:
     lines = [
         f"property: {failure.get('property')}",
+        f"finding: {failure_title(failure)}",
         f"diagnosis: {failure.get('diagnosis')}",
         f"message: {failure.get('message')}",
     ]
@@ -108,7 +110,7 @@ def _junit_case(suite: ET.Element, record: Mapping[str, Any]) -> None:
         message = (
             ": ".join(
                 str(x)
-                for x in (first.get("property"), first.get("diagnosis") or first.get("message"))
+                for x in (failure_title(first), first.get("diagnosis") or first.get("message"))
                 if x
             )
             or f"{status} (no failure recorded)"

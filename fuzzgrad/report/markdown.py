@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from fuzzgrad.report.common import (
+    INTERNAL_ADVICE,
     describe_cotangent,
     describe_input,
     error_line,
+    failure_title,
     failures_of,
     fmt_seconds,
     grouped_failures,
@@ -83,6 +85,16 @@ def summary_markdown(
         lines += ["", "### Errors"]
         for r in errored:
             lines += ["", *_md_error(r)]
+    internal = [
+        (r, e) for r in records for e in r.get("internal_errors") or [] if isinstance(e, dict)
+    ]
+    if internal:
+        lines += ["", "### Internal errors of fuzzgrad", "", _md(INTERNAL_ADVICE), ""]
+        lines += [
+            f"- {_code(r.get('name'))} while checking {_md(e.get('property'))} "
+            f"({_md(e.get('count', 1))}x): {_md(e.get('message'))}"
+            for r, e in internal
+        ]
     xpassed = [r for r in records if r.get("status") == "xpassed"]
     if xpassed:
         lines += ["", "### Known bugs that no longer reproduce (xpassed)", ""]
@@ -96,7 +108,7 @@ def summary_markdown(
 
 
 def _md_failure(record: Mapping[str, Any], sig: str, failure: Mapping[str, Any], n: int) -> list:
-    lines = [f"#### {_code(record.get('name'))}: {_md(failure.get('property'))}", ""]
+    lines = [f"#### {_code(record.get('name'))}: {_md(failure_title(failure))}", ""]
     if failure.get("diagnosis"):
         lines.append(f"- diagnosis: {_md(failure['diagnosis'])}")
     if failure.get("message"):

@@ -140,6 +140,8 @@ def write_reproducer(
     example_timeout: float | None = None,
     properties: list[str] | tuple[str, ...] | None = None,
     unshrunk: bool = False,
+    kind: str | None = None,
+    root: str | None = None,
 ) -> Path:
     """Write the reproducer for ``case`` under ``directory`` and return its path.
 
@@ -151,7 +153,7 @@ def write_reproducer(
     ``example_timeout`` how long it may run (the run's ``--example-timeout``).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    sig = failure_signature(target.name, {"property": prop, "diagnosis": diagnosis})
+    sig = failure_signature(target.name, {"property": prop, "diagnosis": diagnosis, "kind": kind})
     path = directory / f"repro_{file_safe(target.name)}_{file_safe(prop)}_{sig}.py"
     if unshrunk:
         path = unshrunk_path(directory, target.name, prop)
@@ -165,6 +167,8 @@ def write_reproducer(
         "properties": list(properties) if properties is not None else None,
         "diagnosis": diagnosis,
         "signature": sig,
+        "kind": kind,
+        "root": root,
         "args": [encode_value(a) for a in case.args],
         "requires_grad": [bool(r) for r in case.requires_grad],
         "cotangents": [encode_value(c) for c in case.notes.get("cotangents", [])],

@@ -42,6 +42,9 @@ class Stats:
     ratio_hist: Counter = field(default_factory=Counter)
     first_failure: dict[str, float] = field(default_factory=dict)
     oracle_note: str | None = None
+    #: fuzzgrad's own exceptions while checking, per raising site: the property, the message,
+    #: the first traceback and how often (see `record_internal`).
+    internal: dict[str, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def record_case(self, case) -> None:
@@ -58,6 +61,26 @@ class Stats:
             self.coverage["dtype_layout"][f"{dt}|{lay}"] += 1
             self.coverage["ndim"][str(a.dim())] += 1
             self.coverage["numel"][_numel_bucket(a.numel())] += 1
+
+    def record_internal(self, prop: str, exc: BaseException) -> None:
+        """An exception of fuzzgrad's own code while checking ``prop``: reported as an internal
+        error (kept once per raising site, counted), never as the Function's failure."""
+        import traceback
+
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "?"
+        key = f"{type(exc).__name__} at {where}"
+        entry = self.internal.get(key)
+        if entry is None:
+            self.internal[key] = {
+                "property": prop,
+                "message": f"{type(exc).__name__}: {exc}"[:500],
+                "site": key,
+                "count": 1,
+                "traceback": "".join(traceback.format_exception(exc))[-4000:],
+            }
+        else:
+            entry["count"] += 1
 
     def record_discard(self, reason: str, inputs: list[dict[str, Any]] | None) -> None:
         self.discards[reason] += 1
@@ -98,6 +121,11 @@ class Stats:
         for prop, seconds in other.first_failure.items():
             self.first_failure.setdefault(prop, seconds)
         self.oracle_note = self.oracle_note or other.oracle_note
+        for key, entry in other.internal.items():
+            if key in self.internal:
+                self.internal[key]["count"] += entry["count"]
+            else:
+                self.internal[key] = dict(entry)
 
 
 def _numel_bucket(n: int) -> str:
