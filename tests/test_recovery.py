@@ -370,7 +370,7 @@ def test_nothing_a_target_starts_outlives_the_run(tmp_path):
     }, out.stdout + out.stderr
     started = [int(line) for line in pids.read_text().split()]
     assert len(started) >= 3
-    assert wait_for(lambda: not any(running(p) for p in started), 5), started
+    assert wait_for(lambda: not any(running(p) for p in started), 60), started
     assert not (report / ".work").exists()
 
 

@@ -4,7 +4,6 @@ layouts, value recipes and the `tensors` knobs. Every Hypothesis run here is der
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 
 import pytest
@@ -305,13 +304,12 @@ def test_fills_are_deterministic_spread_over_magnitudes_and_complex_in_both_part
     assert big.isfinite().all() and big.abs().max() == torch.finfo(torch.float16).max
 
 
-def test_a_million_elements_cost_milliseconds():
+def test_a_million_elements_fill_and_arrange():
+    """(What it costs, about 20 ms on one core, is bench/bench_generation.py's to measure: no
+    test asserts a time.)"""
     recipe = Values(seed=9, scale=10.0, injections=((-1, "zero", False), (77, "max", True)))
-    fill((1000, 1000), torch.float32, "cpu", recipe)
-    started = time.perf_counter()
     t = fill((1000, 1000), torch.float32, "cpu", recipe)
     t = arrange(t, Layout("sliced"))
-    assert time.perf_counter() - started < 0.5  # about 20 ms on one core
     assert t.shape == (1000, 1000) and (t == 0).float().mean() > 0.2
 
 

@@ -138,6 +138,7 @@ def fuzz_target(
     on_finding: Callable[[str, dict[str, Any]], None] | None = None,
     reported: tuple[str, ...] = (),
     known: frozenset = frozenset(),
+    known_kinds: frozenset = frozenset(),
 ) -> TargetResult:
     """Fuzz one target and return its result; failures are shrunk, diagnosed and reproduced.
 
@@ -149,7 +150,9 @@ def fuzz_target(
     info)`` when a property first fails, before shrinking. ``reported``: properties an earlier
     round reported failing (what only they would find is not found again). ``known``: the
     search keys (`fuzzgrad.engine.identity.search_key`) of findings an earlier round reported:
-    failures of those are not new, and the search goes on past them.
+    failures of those are not new, and the search goes on past them; ``known_kinds``: those
+    findings' identities (a candidate that turns out to be one of them is not reported again,
+    and its reproducer file is left as the earlier round wrote it).
     """
     started = time.perf_counter()
     try:
@@ -167,6 +170,7 @@ def fuzz_target(
             on_finding,
         )  # fmt: skip
         run.known = set(known)
+        run.known_kinds = set(known_kinds)
     except InvalidRegistration as exc:
         return _registration_error(target, exc, started, checker)
     try:
@@ -217,6 +221,8 @@ class _TargetRun:
         self.running: Any = None
         #: Search keys of the findings reported so far (and by earlier rounds).
         self.known: set[tuple] = set()
+        #: Identities (``kind``) reported by earlier rounds: not reported again.
+        self.known_kinds: set[str] = set()
 
     # -- one case -------------------------------------------------------------------------------
     def run_case(self, case, checker: Checker) -> dict[str, PropertyFailure]:
@@ -380,11 +386,10 @@ class _TargetRun:
                 if len(self.errors) == before:
                     self.errors.append(self.exception_error(exc))
                 continue
-            had = len(self.failures), {k for f in self.failures for k in f.search_keys}
             self.hand_off(data, database, self.checker.only(candidate.properties), key)
             if len(self.errors) > before:
                 continue
-            if key not in {k for f in self.failures for k in f.search_keys} - had[1]:
+            if key not in self.known:
                 # Hypothesis could not replay it (a nondeterministic Function): still reported,
                 # as found and not shrunk.
                 exc.message += (
@@ -463,7 +468,8 @@ class _TargetRun:
         self, exc: PropertyFailure, shrunk: bool = True, key: tuple | None = None
     ) -> FailureRecord:
         key = key or getattr(exc, "search_key", None) or search_key(self.target, exc, exc.case)
-        record = _record(self.target, exc, self.checker.stats, self.report_dir, key)
+        written = self.known_kinds | {f.kind for f in self.failures if f.kind}
+        record = _record(self.target, exc, self.checker.stats, self.report_dir, key, written)
         record.examples_to_find = self.found.get(exc.property)
         record.shrunk = shrunk
         return record
@@ -471,11 +477,14 @@ class _TargetRun:
     def add(self, record: FailureRecord) -> None:
         """Keep ``record``, or merge it into the finding of the same identity (its ``kind``):
         two candidates of one bug (found in two dtypes, or for two values of an argument that
-        plays no part) are one finding, listed with every property either broke."""
+        plays no part) are one finding, listed with every property either broke; the first
+        one's reproducer stands. One an earlier round reported is dropped."""
         self.known.update(record.search_keys)
-        for k, other in enumerate(self.failures):
+        if record.kind in self.known_kinds:
+            return
+        for other in self.failures:
             if other.kind == record.kind:
-                self.failures[k] = _merged(record, other)  # the later one's file is the kept one
+                _merged(other, record)
                 return
         self.failures.append(record)
 
@@ -620,10 +629,13 @@ def db_key(target) -> str:
     return file_safe(target.key)
 
 
-def _record(target, exc: PropertyFailure, stats, report_dir, key: tuple) -> FailureRecord:
+def _record(
+    target, exc: PropertyFailure, stats, report_dir, key: tuple, written: set[str]
+) -> FailureRecord:
     """The record of one shrunk failure of search key ``key``: cut to its failing element where
     that keeps it, diagnosed (which factors and argument classes it needs), given its final
-    identity (``kind``) and written as a reproducer that replays that finding alone."""
+    identity (``kind``) and written as a reproducer that replays that finding alone (unless a
+    finding of that identity has one already: ``written``)."""
     from fuzzgrad.engine.diagnose import explain, reduce_to_element
     from fuzzgrad.engine.identity import final_kind
     from fuzzgrad.report.reproducer import write_reproducer
@@ -644,7 +656,7 @@ def _record(target, exc: PropertyFailure, stats, report_dir, key: tuple) -> Fail
         stats.record_internal(f"{prop} (diagnosis)", e)
     kind = final_kind(root, classes, factors)
     path = None
-    if report_dir is not None:
+    if report_dir is not None and kind not in written:
         try:
             path = str(
                 write_reproducer(

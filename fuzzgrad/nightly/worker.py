@@ -119,6 +119,7 @@ def fuzz_for(
     round_no = 0
     last: list[Any] = [None]
     known: set = set()  # search keys of the findings of earlier rounds: not new, searched past
+    known_kinds: set = set()  # their identities: not reported again
     slice_seconds = None if shrink_until is None else shrink_until - time.monotonic()
 
     def example(case) -> None:
@@ -169,6 +170,7 @@ def fuzz_for(
                 on_example=example,
                 on_finding=finding,
                 known=frozenset(known),
+                known_kinds=frozenset(known_kinds),
             )
         round_no += 1
         cut = capped and (result.error or {}).get("kind") == "timeout"
@@ -177,6 +179,8 @@ def fuzz_for(
         results.append(result)
         for failure in result.failures:
             known |= failure.search_keys
+            if failure.kind:
+                known_kinds.add(failure.kind)
             if on_failure is not None:
                 # the receiver removes the early reproducer once the failure is logged: a run
                 # killed in between still has the file its log names

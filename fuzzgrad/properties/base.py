@@ -49,6 +49,10 @@ class PropertyFailure(AssertionError):
             ):
                 cause = handled
         self.cause = cause
+        #: Set by the runner: the failure's search key and the properties that failed with it
+        #: on its case (`fuzzgrad.engine.identity`).
+        self.search_key: tuple | None = None
+        self.also: list[str] = []
         self.message = message
         self.mismatch = mismatch
         self.case = case

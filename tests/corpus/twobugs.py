@@ -145,6 +145,7 @@ def _top_mean(x, k):
     reference=_top_mean,
     inputs=[fg.tensor("n", low=-4, high=4), fg.size("1<=k<=n")],
     planted_pair=["vjp grad[input=0] | k==n,k>1", "vjp grad[input=0] | k<n,k==1"],
+    planted={"minimal": 2},
 )
 class TopMeanWrongAtBothBounds(Function):
     """The mean of the k largest entries: the backward doubles the gradient when k == n, and
@@ -197,6 +198,7 @@ class ScaleFlagAndLayoutBugs(Function):
 @fg.register(
     reference=lambda x, y: x * torch.exp(y),
     planted_pair=["vjp grad[input=0]", "vjp grad[input=1]"],
+    planted={"minimal": 2},
 )
 class MulExpTwoGradientsWrong(Function):
     """x * exp(y): grad x is wrong where x is negative, grad y is wrong where y is above 1."""
