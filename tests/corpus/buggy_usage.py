@@ -1,0 +1,59 @@
+"""Planted bugs in Functions written the way their authors use them: an in-place Function
+(``ctx.mark_dirty`` through numpy) with a wrong backward, or one torch.func cannot transform.
+See `correct_usage` for the correct twins."""
+
+import importlib
+
+import jax.numpy as jnp
+import torch
+
+import fuzzgrad as fg
+
+try:  # the tests folder is on sys.path (pytest, bench/)
+    from corpus._usage import numpy_exp_
+except ImportError:  # loaded by path alone: its own folder is on sys.path while it imports
+    numpy_exp_ = importlib.import_module("_usage").numpy_exp_
+
+
+def _stale_input_backward(ctx, g):
+    (y,) = ctx.saved_tensors  # the output: forward overwrote the input with it
+    return g * torch.exp(y)
+
+
+def _data_dependent_backward(ctx, g):
+    (y,) = ctx.saved_tensors
+    if bool((g == 0).all()):
+        return torch.zeros_like(y)
+    return g * y
+
+
+@fg.register(
+    reference=torch.exp,
+    jax_reference=jnp.exp,
+    inputs=[fg.tensor(low=-5, high=5)],
+    dtypes=[torch.float32, torch.float64],
+    planted={
+        "property": "vjp",
+        "bug_class": "an in-place Function's backward reads an input forward overwrote",
+        "needs": "none",
+    },
+)
+class NumpyExpInPlaceStaleInput(numpy_exp_(_stale_input_backward)):
+    """exp in place by numpy whose backward recomputes exp of its saved tensor, as if it were
+    still the input: it is the output (mark_dirty overwrote the input), so exp(exp(x))."""
+
+
+@fg.register(
+    reference=torch.exp,
+    jax_reference=jnp.exp,
+    inputs=[fg.tensor(low=-5, high=5)],
+    dtypes=[torch.float32, torch.float64],
+    planted={
+        "property": "func_transforms",
+        "bug_class": "an in-place Function's backward with data-dependent control flow",
+        "needs": "none",
+    },
+)
+class NumpyExpInPlaceNotVmappable(numpy_exp_(_data_dependent_backward)):
+    """exp in place by numpy whose backward short-cuts an all-zero grad_output with Python
+    control flow on tensor data: per-sample gradients and jacrev of it raise under vmap."""
