@@ -4,16 +4,21 @@ The corpus pairs are in tests/corpus/correct_usage.py and buggy_usage.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from corpus._usage import exp_backward, numpy_exp_
 
 from fuzzgrad.properties.case import WRITES_EXPANDED
 from fuzzgrad.properties.checker import Checker
+from fuzzgrad.properties.grad_meta import SUMMED_SHAPE, sums_to
+from fuzzgrad.registry.discovery import load_targets
 from fuzzgrad.registry.target import make_target
 from fuzzgrad.strategies import Case, CotangentRecipe
 from fuzzgrad.verdict.judge import Discard
 
+CORPUS = Path(__file__).parent / "corpus"
 NumpyExp_ = numpy_exp_(exp_backward)
 
 
@@ -31,3 +36,56 @@ def test_an_expanded_input_an_in_place_function_writes_is_a_counted_discard(requ
         checker.check(case)
     assert torch.equal(x, before)
     assert checker.stats.discards == {WRITES_EXPANDED: 1}
+
+
+@pytest.mark.parametrize(
+    ("grad", "shape", "summed"),
+    [
+        ((3, 1), (), True),  # a 0-d parameter's gradient per row
+        ((1,), (), True),
+        ((4, 2), (2,), True),  # leading dims summed
+        ((2,), (1,), True),  # a broadcast dim summed
+        ((0,), (1,), True),  # to zeros
+        ((1,), (2,), False),  # autograd raises "invalid gradient"
+        ((2, 1), (2,), False),
+        ((), (1,), False),
+        ((3,), (0,), False),
+    ],
+)
+def test_sums_to_is_what_autograd_sums(grad, shape, summed):
+    assert sums_to(grad, shape) is summed
+    leaf = torch.zeros(shape, requires_grad=True)
+    out = _ReturnsGrad.apply(leaf, torch.ones(grad))
+    if summed:
+        out.sum().backward()
+        assert leaf.grad.shape == leaf.shape
+    else:
+        with pytest.raises(RuntimeError, match="invalid gradient"):
+            out.sum().backward()
+
+
+class _ReturnsGrad(torch.autograd.Function):
+    """Its backward returns ``g`` as the gradient of ``x``, whatever its shape."""
+
+    @staticmethod
+    def forward(ctx, x, g):
+        ctx.g = g
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, _):
+        return ctx.g, None
+
+
+def test_a_gradient_autograd_sums_is_a_counted_note_not_a_failure():
+    (target,) = [
+        t for t in load_targets([str(CORPUS / "correct_usage.py")])
+        if t.name == "ScaleByScalarRowGrads"
+    ]  # fmt: skip
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)
+    s = torch.tensor(0.5, dtype=torch.float64)
+    case = Case((x, s), (True, True), (CotangentRecipe(),), dtype=torch.float64)
+    checker = Checker(target, ["vjp", "grad_meta"])
+    checker.check(case)
+    assert checker.stats.skipped[SUMMED_SHAPE] == 1
+    assert checker.stats.checked["grad_meta"] == 1

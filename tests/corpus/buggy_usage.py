@@ -1,11 +1,13 @@
 """Planted bugs in Functions written the way their authors use them: an in-place Function
-(``ctx.mark_dirty`` through numpy) with a wrong backward, or one torch.func cannot transform.
-See `correct_usage` for the correct twins."""
+(``ctx.mark_dirty`` through numpy) with a wrong backward, or one torch.func cannot transform; a
+gradient of a shape autograd cannot sum, or of a shape it sums but the wrong value. See
+`correct_usage` for the correct twins."""
 
 import importlib
 
 import jax.numpy as jnp
 import torch
+from torch.autograd import Function
 
 import fuzzgrad as fg
 
@@ -57,3 +59,55 @@ class NumpyExpInPlaceStaleInput(numpy_exp_(_stale_input_backward)):
 class NumpyExpInPlaceNotVmappable(numpy_exp_(_data_dependent_backward)):
     """exp in place by numpy whose backward short-cuts an all-zero grad_output with Python
     control flow on tensor data: per-sample gradients and jacrev of it raise under vmap."""
+
+
+# --- gradient shapes: one autograd cannot sum, a wrong value after the sum ----------------------
+
+
+def _scale_forward(ctx, x, w):
+    ctx.save_for_backward(x, w)
+    return x * w
+
+
+@fg.register(
+    reference=lambda x, w: x * w,
+    jax_reference=lambda x, w: x * w,
+    inputs=[fg.tensor("b n"), fg.tensor("n")],
+    planted={
+        "property": "grad_meta",
+        "bug_class": "a gradient of a shape autograd cannot sum (summed over the wrong axis)",
+        "needs": "none",
+    },
+)
+class ScaleWeightGradWrongAxis(Function):
+    """x * w for a per-feature w, whose backward sums w's gradient over the features instead
+    of the batch: shape (b,) for w of shape (n,), which autograd cannot sum to (n,)."""
+
+    forward = staticmethod(_scale_forward)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g * w, (g * x).sum(1)
+
+
+@fg.register(
+    reference=lambda x, s: x * s,
+    jax_reference=lambda x, s: x * s,
+    inputs=[fg.tensor("b n"), fg.tensor("")],
+    planted={
+        "property": "vjp",
+        "bug_class": "a gradient autograd sums to its input's shape, of the wrong value",
+        "needs": "none",
+    },
+)
+class ScaleByScalarRowMeans(Function):
+    """x * s for a 0-d s, whose backward returns s's gradient per row as a mean over the row
+    (shape (b, 1), which autograd sums): the sum of row means, not of the elements."""
+
+    forward = staticmethod(_scale_forward)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, s = ctx.saved_tensors
+        return g * s, (g * x).mean(1, keepdim=True)
