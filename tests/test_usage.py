@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from corpus._usage import exp_backward, numpy_exp_
+from corpus._usage import exp_backward, matmul_amp, numpy_exp_
 
+import fuzzgrad as fg
+from fuzzgrad.engine.runner import fuzz_target
 from fuzzgrad.properties.case import WRITES_EXPANDED
 from fuzzgrad.properties.checker import Checker
 from fuzzgrad.properties.grad_meta import SUMMED_SHAPE, sums_to
@@ -89,3 +91,24 @@ def test_a_gradient_autograd_sums_is_a_counted_note_not_a_failure():
     checker.check(case)
     assert checker.stats.skipped[SUMMED_SHAPE] == 1
     assert checker.stats.checked["grad_meta"] == 1
+
+
+def test_autocast_runs_the_backward_after_the_region_too(monkeypatch):
+    """AMP recipes call ``loss.backward()`` after the autocast region: a backward without
+    custom_bwd that mixes the forward's bfloat16 with float32 raises there, and passed when the
+    backward ran inside the region only."""
+    from fuzzgrad.properties import autocast
+
+    target = make_target(
+        matmul_amp(custom_bwd=False),
+        reference=lambda x, w: x @ w,
+        inputs=[fg.tensor("m k"), fg.tensor("k n")],
+        dtypes=[torch.float32],
+        options={"properties": ["autocast"]},
+    )
+    result = fuzz_target(target, max_examples=10, derandomize=True)
+    (failure,) = result.failures
+    assert "backward after the region, the Function raised" in failure.message
+    assert "backward has no custom_bwd" in failure.message
+    monkeypatch.setattr(autocast, "PLACEMENTS", ("inside",))
+    assert not fuzz_target(target, max_examples=10, derandomize=True).failures

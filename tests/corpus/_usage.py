@@ -1,10 +1,12 @@
-"""exp written in place by numpy, as torch's own ``NumpyExp_``
-(``torch/testing/_internal/autograd_function_db.py``): ``mark_dirty`` in ``setup_context``, a
-vmap rule and a jvp, with the backward given. Shared by `correct_usage` and `buggy_usage`."""
+"""Functions shared by `correct_usage` and `buggy_usage` (and tests/test_usage.py), each made
+with or without its mistake: exp written in place by numpy, as torch's own ``NumpyExp_``
+(``torch/testing/_internal/autograd_function_db.py``), and x @ w under autocast as AMP code
+writes it."""
 
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from torch.autograd import Function
 
 
@@ -42,3 +44,27 @@ def numpy_exp_(backward: Callable) -> type[Function]:
 def exp_backward(ctx, g):
     (y,) = ctx.saved_tensors
     return g * y
+
+
+def matmul_amp(*, custom_bwd: bool) -> type[Function]:
+    """x @ w under the CPU's autocast as AMP code writes it: ``custom_fwd`` without
+    ``cast_inputs`` (the forward's matmul runs in bfloat16), saving the float32 inputs. Its
+    backward mixes the bfloat16 grad_output with them: with ``custom_bwd`` it runs under the
+    forward's autocast wherever it is called; without, a backward called after the region (as
+    AMP recipes call it) raises."""
+
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x @ w
+
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w.mT, x.mT @ g
+
+    if custom_bwd:
+        backward = torch.amp.custom_bwd(device_type="cpu")(backward)
+    body = {
+        "forward": staticmethod(torch.amp.custom_fwd(device_type="cpu")(forward)),
+        "backward": staticmethod(backward),
+    }
+    return type("MatmulAmp", (Function,), body)

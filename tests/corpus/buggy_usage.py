@@ -12,9 +12,10 @@ from torch.autograd import Function
 import fuzzgrad as fg
 
 try:  # the tests folder is on sys.path (pytest, bench/)
-    from corpus._usage import numpy_exp_
+    from corpus._usage import matmul_amp, numpy_exp_
 except ImportError:  # loaded by path alone: its own folder is on sys.path while it imports
-    numpy_exp_ = importlib.import_module("_usage").numpy_exp_
+    _usage = importlib.import_module("_usage")
+    matmul_amp, numpy_exp_ = _usage.matmul_amp, _usage.numpy_exp_
 
 
 def _stale_input_backward(ctx, g):
@@ -111,3 +112,23 @@ class ScaleByScalarRowMeans(Function):
     def backward(ctx, g):
         x, s = ctx.saved_tensors
         return g * s, (g * x).mean(1, keepdim=True)
+
+
+# --- autocast as AMP code uses it: the backward after the region -------------------------------
+
+
+@fg.register(
+    reference=lambda x, w: x @ w,
+    jax_reference=lambda x, w: x @ w,
+    inputs=[fg.tensor("m k"), fg.tensor("k n")],
+    dtypes=[torch.float32],
+    planted={
+        "property": "autocast",
+        "bug_class": "custom_fwd without custom_bwd: a backward after the region mixes dtypes",
+        "needs": "none",
+    },
+)
+class MatmulAmpForwardOnly(matmul_amp(custom_bwd=False)):
+    """x @ w in bfloat16 under autocast (custom_fwd without cast_inputs), whose backward lacks
+    custom_bwd: called after the region, as AMP recipes call ``loss.backward()``, it multiplies
+    the bfloat16 grad_output by float32 inputs and raises (inside the region it passes)."""

@@ -15,10 +15,10 @@ from torch.autograd import Function
 import fuzzgrad as fg
 
 try:  # the tests folder is on sys.path (pytest, bench/)
-    from corpus._usage import exp_backward, numpy_exp_
+    from corpus._usage import exp_backward, matmul_amp, numpy_exp_
 except ImportError:  # loaded by path alone: its own folder is on sys.path while it imports
     _usage = importlib.import_module("_usage")
-    exp_backward, numpy_exp_ = _usage.exp_backward, _usage.numpy_exp_
+    exp_backward, matmul_amp, numpy_exp_ = _usage.exp_backward, _usage.matmul_amp, _usage.numpy_exp_
 
 
 @fg.register(
@@ -120,3 +120,17 @@ class SoftplusColumns(Function):
         for j in range(x.shape[-1]):
             out[..., j] = grad[..., j] * torch.sigmoid(x[..., j])
         return out
+
+
+# --- autocast as AMP code uses it: the backward after the region -------------------------------
+
+
+@fg.register(
+    reference=lambda x, w: x @ w,
+    jax_reference=lambda x, w: x @ w,
+    inputs=[fg.tensor("m k"), fg.tensor("k n")],
+    dtypes=[torch.float32],
+)
+class MatmulAmpForwardAndBackward(matmul_amp(custom_bwd=True)):
+    """x @ w in bfloat16 under autocast (custom_fwd without cast_inputs), whose backward has
+    custom_bwd: it runs under the forward's autocast wherever backward() is called."""
