@@ -11,7 +11,6 @@ import torch
 from corpus._usage import exp_backward, matmul_amp, numpy_exp_
 
 import fuzzgrad as fg
-from fuzzgrad.engine.runner import fuzz_target
 from fuzzgrad.properties.case import WRITES_EXPANDED
 from fuzzgrad.properties.checker import Checker
 from fuzzgrad.properties.grad_meta import SUMMED_SHAPE, sums_to
@@ -84,6 +83,7 @@ def test_a_gradient_autograd_sums_is_a_counted_note_not_a_failure():
         t for t in load_targets([str(CORPUS / "correct_usage.py")])
         if t.name == "ScaleByScalarRowGrads"
     ]  # fmt: skip
+    target = make_target(target.fn, reference=target.reference, inputs=["b n", ""])
     x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)
     s = torch.tensor(0.5, dtype=torch.float64)
     case = Case((x, s), (True, True), (CotangentRecipe(),), dtype=torch.float64)
@@ -100,15 +100,49 @@ def test_autocast_runs_the_backward_after_the_region_too(monkeypatch):
     from fuzzgrad.properties import autocast
 
     target = make_target(
-        matmul_amp(custom_bwd=False),
-        reference=lambda x, w: x @ w,
-        inputs=[fg.tensor("m k"), fg.tensor("k n")],
-        dtypes=[torch.float32],
-        options={"properties": ["autocast"]},
+        matmul_amp(custom_bwd=False), reference=lambda x, w: x @ w, inputs=["m k", "k n"]
     )
-    result = fuzz_target(target, max_examples=10, derandomize=True)
-    (failure,) = result.failures
-    assert "backward after the region, the Function raised" in failure.message
-    assert "backward has no custom_bwd" in failure.message
+    x, w = torch.linspace(-1, 1, 6).reshape(2, 3), torch.linspace(2, -1, 6).reshape(3, 2)
+    case = Case((x, w), (True, True), (CotangentRecipe(),), dtype=torch.float32)
+    with pytest.raises(AssertionError, match="backward after the region, the Function raised"):
+        Checker(target, ["autocast"]).check(case)
     monkeypatch.setattr(autocast, "PLACEMENTS", ("inside",))
-    assert not fuzz_target(target, max_examples=10, derandomize=True).failures
+    Checker(target, ["autocast"]).check(case)
+    fixed = make_target(
+        matmul_amp(custom_bwd=True), reference=lambda x, w: x @ w, inputs=["m k", "k n"]
+    )
+    Checker(fixed, ["autocast"]).check(case)
+
+
+@pytest.mark.parametrize("declared", [True, [0]])
+def test_an_input_declared_written_in_place_is_never_drawn_expanded(declared):
+    """``mutates_inputs`` says which inputs the Function writes: those are drawn in every
+    layout but expanded; the others still are."""
+    import random
+
+    from fuzzgrad.engine.explore import FastData
+    from fuzzgrad.strategies import cases, describe_layout
+
+    target = make_target(
+        lambda x, y: NumpyExp_.apply(x) * y,
+        reference=lambda x, y: torch.exp(x) * y,
+        inputs=[fg.tensor("m n"), fg.tensor("m n")],
+        name="numpy_exp_",
+        options={"mutates_inputs": declared},
+    )
+    drawn = [cases(target).do_draw(FastData(random.Random(seed))) for seed in range(300)]
+    layouts = [[describe_layout(a) for a in case.args] for case in drawn]
+    assert not any(first == "expanded" for first, _ in layouts)
+    assert {"sliced", "transposed", "offset"} <= {first for first, _ in layouts}
+    assert any(second == "expanded" for _, second in layouts) is (declared != True)  # noqa: E712
+
+
+def test_mutates_inputs_names_arguments_or_says_what_it_takes():
+    from fuzzgrad.errors import InvalidRegistration
+    from fuzzgrad.strategies import cases
+
+    target = make_target(
+        NumpyExp_, reference=torch.exp, name="numpy_exp_", options={"mutates_inputs": [3]}
+    )
+    with pytest.raises(InvalidRegistration, match=r"mutates_inputs=\[0\]"):
+        cases(target)
