@@ -35,6 +35,7 @@ def _data_dependent_backward(ctx, g):
     jax_reference=jnp.exp,
     inputs=[fg.tensor(low=-5, high=5)],
     dtypes=[torch.float32, torch.float64],
+    devices=["cpu"],
     planted={
         "property": "vjp",
         "bug_class": "an in-place Function's backward reads an input forward overwrote",
@@ -51,6 +52,7 @@ class NumpyExpInPlaceStaleInput(numpy_exp_(_stale_input_backward)):
     jax_reference=jnp.exp,
     inputs=[fg.tensor(low=-5, high=5)],
     dtypes=[torch.float32, torch.float64],
+    devices=["cpu"],
     planted={
         "property": "func_transforms",
         "bug_class": "an in-place Function's backward with data-dependent control flow",

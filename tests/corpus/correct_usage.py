@@ -26,6 +26,7 @@ except ImportError:  # loaded by path alone: its own folder is on sys.path while
     jax_reference=jnp.exp,
     inputs=[fg.tensor(low=-5, high=5)],
     dtypes=[torch.float32, torch.float64],  # numpy has no bfloat16
+    devices=["cpu"],  # numpy writes into CPU memory only
 )
 class NumpyExpInPlace(numpy_exp_(exp_backward)):
     """exp in place by numpy: an expanded (stride-0) input is outside its contract (torch
