@@ -146,3 +146,31 @@ def test_mutates_inputs_names_arguments_or_says_what_it_takes():
     )
     with pytest.raises(InvalidRegistration, match=r"mutates_inputs=\[0\]"):
         cases(target)
+
+
+def test_torch_func_sums_a_gradient_autograd_sums():
+    """Why `grad_meta` notes a summed shape rather than failing it, even for a Function that
+    supports torch.func: its transforms sum a (b, 1) gradient of a 0-d input as autograd does
+    (``reductify``). Should a torch release stop doing so, this says the rule must change."""
+    from corpus.correct_usage import ScaleByScalarRowGradsVmap as Summed
+
+    class Exact(Summed):
+        @staticmethod
+        def backward(ctx, g):
+            x, s = ctx.saved_tensors
+            return g * s, (g * x).sum()
+
+    x = torch.linspace(-1, 2, 6, dtype=torch.float64).reshape(3, 2)
+    s = torch.tensor(0.5, dtype=torch.float64)
+    xs, ss = torch.stack([x, 2 * x]), torch.stack([s, -s])
+
+    def transforms(fn):
+        loss = lambda a, b: fn.apply(a, b).pow(2).sum()  # noqa: E731
+        return (
+            torch.func.jacrev(fn.apply, argnums=(0, 1))(x, s),
+            torch.func.vmap(torch.func.grad(loss, argnums=(0, 1)))(xs, ss),
+            torch.func.vmap(torch.func.grad(loss, argnums=(0, 1)), in_dims=(0, None))(xs, s),
+        )
+
+    for got, want in zip(transforms(Summed), transforms(Exact)):
+        torch.testing.assert_close(got, want)
