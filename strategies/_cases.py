@@ -23,7 +23,7 @@ from ._choices import integer, pick
 from ._layouts import Layout, arrange
 from ._shapes import DEFAULT_MAX_ELEMENTS, shapes
 from ._spec import ArgRecipe, begin_call, index_bounds
-from ._tensors import FLOAT_DTYPES, device_names, draw_layout, for_device
+from ._tensors import _DRAWN_KINDS, FLOAT_DTYPES, device_names, draw_layout, for_device
 from ._values import Values, fill
 
 #: Scales of cotangents: never all ones, so a backward that ignores grad_output is caught.
@@ -32,6 +32,9 @@ COTANGENT_SCALES = (1.0, 0.5, 3.0, 1e-3, 1e3)
 #: The first outputs whose cotangent a case may leave out (`CotangentRecipe.unused`).
 UNUSED_OUTPUTS = 4
 COTANGENT_KINDS = ("contiguous", "expanded", "transposed", "sliced", "offset")
+#: Layout kinds of an input the Function declares it writes in place (``mutates_inputs``): no
+#: stride 0, which torch refuses to write even for its own in-place ops.
+WRITABLE_KINDS = tuple(k for k in _DRAWN_KINDS if k != "expanded")
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,23 @@ def _target_dtypes(target) -> tuple[torch.dtype, ...]:
     return tuple(target.dtypes) if target.dtypes else FLOAT_DTYPES
 
 
+def written_inputs(target, n: int) -> frozenset[int]:
+    """The arguments a target declares its Function writes in place: its ``mutates_inputs``
+    option, True for every argument or a list of their indices."""
+    declared = getattr(target, "options", {}).get("mutates_inputs", False)
+    if isinstance(declared, bool):
+        return frozenset(range(n)) if declared else frozenset()
+    if isinstance(declared, (list, tuple)) and all(
+        isinstance(i, int) and -n <= i < n for i in declared
+    ):
+        return frozenset(i % n for i in declared)
+    raise InvalidRegistration(
+        f"fuzzgrad: {getattr(target, 'name', '?')}: mutates_inputs={declared!r}; pass True (the "
+        f"Function writes into its inputs in place) or the indices of those it writes, among "
+        f"its {n} arguments, as mutates_inputs=[0]."
+    )
+
+
 def _target_devices(target) -> tuple[str, ...]:
     """The devices to draw: this machine's, kept to the target's ``devices`` option's types."""
     wanted = getattr(target, "options", {}).get("devices")
@@ -191,6 +211,7 @@ class _SpecCases(st.SearchStrategy):
             max_sides=[s.max_side for s in tensors],
         )
         self._dims = [i for i, s in enumerate(specs) if s.kind == "dim"]
+        self._written = written_inputs(target, len(specs))
         self._cotangents = cotangent_recipes()
 
     def __repr__(self) -> str:
@@ -212,7 +233,8 @@ class _SpecCases(st.SearchStrategy):
         for i, spec in enumerate(self.specs):
             kind = spec.kind
             if kind == "tensor":
-                args[i], recipes[i] = call.tensor(data, spec, next(shapes_))
+                kinds = WRITABLE_KINDS if i in self._written else _DRAWN_KINDS
+                args[i], recipes[i] = call.tensor(data, spec, next(shapes_), kinds=kinds)
             elif kind == "strategy":
                 args[i] = data.draw(spec.strategy)
             elif kind == "constant":

@@ -231,8 +231,11 @@ class Call:
         # fills of small tensors, and of tensors with a dim past 64 (`tiled`)
         self._values = (values(nonfinite=nonfinite), values(nonfinite=nonfinite, tiled=True))
 
-    def tensor(self, data, spec: TensorSpec, shape=None) -> tuple[torch.Tensor, ArgRecipe]:
-        """Draw a tensor for ``spec`` (its shape too, unless given) and the recipe it came from."""
+    def tensor(
+        self, data, spec: TensorSpec, shape=None, *, kinds: tuple[str, ...] = _DRAWN_KINDS
+    ) -> tuple[torch.Tensor, ArgRecipe]:
+        """Draw a tensor for ``spec`` (its shape too, unless given) and the recipe it came from;
+        its layout among ``kinds``."""
         if spec.dtypes is not None:
             dtype = pick(data, spec.dtypes)
         else:
@@ -244,7 +247,7 @@ class Call:
         dtype, device = for_device(dtype, self.device)
         if shape is None:
             shape = _alone(spec, self.max_elements).draw_into(data, self.sizes)[0]
-        layout = draw_layout(data, _DRAWN_KINDS)
+        layout = draw_layout(data, kinds)
         vals = data.draw(self._values[tiled(shape)])
         high = self.sizes[spec.high] if isinstance(spec.high, str) else spec.high
         if spec.structure == "index" and not (high or 0) > (spec.low or 0) and math.prod(shape):

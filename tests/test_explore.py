@@ -7,6 +7,7 @@ hand-off would shrink some other case; a failure Hypothesis cannot replay must s
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from fuzzgrad.registry.discovery import load_targets
 from fuzzgrad.registry.target import make_target
 from fuzzgrad.strategies import cases
 from fuzzgrad.strategies._cases import _SpecCases
+from fuzzgrad.verdict.judge import Discard
 
 BUILTINS = [t for t in load_targets() if isinstance(cases(t), _SpecCases)]
 #: Mixed argument specs (a dim, a user's strategies, a plain value) are explored too.
@@ -173,13 +175,15 @@ def test_a_failure_hypothesis_cannot_replay_is_reported_not_lost():
 
 def test_in_place_functions_pass_on_any_first_case():
     """Whether a Function writes into its inputs is found out on each case: a fresh checker's
-    first case (random, not Hypothesis's simplest) must not leave the inputs modified."""
+    first case (random, not Hypothesis's simplest) must not leave the inputs modified (an
+    expanded input it writes is outside its contract: a discard)."""
     (target,) = [
         t for t in load_targets([str(CORPUS / "correct_ctx.py")]) if t.name == "InplaceTanh"
     ]
     for seed in range(30):
         case = cases(target).do_draw(_explore.FastData(random.Random(seed)))
-        Checker(target, ["forward", "vjp", "purity"]).check(case)
+        with contextlib.suppress(Discard):
+            Checker(target, ["forward", "vjp", "purity"]).check(case)
 
 
 def test_strategy_inputs_are_fuzzed_by_hypothesis_itself(monkeypatch):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -17,12 +19,15 @@ def torch_vjp(
     cotangents: Sequence[torch.Tensor | None] | None,
     *,
     create_graph: bool = False,
+    forward_context: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> Evaluation:
-    """Call ``fn`` on ``args`` as given (leaves made for ``wrt``) and take its VJP with autograd."""
+    """Call ``fn`` on ``args`` as given (leaves made for ``wrt``) and take its VJP with autograd.
+    ``forward_context`` makes a context the call alone runs in (an autocast region that the
+    backward runs after)."""
     leaves = list(args)
     for i in wrt:
         leaves[i] = args[i].detach().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), forward_context():
         outputs = as_tuple(fn(*leaves))
     grads: list[torch.Tensor | None] = [None] * len(args)
     if cotangents is not None and wrt:

@@ -3,8 +3,13 @@ declares ``torch.amp.custom_fwd``/``custom_bwd`` (or is registered with ``autoca
 outputs and gradients consistent with what it declares: with ``cast_inputs=D`` (for the case's
 device type) it computes in ``D``, forward and backward, so it is judged like a ``D`` Function
 (a backward without ``custom_bwd`` that runs its matmuls in bfloat16 fails); without, it matches
-the reference run under the same autocast. Checked on float32 cases, forward and backward inside
-the autocast region (as a training step that calls ``backward()`` there does)."""
+the reference run under the same autocast. Checked on float32 cases, with the forward inside the
+autocast region and the backward in both places people put it: inside the region (a training
+step that calls ``backward()`` there) and after it, as AMP's recipes do (``with autocast(): loss
+= ...`` then ``loss.backward()``), where a backward without ``custom_bwd`` runs without autocast
+and one that mixes the forward's bfloat16 with float32 raises. A Function that declares
+``custom_fwd`` for another device type only is held to the reference inside the region alone:
+this device's autocast is outside what it declares."""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from fuzzgrad.verdict.compare import compare
 
 #: The autocast dtype per device type.
 AUTOCAST = {"cpu": torch.bfloat16, "cuda": torch.float16}
+#: Where the backward runs, relative to the autocast region its forward ran in.
+PLACEMENTS: tuple[str, ...] = ("inside", "after")
 
 
 def amp_declaration(cls) -> dict[str, Any] | None:
@@ -59,23 +66,23 @@ class Autocast(Property):
         if case.dtype != torch.float32 or device not in AUTOCAST or not run.wrt:
             raise Skip("autocast applies to float32 CPU or CUDA cases")
         cls = run.target.autograd_function
-        declared = amp_declaration(cls) if cls is not None else None
-        cast = (declared or {}).get("cast_inputs")
-        if (declared or {}).get("device_type") not in (None, device):
-            cast = None  # declared for another device: under this one's autocast it does nothing
-        low = AUTOCAST[device]
-        cts = run.cotangents
-        args = case.args
-        if run.nonleaf:
-            args = [a.clone() if isinstance(a, torch.Tensor) else a for a in run.snapshot]
-        with torch.autocast(device, dtype=low):
-            try:
-                got = torch_vjp(run.target.fn, args, run.wrt, cts)
-            except Exception as exc:  # noqa: BLE001
-                run.fail(
-                    self.name, f"under autocast the Function raised {type(exc).__name__}: {exc}"
-                )
-        what = f"under torch.autocast({device!r}, dtype={low})"
+        declared = (amp_declaration(cls) if cls is not None else None) or {}
+        cast = declared.get("cast_inputs")
+        placements = PLACEMENTS
+        if declared.get("device_type") not in (None, device):
+            # declared for another device: under this one's autocast it does nothing
+            cast, placements = None, PLACEMENTS[:1]
+        for placement in placements:
+            self._check_placement(run, device, placement, cast, declared)
+
+    def _check_placement(self, run, device: str, placement: str, cast, declared) -> None:
+        case, cts, low = run.case, run.cotangents, AUTOCAST[device]
+        what = f"under torch.autocast({device!r}, dtype={low}), backward {placement} the region"
+        hint = "" if declared.get("bwd") or not declared else " (backward has no custom_bwd)"
+        try:
+            got = _amp_vjp(run.target.fn, _args(run), run.wrt, cts, device, placement)
+        except Exception as exc:  # noqa: BLE001
+            run.fail(self.name, f"{what}, the Function raised {type(exc).__name__}: {exc}{hint}")
         if cast is not None:
             # It promises to compute in `cast`: judged like a Function of that dtype.
             for kind, values in (("outputs", got.outputs), ("grads", got.grads)):
@@ -91,15 +98,11 @@ class Autocast(Property):
                 )
                 if found is not None:
                     run.fail(
-                        self.name,
-                        f"{what}, declared cast_inputs={cast}: {found}"
-                        + ("" if (declared or {}).get("bwd") else " (backward has no custom_bwd)"),
-                        found,
+                        self.name, f"{what}, declared cast_inputs={cast}: {found}{hint}", found
                     )
             return
         # No cast declared: autocast applies inside it as it does to the reference.
-        with torch.autocast(device, dtype=low):
-            want = torch_vjp(run.checker.reference, args, run.wrt, cts)
+        want = _amp_vjp(run.checker.reference, _args(run), run.wrt, cts, device, placement)
         pairs = [(f"output[{k}]", o, w) for k, (o, w) in enumerate(zip(got.outputs, want.outputs))]
         pairs += [(f"grad[input={i}]", got.grads[i], want.grads[i]) for i in run.wrt]
         for path, o, w in pairs:
@@ -115,4 +118,24 @@ class Autocast(Property):
                 )
 
 
-__all__ = ["AUTOCAST", "Autocast", "amp_declaration"]
+def _args(run) -> list:
+    """The case's arguments, fresh copies for an in-place Function (each call writes them)."""
+    if run.nonleaf:
+        return [a.clone() if isinstance(a, torch.Tensor) else a for a in run.snapshot]
+    return list(run.case.args)
+
+
+def _amp_vjp(fn, args, wrt, cts, device: str, placement: str):
+    """`torch_vjp` of ``fn`` with its forward inside an autocast region of ``device`` and its
+    backward inside the region or after it (``placement``)."""
+
+    def region():
+        return torch.autocast(device, dtype=AUTOCAST[device])
+
+    if placement == "inside":
+        with region():
+            return torch_vjp(fn, args, wrt, cts)
+    return torch_vjp(fn, args, wrt, cts, forward_context=region)
+
+
+__all__ = ["AUTOCAST", "PLACEMENTS", "Autocast", "amp_declaration"]

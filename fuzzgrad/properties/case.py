@@ -25,6 +25,7 @@ from fuzzgrad.oracles.evaluation import (
 from fuzzgrad.oracles.torch_ref import torch_vjp
 from fuzzgrad.properties.base import Skip, failure_type
 from fuzzgrad.verdict.compare import Mismatch, compare
+from fuzzgrad.verdict.judge import Discard
 from fuzzgrad.verdict.overflow import same_each
 
 #: What autograd says when a Function writes into an input it was given as is (see
@@ -46,12 +47,30 @@ def same_bits(a: Any, b: Any) -> bool:
     return bool(same_each(a, b).all())
 
 
+#: Why a case is discarded whose expanded input an in-place Function writes (`CaseRun.start`).
+WRITES_EXPANDED = "an input written in place (mark_dirty) is expanded (stride 0)"
+
+
+def expanded(t: Any) -> bool:
+    """Whether a tensor has elements that share memory (a stride-0 dim of size > 1)."""
+    return isinstance(t, torch.Tensor) and any(
+        st == 0 and n > 1 for st, n in zip(t.stride(), t.shape)
+    )
+
+
+def _stored(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` with each dim that is stride 0 in ``like`` cut to its first slice: where ``like``
+    is ``t``, a view of what ``t`` stores, one that can be written."""
+    return t[tuple(slice(0, 1) if st == 0 else slice(None) for st in like.stride())]
+
+
 def restore(args, snapshot) -> None:
-    """Write the values of ``snapshot`` back into the tensors of ``args`` that changed."""
+    """Write the values of ``snapshot`` back into the tensors of ``args`` that changed (an
+    expanded one through its stored slice: torch refuses a write into shared memory)."""
     with torch.no_grad():
         for a, a0 in zip(args, snapshot):
             if isinstance(a, torch.Tensor) and not same_bits(a, a0):
-                a.copy_(a0)
+                _stored(a, a).copy_(_stored(a0, a))
 
 
 def materialise(case, outputs) -> list[torch.Tensor | None]:
@@ -130,6 +149,14 @@ class CaseRun:
             outs, leaves, called = self.call(case.args, full)
         self.outputs, self.leaves, self.called = outs, leaves, called
         self.judge.nonleaf = self.nonleaf
+        if self.nonleaf and any(
+            expanded(a) and any(o is c for o in outs) for a, c in zip(case.args, called)
+        ):
+            # Outside an in-place Function's contract: torch refuses to write into an expanded
+            # tensor even for its own in-place ops, and a write through numpy lands
+            # several times in one element.
+            self.checker.stats.record_discard(WRITES_EXPANDED, self.checker.describe(case))
+            raise Discard(WRITES_EXPANDED)
         self.versions = [a._version if isinstance(a, torch.Tensor) else None for a in called]
         self.cotangents = materialise(case, outs)
         case.notes["cotangents"] = self.cotangents

@@ -187,6 +187,8 @@ class Checker:
         failures: dict[str, PropertyFailure] = {}
         try:
             run.start()
+        except Discard:  # the case is outside the Function's contract (counted by `start`)
+            raise
         except Exception as exc:  # noqa: BLE001 - a crash of the Function is a finding
             run.judge.oracle(case, full, None, torch.float64, self.describe)  # else: discard
             owner = "forward" if self.wants("forward") else self.properties[0]

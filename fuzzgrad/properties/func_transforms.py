@@ -54,13 +54,19 @@ def _dense(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous() if any(s == 0 for s in t.stride()) else t
 
 
-def _only(fn, args, wrt, k):
-    """``fn`` as a function of the ``wrt`` arguments alone, returning its output ``k``."""
+def _only(fn, args, wrt, k, *, fresh=False):
+    """``fn`` as a function of the ``wrt`` arguments alone, returning its output ``k``.
+
+    ``fresh`` (an in-place Function): ``fn`` gets a clone of every tensor argument, made
+    inside the transformed function, as torch's own tests transform ``NumpyExp_``: a transform's
+    primal is a leaf that requires grad, which no Function may write into."""
 
     def g(*xs):
         full = list(args)
         for i, x in zip(wrt, xs):
             full[i] = x
+        if fresh:
+            full = [a.clone() if isinstance(a, torch.Tensor) else a for a in full]
         return as_tuple(fn(*full))[k]
 
     return g
@@ -78,7 +84,7 @@ def _per_sample_vjp(name, run) -> None:
     """vmap over a batch of two cotangents of ``torch.func.vjp`` against two backward calls."""
     case, fn = run.case, run.target.fn
     for k in _live(run):
-        g = _only(fn, case.args, run.wrt, k)
+        g = _only(fn, case.args, run.wrt, k, fresh=run.nonleaf)
         ct = run.cotangents[k]
         batch = torch.stack([ct, ct * -0.5 + 0.25])
         try:
@@ -121,9 +127,9 @@ def _jacobians(name, run) -> None:
         )
         for what, transform in modes:
             try:
-                got = transform(_only(fn, case.args, run.wrt, k), argnums=argnums)(
-                    *[_dense(case.args[i]) if what == "jacfwd" else case.args[i] for i in run.wrt]
-                )
+                got = transform(
+                    _only(fn, case.args, run.wrt, k, fresh=run.nonleaf), argnums=argnums
+                )(*[_dense(case.args[i]) if what == "jacfwd" else case.args[i] for i in run.wrt])
             except Exception as exc:  # noqa: BLE001
                 run.fail(name, f"torch.func.{what} (output {k}) raised {type(exc).__name__}: {exc}")
             for n, i in enumerate(run.wrt):
@@ -141,7 +147,7 @@ def _vmapped_jvp(name, run) -> None:
     tangents = directions(case, list(primals), salt=3)
     batch = [torch.stack([t, t * -0.5]) for t in tangents]
     for k in _live(run):
-        g = _only(fn, case.args, run.wrt, k)
+        g = _only(fn, case.args, run.wrt, k, fresh=run.nonleaf)
         try:
             got = torch.func.vmap(lambda *ts, g=g: torch.func.jvp(g, primals, ts)[1])(*batch)
             want = [torch.func.jvp(g, primals, tuple(t[b] for t in batch))[1] for b in range(2)]

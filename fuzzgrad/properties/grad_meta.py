@@ -1,6 +1,13 @@
 """``grad_meta``: what ``backward`` returns has each input's shape, dtype and device *before*
 autograd silently sums or casts it (double backward and torch.func callers get it raw).
 
+A gradient of a shape that autograd sums to its input's (``sum_to``: the input's shape
+broadcasts to it, as a ``(b, 1)`` gradient of a 0-d parameter does) is no failure: autograd's
+engine sums it for every caller, and torch.func's transforms do as well (``reductify`` in
+``torch/_functorch/autograd_function.py``; jacrev, vmap of vjp, grad of vmap and double backward
+give the same numbers). It is counted as a note (`SUMMED_SHAPE`); a wrong value after the sum
+is the ``vjp`` property's, and a transform that breaks on it ``func_transforms``'.
+
 For a plain callable that calls the Function (``Target.wraps``), the Function's own inputs are
 found through its graph node: each gradient is held to the input it belongs to, where that is
 one of the callable's arguments as passed (a leaf), whatever the callable bound or reordered."""
@@ -12,14 +19,28 @@ import torch
 from fuzzgrad.oracles.evaluation import as_tuple, floating
 from fuzzgrad.properties.base import Property, Skip
 
+#: The note counted (in `fuzzgrad.verdict.stats.Stats.skipped`) for a case whose backward returned
+#: a gradient of a shape autograd sums to its input's.
+SUMMED_SHAPE = "grad_meta: a gradient of a shape autograd sums to its input's (noted, not failed)"
+
+
+def sums_to(grad: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether autograd's engine sums a gradient of shape ``grad`` to an input of ``shape``
+    (the input's shape broadcasts to the gradient's: ``is_expandable_to``), rather than
+    raising "returned an invalid gradient"."""
+    try:
+        return tuple(torch.broadcast_shapes(shape, grad)) == tuple(grad)
+    except RuntimeError:
+        return False
+
 
 class GradMeta(Property):
     name = "grad_meta"
     order = 50  # last of the first-order checks: calling backward by hand may have side effects
     needs = frozenset({"grads", "retain"})
     summary = (
-        "what `backward` returns has each input's shape, dtype and device *before* autograd "
-        "silently sums or casts it"
+        "what `backward` returns has each input's dtype and device *before* autograd silently "
+        "casts it, and a shape autograd can sum to the input's"
     )
 
     def applies(self, target) -> bool:
@@ -47,6 +68,7 @@ class GradMeta(Property):
             pairs = _wrapped_pairs(node, raw, run.called, run.wrt)
             if not pairs:
                 raise Skip("no argument reaches the Function as it was passed")
+        summed = False
         for i, g, x in pairs:
             if not isinstance(g, torch.Tensor):
                 continue
@@ -55,14 +77,22 @@ class GradMeta(Property):
                 ("dtype", g.dtype, x.dtype),
                 ("device", g.device, x.device),
             ):
-                if got != want:
+                if what == "shape" and got != want and sums_to(got, want):
+                    summed = True
+                elif got != want:
+                    why = (
+                        "autograd cannot sum it to the input's shape (a backward call raises)"
+                        if what == "shape"
+                        else "autograd silently casts it, but other callers (double backward, "
+                        "torch.func) may not"
+                    )
                     run.fail(
                         self.name,
                         f"backward returned grad[input={i}] with {what} "
-                        f"{got} for an input with {what} {want}; autograd silently "
-                        f"{'sums' if what == 'shape' else 'casts'} it, but other callers "
-                        "(double backward, torch.func) may not",
+                        f"{got} for an input with {what} {want}; {why}",
                     )
+        if summed:
+            run.checker.stats.skipped[SUMMED_SHAPE] += 1
 
 
 def _wrapped_pairs(node, raw, called, wrt) -> list:

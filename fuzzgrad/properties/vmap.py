@@ -78,9 +78,13 @@ def _check_plan(run, case, second, dims: dict[int, int], out_dim: int) -> None:
         args[i] = _stack(case.args[i], second[i], d)
         in_dims[i] = d
     described = f"in_dims={tuple(in_dims)}, out_dims={out_dim}"
+
+    def own(xs) -> list:  # an in-place Function writes into what it is given: copies
+        return [a.clone() if run.nonleaf and isinstance(a, torch.Tensor) else a for a in xs]
+
     with torch.no_grad():
-        one = as_tuple(fn(*case.args))
-        two = as_tuple(fn(*[second[i] if i in dims else a for i, a in enumerate(case.args)]))
+        one = as_tuple(fn(*own(case.args)))
+        two = as_tuple(fn(*own(second[i] if i in dims else a for i, a in enumerate(case.args))))
         out_dims: int | tuple[int, ...]
         out_dims = tuple(
             out_dim if isinstance(o, torch.Tensor) and (o.dim() + 1) > abs(out_dim) else 0
@@ -89,7 +93,9 @@ def _check_plan(run, case, second, dims: dict[int, int], out_dim: int) -> None:
         if len(out_dims) == 1:
             out_dims = out_dims[0]
         try:
-            out = as_tuple(torch.func.vmap(fn, in_dims=tuple(in_dims), out_dims=out_dims)(*args))
+            out = as_tuple(
+                torch.func.vmap(fn, in_dims=tuple(in_dims), out_dims=out_dims)(*own(args))
+            )
         except Exception as exc:  # noqa: BLE001
             run.fail("vmap", f"torch.func.vmap ({described}) raised {type(exc).__name__}: {exc}")
     each = out_dims if isinstance(out_dims, tuple) else (out_dims,)

@@ -277,7 +277,8 @@ def register(
     the Function computes in float32 or wider and rounds its results once, so each
     half-precision result must be, within about an ulp, its own result on the same inputs upcast
     to float32, rounded once; a forgotten upcast fails that; an output it keeps for its backward
-    is kept rounded in the float32 run too).
+    is kept rounded in the float32 run too; ``mutates_inputs=True`` or ``[0]``: the Function
+    writes into all its inputs, or those, in place: they are never drawn expanded).
     """
     caller = sys._getframe(1).f_globals.get("__name__", "__main__")
     kwargs = dict(

@@ -194,53 +194,6 @@ class SigmoidFloat64Grad(Function):
         return grad.double() * s * (1 - s)
 
 
-@fg.register(
-    reference=lambda x, scale: x * scale,
-    jax_reference=lambda x, scale: x * scale,
-    inputs=[fg.tensor("*batch n"), fg.tensor("#n")],
-    planted={
-        "property": "grad_meta",
-        "bug_class": "unreduced broadcast grad",
-        "needs": "broadcast",
-    },
-)
-class ScaleUnreducedGrad(Function):
-    """x * scale; the scale gradient is reduced to (n,), not to a broadcast scale's shape (1,)."""
-
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.save_for_backward(x, scale)
-        return x * scale
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, scale = ctx.saved_tensors
-        return grad * scale, (grad * x).sum_to_size(x.shape[-1:])
-
-
-@fg.register(
-    reference=lambda x: F.softplus(x),
-    jax_reference=lambda x: jax.nn.softplus(x),
-    planted={"property": "grad_meta", "bug_class": "0-d grad returned as 1-d", "needs": "0d"},
-)
-class SoftplusColumns(Function):
-    """softplus whose backward loops over columns; scalars are promoted and never squeezed back."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return F.softplus(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        x, grad = torch.atleast_1d(x, grad)  # the column loop needs a last dim
-        out = torch.empty_like(x)
-        for j in range(x.shape[-1]):
-            out[..., j] = grad[..., j] * torch.sigmoid(x[..., j])
-        return out
-
-
 # --- requires_grad subsets ----------------------------------------------------------------------
 
 
