@@ -16,8 +16,6 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-import hypothesis_torch
-import hypothesis_torch.register_random_torch_state as _torch_random_shim
 import torch
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -50,22 +48,6 @@ _CONSTANTS = st.floats(-4.0, 4.0, allow_nan=False, allow_infinity=False)
 _MAX_WHERE = 2**19 - 1
 
 
-def _seed_torch(seed: int) -> None:
-    """Seed torch's global generators as ``torch.manual_seed`` does, minus its fixed cost.
-
-    Hypothesis reseeds every registered random per example (hypothesis-torch registers torch's),
-    and ``torch.manual_seed`` queues a lazy CUDA seeding with a formatted stack trace even where no
-    GPU exists: about a millisecond, a third of a small example. Here the CPU generator is seeded
-    directly, and CUDA's only where CUDA exists.
-    """
-    torch.default_generator.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-
-
-_torch_random_shim.TORCH_RANDOM_WRAPPER.seed = _seed_torch
-
-
 class InvalidStrategyArgument(FuzzgradError, InvalidArgument):
     """A knob given to a fuzzgrad strategy is not valid (also a Hypothesis ``InvalidArgument``)."""
 
@@ -79,7 +61,13 @@ def dtypes(*, complex: bool = False) -> st.SearchStrategy[torch.dtype]:
 @functools.cache
 def device_names() -> tuple[str, ...]:
     """``"cpu"`` first, then each accelerator this machine has."""
-    return tuple(str(d) for d in hypothesis_torch.physical_devices())
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return tuple(found)
 
 
 @functools.cache

@@ -36,6 +36,8 @@ class FailureRecord:
     properties: list[str] = field(default_factory=list)
     #: The search keys of the candidates merged into this finding (not written out).
     search_keys: set = field(default_factory=set, repr=False)
+    #: The root of its identity (what its reproducer asks of a failure; not written out).
+    root: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.properties:

@@ -36,6 +36,7 @@ from fuzzgrad.engine import explore as _explore
 from fuzzgrad.engine.hypothesis_compat import set_database_key, set_seed
 from fuzzgrad.engine.identity import search_key
 from fuzzgrad.engine.records import STATUSES, FailureRecord, TargetResult, verdict
+from fuzzgrad.engine.torch_random import manage_torch_random
 from fuzzgrad.errors import InvalidRegistration
 from fuzzgrad.properties.checker import (
     Checker,
@@ -155,6 +156,7 @@ def fuzz_target(
     and its reproducer file is left as the earlier round wrote it).
     """
     started = time.perf_counter()
+    manage_torch_random()
     try:
         checker = Checker(target, properties, reported=reported)
     except InvalidRegistration as exc:
@@ -188,6 +190,8 @@ def fuzz_target(
             run.hypothesis_rounds()
     except RegistrationAbort as abort:
         return _registration_error(target, abort.error, started, checker)
+    finally:
+        run.write_reproducers()  # what was found is written, however the run ended
     error = run.errors[0] if run.errors else _unjudged(target, checker, run.failures)
     if error is not None and error.get("kind") == "registration":
         return _registration_error(target, InvalidRegistration(error["message"]), started, checker)
@@ -298,15 +302,21 @@ class _TargetRun:
         except BaseException as exc:  # noqa: BLE001 - sorted below; KeyboardInterrupt re-raised
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            for e in _failures_of(exc):
+            raised = _failures_of(exc)
+            for e in raised:
                 if isinstance(e, RegistrationAbort):
                     raise e from None
                 if isinstance(e, InvalidRegistration):  # raised while drawing a case
                     raise RegistrationAbort(e) from None
-                if isinstance(e, PropertyFailure) and e.case is not None:
-                    self.add(self.record(e))
-                else:
-                    self.errors.append(self.exception_error(e))
+        else:
+            return
+        # Out of the ``except`` block: diagnosing re-runs the properties, and a failure they
+        # make must not take what was being handled here for its cause.
+        for e in raised:
+            if isinstance(e, PropertyFailure) and e.case is not None:
+                self.add(self.record(e))
+            else:
+                self.errors.append(self.exception_error(e))
 
     def hypothesis_rounds(self, remaining=None, first=None) -> None:
         """Hypothesis generates every case. The first failing property of a case hides the
@@ -468,8 +478,7 @@ class _TargetRun:
         self, exc: PropertyFailure, shrunk: bool = True, key: tuple | None = None
     ) -> FailureRecord:
         key = key or getattr(exc, "search_key", None) or search_key(self.target, exc, exc.case)
-        written = self.known_kinds | {f.kind for f in self.failures if f.kind}
-        record = _record(self.target, exc, self.checker.stats, self.report_dir, key, written)
+        record = _record(self.target, exc, self.checker.stats, key)
         record.examples_to_find = self.found.get(exc.property)
         record.shrunk = shrunk
         return record
@@ -477,16 +486,25 @@ class _TargetRun:
     def add(self, record: FailureRecord) -> None:
         """Keep ``record``, or merge it into the finding of the same identity (its ``kind``):
         two candidates of one bug (found in two dtypes, or for two values of an argument that
-        plays no part) are one finding, listed with every property either broke; the first
-        one's reproducer stands. One an earlier round reported is dropped."""
+        plays no part) are one finding, listed with every property either broke, and shown by
+        the simpler case (`_simplicity`). One an earlier round reported is dropped."""
         self.known.update(record.search_keys)
         if record.kind in self.known_kinds:
             return
-        for other in self.failures:
+        for k, other in enumerate(self.failures):
             if other.kind == record.kind:
-                _merged(other, record)
+                simpler = _simplicity(record) < _simplicity(other)
+                kept, merged = (record, other) if simpler else (other, record)
+                self.failures[k] = _merged(kept, merged)
                 return
         self.failures.append(record)
+
+    def write_reproducers(self) -> None:
+        """Each finding's reproducer, once its candidates are merged (so that which case shows
+        it does not depend on the order they were shrunk in)."""
+        for record in self.failures:
+            if record.reproducer is None:
+                _write(self.target, record, self.report_dir)
 
     def timeout_error(self, exc: ExampleTimeout) -> dict[str, Any]:
         """The ``error`` record of an example that ran too long, with a reproducer of it."""
@@ -629,16 +647,12 @@ def db_key(target) -> str:
     return file_safe(target.key)
 
 
-def _record(
-    target, exc: PropertyFailure, stats, report_dir, key: tuple, written: set[str]
-) -> FailureRecord:
+def _record(target, exc: PropertyFailure, stats, key: tuple) -> FailureRecord:
     """The record of one shrunk failure of search key ``key``: cut to its failing element where
-    that keeps it, diagnosed (which factors and argument classes it needs), given its final
-    identity (``kind``) and written as a reproducer that replays that finding alone (unless a
-    finding of that identity has one already: ``written``)."""
+    that keeps it, diagnosed (which factors and argument classes it needs) and given its final
+    identity (``kind``); `_write` makes its reproducer."""
     from fuzzgrad.engine.diagnose import explain, reduce_to_element
     from fuzzgrad.engine.identity import final_kind
-    from fuzzgrad.report.reproducer import write_reproducer
 
     prop = exc.property
     root = key[0]
@@ -655,29 +669,12 @@ def _record(
         diagnosis, factors, classes = f"(diagnosis failed: {type(e).__name__}: {e})", [], []
         stats.record_internal(f"{prop} (diagnosis)", e)
     kind = final_kind(root, classes, factors)
-    path = None
-    if report_dir is not None and kind not in written:
-        try:
-            path = str(
-                write_reproducer(
-                    Path(report_dir),
-                    target,
-                    prop,
-                    case,
-                    message=exc.message,
-                    diagnosis=diagnosis,
-                    kind=kind,
-                    root=root,
-                )  # fmt: skip
-            )
-        except Exception as e:  # noqa: BLE001
-            diagnosis += f" (no reproducer: {type(e).__name__}: {e})"
     return FailureRecord(
         prop,
         exc.message,
         diagnosis,
         factors,
-        path,
+        None,
         stats.first_failure.get(prop),
         describe_inputs(case, target),
         case,
@@ -685,7 +682,47 @@ def _record(
         kind=kind,
         properties=properties,
         search_keys={key},
+        root=root,
     )
+
+
+def _write(target, record: FailureRecord, report_dir) -> None:
+    """Write ``record``'s reproducer (one file per finding, named by its signature), which
+    replays that finding alone."""
+    from fuzzgrad.report.reproducer import write_reproducer
+
+    if report_dir is None or record.case is None:
+        return
+    try:
+        record.reproducer = str(
+            write_reproducer(
+                Path(report_dir),
+                target,
+                record.property,
+                record.case,
+                message=record.message,
+                diagnosis=record.diagnosis,
+                kind=record.kind,
+                root=record.root,
+            )  # fmt: skip
+        )
+    except Exception as e:  # noqa: BLE001 - the finding itself is what must not be lost
+        record.diagnosis += f" (no reproducer: {type(e).__name__}: {e})"
+
+
+def _simplicity(record: FailureRecord) -> tuple:
+    """How simple a finding's shrunk case is (smaller first): the most precise dtype first,
+    then the fewest elements."""
+    import torch
+
+    case = record.case
+    dtypes = (torch.float64, torch.complex128, torch.float32, torch.complex64)
+    dtype = getattr(case, "dtype", None)
+    rank = dtypes.index(dtype) if dtype in dtypes else len(dtypes)
+    elements = sum(
+        max(1, a.numel()) for a in getattr(case, "args", ()) if isinstance(a, torch.Tensor)
+    )
+    return (rank, elements)
 
 
 def _error(

@@ -308,7 +308,10 @@ def _check_keywords(keywords: list[str] | None) -> None:
 
 
 def _list(args) -> int:
+    from fuzzgrad.nightly.plugins import prepare
     from fuzzgrad.report.common import terminal_safe
+
+    prepare(isolate=True)  # listing runs no test: no Hypothesis plugin here
 
     _check_keywords(args.keywords)
     specs, _, _ = _specs(args.targets)
@@ -324,6 +327,9 @@ def _list(args) -> int:
 def _fuzz(args) -> int:
     import time
 
+    from fuzzgrad.nightly.plugins import prepare
+
+    prepare(isolate=args.isolate)  # before anything imports Hypothesis
     started = time.monotonic()
     props = args.properties.split(",") if args.properties else None
     try:

@@ -42,10 +42,13 @@ def context(start: bool = False):
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)  # no effect once the server runs: it has them
-    if start:
+    from fuzzgrad.nightly.plugins import in_fork_server, loads_in_fork_server
+
+    if start or loads_in_fork_server():
         import multiprocessing.forkserver
 
-        multiprocessing.forkserver.ensure_running()
+        with in_fork_server():  # the Hypothesis plugins a run loads, it loads there
+            multiprocessing.forkserver.ensure_running()
     return ctx
 
 

@@ -45,7 +45,7 @@ class PropertyFailure(AssertionError):
         if cause is None:
             handled = sys.exception()
             if isinstance(handled, Exception) and not isinstance(
-                handled, (PropertyFailure, Skip, Discard)
+                handled, (PropertyFailure, Skip, Discard, ExceptionGroup)
             ):
                 cause = handled
         self.cause = cause
