@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -158,9 +159,18 @@ class Judge:
 
     def calibration(self, case, wrt, cts) -> Calibration | None:
         """The reference at the case's own dtype, lazily (None for float64 cases)."""
-        if case.dtype in (None, torch.float64) or self.reference is None:
+        if not low_precision(case.dtype) or self.reference is None:
             return None
         return Calibration(self, case, wrt, cts)
+
+    def at_dtype(self, compute: Callable[[], Sequence[Any]]) -> AtDtype | None:
+        """Results of other kinds (a jvp, a Hessian-vector product, a Jacobian) computed by
+        ``compute`` from the reference at the case's own dtype, lazily: the calibration those
+        properties are judged with (`calibrated_list`, `between_runs`); None for float64 cases
+        or without a torch reference."""
+        if self.case is None or not low_precision(self.case.dtype) or self.reference is None:
+            return None
+        return AtDtype(compute)
 
     # -- first order ----------------------------------------------------------------------------
     def pair(self, kind, case, wrt, cts, outputs, grads, ref, lazy) -> Mismatch | None:
@@ -578,6 +588,37 @@ class Judge:
         return found
 
     # -- higher order ---------------------------------------------------------------------------
+    def calibrated_list(
+        self, paths, got, expected, at: AtDtype | None, slack=None, margin=NEAR_OVERFLOW
+    ) -> Mismatch | None:
+        """`compare_list` calibrated as `pair` is: where the results differ from the float64
+        ``expected`` by more than the tolerance, the error the reference math makes at the
+        case's dtype (``at``, computed only then) is allowed on top."""
+        found = self.compare_list(paths, got, expected, None, slack, margin)
+        calib = at.get() if found is not None and at is not None else None
+        if calib is None:
+            return found
+        return self.compare_list(paths, got, expected, calib, slack, margin)
+
+    def between_runs(self, path, got, want, at: AtDtype | None, k: int = 0) -> Mismatch | None:
+        """Two evaluations of the Function at the case's dtype (a vmapped one, ``got``, and
+        one per sample, ``want``) that must agree: where they differ by more than the dtype's
+        tolerance, each may err by what the reference math errs by at that dtype, so that
+        error is allowed on top, as in `pair` (``at``: per result, the reference's results
+        ``(at the dtype, in float64)``, computed only then; ``k``: which result)."""
+        found, _ = compare(path, got, want, overrides=self.target.tolerances)
+        pairs = at.get() if found is not None and at is not None else None
+        if pairs is None or k >= len(pairs) or not isinstance(want, torch.Tensor):
+            return found
+        low, high = pairs[k]
+        if not (isinstance(low, torch.Tensor) and isinstance(high, torch.Tensor)):
+            return found
+        if low.shape != want.shape or high.shape != want.shape:
+            return found
+        calib = widen(want) + (widen(low) - widen(high))
+        found, _ = compare(path, got, want, calib=calib, overrides=self.target.tolerances)
+        return found
+
     def compare_list(self, paths, got, expected, calib, slack=None, margin=NEAR_OVERFLOW):
         """The first mismatch between lists of results (second order, forward mode), with the
         looser higher-order tolerances; a None result stands for zeros."""
@@ -598,6 +639,31 @@ class Judge:
             if m is not None:
                 return m
         return None
+
+
+def low_precision(dtype: torch.dtype | None) -> bool:
+    """Whether results at ``dtype`` are calibrated (anything narrower than float64)."""
+    return dtype not in (None, torch.float64, torch.complex128)
+
+
+class AtDtype:
+    """Results of the reference math at the case's own dtype, computed on first use by
+    ``compute`` (`get`; None where that raises): only a comparison that fails without them
+    needs them."""
+
+    def __init__(self, compute: Callable[[], Any]):
+        self._compute = compute
+        self._done = False
+        self.value: Any = None
+
+    def get(self) -> Any:
+        if not self._done:
+            self._done = True
+            try:
+                self.value = self._compute()
+            except Exception:  # noqa: BLE001 - outside the reference's domain at this dtype
+                self.value = None
+        return self.value
 
 
 class Calibration:
