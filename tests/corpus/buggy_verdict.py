@@ -38,3 +38,49 @@ class MulJvpHalfFloat8Saved(Function):
     def jvp(ctx, x_t, y_t):
         x8, y8 = ctx.saved_tensors
         return x_t * y8.to(x_t.dtype) + x8.to(x_t.dtype) * y_t
+
+
+@fg.register(
+    reference=lambda x, y: torch.sqrt(x * x + y * y),
+    jax_reference=lambda x, y: jnp.sqrt(x * x + y * y),
+    dtypes=[torch.float32, torch.float64],
+    planted={"property": "vjp", "bug_class": "NaN from an underflowed square", "needs": "none"},
+)
+class HypotUnderflowingBackward(Function):
+    """sqrt(x**2 + y**2) by ``torch.hypot``, whose backward divides by ``sqrt(x*x + y*y)``: at
+    |x|, |y| near 1e-30 in float32 the squares underflow to 0 and the gradient is inf or NaN,
+    where the exact one is finite (the naive references' float32 runs do the same)."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return torch.hypot(x, y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        r = torch.sqrt(x * x + y * y)
+        return grad * x / r, grad * y / r
+
+
+@fg.register(
+    reference=lambda c: torch.amin(c, dim=-1),
+    jax_reference=lambda c: jnp.min(c, axis=-1),
+    inputs=[fg.tensor("m n")],
+    planted={"property": "vjp", "bug_class": "whole gradient to every tie", "needs": "none"},
+)
+class RowMinEveryTie(Function):
+    """Each row's smallest cost, its gradient given in full to every smallest entry: right
+    without ties, but at a tie of k entries the gradient sums to k times the cotangent, no
+    subgradient (moving the tied entries together moves the minimum by 1, not k)."""
+
+    @staticmethod
+    def forward(ctx, c):
+        values = torch.amin(c, dim=-1)
+        ctx.save_for_backward(c, values)
+        return values
+
+    @staticmethod
+    def backward(ctx, grad):
+        c, values = ctx.saved_tensors
+        return (c == values.unsqueeze(-1)).to(grad.dtype) * grad.unsqueeze(-1)
