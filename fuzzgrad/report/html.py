@@ -22,6 +22,7 @@ from urllib.parse import quote
 from fuzzgrad.report.common import (
     arg_name,
     error_line,
+    excused_line,
     failures_of,
     fmt_seconds,
     fmt_tuple,
@@ -467,6 +468,8 @@ def _target_card(record: Mapping[str, Any]) -> dict[str, Any]:
         meta.append(f"JAX share {record['jax_share']:.0%}")
     if record.get("ambiguous"):
         meta.append(f"{record['ambiguous']} ambiguous (references disagree)")
+    if excused_line(record):
+        meta.append(f"excused: {excused_line(record)}")
     for label, counts in (("discarded", record.get("discards")), ("dtypes", cov.get("dtype"))):
         if isinstance(counts, dict) and counts:
             ordered = sorted(counts.items(), key=lambda kv: _dtype_key(str(kv[0])))
