@@ -14,7 +14,7 @@ from fuzzgrad.properties.base import Property, Skip, defines, directions, select
 from fuzzgrad.properties.forward_ad import forward_jvp
 from fuzzgrad.properties.vmap import supports_vmap
 from fuzzgrad.registry.target import uses_setup_context
-from fuzzgrad.verdict.judge import AtDtype
+from fuzzgrad.verdict.calibration import AtDtype
 
 #: One case in this many (by its own seed) runs the transforms.
 EVERY = 3

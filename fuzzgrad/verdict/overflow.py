@@ -148,6 +148,13 @@ def product_margin(sizes: Sequence[Magnitude], order: int) -> float:
 _POLES = frozenset(
     {
         "div",
+        "truediv",
+        "rtruediv",
+        "rdiv",
+        "floordiv",
+        "rfloordiv",
+        "floor_divide",
+        "true_divide",
         "reciprocal",
         "rsqrt",
         "log",
@@ -155,16 +162,20 @@ _POLES = frozenset(
         "log10",
         "log1p",
         "pow",
+        "rpow",
+        "float_power",
         "atanh",
         "xlogy",
         "digamma",
         "lgamma",
         "polygamma",
         "tan",
-        "true_divide",
-        "floor_divide",
         "remainder",
         "fmod",
+        "mod",
+        # autograd's own entry points: the backward they run is not watched op by op
+        "grad",
+        "backward",
     }
 )
 
@@ -176,19 +187,20 @@ def _floats(tree) -> list[torch.Tensor]:
 
 
 def overflow_watch():
-    """A context (a `torch.utils._python_dispatch.TorchDispatchMode`) whose ``overflowed``
-    says whether, while it was active, an operation other than a pole (`_POLES`) turned finite
-    floating operands into an inf: the dtype's range overflowed (``exp(13.5)`` in float16).
-    The reference run at the case's dtype is watched: where it overflows, a NaN or inf of the
-    Function there is the overflow regime's, not an underflow's (``x*x`` to 0, then 0/0)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
+    """A context (a `torch.overrides.TorchFunctionMode`) whose ``overflowed`` says whether,
+    while it was active, a torch function other than a pole (`_POLES`) turned finite floating
+    operands into an inf: the dtype's range overflowed (``exp(13.5)`` in float16). The
+    reference run at the case's dtype is watched (its own calls: what autograd's engine runs
+    for the backward is not seen): where it overflows, a NaN or inf of the Function there is the
+    overflow regime's, not an underflow's (``x*x`` to 0, then 0/0)."""
+    from torch.overrides import TorchFunctionMode
 
-    class OverflowWatch(TorchDispatchMode):
+    class OverflowWatch(TorchFunctionMode):
         overflowed = False
 
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            name = getattr(func, "overloadpacket", func).__name__.rstrip("_")
+            name = getattr(func, "__name__", "").strip("_")
             if not self.overflowed and name not in _POLES:
                 outs = _floats(out)
                 if any(bool(o.isinf().any()) for o in outs) and all(
