@@ -10,14 +10,11 @@ property computes from the reference at the dtype (`Judge.at_dtype`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from fuzzgrad.oracles.evaluation import Evaluation
-
-if TYPE_CHECKING:
-    from fuzzgrad.verdict.judge import Judge
 
 
 def low_precision(dtype: torch.dtype | None) -> bool:
@@ -52,7 +49,7 @@ class Calibration:
     Its output dtypes, which the Function's outputs must have, depend only on the dtypes of the
     arguments; they are kept per dtype signature, and computed eagerly for a new one."""
 
-    def __init__(self, judge: Judge, case, wrt, cts):
+    def __init__(self, judge: Any, case, wrt, cts):  # a fuzzgrad.verdict.judge.Judge
         self._args = (judge, case, wrt, cts)
         self._key = tuple(
             a.dtype if isinstance(a, torch.Tensor) else type(a).__name__ for a in case.args
