@@ -197,3 +197,9 @@ def test_excuses_are_counted_by_rule_and_shown_in_the_reports(tmp_path):
     assert not record["failures"] and record["excused"].get("kink", 0) > 0, record["excused"]
     assert f"kink {record['excused']['kink']}" in summary_markdown({"targets": [record]})
     assert any("excused: " in m and "kink" in m for m in _target_card(record)["meta"])
+
+
+def test_a_subnormal_input_gets_a_step_that_does_not_round_to_zero():
+    x = torch.tensor([1e-320], dtype=F64)
+    (est,) = element_estimates(lambda a: 3 * a, [x], [0], [ONE], [(0, 0)])
+    assert est is not None and abs(est.value - 3.0) < 1e-6

@@ -28,6 +28,8 @@ ROUNDING = 1e-12
 #: The one-sided differences' gap must shrink by at least this factor as the step halves for the
 #: function to count as smooth (curvature halves it; a kink keeps it).
 SHRINKS = 0.75
+#: The smallest magnitude a step is relative to (float64's normal range, with room for h/4).
+TINY_SIZE = 1e-290
 
 
 @dataclass(frozen=True)
@@ -76,16 +78,19 @@ class Estimate:
 def step_for(x: float, scale: float) -> float:
     """The step for an element ``x``: `STEP` relative to ``|x|`` (a step of 6e-6 at an input
     of 1e-30 would measure another function), or, at 0, relative to ``scale``, the largest
-    magnitude of the inputs (1 where every input is 0)."""
+    magnitude of the inputs (1 where every input is 0); never below `TINY_SIZE` (a subnormal
+    input's relative step would round to 0)."""
     size = abs(x) if x != 0 else scale
-    return STEP * (size if size > 0 else 1.0)
+    return STEP * (max(size, TINY_SIZE) if size > 0 else 1.0)
 
 
 def estimate(phi, h: float) -> Estimate | None:
     """An `Estimate` of the derivative at 0 of ``t -> phi(t).sum()``, where ``phi(t)`` is the
     float64 vector of weighted output elements at step ``t`` (differences are taken elementwise
     before summing, so outputs the step leaves alone add no rounding), from steps ``h``,
-    ``h/2``, ``h/4``; None where an evaluation raises or is not finite."""
+    ``h/2``, ``h/4``; None where an evaluation raises or is not finite, or the step is 0."""
+    if not h / 4 > 0 or not math.isfinite(h):
+        return None
     values = {}
     for t in (0.0, h, -h, h / 2, -h / 2, h / 4, -h / 4):
         try:
