@@ -203,3 +203,45 @@ def test_a_subnormal_input_gets_a_step_that_does_not_round_to_zero():
     x = torch.tensor([1e-320], dtype=F64)
     (est,) = element_estimates(lambda a: 3 * a, [x], [0], [ONE], [(0, 0)])
     assert est is not None and abs(est.value - 3.0) < 1e-6
+
+
+# -- calibration at the dtype: vmap ---------------------------------------------------------------
+
+
+def _triple_product(scale: float):
+    """x * y * z, multiplied as (x * y) * z per sample and as x * (y * z) (times ``scale``)
+    under vmap: in float16 the two orders differ by a few ulps, as the reference math errs."""
+
+    class TripleProduct(torch.autograd.Function):
+        @staticmethod
+        def forward(x, y, z):
+            return (x * y) * z
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def backward(ctx, grad):
+            x, y, z = ctx.saved_tensors
+            return grad * y * z, grad * x * z, grad * x * y
+
+        @staticmethod
+        def vmap(info, in_dims, x, y, z):
+            x, y, z = (t if d is None else t.movedim(d, 0) for t, d in zip((x, y, z), in_dims))
+            return x * (y * z) * scale, 0
+
+    return make_target(
+        TripleProduct,
+        name=f"TripleProduct{scale}",
+        reference=lambda x, y, z: x * y * z,
+        options={"properties": ["vmap"]},
+    )
+
+
+def test_vmap_in_half_precision_is_allowed_the_references_error_at_that_dtype():
+    # (x*y)*z = 3286 and x*(y*z) = 3290 in float16, exactly 3287.94: 4 apart, beyond float16's
+    # default tolerance (3.3), within what the reference errs by there
+    args = [h16(-10.828125), h16(-11.9296875), h16(25.453125)]
+    assert replay(_triple_product(1.0), "vmap", args, [0, 1, 2], [h16(1.0)]) == 0
+    assert replay(_triple_product(1.01), "vmap", args, [0, 1, 2], [h16(1.0)]) == 1
