@@ -88,6 +88,7 @@ class TargetResult:
             "seconds": round(self.seconds, 3),
             "discards": dict(s.discards) if s else {},
             "ambiguous": s.ambiguous if s else 0,
+            "excused": dict(sorted(s.excused.items())) if s else {},
             "checked": dict(s.checked) if s else {},
             "skipped": dict(s.skipped) if s else {},
             "oracle_note": s.oracle_note if s else None,

@@ -206,6 +206,7 @@ class Checker:
         for prop in self.selected:
             try:
                 self.stats.checked[prop.name] += 1
+                self.judge.property = prop.name
                 prop.check(run)
             except PropertyFailure as exc:
                 self._found(failures, exc)
@@ -306,6 +307,8 @@ class Checker:
         """VJP against central finite differences of the Function's own forward, in float64
         (the only property such a target gets: nothing else has a reference)."""
         from fuzzgrad.oracles.numerical import numerical_vjp
+        from fuzzgrad.verdict.differences import AMBIGUOUS, FAIL, KINK, by_differences
+        from fuzzgrad.verdict.rules import FINITE_DIFFERENCES
 
         run = CaseRun(self, case, full)
         failures: dict[str, PropertyFailure] = {}
@@ -323,18 +326,24 @@ class Checker:
         try:
             grads = run.backward(outs, leaves, full, cts, retain=False, prop="vjp")
             rtol, atol = tolerance(case.dtype or torch.float64, self.target.tolerances)
-            for dirs, estimate, scale in numerical_vjp(self.target.fn, case.args, full, cts):
+            for dirs, est, scale in numerical_vjp(self.target.fn, case.args, full, cts):
                 dot = sum(
                     float((grads[i].to(torch.float64) * d).sum())
                     for i, d in dirs.items()
                     if grads[i] is not None
                 )
-                allowed = 1e-4 * scale + max(rtol, 1e-5) * abs(estimate) + atol
-                if not abs(dot - estimate) <= allowed:
+                if est is None or not est.finite:  # not finite nearby: cannot judge
+                    self.judge.excuse(FINITE_DIFFERENCES, ambiguous=True)
+                    continue
+                allowed = 1e-4 * scale + max(rtol, 1e-5) * abs(est.value) + atol
+                verdict = by_differences(dot, est, allowed)
+                if verdict in (AMBIGUOUS, KINK):
+                    self.judge.excuse(KINK if verdict == KINK else FINITE_DIFFERENCES, True)
+                elif verdict == FAIL:
                     run.fail(
                         "vjp",
-                        f"<grad, direction> = {dot:.6g} but central finite differences "
-                        f"of the Function's own forward give {estimate:.6g} (no reference "
+                        f"<grad, direction> = {dot:.6g} but finite differences of the "
+                        f"Function's own forward give {est.describe()} (no reference "
                         "registered; numerical oracle)",
                     )
         except PropertyFailure as exc:

@@ -24,7 +24,9 @@ class ForwardAD(Property):
         _forward_ad(run, run.case, run.wrt)
 
 
-def _jvp(fn, args, wrt, tangents, dtype=None):
+def forward_jvp(fn, args, wrt, tangents, dtype=None) -> list:
+    """Per output of ``fn``, its tangent by forward-mode AD along ``tangents`` of the ``wrt``
+    arguments (None for a non-floating output); ``dtype``: on fresh copies at that dtype."""
     import warnings
 
     import torch.autograd.forward_ad as fwAD
@@ -60,22 +62,26 @@ def _forward_ad(run, case, full) -> None:
         mine = case.args
         if run.nonleaf:
             mine = [a.clone() if isinstance(a, torch.Tensor) else a for a in case.args]
-        got = _jvp(target.fn, mine, full, [t.clone() for t in tangents])
+        got = forward_jvp(target.fn, mine, full, [t.clone() for t in tangents])
     except Exception as exc:  # noqa: BLE001
         run.fail("forward_ad", f"forward-mode AD raised {type(exc).__name__}: {exc}")
-    ref = _jvp(checker.reference, case.args, full, tangents, torch.float64)
+    ref = forward_jvp(checker.reference, case.args, full, tangents, torch.float64)
     paths = [f"jvp[output={k}]" for k in range(len(got))]
     keep = [k for k, g in enumerate(got) if g is not None or ref[k] is not None]
-    first = run.judge.compare_list(
-        [paths[k] for k in keep], [got[k] for k in keep], [ref[k] for k in keep], None
+    # the reference's jvp at the case's own dtype: the error honest arithmetic makes there
+    at = run.judge.at_dtype(
+        lambda: [forward_jvp(checker.reference, case.args, full, tangents)[k] for k in keep]
+    )
+    first = run.judge.calibrated_list(
+        [paths[k] for k in keep], [got[k] for k in keep], [ref[k] for k in keep], at
     )
     if first is None or checker.jax is None:
         if first is not None:
             run.fail("forward_ad", str(first), first)
         return
     _, jt = checker.jax(target.jax_reference, case.args, full, None, mode="jvp", extra=tangents)
-    second = run.judge.compare_list(
-        [paths[k] for k in keep], [got[k] for k in keep], [jt[k] for k in keep], None
+    second = run.judge.calibrated_list(
+        [paths[k] for k in keep], [got[k] for k in keep], [jt[k] for k in keep], at
     )
     found = run.judge.vote(
         case,

@@ -9,10 +9,12 @@ from __future__ import annotations
 import torch
 
 from fuzzgrad.oracles.evaluation import as_tuple, floating, upcast
+from fuzzgrad.oracles.torch_ref import torch_oracle
 from fuzzgrad.properties.base import Property, Skip, defines, directions, selected
+from fuzzgrad.properties.forward_ad import forward_jvp
 from fuzzgrad.properties.vmap import supports_vmap
 from fuzzgrad.registry.target import uses_setup_context
-from fuzzgrad.verdict.compare import compare
+from fuzzgrad.verdict.calibration import AtDtype
 
 #: One case in this many (by its own seed) runs the transforms.
 EVERY = 3
@@ -99,12 +101,14 @@ def _per_sample_vjp(name, run) -> None:
             with torch.enable_grad():
                 out = g(*leaves)
             want = torch.autograd.grad(out, leaves, batch[b], allow_unused=True)
+            at = _reference_vjps(run, k, batch[b])
             for n, i in enumerate(run.wrt):
-                m, _ = compare(
+                m = run.judge.between_runs(
                     f"per-sample vjp[output={k}, sample={b}] grad[input={i}]",
                     got[n][b],
                     want[n],
-                    overrides=run.target.tolerances,
+                    at,
+                    n,
                 )
                 if m is not None:
                     run.fail(name, f"{m}: vmap of the vjp disagrees with a plain backward", m)
@@ -120,11 +124,16 @@ def _jacobians(name, run) -> None:
     modes = [("jacrev", torch.func.jacrev)]
     if defines(run.target.autograd_function, "jvp"):
         modes.append(("jacfwd", torch.func.jacfwd))
+
+    def jacobian(args, k):
+        g = _only(reference, args, run.wrt, k)
+        return torch.autograd.functional.jacobian(g, tuple(args[i] for i in run.wrt))
+
     for k in _live(run):
         argnums = tuple(range(len(run.wrt)))
-        want = torch.autograd.functional.jacobian(
-            _only(reference, wide, run.wrt, k), tuple(wide[i] for i in run.wrt)
-        )
+        want = jacobian(wide, k)
+        # the reference's Jacobian at the case's own dtype, computed only where needed
+        at = run.judge.at_dtype(lambda k=k: jacobian([upcast(a, None) for a in case.args], k))
         for what, transform in modes:
             try:
                 got = transform(
@@ -132,12 +141,10 @@ def _jacobians(name, run) -> None:
                 )(*[_dense(case.args[i]) if what == "jacfwd" else case.args[i] for i in run.wrt])
             except Exception as exc:  # noqa: BLE001
                 run.fail(name, f"torch.func.{what} (output {k}) raised {type(exc).__name__}: {exc}")
-            for n, i in enumerate(run.wrt):
-                m = run.judge.compare_list(
-                    [f"{what}[output={k}, input={i}]"], [got[n]], [want[n]], None
-                )
-                if m is not None:
-                    run.fail(name, f"{m}: the Jacobian disagrees with the reference's", m)
+            paths = [f"{what}[output={k}, input={i}]" for i in run.wrt]
+            m = run.judge.calibrated_list(paths, list(got), list(want), at)
+            if m is not None:
+                run.fail(name, f"{m}: the Jacobian disagrees with the reference's", m)
 
 
 def _vmapped_jvp(name, run) -> None:
@@ -156,9 +163,33 @@ def _vmapped_jvp(name, run) -> None:
                 name, f"vmap of torch.func.jvp (output {k}) raised {type(exc).__name__}: {exc}"
             )
         for b in range(2):
-            m, _ = compare(
-                f"vmapped jvp[output={k}, sample={b}]", got[b], want[b],
-                overrides=run.target.tolerances,
-            )  # fmt: skip
+            at = _reference_jvps(run, k, [t[b] for t in batch])
+            m = run.judge.between_runs(f"vmapped jvp[output={k}, sample={b}]", got[b], want[b], at)
             if m is not None:
                 run.fail(name, f"{m}: vmap of the jvp disagrees with a plain jvp", m)
+
+
+def _reference_vjps(run, k: int, ct) -> AtDtype | None:
+    """Per differentiated input, the reference's vjp for cotangent ``ct`` of output ``k``, at
+    the case's dtype and in float64 (`Judge.between_runs`), lazily."""
+    reference, args = run.checker.reference, run.case.args
+    cts = [ct if j == k else None for j in range(len(run.outputs))]
+
+    def compute():
+        low = torch_oracle(reference, args, run.wrt, cts, None)
+        high = torch_oracle(reference, args, run.wrt, cts, torch.float64)
+        return [(low.grads[i], high.grads[i]) for i in run.wrt]
+
+    return run.judge.at_dtype(compute)
+
+
+def _reference_jvps(run, k: int, tangents) -> AtDtype | None:
+    """The reference's jvp of output ``k`` along ``tangents``, at the case's dtype and in
+    float64 (`Judge.between_runs`), lazily."""
+    reference, args = run.checker.reference, run.case.args
+
+    def compute():
+        low = forward_jvp(reference, args, run.wrt, tangents)
+        return [(low[k], forward_jvp(reference, args, run.wrt, tangents, torch.float64)[k])]
+
+    return run.judge.at_dtype(compute)

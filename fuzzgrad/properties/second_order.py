@@ -139,13 +139,10 @@ def _second_order(run, case, full, cts) -> None:
         return run.judge.compare_list(paths, got, expected, calib, slack, margin)
 
     ref = _hvp(checker.reference, case.args, full, cts, us, torch.float64)
-    calib = None
-    if case.dtype not in (None, torch.float64):
-        try:
-            calib = _hvp(checker.reference, case.args, full, cts, us, None)
-        except Exception:  # noqa: BLE001
-            calib = None
-    first = judge(ref, calib)
+    # the reference's double backward at the case's own dtype, computed only where needed
+    at = run.judge.at_dtype(lambda: _hvp(checker.reference, case.args, full, cts, us, None))
+    first = run.judge.calibrated_list(paths, got, ref, at, margin=margin)
+    calib = at.value if at is not None else None
     if first is not None:
         # rounding-sized moves of the inputs, cotangents and direction (fuzzgrad.verdict.slack)
         slack = _hvp_slack(run, case, full, cts, us, got, ref)

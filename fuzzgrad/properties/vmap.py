@@ -10,8 +10,8 @@ import random
 import torch
 
 from fuzzgrad.oracles.evaluation import as_tuple, floating
+from fuzzgrad.oracles.torch_ref import torch_oracle
 from fuzzgrad.properties.base import Property, defines
-from fuzzgrad.verdict.compare import compare
 
 
 def supports_vmap(target) -> bool:
@@ -99,10 +99,25 @@ def _check_plan(run, case, second, dims: dict[int, int], out_dim: int) -> None:
         except Exception as exc:  # noqa: BLE001
             run.fail("vmap", f"torch.func.vmap ({described}) raised {type(exc).__name__}: {exc}")
     each = out_dims if isinstance(out_dims, tuple) else (out_dims,)
+    samples = [case.args, [second[i] if i in dims else a for i, a in enumerate(case.args)]]
+    at = run.judge.at_dtype(lambda: _reference_outputs(run.checker.reference, samples, each))
     for k, (o, a, b, d) in enumerate(zip(out, one, two, each)):
         if not isinstance(o, torch.Tensor):
             continue
         want = _stack(a, b, d)
-        m, _ = compare(f"vmap output[{k}] ({described})", o, want, overrides=run.target.tolerances)
+        m = run.judge.between_runs(f"vmap output[{k}] ({described})", o, want, at, k)
         if m is not None:
             run.fail("vmap", f"{m}: vmap disagrees with calling the Function per sample", m)
+
+
+def _reference_outputs(reference, samples, out_dims) -> list:
+    """Per output, the reference's outputs on both samples stacked as the vmapped ones are,
+    at the case's dtype and in float64 (`Judge.between_runs`)."""
+    low, high = (
+        [torch_oracle(reference, xs, [], None, dtype).outputs for xs in samples]
+        for dtype in (None, torch.float64)
+    )
+    return [
+        (_stack(low[0][k], low[1][k], d), _stack(high[0][k], high[1][k], d))
+        for k, d in enumerate(out_dims)
+    ]

@@ -278,7 +278,9 @@ def register(
     half-precision result must be, within about an ulp, its own result on the same inputs upcast
     to float32, rounded once; a forgotten upcast fails that; an output it keeps for its backward
     is kept rounded in the float32 run too; ``mutates_inputs=True`` or ``[0]``: the Function
-    writes into all its inputs, or those, in place: they are never drawn expanded).
+    writes into all its inputs, or those, in place: they are never drawn expanded;
+    ``nonfinite_ok=("vjp",)``: in those properties a NaN or inf is accepted where the
+    reference run at the case's dtype gives one too, though the float64 reference is finite).
     """
     caller = sys._getframe(1).f_globals.get("__name__", "__main__")
     kwargs = dict(
@@ -409,6 +411,16 @@ def make_target(
                 f"{where}properties must be a list drawn from {', '.join(known)}; got {props!r}."
             )
         opts["properties"] = tuple(props)
+    if "nonfinite_ok" in opts:
+        known = property_names()
+        props = opts["nonfinite_ok"]
+        if isinstance(props, str) or not all(p in known for p in props or ()):
+            raise InvalidRegistration(
+                f"{where}nonfinite_ok must be a list of property names drawn from "
+                f"{', '.join(known)} (those in which a NaN or inf is accepted where the "
+                f"reference at the case's dtype gives one too); got {props!r}."
+            )
+        opts["nonfinite_ok"] = tuple(props)
     if opts.get("max_order", 2) not in (1, 2):
         raise InvalidRegistration(
             f"{where}max_order must be 1 (first derivatives only: second order is not checked) "

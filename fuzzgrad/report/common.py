@@ -218,6 +218,16 @@ def fmt_seconds(value: Any) -> str:
     return f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
+def excused_line(record: Mapping[str, Any]) -> str:
+    """``rule n, rule n`` of a target's excused mismatches (most first), or an empty string:
+    how often each of the verdict's named rules (`fuzzgrad.verdict.rules`) forgave one."""
+    counts = record.get("excused")
+    if not isinstance(counts, Mapping) or not counts:
+        return ""
+    ordered = sorted(counts.items(), key=lambda kv: (-int(kv[1] or 0), str(kv[0])))
+    return ", ".join(f"{rule} {n}" for rule, n in ordered)
+
+
 def error_line(record: Mapping[str, Any]) -> str:
     """``kind: message`` of an errored target, or an empty string."""
     error = record.get("error")

@@ -23,6 +23,7 @@ from fuzzgrad.report.common import (
     INTERNAL_ADVICE,
     arg_name,
     error_line,
+    excused_line,
     failure_title,
     failures_of,
     fmt_seconds,
@@ -476,6 +477,8 @@ def _target_card(record: Mapping[str, Any]) -> dict[str, Any]:
         meta.append(f"JAX share {record['jax_share']:.0%}")
     if record.get("ambiguous"):
         meta.append(f"{record['ambiguous']} ambiguous (references disagree)")
+    if excused_line(record):
+        meta.append(f"excused: {excused_line(record)}")
     for label, counts in (("discarded", record.get("discards")), ("dtypes", cov.get("dtype"))):
         if isinstance(counts, dict) and counts:
             ordered = sorted(counts.items(), key=lambda kv: _dtype_key(str(kv[0])))

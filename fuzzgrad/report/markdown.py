@@ -13,6 +13,7 @@ from fuzzgrad.report.common import (
     describe_cotangent,
     describe_input,
     error_line,
+    excused_line,
     failure_title,
     failures_of,
     fmt_seconds,
@@ -75,6 +76,14 @@ def summary_markdown(
             f"| {_code(r.get('name'))} | {_md(r.get('status'))} | {_md(r.get('examples', '-'))} "
             f"| {fmt_seconds(r.get('seconds'))} | {len(grouped_failures(r))} |"
         )
+    excused = [
+        f"{_code(r.get('name'))}: {_md(excused_line(r))}" for r in records if excused_line(r)
+    ]
+    if excused:
+        lines += [
+            "",
+            "Excused by the verdict's rules (`fuzzgrad/verdict/rules.py`): " + "; ".join(excused),
+        ]
     for title, known in (("Failures", False), ("Known bugs (xfailed)", True)):
         found = failures_of(records, known=known)
         lines += ["", f"### {title}"] if found else []

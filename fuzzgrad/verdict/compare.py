@@ -6,7 +6,8 @@ where ``e`` is the float64 oracle and ``calib`` is the same reference math evalu
 custom Function's own dtype: the error the reference itself makes at that dtype is allowed (plus
 its worst error anywhere in the tensor), so a float16 Function is never held to float64 accuracy.
 Where the reference at the dtype is non-finite but the float64 oracle is finite, the reference
-math itself breaks down at that dtype, and any custom value is accepted there; where the oracle
+math itself breaks down at that dtype, and any finite custom value is accepted there (a NaN or
+inf is not, unless a registration opts out with ``nonfinite_ok``); where the oracle
 is inf and ``calib`` (there, the other reference) is finite, the custom value may match
 ``calib``. Elsewhere
 non-finite values must match the oracle's (an oracle ``NaN`` means the math is undefined
@@ -117,6 +118,7 @@ def compare(
     fused: bool = False,
     judge_reach: bool = True,
     near_overflow: float = NEAR_OVERFLOW,
+    nonfinite_ok: bool = False,
 ) -> tuple[Mismatch | None, float]:
     """Compare one tensor; return the mismatch (or None) and the worst error/tolerance ratio.
 
@@ -134,7 +136,9 @@ def compare(
     ``precision="fused"``) replaces the dtype's default tolerance by `fused_tolerance`.
     ``near_overflow`` is the factor below the dtype's largest value from which a result may
     overflow in some evaluation order (`NEAR_OVERFLOW`; more where intermediates are products
-    of the inputs, see `fuzzgrad.verdict.overflow.product_margin`).
+    of the inputs, see `fuzzgrad.verdict.overflow.product_margin`). ``nonfinite_ok`` (the
+    registration's ``nonfinite_ok`` names the property) accepts a NaN or inf wherever the
+    reference at the dtype (``calib``) gives one too, though the float64 oracle is finite.
     """
     if actual is None and expected is None:
         return None, 0.0
@@ -200,10 +204,18 @@ def compare(
     # Where the float64 oracle is NaN the math is undefined there (a zero norm's Hessian, 0/0):
     # any custom value is as good as the reference's.
     if calib is not None:
-        same |= (a == c) | (a.isnan() & c.isnan())
+        agree = (a == c) | (a.isnan() & c.isnan())
         # Where the reference math itself breaks down at this dtype (overflow to inf/NaN while the
-        # float64 oracle is finite), any value is as good as the reference's: not a finding.
-        same |= ~c.isfinite() & e.isfinite()
+        # float64 oracle is finite), a finite value is as good as the reference's: not a finding.
+        broke = ~c.isfinite() & e.isfinite()
+        if not nonfinite_ok:
+            # ... but a NaN or inf where the exact result is finite is one, even where the
+            # reference at this dtype makes it too (``x * x`` underflowing to 0, then 0/0): only
+            # the overflow regime and results near the dtype's largest value excuse it (below).
+            wrong = e.isfinite() & ~a.isfinite()
+            agree &= ~wrong
+            broke &= ~wrong
+        same |= agree | broke
         # ... and the other way round: where the oracle overflowed and the calibration did not
         # (the other reference's evaluation order), the custom value may match the calibration.
         other = e.isinf() & c.isfinite()

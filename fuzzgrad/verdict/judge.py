@@ -16,15 +16,34 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from fuzzgrad.oracles.evaluation import Evaluation, floating, widen
-from fuzzgrad.oracles.numerical import grad_elements
+from fuzzgrad.oracles.numerical import element_estimates, grad_elements
 from fuzzgrad.oracles.torch_ref import torch_oracle
+from fuzzgrad.verdict import rules
+from fuzzgrad.verdict.calibration import AtDtype, Calibration, low_precision
 from fuzzgrad.verdict.compare import NEAR_OVERFLOW, TOLERANCES, Mismatch, compare, tolerance
-from fuzzgrad.verdict.overflow import find_reach, magnitudes, near_max, overflow_regime
+from fuzzgrad.verdict.differences import (
+    AMBIGUOUS,
+    FAIL,
+    KINK,
+    MAX_FD_ELEMENTS,
+    PASS,
+    at_a_tie,
+    by_differences,
+    off_a_tie,
+)
+from fuzzgrad.verdict.overflow import (
+    find_reach,
+    magnitudes,
+    near_max,
+    overflow_regime,
+    overflow_watch,
+)
 from fuzzgrad.verdict.slack import float64_rounding, rounding_slack
 from fuzzgrad.verdict.stats import Stats
 
@@ -63,6 +82,11 @@ class Judge:
         self._jax_compile0 = jax.compile_seconds if jax else 0.0
         self._out_dtypes: dict[tuple, tuple] = {}  # see `Calibration`
         self.higher_tolerances = _higher_tolerances(target)
+        #: The property being checked (`fuzzgrad.properties.checker.Checker` sets it): the
+        #: properties named by the registration's ``nonfinite_ok`` accept a NaN or inf where
+        #: the reference at the case's dtype gives one too.
+        self.property: str | None = None
+        self._nonfinite_ok = frozenset(target.options.get("nonfinite_ok", ()))
         self.start(None)
 
     # -- per case -------------------------------------------------------------------------------
@@ -79,6 +103,9 @@ class Judge:
         self._reach_memo: Any = _UNSET
         self._away = False  # judging only the elements the largest inputs do not reach
         self._worst = 0.0
+        #: Whether the reference at the case's dtype overflowed an intermediate (`watched`):
+        #: then a NaN or inf of the Function where the float64 reference is finite is excused.
+        self.dtype_overflowed = False
         self.case_ratio: float | None = None
         #: The references' own disagreement on this case, where no kink or tie explains it:
         #: ``(mismatch, the side the Function took)`` (`reference_disagreement` reports it).
@@ -98,6 +125,8 @@ class Judge:
         """The torch reference at ``dtype`` (None: the case's own), else the JAX reference;
         a reference that raises means the case is outside the math's domain: `Discard`."""
         try:
+            if self.reference is not None and dtype is None:
+                return self.watched(lambda: torch_oracle(self.reference, case.args, wrt, cts, None))
             if self.reference is not None:
                 return torch_oracle(self.reference, case.args, wrt, cts, dtype)
             return self.run_jax(case, wrt, cts)
@@ -105,6 +134,16 @@ class Judge:
             reason = f"reference raised {type(exc).__name__}"
             self.stats.record_discard(reason, describe(case) if describe else None)
             raise Discard(reason) from exc
+
+    def watched(self, compute: Callable[[], Any]) -> Any:
+        """``compute()``, a run of the reference at the case's own dtype, noting in
+        ``dtype_overflowed`` whether it overflowed the dtype's range
+        (`fuzzgrad.verdict.overflow.overflow_watch`)."""
+        watch = overflow_watch()
+        with watch:
+            out = compute()
+        self.dtype_overflowed = self.dtype_overflowed or watch.overflowed
+        return out
 
     def run_jax(self, case, wrt, cts) -> Evaluation:
         """The JAX reference's outputs and vjp, once per case, inputs and cotangents (the
@@ -158,9 +197,18 @@ class Judge:
 
     def calibration(self, case, wrt, cts) -> Calibration | None:
         """The reference at the case's own dtype, lazily (None for float64 cases)."""
-        if case.dtype in (None, torch.float64) or self.reference is None:
+        if not low_precision(case.dtype) or self.reference is None:
             return None
         return Calibration(self, case, wrt, cts)
+
+    def at_dtype(self, compute: Callable[[], Sequence[Any]]) -> AtDtype | None:
+        """Results of other kinds (a jvp, a Hessian-vector product, a Jacobian) computed by
+        ``compute`` from the reference at the case's own dtype, lazily: the calibration those
+        properties are judged with (`calibrated_list`, `between_runs`); None for float64 cases
+        or without a torch reference."""
+        if self.case is None or not low_precision(self.case.dtype) or self.reference is None:
+            return None
+        return AtDtype(lambda: self.watched(compute))
 
     # -- first order ----------------------------------------------------------------------------
     def pair(self, kind, case, wrt, cts, outputs, grads, ref, lazy) -> Mismatch | None:
@@ -170,12 +218,14 @@ class Judge:
         None."""
         # The reference at the case's dtype only widens the tolerance, so a case that passes
         # without it passes with it: it is computed only for a comparison that fails without.
-        calib = lazy.value if lazy is not None else None
+        calib = None
         dtypes = lazy.out_dtypes if lazy is not None else None
-        first = self._compare_all(kind, outputs, grads, ref, calib, wrt, out_dtypes=dtypes)
-        if first is not None and lazy is not None and calib is None:
+        first = self._compare_all(kind, outputs, grads, ref, None, wrt, out_dtypes=dtypes)
+        if first is not None and lazy is not None:
             calib = lazy.get()
             first = self._compare_all(kind, outputs, grads, ref, calib, wrt)
+            if first is None:
+                self.excuse(rules.CALIBRATION)
         first_ratio = self._worst
         if first is None:
             self._accept()
@@ -183,11 +233,15 @@ class Judge:
             # Where the math is ill-conditioned or the result a cancellation of large terms,
             # honest rounding at the dtype errs by more than any fixed tolerance: allow that.
             slack = rounding_slack(self.reference, case.args, wrt, cts, ref)
-            if slack is not None and (
-                self._compare_all(kind, outputs, grads, ref, calib, wrt, slack=slack) is None
+            if (
+                slack is not None
+                and self._compare_all(kind, outputs, grads, ref, calib, wrt, slack=slack) is None
             ):
-                self._accept()
-                return None
+                if kind != "grads" or not self._off_a_tie(case, wrt, cts, grads, ref):
+                    self.excuse(rules.ROUNDING_SLACK)
+                    self._accept()
+                    return None
+                slack = None  # a nudge across a tie measured a jump, not rounding
             # The reference math's error at this dtype, from the JAX reference too: the torch
             # reference may accumulate in float64 (torch's CPU LayerNorm does) where a textbook
             # formula, the Function's and JAX's, cancels in float32.
@@ -195,6 +249,7 @@ class Judge:
             if wider is not None and (
                 self._compare_all(kind, outputs, grads, ref, wider, wrt, slack=slack) is None
             ):
+                self.excuse(rules.CALIBRATION)
                 self._accept()
                 return None
         if first is not None and calib is None and self.all_float64 and self.reference:
@@ -202,6 +257,7 @@ class Judge:
             # rounding where the math is ill-conditioned (huge terms cancelling): allow it.
             cond = self._conditioning(case, wrt, cts, ref)
             if cond is not None and self._compare_all(kind, outputs, grads, ref, cond, wrt) is None:
+                self.excuse(rules.CONDITIONING)
                 self._accept()
                 return None
         run_jax = (
@@ -219,7 +275,7 @@ class Judge:
             )
         )
         if not run_jax:
-            if first is not None and self._ill_conditioned(kind, case, wrt, cts, ref, first):
+            if first is not None and self._unjudgeable(kind, case, wrt, cts, grads, ref, first):
                 return None
             if first is not None:
                 self._reject(first_ratio)
@@ -241,6 +297,7 @@ class Judge:
             # Where the two references differ from each other, their disagreement is the
             # precision the math allows here (cancellation, kinks): widen by it, like calibration.
             if self._compare_all(kind, outputs, grads, ref, jref, wrt) is None:
+                self.excuse(rules.REFERENCE_DISAGREEMENT)
                 self._accept()
                 first = None
         found = self.vote(
@@ -251,7 +308,7 @@ class Judge:
             away=lambda: self.pair(kind, case, wrt, cts, outputs, grads, ref, lazy),
             disagree=lambda side: self.references_disagree(kind, case, wrt, cts, ref, jref, side),
         )
-        if found is not None and self._ill_conditioned(kind, case, wrt, cts, ref, found):
+        if found is not None and self._unjudgeable(kind, case, wrt, cts, grads, ref, found):
             return None
         if found is not None:
             self._reject(first_ratio)
@@ -283,7 +340,8 @@ class Judge:
         if first is None and second is None:
             return None
         if first is None or second is None:
-            self.stats.ambiguous += 1  # the references disagree here; agreeing with one is enough
+            # the references disagree here; agreeing with one is enough (counted ambiguous)
+            self.excuse(rules.REFERENCE_DISAGREEMENT, ambiguous=True)
             if disagree is not None and self.disagreement is None and not self.overflow_regime:
                 disagree("torch" if first is None else "JAX")
             return None
@@ -303,7 +361,7 @@ class Judge:
                     self._away = False
                 if found is not None:
                     return found
-            self.stats.ambiguous += 1
+            self.excuse(rules.OVERFLOW_REGIME, ambiguous=True)
             return None
         note = (
             "the torch and JAX references also disagree with each other"
@@ -335,6 +393,7 @@ class Judge:
         if self._within_rounding_noise(kind, case, wrt, cts, ref, jref):
             # counted: results.json and junit.xml list it with the other unjudged reasons
             self.stats.skipped["references differ within their own rounding noise"] += 1
+            self.excuse(rules.ROUNDING_NOISE)
             return
         self.disagreement = (found, side)
 
@@ -395,6 +454,43 @@ class Judge:
                 return m
         return None
 
+    def _unjudgeable(self, kind, case, wrt, cts, grads, ref, found: Mismatch) -> bool:
+        """Whether a gradient mismatch is at a point the references cannot judge: where their
+        derivative is far above finite differences (`_ill_conditioned`), or at a kink or tie
+        where the Function took another valid side (`_at_kink`); counted by rule."""
+        if self._ill_conditioned(kind, case, wrt, cts, ref, found):
+            self.excuse(rules.ILL_CONDITIONED)
+            return True
+        if self._at_kink(kind, case, wrt, cts, grads, ref):
+            self.excuse(rules.KINK, ambiguous=True)
+            return True
+        return False
+
+    def _at_kink(self, kind, case, wrt, cts, grads, ref) -> bool:
+        """Whether every gradient element that differs most from the reference sits at a kink
+        of ``<reference, cotangents>`` along it (one-sided differences disagree), with the
+        Function's value between the one-sided values: at a tie both references may take the
+        same side, and another valid subgradient is no bug
+        (`fuzzgrad.verdict.differences.within_kinks`)."""
+        if kind != "grads" or self.reference is None or not cts or grads is None:
+            return False
+        if _any_complex(case.args) or _any_complex(ref.outputs):
+            return False  # one-sided differences here are of real functions of real inputs
+        rtol, atol = tolerance(case.dtype or torch.float64, self.target.tolerances)
+        return at_a_tie(self.reference, case.args, wrt, cts, grads, ref.grads, rtol, atol)
+
+    def _off_a_tie(self, case, wrt, cts, grads, ref) -> bool:
+        """Whether the gradients differ from the reference at a tie in a direction where the
+        math is smooth: the element that differs most sits at a kink, yet along ``grads -
+        reference`` the one-sided derivatives agree and ``<grads, direction>`` is off. There a
+        rounding-sized nudge of the inputs breaks the tie and the reference's gradient jumps
+        (to one side), so the nudges' spread is no rounding slack (giving a tie's whole
+        gradient to every tied entry hid behind it)."""
+        if self.reference is None or not cts or _any_complex(case.args):
+            return False
+        rtol, atol = tolerance(case.dtype or torch.float64, self.target.tolerances)
+        return off_a_tie(self.reference, case.args, wrt, cts, grads, ref.grads, rtol, atol)
+
     def _ill_conditioned(self, kind, case, wrt, cts, ref, found: Mismatch) -> bool:
         """Whether the reference's derivative where the Function disagrees is orders of
         magnitude above what central finite differences of the reference's forward show (a
@@ -425,10 +521,12 @@ class Judge:
         return True
 
     def nonfinite_references(self, case, wrt, cts, grads, ref) -> Mismatch | None:
-        """Where both references' gradients are NaN or inf but the math is finite and smooth
-        around the point (central finite differences of the reference's forward agree at two
-        steps), the gradient is judged against those differences: a NaN gradient where the
-        true one is 0 (an ``x*x`` underflowing inside a backward, say) is a finding."""
+        """Where the references' gradients are NaN or inf (the torch one, and the JAX one
+        where registered) but the math is finite around the point, the gradient is judged
+        against finite differences of the reference's forward (`fuzzgrad.verdict.differences`):
+        a NaN gradient where the true one is 0 (an ``x*x`` underflowing inside a backward, say)
+        is a finding; a value the estimates cannot tell from right (they disagree with each
+        other by more), or one between the one-sided differences at a kink, is ambiguous."""
         if self.overflow_regime or self.reference is None or not cts:
             return None
         if _any_complex(case.args) or _any_complex(ref.outputs):
@@ -443,38 +541,68 @@ class Judge:
             not isinstance(o, torch.Tensor) or bool(o.isfinite().all()) for o in ref.outputs
         ):
             return None
+        jax_note = "no JAX reference is registered"
         if self.jax is not None:
             try:
                 jref = self.run_jax(case, wrt, cts)
             except Exception:  # noqa: BLE001 - no second opinion: the torch one stands alone
                 jref = None
+                jax_note = "the JAX reference raised"
             if jref is not None:
+                jax_note = ""
                 positions = [
                     (i, j) for i, j in positions if not _finite(jref.grads[i].reshape(-1)[j])
                 ]
-        estimates = grad_elements(self.reference, case.args, wrt, cts, positions)
+        estimates = element_estimates(self.reference, case.args, wrt, cts, positions)
         dtype = case.dtype or torch.float64
         rtol, atol = tolerance(dtype, self.target.tolerances)
-        for (i, j), estimate in zip(positions, estimates):
-            if estimate is None:
+        for (i, j), est in zip(positions, estimates):
+            if est is None or not est.finite:
+                self.excuse(rules.FINITE_DIFFERENCES, True)
                 continue
             got = grads[i]
             value = 0.0 if got is None else float(got.detach().reshape(-1)[j].double())
-            allowed = atol + max(rtol, 1e-4) * abs(estimate) + FD_TOLERANCE
-            if not abs(value - estimate) <= allowed:  # NaN fails too
-                index = _unflat(j, case.args[i].shape)
-                return Mismatch(
-                    f"grad[input={i}]",
-                    f"at index {index}: got {value:.6g} where both references give "
-                    f"{float(ref.grads[i].reshape(-1)[j]):.6g}, but the math is finite and "
-                    f"smooth there: central finite differences of the forward give "
-                    f"{estimate:.6g}",
-                    abs(value - estimate),
-                    index=index,
-                    actual=value,
-                    expected=estimate,
-                )
+            allowed = atol + max(rtol, 1e-4) * abs(est.value) + FD_TOLERANCE
+            verdict = by_differences(value, est, allowed)
+            if verdict == FAIL and est.kink and not math.isfinite(value):
+                verdict = KINK  # NaN at a kink: what the references give there too
+            if verdict in (KINK, AMBIGUOUS):
+                self.excuse(rules.KINK if verdict == KINK else rules.FINITE_DIFFERENCES, True)
+                continue
+            if verdict == PASS:
+                continue
+            index = _unflat(j, case.args[i].shape)
+            refs = f"the torch reference gives {float(ref.grads[i].reshape(-1)[j]):.6g}"
+            refs = (
+                f"{refs} and so does the JAX reference" if not jax_note else f"{refs} ({jax_note})"
+            )
+            shape = "smooth there, " if est.smooth and est.error <= allowed else ""
+            return Mismatch(
+                f"grad[input={i}]",
+                f"at index {index}: got {value:.6g} where {refs}, but the math is finite and "
+                f"{shape}by finite differences of the forward: {est.describe()}",
+                abs(value - est.value),
+                index=index,
+                actual=value,
+                expected=est.value,
+            )
         return None
+
+    def excuse(self, rule: str, ambiguous: bool = False) -> None:
+        """Count one excuse by its rule's name (`fuzzgrad.verdict.rules`); ``ambiguous``: the
+        case was not judged either way (counted with the ambiguous ones too)."""
+        if rule not in rules.RULES:
+            raise KeyError(f"no verdict rule named {rule!r}")
+        self.stats.excused[rule] += 1
+        if ambiguous:
+            self.stats.ambiguous += 1
+
+    @property
+    def nonfinite_ok(self) -> bool:
+        """Whether a NaN or inf that the reference makes at the case's dtype too is accepted
+        (see `fuzzgrad.verdict.compare.compare`): the property being checked is named in the
+        registration's ``nonfinite_ok``, or that reference overflowed the dtype's range."""
+        return self.property in self._nonfinite_ok or self.dtype_overflowed
 
     def _accept(self) -> None:
         self.case_ratio = max(self.case_ratio or 0.0, min(self._worst, 1.0))
@@ -556,6 +684,7 @@ class Judge:
                     overflow_regime=self._regime(kind, k, o, e),
                     slack=slack.outputs[k] if slack is not None else None,
                     judge_reach=not self._away,
+                    nonfinite_ok=self.nonfinite_ok,
                 )
                 worst = max(worst, r)
                 found = found or m
@@ -571,13 +700,67 @@ class Judge:
                     overflow_regime=self._regime(kind, i, grads[i], ref.grads[i]),
                     slack=slack.grads[i] if slack is not None else None,
                     judge_reach=not self._away,
+                    nonfinite_ok=self.nonfinite_ok,
                 )
                 worst = max(worst, r)
                 found = found or m
         self._worst = worst
+        if found is None and (self.overflow_regime or self.nonfinite_ok):
+            regime = self.overflow_regime or self.dtype_overflowed
+            pairs = (
+                zip(outputs, ref.outputs)
+                if kind == "outputs"
+                else ((grads[i], ref.grads[i]) for i in wrt)
+            )
+            if any(_nonfinite_where_finite(a, e) for a, e in pairs):
+                # what compare accepted there: the overflow regime, else the registration's opt-out
+                self.excuse(rules.OVERFLOW_REGIME if regime else rules.NONFINITE_OK)
         return found
 
     # -- higher order ---------------------------------------------------------------------------
+    def calibrated_list(
+        self, paths, got, expected, at: AtDtype | None, slack=None, margin=NEAR_OVERFLOW
+    ) -> Mismatch | None:
+        """`compare_list` calibrated as `pair` is: where the results differ from the float64
+        ``expected`` by more than the tolerance, the error the reference math makes at the
+        case's dtype (``at``, computed only then) is allowed on top."""
+        found = self.compare_list(paths, got, expected, None, slack, margin)
+        calib = at.get() if found is not None and at is not None else None
+        if calib is None:
+            return found
+        found = self.compare_list(paths, got, expected, calib, slack, margin)
+        if found is None:
+            self.excuse(rules.CALIBRATION)
+        return found
+
+    def between_runs(self, path, got, want, at: AtDtype | None, k: int = 0) -> Mismatch | None:
+        """Two evaluations of the Function at the case's dtype (a vmapped one, ``got``, and
+        one per sample, ``want``) that must agree: where they differ by more than the dtype's
+        tolerance, each may err by what the reference math errs by at that dtype, so that
+        error is allowed on top, as in `pair` (``at``: per result, the reference's results
+        ``(at the dtype, in float64)``, computed only then; ``k``: which result)."""
+        found, _ = compare(path, got, want, overrides=self.target.tolerances)
+        pairs = at.get() if found is not None and at is not None else None
+        if pairs is None or k >= len(pairs) or not isinstance(want, torch.Tensor):
+            return found
+        low, high = pairs[k]
+        if not (isinstance(low, torch.Tensor) and isinstance(high, torch.Tensor)):
+            return found
+        if low.shape != want.shape or high.shape != want.shape:
+            return found
+        calib = widen(want) + (widen(low) - widen(high))
+        found, _ = compare(
+            path,
+            got,
+            want,
+            calib=calib,
+            overrides=self.target.tolerances,
+            nonfinite_ok=self.nonfinite_ok,
+        )
+        if found is None:
+            self.excuse(rules.CALIBRATION)
+        return found
+
     def compare_list(self, paths, got, expected, calib, slack=None, margin=NEAR_OVERFLOW):
         """The first mismatch between lists of results (second order, forward mode), with the
         looser higher-order tolerances; a None result stands for zeros."""
@@ -594,45 +777,16 @@ class Judge:
                 overflow_regime=self.overflow_regime,
                 slack=slack[n] if slack is not None else None,
                 near_overflow=margin,
+                nonfinite_ok=self.nonfinite_ok,
             )
             if m is not None:
                 return m
         return None
 
 
-class Calibration:
-    """The reference evaluated at the case's own dtype (`Judge.oracle` with no float64
-    upcast), computed on first use: only a comparison that fails without it needs it.
-
-    Its output dtypes, which the Function's outputs must have, depend only on the dtypes of the
-    arguments; they are kept per dtype signature, and computed eagerly for a new one."""
-
-    def __init__(self, judge: Judge, case, wrt, cts):
-        self._args = (judge, case, wrt, cts)
-        self._key = tuple(
-            a.dtype if isinstance(a, torch.Tensor) else type(a).__name__ for a in case.args
-        )
-        self.value: Evaluation | None = None
-        self.out_dtypes = judge._out_dtypes.get(self._key)
-        if self.out_dtypes is None:
-            self.get()
-
-    def get(self) -> Evaluation:
-        if self.value is None:
-            judge, case, wrt, cts = self._args
-            self.value = judge.oracle(case, wrt, cts, None)
-            self.out_dtypes = tuple(
-                o.dtype if isinstance(o, torch.Tensor) else None for o in self.value.outputs
-            )
-            judge._out_dtypes[self._key] = self.out_dtypes
-        return self.value
-
-
 #: A reference derivative this many times above central finite differences (plus atol) is
 #: taken for a non-differentiable point (`Judge._ill_conditioned`).
 ILL_CONDITIONED = 1e3
-#: At most this many non-finite reference elements are checked by finite differences.
-MAX_FD_ELEMENTS = 8
 #: Absolute slack of a finite-difference estimate (its own rounding and truncation).
 FD_TOLERANCE = 1e-6
 #: How far `_nudged` moves each input element, relative to max(|x|, 1).
@@ -721,6 +875,16 @@ def _unflat(flat: int, shape) -> tuple[int, ...]:
         out.append(flat % n if n else 0)
         flat //= n if n else 1
     return tuple(reversed(out))
+
+
+def _nonfinite_where_finite(actual, expected) -> bool:
+    """Whether ``actual`` is NaN or inf somewhere ``expected`` (the same shape) is finite."""
+    if not (isinstance(actual, torch.Tensor) and isinstance(expected, torch.Tensor)):
+        return False
+    if not floating(actual) or actual.shape != expected.shape:
+        return False
+    a, e = actual.detach().cpu(), expected.detach().cpu()
+    return bool((~a.isfinite() & e.isfinite()).any())
 
 
 def _any_complex(values) -> bool:

@@ -141,3 +141,72 @@ def product_margin(sizes: Sequence[Magnitude], order: int) -> float:
         return NEAR_OVERFLOW * largest**order
     except OverflowError:  # inputs near max: the overflow regime excuses more than this anyway
         return math.inf
+
+
+#: Operations whose inf from finite operands is a pole (a division by zero, the log of zero), not
+#: an overflow: an underflow to 0 upstream makes one, and that is no excuse.
+_POLES = frozenset(
+    {
+        "div",
+        "truediv",
+        "rtruediv",
+        "rdiv",
+        "floordiv",
+        "rfloordiv",
+        "floor_divide",
+        "true_divide",
+        "reciprocal",
+        "rsqrt",
+        "log",
+        "log2",
+        "log10",
+        "log1p",
+        "pow",
+        "rpow",
+        "float_power",
+        "atanh",
+        "xlogy",
+        "digamma",
+        "lgamma",
+        "polygamma",
+        "tan",
+        "remainder",
+        "fmod",
+        "mod",
+        # autograd's own entry points: the backward they run is not watched op by op
+        "grad",
+        "backward",
+    }
+)
+
+
+def _floats(tree) -> list[torch.Tensor]:
+    from torch.utils._pytree import tree_leaves
+
+    return [t for t in tree_leaves(tree) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+
+
+def overflow_watch():
+    """A context (a `torch.overrides.TorchFunctionMode`) whose ``overflowed`` says whether,
+    while it was active, a torch function other than a pole (`_POLES`) turned finite floating
+    operands into an inf: the dtype's range overflowed (``exp(13.5)`` in float16). The
+    reference run at the case's dtype is watched (its own calls: what autograd's engine runs
+    for the backward is not seen): where it overflows, a NaN or inf of the Function there is the
+    overflow regime's, not an underflow's (``x*x`` to 0, then 0/0)."""
+    from torch.overrides import TorchFunctionMode
+
+    class OverflowWatch(TorchFunctionMode):
+        overflowed = False
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = getattr(func, "__name__", "").strip("_")
+            if not self.overflowed and name not in _POLES:
+                outs = _floats(out)
+                if any(bool(o.isinf().any()) for o in outs) and all(
+                    bool(t.isfinite().all()) for t in _floats((args, kwargs))
+                ):
+                    self.overflowed = True
+            return out
+
+    return OverflowWatch()

@@ -26,6 +26,8 @@ class Stats:
     #: Inputs of the first discarded cases (`describe` records), for the report.
     discard_examples: list[dict[str, Any]] = field(default_factory=list)
     ambiguous: int = 0
+    #: How often each excuse spoke, by rule name (`fuzzgrad.verdict.rules`).
+    excused: Counter = field(default_factory=Counter)
     #: Cases on which each property was checked (a property that never ran checked nothing).
     checked: Counter = field(default_factory=Counter)
     #: Cases skipped for a property because something it needs failed already (say the
@@ -111,6 +113,7 @@ class Stats:
         room = KEEP_EXAMPLES - len(self.discard_examples)
         self.discard_examples.extend(other.discard_examples[: max(0, room)])
         self.ambiguous += other.ambiguous
+        self.excused.update(other.excused)
         self.checked.update(other.checked)
         self.skipped.update(other.skipped)
         self.jax_runs += other.jax_runs
