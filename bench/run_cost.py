@@ -4,7 +4,8 @@ Runs every planted bug of tests/corpus (``buggy*`` and the planted pairs of ``tw
 ``--seeds`` seeds at ``--examples`` examples and prints, per target, the median seconds of a run,
 the examples it ran (shrinking's replays included), the findings it reported, and how far its
 findings shrank: the median number of elements of a finding's tensor inputs (an empty or 0-d
-tensor counts 1) against the smallest failing input the planted bug admits (its ``minimal``, else 1).
+tensor counts 1) against the smallest failing input the planted bug admits (its ``minimal``,
+else 1).
 Run it with another checkout first on ``PYTHONPATH`` to compare two versions of the search on
 the same machine (what continuing after a property's first failure costs):
 
