@@ -16,7 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from fuzzgrad.errors import InvalidRegistration
-from fuzzgrad.registry.grammar import DEFAULT_SHAPE_NAME, Bound, Dim, parse_shape, parse_size
+from fuzzgrad.registry.grammar import (
+    DEFAULT_SHAPE_NAME,
+    Bound,
+    Dim,
+    intervals,
+    parse_shape,
+    parse_size,
+)
 
 __all__ = [
     "DEFAULT_SHAPE_NAME",
@@ -238,6 +245,8 @@ def check_inputs(specs: tuple, *, sizes: dict, dtypes: tuple | None, where: str)
             if d.name not in (None, "_") and not d.variadic:
                 known.setdefault(d.name, i)
             bounds += [(i, b) for b in d.bounds]
+        if spec.size_name:  # some index must be valid (as the cases draw it)
+            bounds.append((i, Bound(spec.size_name, False, 1)))
         _check_structure(spec, dims, dtypes, f"{where}inputs[{i}]: ")
     for i, spec in enumerate(specs):
         if spec.kind == "size":
@@ -333,8 +342,8 @@ def _check_structure(spec, dims: tuple[Dim, ...], dtypes, where: str) -> None:
 
 
 def _check_bounds(bounds: list[Bound], sizes: dict, where: str) -> None:
-    """Constant bounds leave each name some size, and names do not bound each other in a
-    cycle."""
+    """Constant bounds leave each name some size, names do not bound each other in a cycle,
+    and all bounds together leave every name a size (``1<=k<n`` with ``n<=1`` leaves none)."""
     low: dict[str, int] = {}
     high: dict[str, int] = {}
     edges: dict[str, set[str]] = {}
@@ -372,3 +381,13 @@ def _check_bounds(bounds: list[Bound], sizes: dict, where: str) -> None:
     for name in sorted(edges):
         if name not in state:
             visit(name, [])
+    if intervals(bounds) is None:
+        culprits = list(dict.fromkeys(bounds))
+        for b in list(culprits):  # keep a smallest set that still leaves no sizes
+            rest = [c for c in culprits if c != b]
+            if intervals(rest) is None:
+                culprits = rest
+        raise InvalidRegistration(
+            f"{where}the size bounds {', '.join(map(str, culprits))} leave no sizes that meet "
+            "them all (sizes are never negative). Loosen one of them."
+        )
