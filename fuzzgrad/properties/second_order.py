@@ -87,6 +87,11 @@ def _hvp(fn, args, wrt, cts, us, dtype=None, mutates=False):
         call = [a.clone() if mutates and i in wrt else a for i, a in enumerate(leaves)]
         outs = as_tuple(fn(*call))
         pairs = [(o, v) for o, v in zip(outs, vs) if v is not None]
+        inputs = [leaves[i] for i in wrt] + [v for _, v in pairs]
+        # an output that depends on no input differentiated (a reference that ignores it)
+        pairs = [(o, v) for o, v in pairs if isinstance(o, torch.Tensor) and o.requires_grad]
+        if not pairs:
+            return [None] * len(inputs)
         first = torch.autograd.grad(
             [o for o, _ in pairs],
             [leaves[i] for i in wrt],
@@ -95,7 +100,6 @@ def _hvp(fn, args, wrt, cts, us, dtype=None, mutates=False):
             create_graph=True,
         )
         live = [(g, u) for g, u in zip(first, us) if g is not None and g.requires_grad]
-        inputs = [leaves[i] for i in wrt] + [v for _, v in pairs]
         if not live:
             return [None] * len(inputs)
         return list(
