@@ -238,9 +238,18 @@ class _SpecCases(st.SearchStrategy):
 class _StrategyCases(st.SearchStrategy):
     """Cases for a target whose inputs are a strategy of the whole argument tuple."""
 
-    def __init__(self, inputs: st.SearchStrategy, dtypes=FLOAT_DTYPES, cap=None, nonfinite=False):
+    def __init__(
+        self,
+        inputs: st.SearchStrategy,
+        dtypes=FLOAT_DTYPES,
+        cap=None,
+        nonfinite=False,
+        *,
+        bounds: tuple[Bound, ...] = (),
+        target_name: str = "?",
+    ):
         super().__init__()
-        self.inputs = inputs
+        self.inputs, self.bounds, self.target_name = inputs, bounds, target_name
         self.dtypes, self.cap, self.nonfinite = dtypes, cap or DEFAULT_MAX_ELEMENTS, nonfinite
         self._cotangents = cotangent_recipes()
 
@@ -249,11 +258,22 @@ class _StrategyCases(st.SearchStrategy):
 
     def do_draw(self, data) -> Case:
         # fuzzgrad.tensor drawn inside the user's strategy shares one dtype (the target's)
-        begin_call(data, dtypes=self.dtypes, max_elements=self.cap, nonfinite=self.nonfinite)
-        args = data.draw(self.inputs)
+        # (and the registration's sizes= bounds)
+        call = begin_call(
+            data,
+            dtypes=self.dtypes,
+            max_elements=self.cap,
+            nonfinite=self.nonfinite,
+            bounds=self.bounds,
+        )
+        try:
+            args = data.draw(self.inputs)
+        except InvalidRegistration as exc:  # a fuzzgrad.tensor in it is wrong: say whose
+            raise InvalidRegistration(f"fuzzgrad: target {self.target_name!r}: {exc}") from exc
         if not isinstance(args, tuple):
             args = tuple(args) if isinstance(args, list) else (args,)
-        wants = [is_differentiable(a) for a in args]
+        # a tensor its fuzzgrad.tensor(requires_grad=False) drew never requires grad
+        wants = [is_differentiable(a) and not any(a is t for t in call.frozen) for a in args]
         mask = iter(_draw_mask(data, sum(wants)))
         rg = tuple(next(mask) if w else False for w in wants)
         floats = [a.dtype for a in args if is_differentiable(a)]
@@ -289,5 +309,12 @@ def cases(target, *, max_elements: int | None = None) -> st.SearchStrategy[Case]
     cap = max_elements or target.options.get("max_elements", DEFAULT_MAX_ELEMENTS)
     nonfinite = bool(target.options.get("nonfinite", False))
     if isinstance(target.inputs, st.SearchStrategy):
-        return _StrategyCases(target.inputs, _target_dtypes(target), cap, nonfinite)
+        return _StrategyCases(
+            target.inputs,
+            _target_dtypes(target),
+            cap,
+            nonfinite,
+            bounds=size_bounds(target.options.get("sizes")),
+            target_name=getattr(target, "name", "?"),
+        )
     return _SpecCases(target, tuple(target.inputs), _target_dtypes(target), cap, nonfinite)

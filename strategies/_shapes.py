@@ -21,12 +21,20 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from hypothesis import reject
 from hypothesis import strategies as st
 
-from fuzzgrad.registry.grammar import DEFAULT_SHAPE_NAME, Bound, Dim, intervals, parse_shape
+from fuzzgrad.errors import InvalidRegistration
+from fuzzgrad.registry.grammar import (
+    DEFAULT_SHAPE_NAME,
+    Bound,
+    Dim,
+    conflict,
+    intervals,
+    parse_shape,
+)
 
 from ._choices import pick
 
@@ -174,7 +182,7 @@ class _Draw:
     def shapes(self) -> tuple[tuple[int, ...], ...]:
         data, sizes, drawn = self.data, self.sizes, self.drawn
         if sizes and self.plan.all_bounds and intervals(self.plan.all_bounds, sizes) is None:
-            reject()  # sizes known before this draw break its bounds (see `interval`)
+            _no_sizes(self.plan)
         out = []
         for i, dims in enumerate(self.plan.dims):
             # an input's named dims before its variadic ones: in "*batch n" the row length n is
@@ -261,9 +269,7 @@ class _Draw:
                 self.ensure(other, None)  # (a name in pending: a cycle, which registration rejects)
         found = intervals(plan.all_bounds, self.sizes)
         if found is None:
-            # sizes an earlier tensor of a user's strategy drew (without this spec's bounds)
-            # leave this one none: a discarded draw, never a tensor outside its spec
-            reject()
+            _no_sizes(plan)
         low, high = found[key]
         return low, high, high
 
@@ -277,6 +283,17 @@ class _Draw:
             elif value:
                 known *= value
         return known
+
+
+def _no_sizes(plan: Shapes) -> NoReturn:
+    """No size meets the bounds: where the bounds alone leave none, the spec is wrong (a
+    registration checks its own ``inputs=`` list; a ``fuzzgrad.tensor`` in a user's strategy
+    is checked here); else sizes an earlier tensor of a user's strategy drew (without this
+    spec's bounds) leave none, and the draw is discarded, never a tensor outside its spec."""
+    reason = conflict(plan.all_bounds)
+    if reason is not None:
+        raise InvalidRegistration(f"shapes {list(plan.specs)!r}: {reason}")
+    reject()
 
 
 def shapes(

@@ -241,3 +241,88 @@ def test_drawn_sizes_never_break_a_bound_and_impossible_ones_are_registration_er
     assert _feasible(tokens), tokens
     for case in _explored(target, 25, seed=len(tokens)):
         assert contract_violation(target, case, case) is None, (tokens, case)
+
+
+# -- found by fuzzgrad fuzzing itself (tests/test_robust_self_fuzz.py) -------------------------
+
+
+class TripleAndCount(Function):
+    """(3 * x, x.numel()): a non-tensor output, compared by value with the reference's."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 3, x.numel()
+
+    @staticmethod
+    def backward(ctx, grad, _count):
+        return grad * 3
+
+
+def test_a_non_tensor_output_equal_to_the_references_passes():
+    target = make_target(
+        TripleAndCount,
+        reference=lambda x: (x * 3, x.numel()),
+        jax_reference=lambda x: (x * 3, x.size),
+        name="TripleAndCount",
+    )
+    result = fuzz_target(target, max_examples=30, derandomize=True)
+    assert result.status == "passed", (result.status, result.error, result.failures)
+
+
+class Double(Function):
+    """2 * x; y is not differentiated (None gradient)."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2, None
+
+
+def test_second_order_where_only_an_ignored_input_requires_grad_is_no_crash():
+    # x never requires grad: the outputs of the reference depend on nothing differentiated
+    target = make_target(
+        Double,
+        reference=lambda x, y: x * 2,
+        inputs=[fg.tensor("n", requires_grad=False), fg.tensor("m")],
+        name="DoubleFrozen",
+    )
+    result = fuzz_target(target, max_examples=40, derandomize=True, properties=["second_order"])
+    assert result.status == "passed", (result.status, result.error)
+
+
+def test_nested_specs_keep_requires_grad_false_and_the_registrations_sizes():
+    target = make_target(
+        Double,
+        reference=lambda x, y: x * 2,
+        inputs=st.tuples(fg.tensor("n"), fg.tensor("n m", requires_grad=False)),
+        options={"sizes": {"m": (2, 5)}},
+        name="DoubleNested",
+    )
+    drawn = []
+
+    @given(cases(target))
+    @FAST
+    def test(case):
+        drawn.append(case)
+        assert not case.requires_grad[1]
+        assert 2 <= case.args[1].shape[1] <= 5
+
+    test()
+    assert any(case.requires_grad[0] for case in drawn)
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        (lambda: fg.tensor(structure="positive_definite"), "square matrix"),
+        (lambda: fg.tensor("n<=1 m n>=2"), "n>=2"),
+    ],
+)
+def test_a_wrong_spec_inside_a_strategy_is_a_registration_error_naming_the_target(spec, says):
+    target = make_target(_square, reference=_square, inputs=st.tuples(spec()), name="Wrong")
+    result = fuzz_target(target, max_examples=10, derandomize=True)
+    assert result.status == "error" and result.error["kind"] == "registration", result.error
+    assert "'Wrong'" in result.error["message"] and says in result.error["message"]

@@ -207,6 +207,21 @@ def _intervals(
     return {n: (-down.get(n, 0), up.get(n)) for n in names_}
 
 
+def conflict(bounds: Iterable[Bound]) -> str | None:
+    """Why no sizes meet ``bounds`` (a smallest set of them that none meet), or None."""
+    culprits = list(dict.fromkeys(bounds))
+    if intervals(culprits) is not None:
+        return None
+    for b in list(culprits):
+        rest = [c for c in culprits if c != b]
+        if intervals(rest) is None:
+            culprits = rest
+    return (
+        f"the size bounds {', '.join(map(str, culprits))} leave no sizes that meet them all "
+        "(sizes are never negative). Loosen one of them."
+    )
+
+
 def _shortest(edges: list[tuple[str, str, int]], count: int) -> dict[str, int] | None:
     """Shortest distances from "" along ``edges``; None on a negative cycle (no solution)."""
     dist: dict[str, int] = {"": 0}

@@ -20,7 +20,7 @@ from fuzzgrad.registry.grammar import (
     DEFAULT_SHAPE_NAME,
     Bound,
     Dim,
-    intervals,
+    conflict,
     parse_shape,
     parse_size,
 )
@@ -247,7 +247,7 @@ def check_inputs(specs: tuple, *, sizes: dict, dtypes: tuple | None, where: str)
             bounds += [(i, b) for b in d.bounds]
         if spec.size_name:  # some index must be valid (as the cases draw it)
             bounds.append((i, Bound(spec.size_name, False, 1)))
-        _check_structure(spec, dims, dtypes, f"{where}inputs[{i}]: ")
+        check_structure(spec, dims, dtypes, f"{where}inputs[{i}]: ")
     for i, spec in enumerate(specs):
         if spec.kind == "size":
             tied = [b for b in spec.bounds if isinstance(b.value, str)]
@@ -317,7 +317,9 @@ def _square(dims: tuple[Dim, ...]) -> bool:
     return (a.name is not None and a.name == b.name) or (a.name is None and a.size == b.size)
 
 
-def _check_structure(spec, dims: tuple[Dim, ...], dtypes, where: str) -> None:
+def check_structure(spec, dims: tuple[Dim, ...], dtypes, where: str) -> None:
+    """A spec's structure fits its shape (a square one ends in two equal dims, a row one in a
+    named or fixed dim) and the target's ``dtypes`` (real structures on real dtypes)."""
     from fuzzgrad.strategies._structures import ROWS, SQUARE
 
     structure = spec.structure
@@ -381,13 +383,6 @@ def _check_bounds(bounds: list[Bound], sizes: dict, where: str) -> None:
     for name in sorted(edges):
         if name not in state:
             visit(name, [])
-    if intervals(bounds) is None:
-        culprits = list(dict.fromkeys(bounds))
-        for b in list(culprits):  # keep a smallest set that still leaves no sizes
-            rest = [c for c in culprits if c != b]
-            if intervals(rest) is None:
-                culprits = rest
-        raise InvalidRegistration(
-            f"{where}the size bounds {', '.join(map(str, culprits))} leave no sizes that meet "
-            "them all (sizes are never negative). Loosen one of them."
-        )
+    reason = conflict(bounds)
+    if reason is not None:
+        raise InvalidRegistration(f"{where}{reason}")
