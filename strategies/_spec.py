@@ -63,7 +63,7 @@ class ArgRecipe:
             t = inject_indices(t, r.values.injections, int(r.low or 0), int(r.high))
         elif r.structure is not None:
             scale = r.values.scale if r.values.constant is None else 1.0
-            t = impose(r.structure, t, scale=scale, max_cond=r.max_cond)
+            t = impose(r.structure, t, scale=scale, max_cond=r.max_cond, high=r.high)
         return arrange(t, r.layout, protected_dims(r.structure))
 
 

@@ -30,8 +30,11 @@ def protected_dims(structure: str | None) -> int:
     return 2 if structure in SQUARE else 1 if structure in ROWS else 0
 
 
-def impose(structure: str, t: torch.Tensor, *, scale: float = 1.0, max_cond=None) -> torch.Tensor:
-    """``t`` (a fill) made into ``structure``, at ``t``'s dtype and device."""
+def impose(
+    structure: str, t: torch.Tensor, *, scale: float = 1.0, max_cond=None, high=None
+) -> torch.Tensor:
+    """``t`` (a fill) made into ``structure``, at ``t``'s dtype and device (``high``: the
+    spec's upper bound, which a positive tensor keeps)."""
     if structure == "index":
         return t  # the fill already drew integers in [low, high)
     if structure == "sorted":
@@ -39,8 +42,9 @@ def impose(structure: str, t: torch.Tensor, *, scale: float = 1.0, max_cond=None
     if structure == "symmetric":
         return t.tril() + t.tril(-1).mT
     if structure == "positive":
-        y = t.abs()
-        return torch.where(y == 0, torch.ones_like(y), y)
+        y = t.abs() if high is None else t.abs().clamp(max=high)
+        one = 1.0 if high is None else min(1.0, float(high))  # high > low >= 0
+        return torch.where(y == 0, torch.full_like(y, one), y)
     x = t.to(torch.float64).nan_to_num(0.0, 1.0, -1.0)
     if structure == "positive_definite":
         cond = max_cond or DEFAULT_MAX_COND

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch.autograd import Function
 
 import fuzzgrad as fg
 from fuzzgrad.engine import explore as _explore
@@ -21,6 +22,22 @@ from fuzzgrad.oracles.evaluation import place
 from fuzzgrad.registry.grammar import intervals, parse_size
 from fuzzgrad.registry.target import make_target
 from fuzzgrad.strategies import cases, contract_violation
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.self_fuzz_family import (  # noqa: E402
+    SAVING,
+    Double,
+    Mul,
+    Take,
+    TripleAndCount,
+    count,
+    count_jax,
+    mul,
+    take,
+)
 
 FAST = settings(max_examples=60, derandomize=True, suppress_health_check=list(HealthCheck))
 
@@ -32,24 +49,10 @@ def _square(x, *rest):
 # -- 1. the second-order hint reads any saved tensor ---------------------------------------------
 
 
-class SquareSavesSparse(Function):
-    """x * x, whose forward saves a sparse copy of x without a graph: first order is right, the
-    double backward misses d(2x)/dx."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x.detach().to_sparse())
-        return x * x
-
-    @staticmethod
-    def backward(ctx, grad):
-        (s,) = ctx.saved_tensors
-        return grad * 2 * s.to_dense()
-
-
 def test_a_function_saving_a_sparse_tensor_fails_second_order_instead_of_erroring():
+    # x * x, whose forward saves a sparse copy of x (without a graph) that its backward reads
     target = make_target(
-        SquareSavesSparse, reference=_square, jax_reference=_square, name="SquareSavesSparse"
+        SAVING["sparse"], reference=_square, jax_reference=_square, name="SquareSavesSparse"
     )
     result = fuzz_target(target, max_examples=60, derandomize=True, properties=["second_order"])
     assert result.status == "failed", (result.status, result.error)
@@ -100,27 +103,13 @@ def test_place_never_raises_and_tells_tensors_apart(kind):
 # -- 2. fuzzgrad.tensor inside a plain strategy ------------------------------------------------
 
 
-class Add(Function):
-    @staticmethod
-    def forward(ctx, x, y):
-        return x + y
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, grad
-
-
-def _add(x, y):
-    return x + y
-
-
 def test_tensor_specs_nested_in_st_tuples_share_a_variadic_and_pass():
     target = make_target(
-        Add,
-        reference=_add,
-        jax_reference=_add,
+        Mul,
+        reference=mul,
+        jax_reference=mul,
         inputs=st.tuples(fg.tensor("*b n"), fg.tensor("*b n")),
-        name="AddNested",
+        name="MulNested",
     )
     result = fuzz_target(target, max_examples=30, derandomize=True, properties=["vjp"])
     assert result.status == "passed", (result.status, result.error)
@@ -140,24 +129,6 @@ def test_nested_tensor_specs_keep_bounds_drawn_by_an_earlier_tensor():
 # -- 3. size bounds hold on every draw ---------------------------------------------------------
 
 
-class Take(Function):
-    """x[..., :k] (any k the spec allows)."""
-
-    @staticmethod
-    def forward(ctx, x, k):
-        ctx.k, ctx.n = k, x.shape[-1]
-        return x[..., :k].clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        pad = grad.new_zeros(grad.shape[:-1] + (ctx.n - ctx.k,))
-        return torch.cat([grad, pad], -1), None
-
-
-def _take(x, k):
-    return x[..., :k]
-
-
 def _explored(target, n: int, seed: int = 0) -> list:
     """``n`` cases of ``target`` as exploration draws them (seeded `FastData`)."""
     rng, strategy, out = random.Random(seed), cases(target), []
@@ -171,7 +142,7 @@ def _explored(target, n: int, seed: int = 0) -> list:
 @pytest.mark.parametrize(("shape", "size"), [("b n", "1<=k<n"), ("n m", "1<=n<m")])
 def test_a_size_bounded_below_by_one_never_leaves_its_partner_too_small(shape, size):
     target = make_target(
-        Take, reference=_take, inputs=[fg.tensor(shape), fg.size(size)], name="Take"
+        Take, reference=take, inputs=[fg.tensor(shape), fg.size(size)], name="Take"
     )
     for case in _explored(target, 300):
         assert contract_violation(target, case, case) is None, case
@@ -182,11 +153,11 @@ def test_a_size_bounded_below_by_one_never_leaves_its_partner_too_small(shape, s
 def test_an_impossible_bound_is_a_registration_error_naming_target_and_bound():
     with pytest.raises(fg.InvalidRegistration, match=r"'TakeNone'.*k<=n-1") as info:
         make_target(
-            Take, reference=_take, inputs=[fg.tensor("b n<=1"), fg.size("1<=k<n")], name="TakeNone"
+            Take, reference=take, inputs=[fg.tensor("b n<=1"), fg.size("1<=k<n")], name="TakeNone"
         )
     assert "k>=1" in str(info.value) and "n<=1" in str(info.value)
     result = fuzz_target(
-        make_target(Take, reference=_take, inputs=[fg.tensor("b n<=1"), fg.size("k<n")]),
+        make_target(Take, reference=take, inputs=[fg.tensor("b n<=1"), fg.size("k<n")]),
         max_examples=20,
         derandomize=True,
         properties=["vjp"],
@@ -246,39 +217,15 @@ def test_drawn_sizes_never_break_a_bound_and_impossible_ones_are_registration_er
 # -- found by fuzzgrad fuzzing itself (tests/test_robust_self_fuzz.py) -------------------------
 
 
-class TripleAndCount(Function):
-    """(3 * x, x.numel()): a non-tensor output, compared by value with the reference's."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x * 3, x.numel()
-
-    @staticmethod
-    def backward(ctx, grad, _count):
-        return grad * 3
-
-
 def test_a_non_tensor_output_equal_to_the_references_passes():
     target = make_target(
         TripleAndCount,
-        reference=lambda x: (x * 3, x.numel()),
-        jax_reference=lambda x: (x * 3, x.size),
+        reference=count,
+        jax_reference=count_jax,
         name="TripleAndCount",
     )
     result = fuzz_target(target, max_examples=30, derandomize=True)
     assert result.status == "passed", (result.status, result.error, result.failures)
-
-
-class Double(Function):
-    """2 * x; y is not differentiated (None gradient)."""
-
-    @staticmethod
-    def forward(ctx, x, y):
-        return x * 2
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * 2, None
 
 
 def test_second_order_where_only_an_ignored_input_requires_grad_is_no_crash():
@@ -326,3 +273,13 @@ def test_a_wrong_spec_inside_a_strategy_is_a_registration_error_naming_the_targe
     result = fuzz_target(target, max_examples=10, derandomize=True)
     assert result.status == "error" and result.error["kind"] == "registration", result.error
     assert "'Wrong'" in result.error["message"] and says in result.error["message"]
+
+
+@pytest.mark.parametrize("low", [None, 0.0])
+def test_a_positive_structure_keeps_its_high(low):
+    # a zero became 1 (above high=0.5), and |x| of a value below -0.5 went past high too
+    target = make_target(
+        _square, reference=_square, inputs=[fg.tensor("n", low=low, high=0.5, structure="positive")]
+    )
+    for case in _explored(target, 200):
+        assert contract_violation(target, case, case) is None, case
