@@ -51,6 +51,7 @@ NAMES = ("n", "m", "b")
 STRUCTURES = ("positive", "sorted", "unit_rows", "simplex", "symmetric", "positive_definite")
 SQUARE = ("symmetric", "positive_definite", "orthogonal")
 REAL = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+FAMILIES = ("square", "mul", "sum_dim", "unsqueeze", "gather", "take", "saves", "double", "count")
 
 
 @dataclass
@@ -189,7 +190,7 @@ def _names_in(specs: list) -> list[str]:
 
 def draw_registration(rng: random.Random) -> Drawn:
     """One random registration (see the module docstring)."""
-    family = rng.choice(("square", "mul", "sum_dim", "take", "saves", "double", "count"))
+    family = rng.choice(FAMILIES)
     risky: list[str] = []
     options: dict[str, Any] = {}
     complex_ok = family in ("square", "mul")
@@ -208,6 +209,15 @@ def draw_registration(rng: random.Random) -> Drawn:
     elif family == "sum_dim":
         x = tensor_spec(rng, risky)
         d = _sum_dim(rng, x)
+    elif family == "unsqueeze":
+        x = tensor_spec(rng, risky)
+        inputs = [x, fg.dim(0, keepdim=True)]
+        d = Drawn(family, fam.Unsqueeze, fam.unsqueeze, fam.unsqueeze_jax, inputs)
+    elif family == "gather":
+        n = rng.choice(NAMES)
+        x = fg.tensor(f"{shape_string(rng, risky)} {_token(rng, n, risky)}".strip())
+        idx = fg.tensor(rng.choice(("k", "", "k j", "#k")), structure="index", high=n)
+        d = Drawn(family, fam.Gather, fam.gather, fam.gather, _wrap(rng, [x, idx]), shadow=[x, idx])
     elif family == "take":
         n = rng.choice(NAMES)
         x = fg.tensor(f"{shape_string(rng, risky)} {_token(rng, n, risky)}".strip())
@@ -343,6 +353,8 @@ def run_one(
         _judge_registration(out, name, error.get("message", ""))
     elif error.get("kind") == "exception":
         out.findings.append(f"internal exception: {error['message']}\n{error.get('traceback')}")
+    elif error:  # a discard share or a timeout: no Function of the family earns one
+        out.findings.append(f"an error of kind {error.get('kind')!r}: {error.get('message')}")
     for failure in result.failures if drawn.correct else ():
         out.findings.append(
             f"false alarm on a correct Function: {failure.property}: {failure.message}"

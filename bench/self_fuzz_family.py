@@ -1,8 +1,9 @@
 """The Functions `self_fuzz` draws registrations of: elementwise, broadcasting binary, a
-reduction over a dim, a slice by a size, Functions that save sparse, complex, zero-size,
-non-contiguous, meta or nested tensors, that return a None gradient or a non-tensor output;
-with their torch and JAX references. All are right to first order; `SAVING` ones whose
-backward takes values from what they saved (sparse, complex) are wrong to second order."""
+reduction over a dim, an unsqueeze, a gather by indices, a slice by a size, Functions that save
+sparse, complex, zero-size, non-contiguous, meta or nested tensors, that return a None gradient
+or a non-tensor output; with their torch and JAX references. All are right to first order;
+`SAVING` ones whose backward takes values from what they saved (sparse, complex) are wrong to
+second order."""
 
 from __future__ import annotations
 
@@ -78,6 +79,36 @@ class Take(Function):
     def backward(ctx, grad):
         pad = grad.new_zeros(ctx.shape[:-1] + (ctx.shape[-1] - ctx.k,))
         return torch.cat([grad, pad], -1), None
+
+
+class Unsqueeze(Function):
+    """x.unsqueeze(dim), for a ``fuzzgrad.dim(0, keepdim=True)``."""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        ctx.dim = dim
+        return x.unsqueeze(dim).clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.squeeze(ctx.dim), None
+
+
+class Gather(Function):
+    """x[..., idx] for indices into the last dim (``structure="index"``)."""
+
+    @staticmethod
+    def forward(ctx, x, idx):
+        ctx.save_for_backward(idx)
+        ctx.shape = x.shape
+        return x[..., idx]
+
+    @staticmethod
+    def backward(ctx, grad):
+        (idx,) = ctx.saved_tensors
+        out = grad.new_zeros(ctx.shape)
+        flat = grad.reshape(*ctx.shape[:-1], idx.numel())
+        return out.index_add_(-1, idx.reshape(-1), flat), None
 
 
 def _odd(kind: str, x: torch.Tensor) -> torch.Tensor:
@@ -186,3 +217,15 @@ def count(x):
 
 def count_jax(x):
     return x * 3, x.size
+
+
+def unsqueeze(x, dim):
+    return x.unsqueeze(dim)
+
+
+def unsqueeze_jax(x, dim):
+    return jnp.expand_dims(x, dim)
+
+
+def gather(x, idx):
+    return x[..., idx]

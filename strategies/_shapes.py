@@ -166,23 +166,27 @@ class Shapes(st.SearchStrategy[tuple[tuple[int, ...], ...]]):
     def do_draw(self, data) -> tuple[tuple[int, ...], ...]:
         return self.draw_into(data, dict(self.fixed))
 
-    def draw_into(self, data, sizes: dict[str, Any]) -> tuple[tuple[int, ...], ...]:
-        """Draw the shapes, reading names already in ``sizes`` and adding the ones drawn."""
-        return _Draw(self, data, sizes).shapes()
+    def draw_into(
+        self, data, sizes: dict[str, Any], seen: tuple[Bound, ...] = ()
+    ) -> tuple[tuple[int, ...], ...]:
+        """Draw the shapes, reading names already in ``sizes`` and adding the ones drawn.
+        ``seen``: the bounds of the draws that made ``sizes`` (with this plan's, they may
+        leave no sizes at all: a registration error rather than a discarded draw)."""
+        return _Draw(self, data, sizes, seen).shapes()
 
 
 class _Draw:
     """The state of one draw of a `Shapes`."""
 
-    def __init__(self, plan: Shapes, data, sizes: dict[str, Any]):
-        self.plan, self.data, self.sizes = plan, data, sizes
+    def __init__(self, plan: Shapes, data, sizes: dict[str, Any], seen: tuple[Bound, ...] = ()):
+        self.plan, self.data, self.sizes, self.seen = plan, data, sizes, seen
         self.drawn: list[list[int]] = [[] for _ in plan.dims]  # anonymous sizes, per input
         self.pending: set[str] = set()
 
     def shapes(self) -> tuple[tuple[int, ...], ...]:
         data, sizes, drawn = self.data, self.sizes, self.drawn
         if sizes and self.plan.all_bounds and intervals(self.plan.all_bounds, sizes) is None:
-            _no_sizes(self.plan)
+            _no_sizes(self.plan, self.seen)
         out = []
         for i, dims in enumerate(self.plan.dims):
             # an input's named dims before its variadic ones: in "*batch n" the row length n is
@@ -269,7 +273,7 @@ class _Draw:
                 self.ensure(other, None)  # (a name in pending: a cycle, which registration rejects)
         found = intervals(plan.all_bounds, self.sizes)
         if found is None:
-            _no_sizes(plan)
+            _no_sizes(plan, self.seen)
         low, high = found[key]
         return low, high, high
 
@@ -285,12 +289,13 @@ class _Draw:
         return known
 
 
-def _no_sizes(plan: Shapes) -> NoReturn:
-    """No size meets the bounds: where the bounds alone leave none, the spec is wrong (a
-    registration checks its own ``inputs=`` list; a ``fuzzgrad.tensor`` in a user's strategy
-    is checked here); else sizes an earlier tensor of a user's strategy drew (without this
-    spec's bounds) leave none, and the draw is discarded, never a tensor outside its spec."""
-    reason = conflict(plan.all_bounds)
+def _no_sizes(plan: Shapes, seen: tuple[Bound, ...]) -> NoReturn:
+    """No size meets the bounds: where the bounds alone (with those of the earlier tensors of
+    the call, ``seen``) leave none, the spec is wrong (a registration checks its own
+    ``inputs=`` list; ``fuzzgrad.tensor``s in a user's strategy are checked here); else sizes
+    an earlier tensor of a user's strategy drew (without this spec's bounds) leave none, and
+    the draw is discarded, never a tensor outside its spec."""
+    reason = conflict(plan.all_bounds + tuple(seen))
     if reason is not None:
         raise InvalidRegistration(f"shapes {list(plan.specs)!r}: {reason}")
     reject()

@@ -243,6 +243,8 @@ class Call:
         self.dtypes, self.max_elements, self.nonfinite = dtypes, max_elements, nonfinite
         self.dtype, self.device, self.bounds = dtype, device, bounds
         self.sizes: dict[str, Any] = {}
+        #: the size bounds of the tensors drawn so far (of a user's strategy)
+        self.seen: tuple[Bound, ...] = ()
         #: the tensors drawn by a ``requires_grad=False`` spec (never made to require grad)
         self.frozen: list[torch.Tensor] = []
         # fills of small tensors, and of tensors with a dim past 64 (`tiled`)
@@ -260,7 +262,9 @@ class Call:
             self.device = pick(data, device_names())
         dtype, device = for_device(dtype, self.device)
         if shape is None:
-            shape = _alone(spec, self.max_elements, self.bounds).draw_into(data, self.sizes)[0]
+            plan = _alone(spec, self.max_elements, self.bounds)
+            shape = plan.draw_into(data, self.sizes, self.seen)[0]
+            self.seen += tuple(b for b in plan.all_bounds if b not in self.seen)
         layout = draw_layout(data, _DRAWN_KINDS)
         vals = data.draw(self._values[tiled(shape)])
         high = self.sizes[spec.high] if isinstance(spec.high, str) else spec.high
