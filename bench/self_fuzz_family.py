@@ -229,3 +229,7 @@ def unsqueeze_jax(x, dim):
 
 def gather(x, idx):
     return x[..., idx]
+
+
+def as_tensor(values):
+    return torch.tensor(values, dtype=torch.float64)
