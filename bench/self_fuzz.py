@@ -258,6 +258,8 @@ def draw_registration(rng: random.Random) -> Drawn:
     if rng.random() < 0.15 and named:
         lo, hi, name = rng.randint(0, 3), rng.randint(2, 40), rng.choice(named)
         options["sizes"] = {name: (lo, hi)}
+        if lo > hi:
+            risky.append(f"sizes= {lo} > {hi}")
         if any(b.name == name for spec in specs for d in _dims(spec) for b in d.bounds):
             risky.append(f"sizes= on {name!r}, which a shape bounds too")
     if specs and not any(spec.requires_grad for spec in specs):
