@@ -369,6 +369,9 @@ def run_one(
         out.findings.append(f"internal exception: {error['message']}\n{error.get('traceback')}")
     elif error:  # a discard share or a timeout: no Function of the family earns one
         out.findings.append(f"an error of kind {error.get('kind')!r}: {error.get('message')}")
+    for failure in result.failures if report_dir is not None else ():
+        if failure.reproducer is None:
+            out.findings.append(f"no reproducer written: {failure.diagnosis}")
     for failure in result.failures if drawn.correct else ():
         out.findings.append(
             f"false alarm on a correct Function: {failure.property}: {failure.message}"
