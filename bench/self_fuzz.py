@@ -32,6 +32,7 @@ import tempfile
 import time
 import traceback
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,10 @@ def draw_registration(rng: random.Random) -> Drawn:
         d = Drawn(family, fam.Square, fam.square, fam.square, _wrap(rng, [x]), shadow=[x])
     elif family == "mul":
         x = tensor_spec(rng, risky)
+        if torch.complex128 in options.get("dtypes", ()):
+            # a half x times a 0-d complex y is ComplexHalf, which torch cannot sum (the
+            # reference's backward raises, so the run ends as an error of discards)
+            x = x.replace(dtypes=None)
         y = fg.tensor(_broadcast_partner(rng, x.shape))
         d = Drawn(family, fam.Mul, fam.mul, fam.mul, _wrap(rng, [x, y]), shadow=[x, y])
     elif family == "sum_dim":
@@ -266,11 +271,27 @@ def draw_registration(rng: random.Random) -> Drawn:
         risky.append("no input requires grad")
     if any(a.structure for a in specs) and torch.complex128 in options.get("dtypes", ()):
         risky.append("a real structure among complex target dtypes")
+    twice = [name for name, count in _bounded(pool).items() if count > 1]
+    if twice:
+        risky.append(f"bounds on {', '.join(twice)} in more than one place")
     d.options.update(options)
     d.risky += risky
     if not isinstance(d.inputs, st.SearchStrategy):
         d.shadow = None  # the contract of a spec list is the target's own
     return d
+
+
+def _bounded(specs: list) -> Counter:
+    """How many places (shape tokens, sizes, index tensors) bound each name: bounds from two
+    places may contradict each other, and the registration be invalid."""
+    count: Counter = Counter()
+    for spec in specs:
+        if isinstance(spec, fg.TensorSpec):
+            count.update(d.name for d in _dims(spec) if d.bounds)
+            count.update([spec.size_name] if spec.size_name else [])
+        elif getattr(spec, "kind", None) == "size" and spec.bounds:
+            count.update([spec.name] + [b.value for b in spec.bounds if isinstance(b.value, str)])
+    return count
 
 
 def _wrap(rng: random.Random, specs: list) -> Any:
