@@ -26,7 +26,7 @@ from fuzzgrad.registry.grammar import Bound, parse_shape
 from ._choices import integer, pick
 from ._layouts import Layout, arrange
 from ._shapes import DEFAULT_MAX_ELEMENTS, shapes
-from ._structures import impose, inject_indices, protected_dims
+from ._structures import check_structure, impose, inject_indices, protected_dims
 from ._tensors import (
     _DRAWN_KINDS,
     FLOAT_DTYPES,
@@ -139,8 +139,6 @@ class TensorSpec(st.SearchStrategy):
 def _check_alone(spec: TensorSpec) -> None:
     """What a registration checks of a spec in its ``inputs=`` list (a structure fits the
     shape), for one drawn inside a user's strategy: raises `InvalidRegistration`."""
-    from fuzzgrad.registry.spec import check_structure
-
     check_structure(spec, spec.dims, None, "fuzzgrad.tensor: ")
 
 

@@ -14,6 +14,9 @@ import math
 
 import torch
 
+from fuzzgrad.errors import InvalidRegistration
+from fuzzgrad.registry.grammar import Dim
+
 #: Structures over the last two dims, which must be equal (a square matrix, batched).
 SQUARE = ("symmetric", "positive_definite", "orthogonal")
 #: Structures along the last dim.
@@ -185,3 +188,36 @@ def violation(
 
 def cond_ok(max_cond) -> bool:
     return isinstance(max_cond, (int, float)) and math.isfinite(max_cond) and max_cond >= 1
+
+
+def _square(dims: tuple[Dim, ...]) -> bool:
+    if len(dims) < 2:
+        return False
+    a, b = dims[-2:]
+    if a.variadic or b.variadic or a.broadcast or b.broadcast or "_" in (a.name, b.name):
+        return False
+    return (a.name is not None and a.name == b.name) or (a.name is None and a.size == b.size)
+
+
+def check_structure(spec, dims: tuple[Dim, ...], dtypes, where: str) -> None:
+    """A spec's structure fits its shape (a square one ends in two equal dims, a row one in a
+    named or fixed dim) and the target's ``dtypes`` (real structures on real dtypes)."""
+    structure = spec.structure
+    if structure in SQUARE and not _square(dims):
+        raise InvalidRegistration(
+            f"{where}structure={structure!r} needs a square matrix, a shape ending in two "
+            f"equal dims such as '*batch n n' or 'n n', got {spec.shape!r}."
+        )
+    if structure in ROWS:
+        last = dims[-1] if dims else None
+        if last is None or last.variadic or last.broadcast:
+            raise InvalidRegistration(
+                f"{where}structure={structure!r} works along the last dim: give a shape "
+                f"ending in a named or fixed dim such as '*batch n', got {spec.shape!r}."
+            )
+    if structure not in (None, "index", "symmetric") and not spec.dtypes and dtypes:
+        if any(d.is_complex for d in dtypes):
+            raise InvalidRegistration(
+                f"{where}structure={structure!r} is real-valued; the target's dtypes include "
+                "complex ones. Give this input dtypes=[...] of real floats."
+            )
