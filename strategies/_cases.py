@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from hypothesis import strategies as st
+from hypothesis.errors import UnsatisfiedAssumption
 
 from fuzzgrad.errors import InvalidRegistration
 from fuzzgrad.registry.grammar import Bound
@@ -191,6 +192,7 @@ class _SpecCases(st.SearchStrategy):
             max_sides=[s.max_side for s in tensors],
         )
         self._dims = [i for i, s in enumerate(specs) if s.kind == "dim"]
+        self._guarded = _Guarded(self.target_name)
         self._cotangents = cotangent_recipes()
 
     def __repr__(self) -> str:
@@ -214,7 +216,7 @@ class _SpecCases(st.SearchStrategy):
             if kind == "tensor":
                 args[i], recipes[i] = call.tensor(data, spec, next(shapes_))
             elif kind == "strategy":
-                args[i] = data.draw(spec.strategy)
+                args[i] = self._guarded.draw(data, spec.strategy)
             elif kind == "constant":
                 args[i] = spec.get()
             elif kind == "size":
@@ -235,6 +237,42 @@ class _SpecCases(st.SearchStrategy):
         return Case(tuple(args), rg, data.draw(self._cotangents), tuple(recipes), dtype, dev)
 
 
+#: A user's strategy whose ``fuzzgrad.tensor`` draws are discarded this often (sizes an earlier
+#: tensor drew break a later one's bounds), past `MIN_REJECTED` draws, makes a registration error.
+MAX_REJECTED_SHARE = 0.9
+MIN_REJECTED = 100
+
+
+class _Guarded:
+    """Draws a user's strategy for one target: a ``fuzzgrad.tensor`` in it that is wrong in
+    itself is a registration error naming the target, and so is one whose draws are nearly
+    always discarded (Hypothesis would end the run ``Unsatisfiable``)."""
+
+    def __init__(self, target_name: str):
+        self.target_name = target_name
+        self.drawn = self.rejected = 0
+
+    def draw(self, data, strategy: st.SearchStrategy) -> Any:
+        where = f"fuzzgrad: target {self.target_name!r}: "
+        try:
+            value = data.draw(strategy)
+        except InvalidRegistration as exc:
+            raise InvalidRegistration(f"{where}{exc}") from exc
+        except UnsatisfiedAssumption as exc:
+            self.rejected += 1
+            if self.rejected >= MIN_REJECTED and self.rejected > MAX_REJECTED_SHARE * (
+                self.rejected + self.drawn
+            ):
+                raise InvalidRegistration(
+                    f"{where}{self.rejected} of {self.rejected + self.drawn} draws of its inputs "
+                    f"were discarded ({exc or 'a filter or assume in the strategy'}): draw the "
+                    "tensor with the bounds first, or state them in the earlier tensor's shape too."
+                ) from exc
+            raise
+        self.drawn += 1
+        return value
+
+
 class _StrategyCases(st.SearchStrategy):
     """Cases for a target whose inputs are a strategy of the whole argument tuple."""
 
@@ -250,6 +288,7 @@ class _StrategyCases(st.SearchStrategy):
     ):
         super().__init__()
         self.inputs, self.bounds, self.target_name = inputs, bounds, target_name
+        self._guarded = _Guarded(target_name)
         self.dtypes, self.cap, self.nonfinite = dtypes, cap or DEFAULT_MAX_ELEMENTS, nonfinite
         self._cotangents = cotangent_recipes()
 
@@ -266,10 +305,7 @@ class _StrategyCases(st.SearchStrategy):
             nonfinite=self.nonfinite,
             bounds=self.bounds,
         )
-        try:
-            args = data.draw(self.inputs)
-        except InvalidRegistration as exc:  # a fuzzgrad.tensor in it is wrong: say whose
-            raise InvalidRegistration(f"fuzzgrad: target {self.target_name!r}: {exc}") from exc
+        args = self._guarded.draw(data, self.inputs)
         if not isinstance(args, tuple):
             args = tuple(args) if isinstance(args, list) else (args,)
         # a tensor its fuzzgrad.tensor(requires_grad=False) drew never requires grad

@@ -23,8 +23,8 @@ import math
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from hypothesis import reject
 from hypothesis import strategies as st
+from hypothesis.errors import UnsatisfiedAssumption
 
 from fuzzgrad.errors import InvalidRegistration
 from fuzzgrad.registry.grammar import (
@@ -298,7 +298,10 @@ def _no_sizes(plan: Shapes, seen: tuple[Bound, ...]) -> NoReturn:
     reason = conflict(plan.all_bounds + tuple(seen))
     if reason is not None:
         raise InvalidRegistration(f"shapes {list(plan.specs)!r}: {reason}")
-    reject()
+    raise UnsatisfiedAssumption(  # what hypothesis.reject() raises, saying which bounds
+        f"sizes drawn earlier break the bounds {', '.join(map(str, plan.all_bounds))} of "
+        f"shapes {list(plan.specs)!r}"
+    )
 
 
 def shapes(

@@ -267,10 +267,18 @@ def test_nested_specs_keep_requires_grad_false_and_the_registrations_sizes():
         (lambda: [fg.tensor(structure="positive_definite")], "square matrix"),
         (lambda: [fg.tensor("n<=1 m n>=2")], "n>=2"),
         (lambda: [fg.tensor("n<=1"), fg.tensor("m n>=2")], "n>=2"),  # bounds of two tensors
+        # the first tensor keeps to one element, the second needs m >= 3: always discarded
+        (lambda: [fg.tensor("b m #m"), fg.tensor("m>=3")], "m>=3"),
     ],
 )
 def test_a_wrong_spec_inside_a_strategy_is_a_registration_error_naming_the_target(specs, says):
-    target = make_target(_square, reference=_square, inputs=st.tuples(*specs()), name="Wrong")
+    target = make_target(
+        _square,
+        reference=_square,
+        inputs=st.tuples(*specs()),
+        name="Wrong",
+        options={"max_elements": 1},
+    )
     result = fuzz_target(target, max_examples=10, derandomize=True)
     assert result.status == "error" and result.error["kind"] == "registration", result.error
     assert "'Wrong'" in result.error["message"] and says in result.error["message"]
