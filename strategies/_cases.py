@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from hypothesis import strategies as st
+from hypothesis.errors import UnsatisfiedAssumption
 
 from fuzzgrad.errors import InvalidRegistration
 from fuzzgrad.registry.grammar import Bound
@@ -212,6 +213,7 @@ class _SpecCases(st.SearchStrategy):
         )
         self._dims = [i for i, s in enumerate(specs) if s.kind == "dim"]
         self._written = written_inputs(target, len(specs))
+        self._guarded = _Guarded(self.target_name)
         self._cotangents = cotangent_recipes()
 
     def __repr__(self) -> str:
@@ -236,7 +238,7 @@ class _SpecCases(st.SearchStrategy):
                 kinds = WRITABLE_KINDS if i in self._written else _DRAWN_KINDS
                 args[i], recipes[i] = call.tensor(data, spec, next(shapes_), kinds=kinds)
             elif kind == "strategy":
-                args[i] = data.draw(spec.strategy)
+                args[i] = self._guarded.draw(data, spec.strategy)
             elif kind == "constant":
                 args[i] = spec.get()
             elif kind == "size":
@@ -257,12 +259,58 @@ class _SpecCases(st.SearchStrategy):
         return Case(tuple(args), rg, data.draw(self._cotangents), tuple(recipes), dtype, dev)
 
 
+#: A user's strategy whose ``fuzzgrad.tensor`` draws are discarded this often (sizes an earlier
+#: tensor drew break a later one's bounds), past `MIN_REJECTED` draws, makes a registration error.
+MAX_REJECTED_SHARE = 0.9
+MIN_REJECTED = 100
+
+
+class _Guarded:
+    """Draws a user's strategy for one target: a ``fuzzgrad.tensor`` in it that is wrong in
+    itself is a registration error naming the target, and so is one whose draws are nearly
+    always discarded (Hypothesis would end the run ``Unsatisfiable``)."""
+
+    def __init__(self, target_name: str):
+        self.target_name = target_name
+        self.drawn = self.rejected = 0
+
+    def draw(self, data, strategy: st.SearchStrategy) -> Any:
+        where = f"fuzzgrad: target {self.target_name!r}: "
+        try:
+            value = data.draw(strategy)
+        except InvalidRegistration as exc:
+            raise InvalidRegistration(f"{where}{exc}") from exc
+        except UnsatisfiedAssumption as exc:
+            self.rejected += 1
+            if self.rejected >= MIN_REJECTED and self.rejected > MAX_REJECTED_SHARE * (
+                self.rejected + self.drawn
+            ):
+                raise InvalidRegistration(
+                    f"{where}{self.rejected} of {self.rejected + self.drawn} draws of its inputs "
+                    f"were discarded ({exc or 'a filter or assume in the strategy'}): draw the "
+                    "tensor with the bounds first, or state them in the earlier tensor's shape too."
+                ) from exc
+            raise
+        self.drawn += 1
+        return value
+
+
 class _StrategyCases(st.SearchStrategy):
     """Cases for a target whose inputs are a strategy of the whole argument tuple."""
 
-    def __init__(self, inputs: st.SearchStrategy, dtypes=FLOAT_DTYPES, cap=None, nonfinite=False):
+    def __init__(
+        self,
+        inputs: st.SearchStrategy,
+        dtypes=FLOAT_DTYPES,
+        cap=None,
+        nonfinite=False,
+        *,
+        bounds: tuple[Bound, ...] = (),
+        target_name: str = "?",
+    ):
         super().__init__()
-        self.inputs = inputs
+        self.inputs, self.bounds, self.target_name = inputs, bounds, target_name
+        self._guarded = _Guarded(target_name)
         self.dtypes, self.cap, self.nonfinite = dtypes, cap or DEFAULT_MAX_ELEMENTS, nonfinite
         self._cotangents = cotangent_recipes()
 
@@ -271,11 +319,19 @@ class _StrategyCases(st.SearchStrategy):
 
     def do_draw(self, data) -> Case:
         # fuzzgrad.tensor drawn inside the user's strategy shares one dtype (the target's)
-        begin_call(data, dtypes=self.dtypes, max_elements=self.cap, nonfinite=self.nonfinite)
-        args = data.draw(self.inputs)
+        # (and the registration's sizes= bounds)
+        call = begin_call(
+            data,
+            dtypes=self.dtypes,
+            max_elements=self.cap,
+            nonfinite=self.nonfinite,
+            bounds=self.bounds,
+        )
+        args = self._guarded.draw(data, self.inputs)
         if not isinstance(args, tuple):
             args = tuple(args) if isinstance(args, list) else (args,)
-        wants = [is_differentiable(a) for a in args]
+        # a tensor its fuzzgrad.tensor(requires_grad=False) drew never requires grad
+        wants = [is_differentiable(a) and not any(a is t for t in call.frozen) for a in args]
         mask = iter(_draw_mask(data, sum(wants)))
         rg = tuple(next(mask) if w else False for w in wants)
         floats = [a.dtype for a in args if is_differentiable(a)]
@@ -311,5 +367,12 @@ def cases(target, *, max_elements: int | None = None) -> st.SearchStrategy[Case]
     cap = max_elements or target.options.get("max_elements", DEFAULT_MAX_ELEMENTS)
     nonfinite = bool(target.options.get("nonfinite", False))
     if isinstance(target.inputs, st.SearchStrategy):
-        return _StrategyCases(target.inputs, _target_dtypes(target), cap, nonfinite)
+        return _StrategyCases(
+            target.inputs,
+            _target_dtypes(target),
+            cap,
+            nonfinite,
+            bounds=size_bounds(target.options.get("sizes")),
+            target_name=getattr(target, "name", "?"),
+        )
     return _SpecCases(target, tuple(target.inputs), _target_dtypes(target), cap, nonfinite)

@@ -21,11 +21,20 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from hypothesis import strategies as st
+from hypothesis.errors import UnsatisfiedAssumption
 
-from fuzzgrad.registry.grammar import DEFAULT_SHAPE_NAME, Bound, Dim, parse_shape
+from fuzzgrad.errors import InvalidRegistration
+from fuzzgrad.registry.grammar import (
+    DEFAULT_SHAPE_NAME,
+    Bound,
+    Dim,
+    conflict,
+    intervals,
+    parse_shape,
+)
 
 from ._choices import pick
 
@@ -122,6 +131,10 @@ class Shapes(st.SearchStrategy[tuple[tuple[int, ...], ...]]):
         for name in extra:
             users.setdefault(name, [])
         self.users = users
+        self.all_bounds = tuple(b for group in self.bounds.values() for b in group)
+        self.bounded = {b.name for b in self.all_bounds} | {
+            b.value for b in self.all_bounds if isinstance(b.value, str)
+        }
         self.sides = {key: self._side(key) for key in users}
         self.caps = tuple(self._cap(i) for i in range(len(self.dims)))
 
@@ -153,21 +166,27 @@ class Shapes(st.SearchStrategy[tuple[tuple[int, ...], ...]]):
     def do_draw(self, data) -> tuple[tuple[int, ...], ...]:
         return self.draw_into(data, dict(self.fixed))
 
-    def draw_into(self, data, sizes: dict[str, Any]) -> tuple[tuple[int, ...], ...]:
-        """Draw the shapes, reading names already in ``sizes`` and adding the ones drawn."""
-        return _Draw(self, data, sizes).shapes()
+    def draw_into(
+        self, data, sizes: dict[str, Any], seen: tuple[Bound, ...] = ()
+    ) -> tuple[tuple[int, ...], ...]:
+        """Draw the shapes, reading names already in ``sizes`` and adding the ones drawn.
+        ``seen``: the bounds of the draws that made ``sizes`` (with this plan's, they may
+        leave no sizes at all: a registration error rather than a discarded draw)."""
+        return _Draw(self, data, sizes, seen).shapes()
 
 
 class _Draw:
     """The state of one draw of a `Shapes`."""
 
-    def __init__(self, plan: Shapes, data, sizes: dict[str, Any]):
-        self.plan, self.data, self.sizes = plan, data, sizes
+    def __init__(self, plan: Shapes, data, sizes: dict[str, Any], seen: tuple[Bound, ...] = ()):
+        self.plan, self.data, self.sizes, self.seen = plan, data, sizes, seen
         self.drawn: list[list[int]] = [[] for _ in plan.dims]  # anonymous sizes, per input
         self.pending: set[str] = set()
 
     def shapes(self) -> tuple[tuple[int, ...], ...]:
         data, sizes, drawn = self.data, self.sizes, self.drawn
+        if sizes and self.plan.all_bounds and intervals(self.plan.all_bounds, sizes) is None:
+            _no_sizes(self.plan, self.seen)
         out = []
         for i, dims in enumerate(self.plan.dims):
             # an input's named dims before its variadic ones: in "*batch n" the row length n is
@@ -179,15 +198,16 @@ class _Draw:
             for d in dims:
                 key = _key(d)
                 if d.variadic:
-                    if key is None or key not in sizes:
-                        batch: list[int] = []
+                    batch: list[int] = []
+                    if key is not None and key in sizes:  # drawn by an earlier input or tensor
+                        batch = list(sizes[key])
+                    else:
                         for _ in range(data.draw_integer(0, MAX_VARIADIC_RANK)):
                             batch.append(self.size(key, i, batch))
                         if key is not None:
                             sizes[key] = tuple(batch)
                         else:
                             drawn[i].extend(batch)
-                    batch = list(sizes.get(key, batch) if key is not None else batch)
                     if d.broadcast and batch:
                         batch = batch[data.draw_integer(0, len(batch)) :]
                         mask = data.draw_integer(0, 2 ** len(batch) - 1)
@@ -224,13 +244,13 @@ class _Draw:
         low, high, edge = self.interval(key)
         budget = None
         extra = math.prod(s for s in partial if s)
-        for i in plan.users[key] if key is not None else (current,):
+        for i in plan.users.get(key, ()) if key is not None else (current,):
             room = plan.caps[i] // max(self.known(i) * extra, 1)
             uses = sum(_key(d) == key for d in plan.dims[i]) if key is not None else 1
             root = _root(room, uses)
             budget = root if budget is None else min(budget, root)
         if high is None and key is not None:
-            high = plan.sides[key]
+            high = plan.sides.get(key, DEFAULT_MAX_SIDE)
         elif high is None:
             high = plan.max_sides[current] or DEFAULT_MAX_SIDE
         high = min(high, max(budget, 1)) if budget is not None else high
@@ -241,21 +261,20 @@ class _Draw:
 
     def interval(self, key) -> tuple[int, int | None, int | None]:
         """``key``'s lower and upper bounds given the sizes known (drawing a name it is bounded
-        by first), and its explicit upper bound (an edge worth drawing)."""
-        low, high = 0, None
-        for b in self.plan.bounds.get(key, ()) if key is not None else ():
+        by first), and its upper bound again (an edge worth drawing). The bounds are the ones
+        every bound of the call implies (`intervals`): a size inside them leaves every name
+        drawn after it a size too, so no draw breaks a bound."""
+        plan = self.plan
+        if key is None or key not in plan.bounded:
+            return 0, None, None
+        for b in plan.bounds.get(key, ()):
             other = b.value
-            if isinstance(other, str) and other not in self.sizes and other in self.plan.users:
-                if b.value in self.pending:
-                    continue  # a cycle (registration rejects them): drop the bound
-                self.ensure(other, None)
-            limit = b.limit(self.sizes)
-            if limit is None:
-                continue
-            if b.upper:
-                high = limit if high is None else min(high, limit)
-            else:
-                low = max(low, limit)
+            if isinstance(other, str) and other not in self.sizes and other not in self.pending:
+                self.ensure(other, None)  # (a name in pending: a cycle, which registration rejects)
+        found = intervals(plan.all_bounds, self.sizes)
+        if found is None:
+            _no_sizes(plan, self.seen)
+        low, high = found[key]
         return low, high, high
 
     def known(self, i: int) -> int:
@@ -268,6 +287,21 @@ class _Draw:
             elif value:
                 known *= value
         return known
+
+
+def _no_sizes(plan: Shapes, seen: tuple[Bound, ...]) -> NoReturn:
+    """No size meets the bounds: where the bounds alone (with those of the earlier tensors of
+    the call, ``seen``) leave none, the spec is wrong (a registration checks its own
+    ``inputs=`` list; ``fuzzgrad.tensor``s in a user's strategy are checked here); else sizes
+    an earlier tensor of a user's strategy drew (without this spec's bounds) leave none, and
+    the draw is discarded, never a tensor outside its spec."""
+    reason = conflict(plan.all_bounds + tuple(seen))
+    if reason is not None:
+        raise InvalidRegistration(f"shapes {list(plan.specs)!r}: {reason}")
+    raise UnsatisfiedAssumption(  # what hypothesis.reject() raises, saying which bounds
+        f"sizes drawn earlier break the bounds {', '.join(map(str, plan.all_bounds))} of "
+        f"shapes {list(plan.specs)!r}"
+    )
 
 
 def shapes(

@@ -26,7 +26,7 @@ from fuzzgrad.registry.grammar import Bound, parse_shape
 from ._choices import integer, pick
 from ._layouts import Layout, arrange
 from ._shapes import DEFAULT_MAX_ELEMENTS, shapes
-from ._structures import impose, inject_indices, protected_dims
+from ._structures import check_structure, impose, inject_indices, protected_dims
 from ._tensors import (
     _DRAWN_KINDS,
     FLOAT_DTYPES,
@@ -63,7 +63,7 @@ class ArgRecipe:
             t = inject_indices(t, r.values.injections, int(r.low or 0), int(r.high))
         elif r.structure is not None:
             scale = r.values.scale if r.values.constant is None else 1.0
-            t = impose(r.structure, t, scale=scale, max_cond=r.max_cond)
+            t = impose(r.structure, t, scale=scale, max_cond=r.max_cond, high=r.high)
         return arrange(t, r.layout, protected_dims(r.structure))
 
 
@@ -127,7 +127,19 @@ class TensorSpec(st.SearchStrategy):
         self.dims  # noqa: B018 - raises ShapeSpecError on a bad shape string
 
     def do_draw(self, data) -> torch.Tensor:
-        return call_of(data).tensor(data, self)[0]
+        _check_alone(self)
+        call = call_of(data)
+        t = call.tensor(data, self)[0]
+        if not self.requires_grad:
+            call.frozen.append(t)
+        return t
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_alone(spec: TensorSpec) -> None:
+    """What a registration checks of a spec in its ``inputs=`` list (a structure fits the
+    shape), for one drawn inside a user's strategy: raises `InvalidRegistration`."""
+    check_structure(spec, spec.dims, None, "fuzzgrad.tensor: ")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -224,10 +236,15 @@ class Call:
         nonfinite: bool = False,
         dtype: torch.dtype | None = None,
         device: str | None = None,
+        bounds: tuple[Bound, ...] = (),
     ):
         self.dtypes, self.max_elements, self.nonfinite = dtypes, max_elements, nonfinite
-        self.dtype, self.device = dtype, device
+        self.dtype, self.device, self.bounds = dtype, device, bounds
         self.sizes: dict[str, Any] = {}
+        #: the size bounds of the tensors drawn so far (of a user's strategy)
+        self.seen: tuple[Bound, ...] = ()
+        #: the tensors drawn by a ``requires_grad=False`` spec (never made to require grad)
+        self.frozen: list[torch.Tensor] = []
         # fills of small tensors, and of tensors with a dim past 64 (`tiled`)
         self._values = (values(nonfinite=nonfinite), values(nonfinite=nonfinite, tiled=True))
 
@@ -246,7 +263,9 @@ class Call:
             self.device = pick(data, device_names())
         dtype, device = for_device(dtype, self.device)
         if shape is None:
-            shape = _alone(spec, self.max_elements).draw_into(data, self.sizes)[0]
+            plan = _alone(spec, self.max_elements, self.bounds)
+            shape = plan.draw_into(data, self.sizes, self.seen)[0]
+            self.seen += tuple(b for b in plan.all_bounds if b not in self.seen)
         layout = draw_layout(data, kinds)
         vals = data.draw(self._values[tiled(shape)])
         high = self.sizes[spec.high] if isinstance(spec.high, str) else spec.high
@@ -262,13 +281,14 @@ class Call:
         return recipe.build(), recipe
 
 
-def _alone(spec: TensorSpec, cap: int):
-    """The shapes strategy of a tensor drawn on its own (inside a user's strategy)."""
+def _alone(spec: TensorSpec, cap: int, bounds: tuple[Bound, ...] = ()):
+    """The shapes strategy of a tensor drawn on its own (inside a user's strategy), under the
+    registration's ``sizes=`` ``bounds``."""
     return shapes(
         [spec.dims if spec.shape is not None else None],
         cap,
         extra=(spec.size_name,) if spec.size_name else (),
-        bounds=index_bounds([spec]),
+        bounds=index_bounds([spec]) + bounds,
         max_sides=(spec.max_side,),
     )
 

@@ -14,6 +14,9 @@ import math
 
 import torch
 
+from fuzzgrad.errors import InvalidRegistration
+from fuzzgrad.registry.grammar import Dim
+
 #: Structures over the last two dims, which must be equal (a square matrix, batched).
 SQUARE = ("symmetric", "positive_definite", "orthogonal")
 #: Structures along the last dim.
@@ -30,8 +33,11 @@ def protected_dims(structure: str | None) -> int:
     return 2 if structure in SQUARE else 1 if structure in ROWS else 0
 
 
-def impose(structure: str, t: torch.Tensor, *, scale: float = 1.0, max_cond=None) -> torch.Tensor:
-    """``t`` (a fill) made into ``structure``, at ``t``'s dtype and device."""
+def impose(
+    structure: str, t: torch.Tensor, *, scale: float = 1.0, max_cond=None, high=None
+) -> torch.Tensor:
+    """``t`` (a fill) made into ``structure``, at ``t``'s dtype and device (``high``: the
+    spec's upper bound, which a positive tensor keeps)."""
     if structure == "index":
         return t  # the fill already drew integers in [low, high)
     if structure == "sorted":
@@ -39,8 +45,9 @@ def impose(structure: str, t: torch.Tensor, *, scale: float = 1.0, max_cond=None
     if structure == "symmetric":
         return t.tril() + t.tril(-1).mT
     if structure == "positive":
-        y = t.abs()
-        return torch.where(y == 0, torch.ones_like(y), y)
+        y = t.abs() if high is None else t.abs().clamp(max=high)
+        one = 1.0 if high is None else min(1.0, float(high))  # high > low >= 0
+        return torch.where(y == 0, torch.full_like(y, one), y)
     x = t.to(torch.float64).nan_to_num(0.0, 1.0, -1.0)
     if structure == "positive_definite":
         cond = max_cond or DEFAULT_MAX_COND
@@ -181,3 +188,36 @@ def violation(
 
 def cond_ok(max_cond) -> bool:
     return isinstance(max_cond, (int, float)) and math.isfinite(max_cond) and max_cond >= 1
+
+
+def _square(dims: tuple[Dim, ...]) -> bool:
+    if len(dims) < 2:
+        return False
+    a, b = dims[-2:]
+    if a.variadic or b.variadic or a.broadcast or b.broadcast or "_" in (a.name, b.name):
+        return False
+    return (a.name is not None and a.name == b.name) or (a.name is None and a.size == b.size)
+
+
+def check_structure(spec, dims: tuple[Dim, ...], dtypes, where: str) -> None:
+    """A spec's structure fits its shape (a square one ends in two equal dims, a row one in a
+    named or fixed dim) and the target's ``dtypes`` (real structures on real dtypes)."""
+    structure = spec.structure
+    if structure in SQUARE and not _square(dims):
+        raise InvalidRegistration(
+            f"{where}structure={structure!r} needs a square matrix, a shape ending in two "
+            f"equal dims such as '*batch n n' or 'n n', got {spec.shape!r}."
+        )
+    if structure in ROWS:
+        last = dims[-1] if dims else None
+        if last is None or last.variadic or last.broadcast:
+            raise InvalidRegistration(
+                f"{where}structure={structure!r} works along the last dim: give a shape "
+                f"ending in a named or fixed dim such as '*batch n', got {spec.shape!r}."
+            )
+    if structure not in (None, "index", "symmetric") and not spec.dtypes and dtypes:
+        if any(d.is_complex for d in dtypes):
+            raise InvalidRegistration(
+                f"{where}structure={structure!r} is real-valued; the target's dtypes include "
+                "complex ones. Give this input dtypes=[...] of real floats."
+            )

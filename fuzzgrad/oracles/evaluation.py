@@ -26,6 +26,23 @@ def as_tuple(out: Any) -> tuple[Any, ...]:
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
+def place(t: torch.Tensor) -> tuple | None:
+    """Where a tensor's elements live, to tell whether two tensors are one: its storage's
+    address, offset and shape (a sparse tensor: the places of its parts); None where it has no
+    storage to compare (nested, meta, a subclass without one). Never raises: it serves hints
+    and bookkeeping, which must not cost a finding."""
+    try:
+        if t.is_nested or t.is_meta:
+            return None
+        if t.layout == torch.strided:
+            return t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)
+        if t.layout == torch.sparse_coo:
+            return "coo", place(t._indices()), place(t._values()), tuple(t.shape)
+        return str(t.layout), place(t.values()), tuple(t.shape)  # compressed sparse layouts
+    except Exception:  # noqa: BLE001 - exotic tensors: no place rather than a crash
+        return None
+
+
 def floating(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex)
 
@@ -60,10 +77,7 @@ def kept_outputs(fn, args, wrt) -> list[torch.dtype | None]:
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         outputs = [o for o in as_tuple(fn(*leaves)) if isinstance(o, torch.Tensor)]
 
-    def place(t: torch.Tensor) -> tuple:
-        return t.untyped_storage().data_ptr(), t.storage_offset(), t.shape
-
-    places = {place(o) for o in outputs}
+    places = {place(o) for o in outputs} - {None}
     return [t.dtype if t.dtype in HALF and place(t) in places else None for t in saved]
 
 

@@ -176,6 +176,7 @@ def _program(jax, reference, args, wrt, cotangents, mode):
         ct_full = []
         assert mask is not None  # only the "vjp" and "hvp" modes pull, with cotangents
         for o, c in zip(outs, mask):
+            o = jnp.asarray(o)  # a Python number among the outputs
             if not jnp.issubdtype(o.dtype, jnp.inexact):
                 ct_full.append(np.zeros(o.shape, dtype=jax.dtypes.float0))
             elif c is None:  # an output the case leaves unused: no gradient flows from it

@@ -19,6 +19,7 @@ from fuzzgrad.oracles.evaluation import (
     as_tuple,
     floating,
     kept_outputs,
+    place,
     saved_as,
     upcast,
     widen,
@@ -86,6 +87,11 @@ def _hvp(fn, args, wrt, cts, us, dtype=None, mutates=False):
         call = [a.clone() if mutates and i in wrt else a for i, a in enumerate(leaves)]
         outs = as_tuple(fn(*call))
         pairs = [(o, v) for o, v in zip(outs, vs) if v is not None]
+        inputs = [leaves[i] for i in wrt] + [v for _, v in pairs]
+        # an output that depends on no input differentiated (a reference that ignores it)
+        pairs = [(o, v) for o, v in pairs if isinstance(o, torch.Tensor) and o.requires_grad]
+        if not pairs:
+            return [None] * len(inputs)
         first = torch.autograd.grad(
             [o for o, _ in pairs],
             [leaves[i] for i in wrt],
@@ -94,7 +100,6 @@ def _hvp(fn, args, wrt, cts, us, dtype=None, mutates=False):
             create_graph=True,
         )
         live = [(g, u) for g, u in zip(first, us) if g is not None and g.requires_grad]
-        inputs = [leaves[i] for i in wrt] + [v for _, v in pairs]
         if not live:
             return [None] * len(inputs)
         return list(
@@ -177,16 +182,13 @@ def _saved_hint(run, lead: str = ";") -> str:
     """Advice for a wrong double backward: a backward that uses tensors its forward computed
     (saved without a graph: forward runs without grad) cannot be differentiated correctly."""
     node = next((o.grad_fn for o in run.outputs if isinstance(o, torch.Tensor) and o.grad_fn), None)
-    known = {
-        (t.data_ptr(), tuple(t.shape))
-        for t in [*run.called, *run.outputs]
-        if isinstance(t, torch.Tensor)
-    }
+    known = {place(t) for t in [*run.called, *run.outputs] if isinstance(t, torch.Tensor)}
     try:
         saved = [t for t in getattr(node, "saved_tensors", ()) if isinstance(t, torch.Tensor)]
-    except RuntimeError:  # freed after backward
+    except Exception:  # noqa: BLE001 - freed after backward, or not readable: no count
         saved = []
-    computed = [t for t in saved if (t.data_ptr(), tuple(t.shape)) not in known]
+    # a tensor without a place (nested, meta) is not counted: the hint claims only what it knows
+    computed = [t for t in saved if (p := place(t)) is not None and p not in known]
     why = (
         f" (its backward uses {len(computed)} tensor(s) its forward computed and saved without "
         "a graph)"

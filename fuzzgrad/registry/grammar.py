@@ -18,8 +18,11 @@ This module imports nothing heavy: the strategies (`fuzzgrad.strategies`) build 
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fuzzgrad.errors import ShapeSpecError
 
@@ -157,6 +160,82 @@ def parse_size(text: str, *, where: str = "") -> tuple[str, tuple[Bound, ...]]:
             f"{where}a size is one name, maybe bounded ('n', 'k<=n', 'n>=3'), got {text!r}."
         )
     return dims[0].name, dims[0].bounds
+
+
+def intervals(
+    bounds: Iterable[Bound], known: Mapping[str, Any] | None = None
+) -> dict[str, tuple[int, int | None]] | None:
+    """The tightest ``(low, high)`` (None: no upper bound) each name in ``bounds`` can take,
+    given the bounds, the sizes ``known`` so far (ints; others are ignored) and that sizes are
+    never negative; None when no sizes meet them all.
+
+    Bounds are difference constraints (``k <= n - 1``), so a size drawn anywhere inside its
+    interval still leaves every other name a size meeting all bounds: draw names one at a time,
+    each inside its interval given those before it, and no bound is ever broken (``1<=k<n`` makes
+    ``n`` at least 2 before ``k`` is drawn)."""
+    bounds = tuple(bounds)
+    named = {b.name for b in bounds} | {b.value for b in bounds if isinstance(b.value, str)}
+    fixed = tuple(
+        sorted(
+            (k, v)
+            for k, v in (known or {}).items()
+            if k in named and isinstance(v, int) and not isinstance(v, bool)
+        )
+    )
+    return _intervals(bounds, fixed)
+
+
+@functools.lru_cache(maxsize=4096)
+def _intervals(
+    bounds: tuple[Bound, ...], fixed: tuple[tuple[str, int], ...]
+) -> dict[str, tuple[int, int | None]] | None:
+    # an edge (u, v, w) says v <= u + w; "" is the constant 0. Shortest paths from "" give each
+    # name's upper bound, shortest paths to "" its lower one (Bellman-Ford: a handful of names)
+    edges: list[tuple[str, str, int]] = []
+    for b in bounds:
+        other = b.value if isinstance(b.value, str) else ""
+        shift = b.offset if isinstance(b.value, str) else b.value + b.offset
+        edges.append((other, b.name, shift) if b.upper else (b.name, other, -shift))
+    names_ = sorted({n for u, v, _ in edges for n in (u, v)} - {""})
+    edges += [(n, "", 0) for n in names_]  # n >= 0
+    for name, value in fixed:
+        edges += [("", name, value), (name, "", -value)]
+    up = _shortest(edges, len(names_))
+    down = _shortest([(v, u, w) for u, v, w in edges], len(names_))
+    if up is None or down is None:
+        return None
+    return {n: (-down.get(n, 0), up.get(n)) for n in names_}
+
+
+def conflict(bounds: Iterable[Bound]) -> str | None:
+    """Why no sizes meet ``bounds`` (a smallest set of them that none meet), or None."""
+    culprits = list(dict.fromkeys(bounds))
+    if intervals(culprits) is not None:
+        return None
+    for b in list(culprits):
+        rest = [c for c in culprits if c != b]
+        if intervals(rest) is None:
+            culprits = rest
+    return (
+        f"the size bounds {', '.join(map(str, culprits))} leave no sizes that meet them all "
+        "(sizes are never negative). Loosen one of them."
+    )
+
+
+def _shortest(edges: list[tuple[str, str, int]], count: int) -> dict[str, int] | None:
+    """Shortest distances from "" along ``edges``; None on a negative cycle (no solution)."""
+    dist: dict[str, int] = {"": 0}
+    for step in range(count + 1):
+        changed = False
+        for u, v, w in edges:
+            if u in dist and (v not in dist or dist[u] + w < dist[v]):
+                dist[v] = dist[u] + w
+                changed = True
+        if not changed:
+            return dist
+        if step == count:
+            return None
+    return dist
 
 
 def names(dims: tuple[Dim, ...]) -> list[str]:

@@ -16,7 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from fuzzgrad.errors import InvalidRegistration
-from fuzzgrad.registry.grammar import DEFAULT_SHAPE_NAME, Bound, Dim, parse_shape, parse_size
+from fuzzgrad.registry.grammar import (
+    DEFAULT_SHAPE_NAME,
+    Bound,
+    Dim,
+    conflict,
+    parse_shape,
+    parse_size,
+)
 
 __all__ = [
     "DEFAULT_SHAPE_NAME",
@@ -228,6 +235,8 @@ def check_inputs(specs: tuple, *, sizes: dict, dtypes: tuple | None, where: str)
             f"{where}inputs has nothing to differentiate: inputs[0] must be fuzzgrad.tensor(...) "
             f"or a strategy drawing tensors, got {first!r} (plain values are passed as is)."
         )
+    from fuzzgrad.strategies._structures import check_structure
+
     known: dict[str, int] = {}
     bounds: list[tuple[int, Bound]] = []
     for i, spec in enumerate(specs):
@@ -238,7 +247,9 @@ def check_inputs(specs: tuple, *, sizes: dict, dtypes: tuple | None, where: str)
             if d.name not in (None, "_") and not d.variadic:
                 known.setdefault(d.name, i)
             bounds += [(i, b) for b in d.bounds]
-        _check_structure(spec, dims, dtypes, f"{where}inputs[{i}]: ")
+        if spec.size_name:  # some index must be valid (as the cases draw it)
+            bounds.append((i, Bound(spec.size_name, False, 1)))
+        check_structure(spec, dims, dtypes, f"{where}inputs[{i}]: ")
     for i, spec in enumerate(specs):
         if spec.kind == "size":
             tied = [b for b in spec.bounds if isinstance(b.value, str)]
@@ -299,42 +310,9 @@ def _check_dim(specs: tuple, i: int, spec, where: str) -> None:
         )
 
 
-def _square(dims: tuple[Dim, ...]) -> bool:
-    if len(dims) < 2:
-        return False
-    a, b = dims[-2:]
-    if a.variadic or b.variadic or a.broadcast or b.broadcast or "_" in (a.name, b.name):
-        return False
-    return (a.name is not None and a.name == b.name) or (a.name is None and a.size == b.size)
-
-
-def _check_structure(spec, dims: tuple[Dim, ...], dtypes, where: str) -> None:
-    from fuzzgrad.strategies._structures import ROWS, SQUARE
-
-    structure = spec.structure
-    if structure in SQUARE and not _square(dims):
-        raise InvalidRegistration(
-            f"{where}structure={structure!r} needs a square matrix, a shape ending in two "
-            f"equal dims such as '*batch n n' or 'n n', got {spec.shape!r}."
-        )
-    if structure in ROWS:
-        last = dims[-1] if dims else None
-        if last is None or last.variadic or last.broadcast:
-            raise InvalidRegistration(
-                f"{where}structure={structure!r} works along the last dim: give a shape "
-                f"ending in a named or fixed dim such as '*batch n', got {spec.shape!r}."
-            )
-    if structure not in (None, "index", "symmetric") and not spec.dtypes and dtypes:
-        if any(d.is_complex for d in dtypes):
-            raise InvalidRegistration(
-                f"{where}structure={structure!r} is real-valued; the target's dtypes include "
-                "complex ones. Give this input dtypes=[...] of real floats."
-            )
-
-
 def _check_bounds(bounds: list[Bound], sizes: dict, where: str) -> None:
-    """Constant bounds leave each name some size, and names do not bound each other in a
-    cycle."""
+    """Constant bounds leave each name some size, names do not bound each other in a cycle,
+    and all bounds together leave every name a size (``1<=k<n`` with ``n<=1`` leaves none)."""
     low: dict[str, int] = {}
     high: dict[str, int] = {}
     edges: dict[str, set[str]] = {}
@@ -372,3 +350,6 @@ def _check_bounds(bounds: list[Bound], sizes: dict, where: str) -> None:
     for name in sorted(edges):
         if name not in state:
             visit(name, [])
+    reason = conflict(bounds)
+    if reason is not None:
+        raise InvalidRegistration(f"{where}{reason}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -104,6 +105,26 @@ def _index(flat: int, shape: torch.Size) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
+def _compare_values(path: str, actual: Any, expected: Any) -> Mismatch | None:
+    """A non-tensor output (a count, a flag) against the reference's: equal values pass; a
+    number against a one-element tensor (how JAX returns a Python number) compares by value."""
+
+    def plain(x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.numel() == 1 and not x.is_complex():
+            return x.detach().cpu().item()
+        return x
+
+    a, e = plain(actual), plain(expected)
+    if isinstance(a, torch.Tensor) or isinstance(e, torch.Tensor):
+        got, want = type(actual).__name__, type(expected).__name__
+        return Mismatch(path, f"a {got} where the reference gives a {want}")
+    try:
+        same = bool(a == e) or (a != a and e != e)  # NaN equals NaN here
+    except Exception:  # noqa: BLE001 - values without a plain equality
+        same = a is e
+    return None if same else Mismatch(path, f"{actual!r} but the reference gives {expected!r}")
+
+
 def compare(
     path: str,
     actual: torch.Tensor | None,
@@ -142,6 +163,10 @@ def compare(
     """
     if actual is None and expected is None:
         return None, 0.0
+    if not isinstance(actual, (torch.Tensor, type(None))) or not isinstance(
+        expected, (torch.Tensor, type(None))
+    ):
+        return _compare_values(path, actual, expected), 0.0
     if actual is None:
         actual = torch.zeros_like(expected)
     if expected is None:
