@@ -69,8 +69,8 @@ def one_pair(name: str, seeds: range, examples: int, threads: int) -> dict:
     of its own, and how many findings the runs had."""
     import torch
 
-    from fuzzgrad.engine.identity import kind_has
     from fuzzgrad.engine.runner import fuzz_target
+    from fuzzgrad.verdict.identity import kind_has
 
     torch.set_num_threads(threads)
     (target,) = [t for t in corpus_targets("twobugs") if t.name == name]

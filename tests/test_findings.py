@@ -10,13 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from fuzzgrad.engine.identity import (
-    argument_classes,
-    kind_has,
-    raised_by_user,
-    raising_site,
-    root_of,
-)
 from fuzzgrad.engine.replay import run_reproducer
 from fuzzgrad.engine.runner import fuzz_target
 from fuzzgrad.properties.base import PropertyFailure, failure_type
@@ -24,6 +17,13 @@ from fuzzgrad.properties.checker import Checker
 from fuzzgrad.registry.discovery import load_targets
 from fuzzgrad.report.common import failure_signature
 from fuzzgrad.report.reproducer import read_reproducer
+from fuzzgrad.verdict.identity import (
+    argument_classes,
+    kind_has,
+    raised_by_user,
+    raising_site,
+    root_of,
+)
 
 CORPUS = Path(__file__).parent / "corpus"
 PAIRS = load_targets([str(CORPUS / "twobugs.py")])

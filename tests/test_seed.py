@@ -38,7 +38,8 @@ def test_seed_verdicts(seed_results):
 
 def test_my_activation_is_shrunk_to_one_plain_float64_element(seed_results):
     _, results = seed_results
-    (failure,) = [f for f in results["MyActivation"].failures if f.property == "vjp"]
+    # the wrong formula (a second finding is its NaN where exp overflows: not this one)
+    (failure,) = [f for f in results["MyActivation"].failures if f.kind == "vjp grad[input=0]"]
     (x,) = failure.case.args
     assert x.numel() == 1 and x.dtype == torch.float64 and x.device.type == "cpu"
     assert x.is_contiguous() and x.storage_offset() == 0

@@ -202,7 +202,7 @@ def _shape_notes(case) -> list[str]:
 def failure_on(target, prop: str, case, root: str | None = None) -> PropertyFailure | bool | None:
     """``prop``'s failure on ``case``, False if it holds (or, given ``root``, fails only with
     another root: another finding), None if the case was discarded."""
-    from fuzzgrad.engine.identity import root_of
+    from fuzzgrad.verdict.identity import root_of
 
     checker = Checker(target, properties=[prop], jax_share=1.0)
     try:
@@ -287,7 +287,7 @@ def _argument_simplifications(target, case):
     each non-tensor argument whose class is not its simplest: a negative `fuzzgrad.dim` made
     non-negative (the same dim), a strategy entry's value set to the simplest its strategy draws,
     a bounded `fuzzgrad.size` at a bound moved one step inside (None where there is no room)."""
-    from fuzzgrad.engine.identity import argument_classes, value_class
+    from fuzzgrad.verdict.identity import argument_classes, value_class
 
     specs = target.inputs if isinstance(target.inputs, tuple) else ()
     for i, klass in argument_classes(target, case):

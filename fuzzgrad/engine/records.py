@@ -30,7 +30,7 @@ class FailureRecord:
     shrunk: bool = True
     #: The cotangents' layouts (``grad_output``), one per output that gets one.
     cotangents: list[dict[str, Any]] = field(default_factory=list)
-    #: The finding's identity (`fuzzgrad.engine.identity.final_kind`): its signature's source.
+    #: The finding's identity (`fuzzgrad.verdict.identity.final_kind`): its signature's source.
     kind: str | None = None
     #: Every property the finding breaks (``property`` first).
     properties: list[str] = field(default_factory=list)

@@ -142,7 +142,7 @@ def replay_case(target, prop: str, case, root: str | None = None) -> int:
     try:
         checker.check(case)
     except PropertyFailure as exc:
-        from fuzzgrad.engine.identity import root_of
+        from fuzzgrad.verdict.identity import root_of
 
         code, verdict = STILL_THERE, f"FAIL ({exc.property}): {exc.message}"
         if root is not None and root_of(exc) != root:

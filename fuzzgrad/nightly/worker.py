@@ -123,6 +123,7 @@ def fuzz_for(
     last: list[Any] = [None]
     known: set = set()  # search keys of the findings of earlier rounds: not new, searched past
     known_kinds: set = set()  # their identities: not reported again
+    reported: set = set()  # properties with a finding logged: no early reproducer again
     slice_seconds = None if shrink_until is None else shrink_until - time.monotonic()
 
     def example(case) -> None:
@@ -135,6 +136,8 @@ def fuzz_for(
             # Shrinking starts now (one bug per round), and Hypothesis caps it with a module
             # constant read when it starts: make that cap our deadline.
             set_shrinking_deadline(shrink_until - time.monotonic())
+        if prop in reported:
+            return  # one early reproducer per property: its later candidates shrink as usual
         path = _early_reproducer(target, prop, last[0], info, report_dir)
         if on_finding is not None:
             on_finding(prop, {**info, "reproducer": path} if path else info)
@@ -184,6 +187,7 @@ def fuzz_for(
             known |= failure.search_keys
             if failure.kind:
                 known_kinds.add(failure.kind)
+            reported.add(failure.property)
             if on_failure is not None:
                 # the receiver removes the early reproducer once the failure is logged: a run
                 # killed in between still has the file its log names

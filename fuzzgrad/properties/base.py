@@ -27,7 +27,7 @@ class PropertyFailure(AssertionError):
     ``cause``: the exception of the Function (or of its backward, or of a transform of it) that
     the failure reports; by default the one being handled where the failure is made, as
     properties report a crash from inside ``except``. It is part of the failure's identity
-    (`fuzzgrad.engine.identity`).
+    (`fuzzgrad.verdict.identity`).
     """
 
     property = "property"
@@ -50,7 +50,7 @@ class PropertyFailure(AssertionError):
                 cause = handled
         self.cause = cause
         #: Set by the runner: the failure's search key and the properties that failed with it
-        #: on its case (`fuzzgrad.engine.identity`).
+        #: on its case (`fuzzgrad.verdict.identity`).
         self.search_key: tuple | None = None
         self.also: list[str] = []
         self.message = message

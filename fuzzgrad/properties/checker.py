@@ -226,7 +226,7 @@ class Checker:
         (`Stats.record_internal`), and never costs a finding: a failure it interrupted (found
         in its context, as when building the failure's message raised) is kept, and the other
         properties of the case still run."""
-        from fuzzgrad.engine.identity import raised_by_user
+        from fuzzgrad.verdict.identity import raised_by_user
 
         if raised_by_user(exc):
             message = f"{prop}: the Function raised {type(exc).__name__}: {exc}"

@@ -403,24 +403,22 @@ def make_target(
             f"requires grad (dtypes={dtypes!r}; inputs={list(inputs)!r}), so no gradient would "
             "be checked. Give it float dtypes, or an input with requires_grad=True."
         )
-    if "properties" in opts:
-        known = property_names()
-        props = opts["properties"]
-        if isinstance(props, str) or not all(p in known for p in props or ()):
-            raise InvalidRegistration(
-                f"{where}properties must be a list drawn from {', '.join(known)}; got {props!r}."
-            )
-        opts["properties"] = tuple(props)
-    if "nonfinite_ok" in opts:
-        known = property_names()
-        props = opts["nonfinite_ok"]
-        if isinstance(props, str) or not all(p in known for p in props or ()):
-            raise InvalidRegistration(
-                f"{where}nonfinite_ok must be a list of property names drawn from "
-                f"{', '.join(known)} (those in which a NaN or inf is accepted where the "
-                f"reference at the case's dtype gives one too); got {props!r}."
-            )
-        opts["nonfinite_ok"] = tuple(props)
+    for option, meaning in (
+        ("properties", "a list drawn from"),
+        (
+            "nonfinite_ok",
+            "a list of property names (those in which a NaN or inf is accepted where the "
+            "reference at the case's dtype gives one too) drawn from",
+        ),
+    ):
+        if option in opts:
+            known = property_names()
+            props = opts[option]
+            if isinstance(props, str) or not all(p in known for p in props or ()):
+                raise InvalidRegistration(
+                    f"{where}{option} must be {meaning} {', '.join(known)}; got {props!r}."
+                )
+            opts[option] = tuple(props)
     if opts.get("max_order", 2) not in (1, 2):
         raise InvalidRegistration(
             f"{where}max_order must be 1 (first derivatives only: second order is not checked) "

@@ -35,7 +35,7 @@ def status(error: bool, failing: set[str], xfail: str | None, xfail_properties) 
 def failure_signature(target_name: str, failure: Mapping[str, Any]) -> str:
     """A short stable id of one finding: (target, ``kind``), not the example that found it.
 
-    ``kind`` is the finding's identity (`fuzzgrad.engine.identity`: its root, the classes of
+    ``kind`` is the finding's identity (`fuzzgrad.verdict.identity`: its root, the classes of
     non-tensor arguments and the diagnosis factors it needs), which stays the same across runs
     that find the same bug while messages and inputs change as shrinking lands on different
     minimal cases. Records without one (written before it existed) use (property, diagnosis).

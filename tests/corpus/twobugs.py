@@ -2,7 +2,7 @@
 as two findings (each shrunk on its own, with its own signature and reproducer), and one bug
 that breaks several properties, which must come out as one finding listing them.
 
-``planted_pair`` lists each bug by what its finding's ``kind`` (`fuzzgrad.engine.identity`)
+``planted_pair`` lists each bug by what its finding's ``kind`` (`fuzzgrad.verdict.identity`)
 must contain; `tests/test_findings.py` checks that each is matched by exactly one finding and
 `bench/catch_rates.py --pairs` measures it over seeds. The correct twins are in
 `correct_twobugs`. Only torch references: the identity, not the oracle, is under test.

@@ -41,22 +41,22 @@ _LIBRARY_DIRS: tuple[str, ...] | None = None
 _PATH = re.compile(r"\b[a-z_]+\[[a-z_]+=?\d+(?:, [a-z_]+=\d+)?\]")
 
 
+#: fuzzgrad's own package folder (this module is in ``fuzzgrad/verdict/``).
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _library_dirs() -> tuple[str, ...]:
+    """Folders of the libraries a raising site is never in (found without importing any)."""
     global _LIBRARY_DIRS
     if _LIBRARY_DIRS is None:
-        import hypothesis
-        import numpy
+        import importlib.util
 
-        import fuzzgrad
-
-        dirs = [os.path.dirname(m.__file__ or "") for m in (torch, hypothesis, numpy, fuzzgrad)]
+        dirs = [_PACKAGE]
+        for name in ("torch", "hypothesis", "numpy", "jax", "jaxlib"):
+            spec = importlib.util.find_spec(name)
+            if spec is not None and spec.origin:
+                dirs.append(os.path.dirname(spec.origin))
         dirs += [os.path.realpath(d) for d in dirs]
-        try:
-            import jax
-
-            dirs.append(os.path.dirname(jax.__file__ or ""))
-        except ImportError:  # pragma: no cover - JAX is a dependency
-            pass
         stdlib = sysconfig.get_paths().get("stdlib")
         if stdlib:
             dirs.append(stdlib)
@@ -65,13 +65,10 @@ def _library_dirs() -> tuple[str, ...]:
 
 
 def _fuzzgrad_dirs() -> tuple[str, ...]:
-    import fuzzgrad
-
-    here = os.path.dirname(fuzzgrad.__file__ or "")
-    root = os.path.dirname(os.path.realpath(here))
+    root = os.path.dirname(os.path.realpath(_PACKAGE))
     return tuple(
         os.path.join(d, "")
-        for d in (here, os.path.realpath(here), os.path.join(root, "strategies"))
+        for d in (_PACKAGE, os.path.realpath(_PACKAGE), os.path.join(root, "strategies"))
     )
 
 
