@@ -127,8 +127,8 @@ class TensorSpec(st.SearchStrategy):
         self.dims  # noqa: B018 - raises ShapeSpecError on a bad shape string
 
     def do_draw(self, data) -> torch.Tensor:
-        _check_alone(self)
         call = call_of(data)
+        _check_alone(self, call.dtypes)
         t = call.tensor(data, self)[0]
         if not self.requires_grad:
             call.frozen.append(t)
@@ -136,10 +136,11 @@ class TensorSpec(st.SearchStrategy):
 
 
 @functools.lru_cache(maxsize=1024)
-def _check_alone(spec: TensorSpec) -> None:
+def _check_alone(spec: TensorSpec, dtypes) -> None:
     """What a registration checks of a spec in its ``inputs=`` list (a structure fits the
-    shape), for one drawn inside a user's strategy: raises `InvalidRegistration`."""
-    check_structure(spec, spec.dims, None, "fuzzgrad.tensor: ")
+    shape and the call's ``dtypes``: a real structure takes no complex dtype), for one drawn
+    inside a user's strategy: raises `InvalidRegistration`."""
+    check_structure(spec, spec.dims, dtypes, "fuzzgrad.tensor: ")
 
 
 @functools.lru_cache(maxsize=1024)
