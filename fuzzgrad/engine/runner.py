@@ -248,13 +248,20 @@ class _TargetRun:
                 exc._fuzzgrad_running = (case, self.checker.stats.examples)  # type: ignore[attr-defined]
             raise
         for prop, err in failures.items():
-            if prop not in self.found and search_key(self.target, err, case) not in self.known:
+            if prop not in self.found and self.key_of(err, case) not in self.known:
                 # a finding an earlier round reported is not found again (nor written again)
                 self.found[prop] = self.checker.stats.examples
                 if self.on_finding is not None:
                     info = {"message": err.message, "inputs": describe_inputs(case, self.target)}
                     self.on_finding(prop, info)
         return failures
+
+    def key_of(self, failure: PropertyFailure, case) -> tuple:
+        """``failure``'s search key, computed once (the run, the test and exploration all ask
+        for it, on every failing case)."""
+        if failure.search_key is None:
+            failure.search_key = search_key(self.target, failure, case)
+        return failure.search_key
 
     def test_for(self, checker: Checker, key: tuple | None = None) -> Callable[[Any], None]:
         """The test Hypothesis runs: a failure of the case is raised, typed by its search key
@@ -266,7 +273,7 @@ class _TargetRun:
             if self.stop_at is not None and not self.found and time.monotonic() >= self.stop_at:
                 raise BudgetSpent
             failures = self.run_case(case, checker)
-            keyed = [(search_key(self.target, f, case), f) for f in failures.values()]
+            keyed = [(self.key_of(f, case), f) for f in failures.values()]
             if key is not None:
                 keyed = [(k, f) for k, f in keyed if k == key]
             else:
@@ -444,7 +451,7 @@ class _TargetRun:
                 out.found.setdefault("error", _Candidate(data, exc, ()))
                 continue
             for prop, err in failures.items():
-                key = search_key(self.target, err, case)
+                key = self.key_of(err, case)
                 if key in self.known:
                     continue
                 if key in out.found:
