@@ -76,6 +76,38 @@ def test_a_nan_from_an_overflowed_intermediate_at_the_dtype_keeps_its_excuse():
     assert replay(seed, "vjp", args, [0, 1], [h16(1.0)]) == 0
 
 
+def _attention(q, k, v):
+    return torch.softmax(q @ k.mT, -1) @ v
+
+
+def test_an_overflow_inside_the_references_backward_keeps_its_excuse():
+    # The README's attention in float16 with q = 0: every forward value is small, but the
+    # backward's grad_output @ v.T is 2000 * 40 = 80000, past float16's 65504: torch's own
+    # softmax backward then makes NaN where the exact gradient is finite. Only a watch that sees
+    # the operators autograd runs for the backward tells that overflow from an underflow.
+    from fuzzgrad.verdict.overflow import overflow_watch
+
+    target = make_target(_attention, reference=_attention, name="attention_half")
+    q = torch.zeros(1, 1, 1, dtype=F16)
+    k = torch.tensor([[[1.0], [2.0]]], dtype=F16)
+    v = torch.tensor([[[40.0], [-40.0]]], dtype=F16)
+    cotangent = torch.full((1, 1, 1), 2000.0, dtype=F16)
+    watch = overflow_watch()
+    leaves = [a.clone().requires_grad_() for a in (q, k, v)]
+    with watch:
+        out = _attention(*leaves)
+        (grad_q,) = torch.autograd.grad(out, leaves[0], cotangent)
+    assert watch.overflowed and not bool(out.isinf().any())
+    assert bool(grad_q.isnan().any())
+    assert replay(target, "vjp", [q, k, v], [0, 1, 2], [cotangent]) == 0
+    # ... and a cotangent that overflows nothing is judged as before: no excuse is needed
+    assert replay(target, "vjp", [q, k, v], [0, 1, 2], [cotangent / 100]) == 0
+    small = overflow_watch()
+    with small:
+        torch.autograd.grad(_attention(*leaves), leaves[0], cotangent / 100)
+    assert not small.overflowed
+
+
 def test_nonfinite_ok_names_the_properties_that_accept_it():
     import dataclasses
 

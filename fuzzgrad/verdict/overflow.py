@@ -173,9 +173,9 @@ _POLES = frozenset(
         "remainder",
         "fmod",
         "mod",
-        # autograd's own entry points: the backward they run is not watched op by op
-        "grad",
-        "backward",
+        "xlog1py",
+        "logit",
+        "erfinv",
     }
 )
 
@@ -187,26 +187,39 @@ def _floats(tree) -> list[torch.Tensor]:
 
 
 def overflow_watch():
-    """A context (a `torch.overrides.TorchFunctionMode`) whose ``overflowed`` says whether,
-    while it was active, a torch function other than a pole (`_POLES`) turned finite floating
-    operands into an inf: the dtype's range overflowed (``exp(13.5)`` in float16). The
-    reference run at the case's dtype is watched (its own calls: what autograd's engine runs
-    for the backward is not seen): where it overflows, a NaN or inf of the Function there is the
-    overflow regime's, not an underflow's (``x*x`` to 0, then 0/0)."""
-    from torch.overrides import TorchFunctionMode
+    """A context (a `torch.utils._python_dispatch.TorchDispatchMode`) whose ``overflowed`` says
+    whether, while it was active, an operator other than a pole (`_POLES`) turned finite
+    floating operands into an inf: the dtype's range overflowed (``exp(13.5)`` in float16). The
+    reference run at the case's dtype is watched, its backward included (a dispatch mode sees
+    the operators autograd's engine runs, as torch's own FLOP counter does: a float16 softmax's
+    backward overflows in ``grad_output @ v.T`` while every forward value is small): where it
+    overflows, a NaN or inf of the Function there is the overflow regime's, not an underflow's
+    (``x*x`` to 0, then 0/0)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
 
-    class OverflowWatch(TorchFunctionMode):
+    class OverflowWatch(TorchDispatchMode):
         overflowed = False
 
-        def __torch_function__(self, func, types, args=(), kwargs=None):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            name = getattr(func, "__name__", "").strip("_")
-            if not self.overflowed and name not in _POLES:
-                outs = _floats(out)
-                if any(bool(o.isinf().any()) for o in outs) and all(
-                    bool(t.isfinite().all()) for t in _floats((args, kwargs))
-                ):
-                    self.overflowed = True
+            if not self.overflowed:
+                name = func.overloadpacket.__name__.strip("_")
+                if name not in _POLES:
+                    self.overflowed = _overflowed(out, args, kwargs)
             return out
 
     return OverflowWatch()
+
+
+def _overflowed(out, args, kwargs) -> bool:
+    """Whether ``out`` holds an inf while every floating operand is finite (a layout with no
+    ``isinf``, sparse say, counts as no overflow). Autograd's efficient zero tensors (the
+    gradient of an unused input in a double backward) are all zeros, and reading one crashes
+    the process in torch 2.x: they are skipped."""
+    try:
+        outs = [o for o in _floats(out) if not o._is_zerotensor()]
+        return any(bool(o.isinf().any()) for o in outs) and all(
+            bool(t.isfinite().all()) for t in _floats((args, kwargs)) if not t._is_zerotensor()
+        )
+    except (RuntimeError, NotImplementedError):
+        return False
