@@ -166,3 +166,18 @@ def test_same_name_in_two_loaded_modules_is_an_error(write_module, tmp_path):
         )
     with pytest.raises(fg.InvalidRegistration, match="two targets are named 'clash'"):
         load_targets([str(tmp_path)])
+
+
+def test_an_unknown_register_option_is_an_error_naming_the_closest_one():
+    """A typo in a keyword option (``max_ordre=1``) was kept and ignored: the target was fuzzed
+    as if it were not there. It is a registration error naming the target and the option meant."""
+    import fuzzgrad as fg
+    from fuzzgrad.errors import InvalidRegistration
+    from fuzzgrad.registry.options import OPTIONS
+
+    with pytest.raises(InvalidRegistration, match=r"'typo'.*'max_ordre'.*Did you mean 'max_order'"):
+        fg.register(lambda x: x * 2, reference=lambda x: x * 2, name="typo", max_ordre=1)
+    with pytest.raises(InvalidRegistration, match=r"'frobnicate'\.(?! Did)"):
+        fg.register(lambda x: x * 2, reference=lambda x: x * 2, name="t2", frobnicate=1)
+    # every option the table lists is accepted
+    assert {"max_order", "nonfinite_ok", "mutates_inputs", "sizes", "slow"} <= set(OPTIONS)

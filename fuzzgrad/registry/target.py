@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fuzzgrad.errors import InvalidRegistration
+from fuzzgrad.registry.options import OPTIONS, unknown_option
 from fuzzgrad.registry.project import shown_path
 from fuzzgrad.registry.spec import (
     _check_dtypes,
@@ -364,6 +365,9 @@ def make_target(
     star = arity[1] if arity else True
     inputs = _normalise_inputs(inputs, params, star, where)
     opts = dict(options or {})
+    for key in opts:
+        if key not in OPTIONS:
+            raise InvalidRegistration(f"{where}{unknown_option(key)}")
     if "sizes" in opts:
         opts["sizes"] = normalise_sizes(opts["sizes"], where)
     if isinstance(inputs, tuple):
