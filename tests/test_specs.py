@@ -583,36 +583,3 @@ def test_contract_accepts_drawn_cases_and_rejects_what_the_spec_cannot_draw():
     assert "constant" in contract_violation(target, changed(x, count, 1.0, dim, n), case)
     assert "no dim" in contract_violation(target, changed(x, count, scale, 2, n), case)
     assert contract_violation(target, changed(x.contiguous(), count, scale, dim, n), case) is None
-
-
-# -- the README's examples -------------------------------------------------------------------
-
-
-def test_the_readme_examples_register_and_pass():
-    """Every Python block of the README marked ``readme-example`` runs as one module; each
-    target it registers passes a short derandomized run, and its Hypothesis test passes."""
-    import re
-    import sys
-    import types
-    from pathlib import Path
-
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    lines = [""] * text.count("\n")  # each block at its own lines: tracebacks point at them
-    for m in re.finditer(r"<!-- readme-example -->\s*```python\n(.*?)```", text, re.S):
-        first = text.count("\n", 0, m.start(1))
-        block = m.group(1).splitlines()
-        lines[first : first + len(block)] = block
-    module = types.ModuleType("fuzzgrad_readme_examples")
-    sys.modules[module.__name__] = module
-    try:
-        exec(compile("\n".join(lines), str(readme), "exec"), module.__dict__)  # noqa: S102
-        targets = module.__dict__["__fuzzgrad_targets__"]
-        assert len(targets) == 6, sorted(targets)
-        assert targets["scaled_log_softmax_last"].wraps is module.ScaledLogSoftmax
-        for target in targets.values():
-            result = fuzz_target(target, max_examples=25, derandomize=True)
-            assert result.status == "passed", (target.name, result.error, result.failures)
-        module.test_probabilities_sum_to_one()
-    finally:
-        del sys.modules[module.__name__]
