@@ -225,6 +225,7 @@ def draw_registration(rng: random.Random) -> Drawn:
     elif family == "sum_dim":
         x = tensor_spec(rng, risky)
         d = _sum_dim(rng, x)
+        risky += [f"bounds that leave {', '.join(n)} no size"] if (n := _contradicted([x])) else []
     elif family == "unsqueeze":
         x = tensor_spec(rng, risky)
         inputs = [x, fg.dim(0, keepdim=True)]
@@ -274,6 +275,9 @@ def draw_registration(rng: random.Random) -> Drawn:
     twice = [name for name, count in _bounded(pool).items() if count > 1]
     if twice:
         risky.append(f"bounds on {', '.join(twice)} in more than one place")
+    empty = _contradicted(specs)
+    if empty:
+        risky.append(f"bounds (max_side included) that leave {', '.join(empty)} no size")
     d.options.update(options)
     d.risky += risky
     if not isinstance(d.inputs, st.SearchStrategy):
@@ -292,6 +296,27 @@ def _bounded(specs: list) -> Counter:
         elif getattr(spec, "kind", None) == "size" and spec.bounds:
             count.update([spec.name] + [b.value for b in spec.bounds if isinstance(b.value, str)])
     return count
+
+
+def _contradicted(specs: list) -> list[str]:
+    """The names whose constant bounds, across every token of every tensor (``2<=m<=12`` and
+    ``m<=1`` in one shape) and the ``max_side`` of the tensors that use them, meet no size."""
+    low: dict[str, int] = {}
+    high: dict[str, int] = {}
+    for spec in specs:
+        for d in _dims(spec):
+            if not d.name or d.name == "_":
+                continue
+            if spec.max_side is not None:
+                high[d.name] = min(high.get(d.name, spec.max_side), spec.max_side)
+            for b in d.bounds:
+                if isinstance(b.value, int):
+                    v = b.value + b.offset
+                    if b.upper:
+                        high[d.name] = min(high.get(d.name, v), v)
+                    else:
+                        low[d.name] = max(low.get(d.name, v), v)
+    return sorted(n for n in low if n in high and low[n] > high[n])
 
 
 def _wrap(rng: random.Random, specs: list) -> Any:

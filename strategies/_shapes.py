@@ -296,11 +296,12 @@ def _no_sizes(plan: Shapes, seen: tuple[Bound, ...]) -> NoReturn:
     an earlier tensor of a user's strategy drew (without this spec's bounds) leave none, and
     the draw is discarded, never a tensor outside its spec."""
     reason = conflict(plan.all_bounds + tuple(seen))
+    shapes = ", ".join(repr(" ".join(map(str, dims))) for dims in plan.specs)
     if reason is not None:
-        raise InvalidRegistration(f"shapes {list(plan.specs)!r}: {reason}")
+        raise InvalidRegistration(f"shapes {shapes}: {reason}")
     raise UnsatisfiedAssumption(  # what hypothesis.reject() raises, saying which bounds
         f"sizes drawn earlier break the bounds {', '.join(map(str, plan.all_bounds))} of "
-        f"shapes {list(plan.specs)!r}"
+        f"shapes {shapes}"
     )
 
 

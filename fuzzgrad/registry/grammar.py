@@ -72,6 +72,11 @@ class Dim:
     def __str__(self) -> str:
         body = str(self.size) if self.name is None else self.name
         text = ("*" if self.variadic else "") + ("#" if self.broadcast else "") + body
+        lower = [b for b in self.bounds if not b.upper]
+        upper = [b for b in self.bounds if b.upper]
+        if len(lower) == 1 and len(upper) == 1:  # "2<=n<=8", as written
+            low = str(lower[0])[len(self.name or "") + 2 :]
+            return f"{low}<={text}" + str(upper[0])[len(self.name or "") :]
         return text + "".join(str(b)[len(self.name or "") :] for b in self.bounds)
 
 

@@ -44,6 +44,11 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "the inputs the Function writes in place (`True`: all): stride-0 layouts, which torch "
         "refuses to write, are never drawn for them",
     ),
+    "nonfinite": (
+        "True",
+        "draw NaN and inf among the input values too (off by default: most math is undefined "
+        "there)",
+    ),
     "nonfinite_ok": (
         '("vjp",)',
         "properties in which a NaN or inf is accepted where the reference run at the case's "
