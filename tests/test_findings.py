@@ -139,3 +139,25 @@ def test_an_internal_error_in_a_property_keeps_the_finding_and_is_reported(monke
     assert "vjp.py" in internal["traceback"]
     record = result.to_json()
     assert record["internal_errors"][0]["site"] == internal["site"]
+
+
+def test_an_overflow_of_every_dtype_is_one_finding_not_one_per_dtype():
+    """The float64 shrink (x > 709) and the float32 one (x > 88) of one naive softmax are one
+    finding: the narrower dtype's shrink folds into the one that fails in every dtype."""
+    (target,) = load_targets([str(CORPUS / "onebug.py")])
+    result = fuzz_target(target, max_examples=EXAMPLES, derandomize=True)
+    kinds = [f.kind for f in result.failures]
+    assert kinds == ["vjp grad[input=0] non-finite"], kinds
+
+
+def test_only_a_nonfinite_finding_of_a_narrower_dtype_folds():
+    from fuzzgrad.verdict.identity import folds_into
+
+    general = "vjp grad[input=0] non-finite | dim<0"
+    assert folds_into("vjp grad[input=0] non-finite | dim<0 | needs dtype", general)
+    # a finite wrong value in one dtype, another path, class or property: findings of their own
+    assert not folds_into("vjp grad[input=0] | needs dtype", "vjp grad[input=0]")
+    assert not folds_into("vjp grad[input=1] non-finite | needs dtype", general)
+    assert not folds_into("vjp grad[input=0] non-finite | dim>=0 | needs dtype", general)
+    assert not folds_into("forward output[0] non-finite | needs dtype", general)
+    assert not folds_into(general, general)

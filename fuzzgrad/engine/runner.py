@@ -45,7 +45,7 @@ from fuzzgrad.properties.checker import (
     describe_inputs,
 )
 from fuzzgrad.strategies import cases
-from fuzzgrad.verdict.identity import search_key
+from fuzzgrad.verdict.identity import folds_into, search_key
 
 #: The key of a target's failures in its example database (one database namespace per target).
 DATABASE_KEY = b"fuzzgrad.case.v1"
@@ -497,7 +497,7 @@ class _TargetRun:
         plays no part) are one finding, listed with every property either broke, and shown by
         the simpler case (`_simplicity`). One an earlier round reported is dropped."""
         self.known.update(record.search_keys)
-        if record.kind in self.known_kinds:
+        if any(folds_into(record.kind, k) for k in self.known_kinds):
             return
         for k, other in enumerate(self.failures):
             if other.kind == record.kind:
@@ -505,7 +505,21 @@ class _TargetRun:
                 kept, merged = (record, other) if simpler else (other, record)
                 self.failures[k] = _merged(kept, merged)
                 return
+            if folds_into(record.kind, other.kind):
+                self.failures[k] = _merged(other, record)
+                return
+            if folds_into(other.kind, record.kind):
+                self.failures[k] = _merged(record, other)
+                self._fold_rest(k)
+                return
         self.failures.append(record)
+
+    def _fold_rest(self, k: int) -> None:
+        """Fold the findings after the ``k``-th that fold into it (`folds_into`)."""
+        kept = self.failures[k]
+        for other in [f for f in self.failures[k + 1 :] if folds_into(f.kind, kept.kind)]:
+            self.failures.remove(other)
+            self.failures[self.failures.index(kept)] = kept = _merged(kept, other)
 
     def write_reproducers(self) -> None:
         """Each finding's reproducer, once its candidates are merged (so that which case shows

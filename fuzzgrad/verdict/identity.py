@@ -250,6 +250,25 @@ def final_kind(root: str, classes: list[str], factors: list[str]) -> str:
     return " | ".join(parts)
 
 
+def folds_into(kind: str | None, general: str | None) -> bool:
+    """Whether the finding ``kind`` is the finding ``general`` seen in a narrower dtype: both a
+    NaN or inf at the same output or gradient of the same property, with the same argument
+    classes and factors, where ``kind`` also needs a dtype and ``general`` fails in every
+    dtype. An overflow that float64 reaches at 710 reaches float32 at 89 and float16 at 12:
+    one bug, whose float32 and float16 shrinks need their own dtype only because their own
+    range is the smaller. A finite wrong value in one dtype stays a finding of its own, as does
+    an exception."""
+    if not kind or not general or kind == general:
+        return False
+    root = kind.split(" | ", 1)[0]
+    return (
+        root.endswith(" non-finite")
+        and not root.startswith("raises ")
+        and " | needs dtype" in kind
+        and kind.replace(" | needs dtype", "", 1) == general
+    )
+
+
 def kind_has(kind: str | None, parts: str) -> bool:
     """Whether the identity ``kind`` has every part of ``parts`` (a kind's text, or a piece of
     one: ``"vjp grad[input=0] | dim<0"``), whatever their order (argument classes split at
@@ -263,6 +282,7 @@ def kind_has(kind: str | None, parts: str) -> bool:
 
 __all__ = [
     "argument_classes",
+    "folds_into",
     "kind_has",
     "final_kind",
     "named_sizes",

@@ -1,0 +1,36 @@
+"""One bug that shows in several shrinks, each of which must fold into one finding
+(tests/test_findings.py): what a user wrote once must be reported once."""
+
+from __future__ import annotations
+
+import jax
+import torch
+from torch.autograd import Function
+from torch.autograd.function import once_differentiable
+
+import fuzzgrad as fg
+
+
+@fg.register(
+    reference=lambda x: torch.logsumexp(x, -1),
+    jax_reference=lambda x: jax.nn.logsumexp(x, -1),
+    inputs=[fg.tensor("*batch n>=1")],
+    planted={"property": "vjp", "bug_class": "overflow in every dtype", "needs": "values"},
+)
+class LogSumExpNaiveSoftmax(Function):
+    """A stable forward, and a backward that takes softmax as exp(x) / sum(exp(x)): NaN once
+    exp overflows, at x > 709 in float64, 88 in float32, 11 in float16. A float32 shrink needs
+    float32 only because its range is the smaller: one finding, not one per dtype."""
+
+    @staticmethod
+    def forward(ctx, x):
+        m = x.amax(-1, keepdim=True)
+        ctx.save_for_backward(x)
+        return (x - m).exp().sum(-1).log() + m.squeeze(-1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        e = x.exp()
+        return g.unsqueeze(-1) * e / e.sum(-1, keepdim=True)
