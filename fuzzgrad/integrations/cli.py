@@ -259,6 +259,7 @@ def _specs(given: list[str]) -> tuple[list[str], list[str], str]:
     named the specs), and where the specs came from."""
     from fuzzgrad.registry.discovery import BUILTIN
     from fuzzgrad.registry.project import (
+        ConfigError,
         configured_targets,
         find_pyproject,
         on_sys_path,
@@ -273,7 +274,12 @@ def _specs(given: list[str]) -> tuple[list[str], list[str], str]:
     if pyproject is None:
         return [BUILTIN], [p for p in added if p], "fuzzgrad's built-in targets"
     configured = configured_targets(pyproject)
-    assert configured is not None  # find_pyproject(declaring=True) found targets declared
+    if configured is None:  # a fuzzgrad project without targets: never the built-ins
+        raise ConfigError(
+            f"fuzzgrad: [tool.fuzzgrad] in {pyproject} has no targets; add targets = "
+            '["my_package.ops", "tests/fuzz_targets.py"] (modules, files or folders), or name '
+            "them on the command line."
+        )
     added.append(on_sys_path(configured.root).add())
     return list(configured.specs), [p for p in added if p], f"[tool.fuzzgrad] in {pyproject}"
 
@@ -355,6 +361,8 @@ def _fuzz(args) -> int:
     if missing:
         return _usage(missing)
     report.mkdir(parents=True, exist_ok=True)
+    if database is None:
+        _keep_hypothesis_in(report)
     plan = Plan(
         specs=specs,
         sys_path=sys_path,
@@ -410,6 +418,20 @@ def _selected(targets, args, options) -> list:
     if options["shard"]:
         targets = shard(targets, *options["shard"])
     return targets
+
+
+def _keep_hypothesis_in(report: Path) -> None:
+    """With ``--database none``, what Hypothesis itself stores (its ``constants`` cache) goes
+    into the report, not into a ``.hypothesis`` folder of the current one: the run writes nothing
+    outside its report. Workers inherit the setting through the environment."""
+    import os
+
+    folder = str((report / ".hypothesis").resolve())
+    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", folder)
+    if "hypothesis.configuration" in sys.modules:  # already imported: tell it too
+        from hypothesis.configuration import set_hypothesis_home_dir
+
+        set_hypothesis_home_dir(os.environ["HYPOTHESIS_STORAGE_DIRECTORY"])
 
 
 def _missing_client(database: str | None) -> str | None:

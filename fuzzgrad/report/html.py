@@ -34,6 +34,7 @@ from fuzzgrad.report.common import (
     redact,
     repro_command,
     status_counts,
+    terminal_safe,
 )
 
 _STATUS_COLOURS = {  # (text, background)
@@ -110,7 +111,9 @@ def render_html(
         "fuzzgrad_version": results.get("fuzzgrad_version") or "",
         "format_version": results.get("format_version"),
     }
-    return _environment().get_template("index.html.j2").render(page)
+    # Autoescaping leaves control characters and bidi overrides (U+202E) in the page: a name or
+    # message carrying one is shown as its escape, as on the terminal (the templates have none).
+    return terminal_safe(_environment().get_template("index.html.j2").render(page))
 
 
 def _anchor(name: Any) -> str:

@@ -19,6 +19,7 @@ from fuzzgrad.report.common import (
     redact,
     repro_command,
     status_counts,
+    terminal_safe,
 )
 
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -26,7 +27,7 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def _x(value: Any) -> str:
     """Text that XML 1.0 can hold: control characters from tracebacks would make it unparseable."""
-    return _XML_INVALID.sub("?", "" if value is None else str(value))
+    return _XML_INVALID.sub("?", terminal_safe("" if value is None else str(value)))
 
 
 def _failure_text(sig: str, failure: Mapping[str, Any], count: int) -> str:

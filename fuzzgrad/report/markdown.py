@@ -21,6 +21,7 @@ from fuzzgrad.report.common import (
     ordered_targets,
     repro_command,
     status_counts,
+    terminal_safe,
 )
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -113,7 +114,8 @@ def summary_markdown(
         ]
     if comparison is not None:
         lines += ["", *_md_comparison(comparison)]
-    return "\n".join(lines) + "\n"
+    # Control characters and bidi overrides of a target's name or message, as on the terminal.
+    return terminal_safe("\n".join(lines) + "\n")
 
 
 def _md_failure(record: Mapping[str, Any], sig: str, failure: Mapping[str, Any], n: int) -> list:
