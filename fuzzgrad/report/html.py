@@ -35,6 +35,7 @@ from fuzzgrad.report.common import (
     repro_command,
     status_counts,
     terminal_safe,
+    write_atomically,
 )
 
 _STATUS_COLOURS = {  # (text, background)
@@ -68,7 +69,7 @@ def write_html(
 ) -> None:
     """Write the report; reproducer links are relative when the file lives under the report dir."""
     path = Path(path)
-    path.write_text(render_html(results, path.parent, comparison), encoding="utf-8")
+    write_atomically(path, render_html(results, path.parent, comparison))
 
 
 def render_html(

@@ -20,6 +20,7 @@ from fuzzgrad.report.common import (
     repro_command,
     status_counts,
     terminal_safe,
+    write_atomically,
 )
 
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -89,7 +90,8 @@ def write_junit(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Non
     root = ET.Element("testsuites", name="fuzzgrad")
     root.append(suite)
     ET.indent(root)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    xml = ET.tostring(root, encoding="unicode")
+    write_atomically(path, "<?xml version='1.0' encoding='utf-8'?>\n" + xml)
 
 
 def _num(value: Any) -> float:

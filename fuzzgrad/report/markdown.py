@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from fuzzgrad.report.common import (
@@ -22,6 +21,7 @@ from fuzzgrad.report.common import (
     repro_command,
     status_counts,
     terminal_safe,
+    write_atomically,
 )
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -49,7 +49,7 @@ def write_summary(
     comparison: Mapping[str, Any] | None = None,
 ) -> None:
     """Write a Markdown summary for a pull request comment or a chat message."""
-    Path(path).write_text(summary_markdown(results, comparison), encoding="utf-8")
+    write_atomically(path, summary_markdown(results, comparison))
 
 
 def summary_markdown(
