@@ -348,8 +348,9 @@ def _list(args) -> int:
 def _stoppable_fuzz(args) -> int:
     """`_fuzz`, stopped by Ctrl-C (SIGINT) or SIGTERM at any moment with one line: during the
     run, the report holds what was done; during start-up, nothing was fuzzed yet."""
-    from fuzzgrad.nightly.pool import Stop, stoppable
+    from fuzzgrad.nightly.pool import Stop, reset_stop, stoppable
 
+    reset_stop()
     try:
         with stoppable():
             return _fuzz(args)
@@ -392,9 +393,11 @@ def _fuzz(args) -> int:
         return _usage(missing)
     from fuzzgrad.integrations.runs import report_lock
 
-    with report_lock(report):  # one run per report folder; a read-only one stops here
-        if database is None:
-            _keep_hypothesis_in(report)
+    hypothesis_files = (
+        _hypothesis_files_in(report) if database is None else contextlib.nullcontext()
+    )
+    # one run per report folder; a read-only one stops here
+    with report_lock(report), hypothesis_files:
         return _fuzz_into(args, report, database, specs, sys_path, source, options, props)
 
 
@@ -462,18 +465,33 @@ def _selected(targets, args, options) -> list:
     return targets
 
 
-def _keep_hypothesis_in(report: Path) -> None:
+@contextlib.contextmanager
+def _hypothesis_files_in(report: Path):
     """With ``--database none``, what Hypothesis itself stores (its ``constants`` cache) goes
-    into the report, not into a ``.hypothesis`` folder of the current one: the run writes nothing
-    outside its report. Workers inherit the setting through the environment."""
+    into the report for the run, not into a ``.hypothesis`` folder of the current one: the run
+    writes nothing outside its report. Workers inherit the setting through the environment; a
+    ``HYPOTHESIS_STORAGE_DIRECTORY`` the user set is left as it is."""
     import os
 
-    folder = str((report / ".hypothesis").resolve())
-    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", folder)
-    if "hypothesis.configuration" in sys.modules:  # already imported: tell it too
-        from hypothesis.configuration import set_hypothesis_home_dir
+    if STORAGE in os.environ:
+        yield
+        return
+    os.environ[STORAGE] = str((report / ".hypothesis").resolve())
+    configuration = sys.modules.get("hypothesis.configuration")  # imported: tell it too
+    previous = None
+    if configuration is not None:
+        previous = configuration.storage_directory(intent_to_write=False).home_directory
+        configuration.set_hypothesis_home_dir(os.environ[STORAGE])
+    try:
+        yield
+    finally:
+        del os.environ[STORAGE]
+        if configuration is not None:
+            configuration.set_hypothesis_home_dir(previous)
 
-        set_hypothesis_home_dir(os.environ["HYPOTHESIS_STORAGE_DIRECTORY"])
+
+#: Where Hypothesis keeps its files (its documented environment variable).
+STORAGE = "HYPOTHESIS_STORAGE_DIRECTORY"
 
 
 def _missing_client(database: str | None) -> str | None:

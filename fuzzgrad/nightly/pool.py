@@ -59,6 +59,11 @@ def stop_requested() -> str | None:
     return _requested[-1] if _requested else None
 
 
+def reset_stop() -> None:
+    """Forget a stop asked of an earlier run in this process (a new run starts)."""
+    _requested.clear()
+
+
 def check_stop() -> None:
     """Raise `Stop` when a signal asked to stop and its exception was swallowed on the way."""
     if _requested:
