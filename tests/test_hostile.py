@@ -5,15 +5,14 @@ items. ``bench/hostile.sh`` runs the same table on an installed fuzzgrad."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from test_nightly import events, wait_for
 
 from fuzzgrad.integrations.cli import main
 from fuzzgrad.report.results import load_results
@@ -54,23 +53,6 @@ def one_line(capsys) -> str:
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     return err
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    """Poll ``predicate`` until it holds; ``timeout`` is a generous bound, not a speed."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def events(report: Path) -> list[dict]:
-    path = report / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
 
 
 # -- row 1: [tool.fuzzgrad] typos and wrong types ------------------------------------------------

@@ -204,7 +204,7 @@ class Recorder:
             record["examples"] = examples
             record["seconds"] = round(time.monotonic() - self.running[target.name], 3)
         if failures:
-            failing = {f.get("property") for f in failures}
+            failing = {str(f.get("property")) for f in failures}
             record["status"] = status(False, failing, target.xfail, target.xfail_properties)
             record["error"] = None
         return record
