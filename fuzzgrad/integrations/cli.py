@@ -391,11 +391,9 @@ def _fuzz(args) -> int:
     missing = _missing_client(database) or bad_database(database)
     if missing:
         return _usage(missing)
-    from fuzzgrad.integrations.runs import report_lock
+    from fuzzgrad.integrations.runs import hypothesis_files_in, report_lock
 
-    hypothesis_files = (
-        _hypothesis_files_in(report) if database is None else contextlib.nullcontext()
-    )
+    hypothesis_files = hypothesis_files_in(report) if database is None else contextlib.nullcontext()
     # one run per report folder; a read-only one stops here
     with report_lock(report), hypothesis_files:
         return _fuzz_into(args, report, database, specs, sys_path, source, options, props)
@@ -463,35 +461,6 @@ def _selected(targets, args, options) -> list:
     if options["shard"]:
         targets = shard(targets, *options["shard"])
     return targets
-
-
-@contextlib.contextmanager
-def _hypothesis_files_in(report: Path):
-    """With ``--database none``, what Hypothesis itself stores (its ``constants`` cache) goes
-    into the report for the run, not into a ``.hypothesis`` folder of the current one: the run
-    writes nothing outside its report. Workers inherit the setting through the environment; a
-    ``HYPOTHESIS_STORAGE_DIRECTORY`` the user set is left as it is."""
-    import os
-
-    if STORAGE in os.environ:
-        yield
-        return
-    os.environ[STORAGE] = str((report / ".hypothesis").resolve())
-    configuration = sys.modules.get("hypothesis.configuration")  # imported: tell it too
-    previous = None
-    if configuration is not None:
-        previous = configuration.storage_directory(intent_to_write=False).home_directory
-        configuration.set_hypothesis_home_dir(os.environ[STORAGE])
-    try:
-        yield
-    finally:
-        del os.environ[STORAGE]
-        if configuration is not None:
-            configuration.set_hypothesis_home_dir(previous)
-
-
-#: Where Hypothesis keeps its files (its documented environment variable).
-STORAGE = "HYPOTHESIS_STORAGE_DIRECTORY"
 
 
 def _missing_client(database: str | None) -> str | None:

@@ -3,6 +3,7 @@ which earlier run it is diffed against, and ``fuzzgrad report`` (re-render, ``--
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -127,6 +128,33 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextlib.contextmanager
+def hypothesis_files_in(report: Path):
+    """With ``--database none``, what Hypothesis itself stores (its ``constants`` cache) goes
+    into the report for the run, not into a ``.hypothesis`` folder of the current one: the run
+    writes nothing outside its report. Workers inherit the setting through the environment; a
+    ``HYPOTHESIS_STORAGE_DIRECTORY`` the user set is left as it is."""
+    if STORAGE in os.environ:
+        yield
+        return
+    os.environ[STORAGE] = str((report / ".hypothesis").resolve())
+    configuration = sys.modules.get("hypothesis.configuration")  # imported: tell it too
+    previous = None
+    if configuration is not None:
+        previous = configuration.storage_directory(intent_to_write=False).home_directory
+        configuration.set_hypothesis_home_dir(os.environ[STORAGE])
+    try:
+        yield
+    finally:
+        del os.environ[STORAGE]
+        if configuration is not None:
+            configuration.set_hypothesis_home_dir(previous)
+
+
+#: Where Hypothesis keeps its files (its documented environment variable).
+STORAGE = "HYPOTHESIS_STORAGE_DIRECTORY"
 
 
 def implicit_baseline(report: Path, targets) -> Path | None:
