@@ -62,7 +62,8 @@ if [ $rc -eq 2 ] && one_line p1/err && grep -q "'targets'" p1/err && [ ! -e p1/r
 else say 1 FAIL "tragets: exit $rc: $(head -c 300 p1/err)"; fi
 
 # 2, 3, 10: a run in progress; a second run on its report; Ctrl-C after its first finding
-fg fuzz ops.py --budget 300s --database none --report r2 >r2.out 2>r2.err &
+# (not through `fg`: $! must be fuzzgrad's pid, not a subshell's)
+"$PY" -m fuzzgrad fuzz ops.py --budget 300s --database none --report r2 >r2.out 2>r2.err &
 pid=$!
 if wait_event r2 finding 300; then
     fg fuzz ops.py "${QUICK[@]}" --report r2 >r3.out 2>r3.err
@@ -95,6 +96,23 @@ else
     say 3 SKIP "needs a run in progress"
     say 10 SKIP "needs a run in progress"
 fi
+
+# 2 again: Ctrl-C 2 s and 8 s into start-up (importing torch, JAX, the targets; workers starting)
+for delay in 2 8; do
+    "$PY" -m fuzzgrad fuzz ops.py --budget 300s --database none --report "s$delay" \
+        >"s$delay.out" 2>"s$delay.err" &
+    pid=$!
+    sleep $delay
+    start=$("$PY" -c 'import time; print(time.monotonic())')
+    kill -INT $pid
+    wait $pid
+    rc=$?
+    took=$("$PY" -c "import time; print(f'{time.monotonic() - $start:.2f}')")
+    lines=$(grep -c . "s$delay.err")
+    if [ $rc -eq 1 ] && [ "$lines" -le 1 ] && ! grep -q Traceback "s$delay.err"; then
+        say 2 PASS "Ctrl-C ${delay}s into start-up: exit 1 in ${took}s, $lines line(s) on stderr"
+    else say 2 FAIL "Ctrl-C ${delay}s into start-up: exit $rc in ${took}s: $(head -c 300 "s$delay.err")"; fi
+done
 
 # 4, 5: a read-only folder and a full disk (tmpfs)
 if mkdir -p ro full && mount -t tmpfs -o size=1m,ro tmpfs ro 2>/dev/null; then
