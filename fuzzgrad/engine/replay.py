@@ -128,16 +128,58 @@ def run_reproducer(data: dict[str, Any], path: str, argv: list[str] | tuple[str,
         return _in_child(path, prop, data.get("example_timeout"))
     if prop == "exception":
         return _exception(target, case, data.get("properties"))
-    return replay_case(target, prop, case, data.get("root"))
+    runs = replays_asked(argv)
+    fresh = (lambda: load_case(data, path)[1]) if runs > 1 else None
+    return replay_case(target, prop, case, data.get("root"), runs=runs, fresh=fresh)
 
 
-def replay_case(target, prop: str, case, root: str | None = None) -> int:
-    """Check ``prop`` on exactly this case; print the verdict; 1 if it fails (with ``root``, when
-    given: the reproducer's own finding, not another), else 0."""
-    checker = Checker(target, properties=[prop], jax_share=1.0)
-    if not checker.selected:
-        _say(f"CANNOT RUN: property {prop!r} does not apply to {target.name!r} here")
-        return CANNOT_RUN
+#: How often a reproducer checks its case by default: a nondeterministic Function may pass a
+#: single replay while the bug is there.
+REPLAYS = 5
+
+
+def replays_asked(argv: list[str] | tuple[str, ...]) -> int:
+    """``--runs N`` among a reproducer's arguments (default `REPLAYS`)."""
+    argv = list(argv)
+    if "--runs" in argv:
+        i = argv.index("--runs")
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if value.isdigit() and int(value) >= 1:
+            return int(value)
+        raise SystemExit(f"--runs takes a number >= 1, not {value!r}")
+    return REPLAYS
+
+
+def replay_case(
+    target, prop: str, case, root: str | None = None, *, runs: int = 1, fresh=None
+) -> int:
+    """Check ``prop`` on exactly this case, ``runs`` times (each on a case from ``fresh``, when
+    given, after the first); print the verdict; 1 if it fails (with ``root``, when given: the
+    reproducer's own finding, not another), else 0. A case that fails some of the runs and
+    passes others is ``FLAKY: failed k of N``, still a bug (1): a nondeterministic Function
+    that passes one replay has not been fixed."""
+    outcomes = []
+    for n in range(runs):
+        checker = Checker(target, properties=[prop], jax_share=1.0)
+        if not checker.selected:
+            _say(f"CANNOT RUN: property {prop!r} does not apply to {target.name!r} here")
+            return CANNOT_RUN
+        this = case if n == 0 or fresh is None else fresh()
+        outcomes.append((*_check_once(checker, prop, this, root), checker, this))
+        if outcomes[-1][0] == CANNOT_RUN:
+            break
+    failed = [o for o in outcomes if o[0] == STILL_THERE]
+    code, verdict, checker, shown = failed[0] if failed else outcomes[0]
+    if failed and len(failed) < len(outcomes):
+        verdict = f"FLAKY: failed {len(failed)} of {len(outcomes)} replays; {verdict}"
+    if prop in _SHOWN:
+        _show(checker, shown)
+    _say(verdict)
+    return code
+
+
+def _check_once(checker: Checker, prop: str, case, root: str | None) -> tuple[int, str]:
+    """One check of the case: the exit status and the verdict's line."""
     code, verdict = FIXED, f"PASS: property {prop!r} holds on this input (bug fixed?)"
     try:
         checker.check(case)
@@ -160,10 +202,7 @@ def replay_case(target, prop: str, case, root: str | None = None) -> int:
         if not checker.stats.checked.get(prop):
             why = "; ".join(checker.stats.skipped) or "skipped"
             code, verdict = CANNOT_RUN, f"CANNOT JUDGE: {why}"
-    if prop in _SHOWN:
-        _show(checker, case)
-    _say(verdict)
-    return code
+    return code, verdict
 
 
 def replay(

@@ -157,6 +157,14 @@ def _parser() -> argparse.ArgumentParser:
         help="report to look failure ids up in (default: reports/latest)",
     )
     rep.add_argument(
+        "--runs",
+        type=_positive,
+        default=5,
+        metavar="N",
+        help="check the case N times: a nondeterministic bug that fails some of them is "
+        "reported as 'FLAKY: failed k of N' (exit 1), not as fixed (default: 5)",
+    )
+    rep.add_argument(
         "--pytest",
         action="store_true",
         help="write a regression test (passes once the bug is fixed) instead of running it",
@@ -200,6 +208,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number >= 1 (argparse says which option on error)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"takes a number >= 1, not {text!r}")
+    return int(text)
+
+
 DEFAULT_TARGETS = (
     "default: [tool.fuzzgrad] targets of the nearest pyproject.toml at or above the current "
     "folder, else fuzzgrad's built-in targets"
@@ -234,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "fuzz":
-            return _fuzz(args)
+            return _stoppable_fuzz(args)
         if args.command == "list":
             return _list(args)
         if args.command == "repro":
@@ -259,6 +274,7 @@ def _specs(given: list[str]) -> tuple[list[str], list[str], str]:
     named the specs), and where the specs came from."""
     from fuzzgrad.registry.discovery import BUILTIN
     from fuzzgrad.registry.project import (
+        ConfigError,
         configured_targets,
         find_pyproject,
         on_sys_path,
@@ -273,7 +289,12 @@ def _specs(given: list[str]) -> tuple[list[str], list[str], str]:
     if pyproject is None:
         return [BUILTIN], [p for p in added if p], "fuzzgrad's built-in targets"
     configured = configured_targets(pyproject)
-    assert configured is not None  # find_pyproject(declaring=True) found targets declared
+    if configured is None:  # a fuzzgrad project without targets: never the built-ins
+        raise ConfigError(
+            f"fuzzgrad: [tool.fuzzgrad] in {pyproject} has no targets; add targets = "
+            '["my_package.ops", "tests/fuzz_targets.py"] (modules, files or folders), or name '
+            "them on the command line."
+        )
     added.append(on_sys_path(configured.root).add())
     return list(configured.specs), [p for p in added if p], f"[tool.fuzzgrad] in {pyproject}"
 
@@ -324,13 +345,31 @@ def _list(args) -> int:
     return EXIT_OK
 
 
+def _stoppable_fuzz(args) -> int:
+    """`_fuzz`, stopped by Ctrl-C (SIGINT) or SIGTERM at any moment with one line: during the
+    run, the report holds what was done; during start-up, nothing was fuzzed yet."""
+    from fuzzgrad.nightly.pool import Stop, reset_stop, stoppable
+
+    reset_stop()
+    try:
+        with stoppable():
+            return _fuzz(args)
+    except KeyboardInterrupt as stop:
+        name = str(stop) if isinstance(stop, Stop) and str(stop) else "SIGINT"
+        print(
+            f"fuzzgrad: stopped ({name}) before fuzzing started; nothing was fuzzed",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+
 def _fuzz(args) -> int:
     import time
 
     from fuzzgrad.nightly.plugins import prepare
 
     prepare(isolate=args.isolate)  # before anything imports Hypothesis
-    started = time.monotonic()
+    args.started = time.monotonic()
     props = args.properties.split(",") if args.properties else None
     try:
         from fuzzgrad.nightly.plan import parse_options
@@ -339,8 +378,6 @@ def _fuzz(args) -> int:
     except ValueError as exc:
         return _usage(str(exc))
     from fuzzgrad.integrations.runs import default_report_dir
-    from fuzzgrad.nightly.plan import Plan
-    from fuzzgrad.nightly.pool import Stop, stoppable, workers_for
 
     problem = executor_problem(args, options)
     if problem:
@@ -354,7 +391,19 @@ def _fuzz(args) -> int:
     missing = _missing_client(database) or bad_database(database)
     if missing:
         return _usage(missing)
-    report.mkdir(parents=True, exist_ok=True)
+    from fuzzgrad.integrations.runs import hypothesis_files_in, report_lock
+
+    hypothesis_files = hypothesis_files_in(report) if database is None else contextlib.nullcontext()
+    # one run per report folder; a read-only one stops here
+    with report_lock(report), hypothesis_files:
+        return _fuzz_into(args, report, database, specs, sys_path, source, options, props)
+
+
+def _fuzz_into(args, report, database, specs, sys_path, source, options, props) -> int:
+    """`_fuzz` once the report folder is this run's."""
+    from fuzzgrad.nightly.plan import Plan
+    from fuzzgrad.nightly.pool import Stop, check_stop, workers_for
+
     plan = Plan(
         specs=specs,
         sys_path=sys_path,
@@ -370,17 +419,18 @@ def _fuzz(args) -> int:
         example_timeout=options["example_timeout"],
         max_memory=options["max_memory"],
         max_crashes=options["max_crashes"],
-        started=started,
+        started=args.started,
         devices=options["devices"],
     )
     problem = _database_problem(plan)
     local = options["executor"] == "process"
     try:
-        # SIGTERM from here on ends the run cleanly (workers, scratch files, reports).
+        # SIGTERM and SIGINT (`_stoppable_fuzz`) end the run cleanly: workers, scratch files,
+        # and the reports, which the run writes (marked interrupted) once it has started.
         pool: contextlib.AbstractContextManager[list] = (
             workers_for(plan) if local else contextlib.nullcontext([])
         )
-        with stoppable(), pool as workers:
+        with pool as workers:
             # Workers start loading now, while this process discovers the targets.
             from fuzzgrad.properties import names
 
@@ -389,11 +439,12 @@ def _fuzz(args) -> int:
                 if p not in known:
                     return _usage(f"unknown property {p!r}; choose from {', '.join(known)}")
             plan.targets = _selected(_load(specs, args.keywords), args, options)
+            check_stop()  # a Ctrl-C that an import's callback swallowed still stops the run
             if not args.targets:
                 print(f"fuzzgrad: {len(plan.targets)} targets from {source}")
             return _run_and_report(args, plan, options, workers, problem)
-    except Stop:
-        print("fuzzgrad: stopped (SIGTERM)", file=sys.stderr)
+    except Stop as stop:
+        print(f"fuzzgrad: stopped ({str(stop) or 'SIGTERM'})", file=sys.stderr)
         return EXIT_FAILED
 
 
@@ -443,7 +494,12 @@ def _database_problem(plan) -> str | None:
 
 
 def _run_and_report(args, plan, options, workers, problem) -> int:
-    from fuzzgrad.integrations.runs import implicit_baseline, point_latest
+    from fuzzgrad.integrations.runs import (
+        WRITE_ERRNOS,
+        implicit_baseline,
+        point_latest,
+        unwritable,
+    )
     from fuzzgrad.nightly.recorder import Recorder
     from fuzzgrad.report.common import redact
     from fuzzgrad.report.results import run_info
@@ -468,9 +524,15 @@ def _run_and_report(args, plan, options, workers, problem) -> int:
     if problem is not None:
         recorder.warn("database", problem)
     try:
-        runner(recorder)
-    finally:
-        comparison = recorder.finish(baseline)
+        try:
+            runner(recorder)
+        finally:
+            comparison = recorder.finish(baseline)
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        recorder.abandon(exc)  # the report is marked incomplete, as far as it can be
+        raise unwritable(report, exc) from None
     records = recorder.ordered()
     counts: dict[str, int] = {}
     for r in records:
@@ -478,6 +540,8 @@ def _run_and_report(args, plan, options, workers, problem) -> int:
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"\n{len(records)} targets: {summary or 'none'} in {info['seconds']:.1f}s. ", end="")
     print(f"Report: {report / 'index.html'}")
+    if info.get("interrupted"):
+        print(f"fuzzgrad: stopped ({info['interrupted']}); the report holds what was done")
     if comparison is not None:
         from fuzzgrad.report.compare import format_comparison
 

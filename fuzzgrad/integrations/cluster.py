@@ -60,9 +60,12 @@ def executor_problem(args, options: dict[str, Any]) -> str | None:
 
 
 def bad_database(database: str | None) -> str | None:
-    """Why a ``--database`` spec is malformed (a github-artifact:// URL without its repo)."""
-    from fuzzgrad.nightly.database import GITHUB, github_artifact
+    """Why a ``--database`` spec is malformed (a github-artifact:// URL without its repo, a
+    Redis URL the client cannot read: said without its password)."""
+    from fuzzgrad.nightly.database import GITHUB, github_artifact, is_shared, redis_problem
 
+    if database and is_shared(database):
+        return redis_problem(database)
     if database and database.startswith(GITHUB):
         try:
             github_artifact(database)

@@ -30,7 +30,7 @@ def repro_command(args) -> int:
             print(f"note: {note}")
         print(f"wrote {out}: it fails while the bug is there and passes once it is fixed")
         return EXIT_OK
-    return subprocess.call([sys.executable, str(path)])
+    return subprocess.call([sys.executable, str(path), "--runs", str(args.runs)])
 
 
 def _is_path(text: str) -> bool:

@@ -3,6 +3,8 @@ which earlier run it is diffed against, and ``fuzzgrad report`` (re-render, ``--
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
@@ -41,6 +43,118 @@ def point_latest(report: Path) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         print(f"note: cannot link {latest} ({exc.strerror or exc}); the newest report is {report}")
+
+
+#: The file a run holds in its report folder while it writes there: the owner's pid.
+LOCK = ".fuzzgrad.lock"
+#: What a failed write of the report means: the folder, or its disk, cannot take it.
+WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
+
+
+class ReportInUse(FuzzgradError, RuntimeError):
+    """Another live run writes the same report folder."""
+
+
+class ReportUnwritable(FuzzgradError, OSError):
+    """The report folder cannot be created or written."""
+
+
+def unwritable(report: Path, exc: OSError) -> ReportUnwritable:
+    """The one-line error of a report folder that cannot be written (read-only, full disk)."""
+    reason = exc.strerror or str(exc)
+    return ReportUnwritable(
+        f"cannot write the report in {report} ({reason}); free space there or give --report a "
+        "folder you can write"
+    )
+
+
+class report_lock:  # noqa: N801 - used like a function
+    """Hold ``report``'s lock file for a ``with`` block: a second run on the same folder is a
+    `ReportInUse` error instead of a report mixing both runs. A lock whose owner pid is no
+    longer alive (a run that was killed) is taken over. The folder is created here, so a
+    read-only one is a `ReportUnwritable` before anything starts."""
+
+    def __init__(self, report: Path) -> None:
+        self.path = report / LOCK
+        self.report = report
+
+    def __enter__(self) -> report_lock:
+        try:
+            self.report.mkdir(parents=True, exist_ok=True)
+            for _ in range(2):  # the second time after removing a stale lock
+                if self._create():
+                    return self
+                owner = self._owner()
+                if owner is not None and _alive(owner):
+                    raise ReportInUse(
+                        f"--report {self.report} is being written by another fuzzgrad run "
+                        f"(pid {owner}); give this run another folder, or wait for that one"
+                    )
+                self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise unwritable(self.report, exc) from None
+        raise ReportInUse(f"--report {self.report}: another run took its lock; try again")
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        return True
+
+    def _owner(self) -> int | None:
+        try:
+            text = self.path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._owner() == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie counts until reaped; a pid of another user's
+    process counts as alive: better refuse than mix)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def hypothesis_files_in(report: Path):
+    """With ``--database none``, what Hypothesis itself stores (its ``constants`` cache) goes
+    into the report for the run, not into a ``.hypothesis`` folder of the current one: the run
+    writes nothing outside its report. Workers inherit the setting through the environment; a
+    ``HYPOTHESIS_STORAGE_DIRECTORY`` the user set is left as it is."""
+    if STORAGE in os.environ:
+        yield
+        return
+    os.environ[STORAGE] = str((report / ".hypothesis").resolve())
+    configuration = sys.modules.get("hypothesis.configuration")  # imported: tell it too
+    previous = None
+    if configuration is not None:
+        previous = configuration.storage_directory(intent_to_write=False).home_directory
+        configuration.set_hypothesis_home_dir(os.environ[STORAGE])
+    try:
+        yield
+    finally:
+        del os.environ[STORAGE]
+        if configuration is not None:
+            configuration.set_hypothesis_home_dir(previous)
+
+
+#: Where Hypothesis keeps its files (its documented environment variable).
+STORAGE = "HYPOTHESIS_STORAGE_DIRECTORY"
 
 
 def implicit_baseline(report: Path, targets) -> Path | None:

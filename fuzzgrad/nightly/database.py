@@ -63,6 +63,39 @@ def github_artifact(spec: str) -> tuple[str, str, str, Path]:
     return parts.netloc, path[0], name, local
 
 
+def without_userinfo(spec: str) -> str:
+    """``spec`` with everything between ``scheme://`` and the last ``@`` replaced by ``***``: a
+    malformed URL (a ``#`` or ``/`` in its password) cannot be trusted to say where its password
+    ends, so all that could be one goes."""
+    scheme, sep, rest = spec.partition("://")
+    if not sep or "@" not in rest:
+        return spec if sep else "***"
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def redis_problem(spec: str) -> str | None:
+    """Why a Redis URL is malformed (None: it is well formed), checked here rather than by the
+    client, whose messages quote the parts it could not read, password included. The URL is
+    shown without its user and password."""
+    from urllib.parse import urlsplit
+
+    if spec.startswith("unix://"):
+        return None
+    try:
+        parts = urlsplit(spec)
+        parts.port  # noqa: B018 - reading it checks it (a ValueError when not a number)
+        path = parts.path.strip("/")
+        if not parts.hostname or parts.fragment or (path and not path.isdigit()):
+            raise ValueError
+    except ValueError:
+        return (
+            f"--database {without_userinfo(spec)!r} is not a Redis URL fuzzgrad can read; write "
+            "redis://[USER:PASSWORD@]HOST[:PORT][/DB], with characters such as # / @ : in the "
+            "password percent-encoded (%23 %2F %40 %3A)"
+        )
+    return None
+
+
 def with_local_folder(spec: str | None) -> str | None:
     """``spec`` with its folder as an absolute path (for workers that run in other folders)."""
     from urllib.parse import quote

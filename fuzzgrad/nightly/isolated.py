@@ -83,7 +83,7 @@ class Isolated:
             error = crash_error(worker, self.plan, target, shrinking=False)
         record = {
             "name": target.name,
-            "module": target.module,
+            "module": target.display_module,
             **xfail_info(target),
             "examples": worker.examples,
             "seconds": round(

@@ -83,6 +83,9 @@ def parse_options(args) -> dict[str, Any]:
     out["max_crashes"] = getattr(args, "max_crashes", 3)
     if out["max_crashes"] < 1:
         raise ValueError(f"--max-crashes takes a number >= 1, not {out['max_crashes']}")
+    examples = getattr(args, "max_examples", 1)
+    if examples < 1:
+        raise ValueError(f"--max-examples takes a number >= 1, not {examples}")
     if args.budget is not None:
         out["budget"] = parse_duration(args.budget)
     timeout = parse_duration(args.example_timeout)

@@ -43,49 +43,95 @@ STARTUP_FAILURES = 3
 
 
 class Stop(KeyboardInterrupt):
-    """SIGTERM arrived: finish the reports and stop (a KeyboardInterrupt, so that Hypothesis and
-    the runner let it through as they do Ctrl-C)."""
+    """SIGTERM or SIGINT arrived: finish the reports and stop (a KeyboardInterrupt, so that
+    Hypothesis and the runner let it through as they do Ctrl-C). ``str(stop)`` is the signal's
+    name."""
+
+
+#: The name of the signal that asked the run to stop (None: none did). Kept apart from the
+#: exception, which a callback may swallow: JAX's ``_xla_gc_callback`` runs inside the garbage
+#: collector, where a raised KeyboardInterrupt is printed as "Exception ignored" and dropped.
+_requested: list[str] = []
+
+
+def stop_requested() -> str | None:
+    """The signal that asked this process to stop, if one did."""
+    return _requested[-1] if _requested else None
+
+
+def reset_stop() -> None:
+    """Forget a stop asked of an earlier run in this process (a new run starts)."""
+    _requested.clear()
+
+
+def check_stop() -> None:
+    """Raise `Stop` when a signal asked to stop and its exception was swallowed on the way."""
+    if _requested:
+        raise Stop(_requested[-1])
+
+
+def _in_gc_callback(frame) -> bool:
+    """Whether the signal arrived inside a garbage collector callback (JAX installs one), where
+    an exception is printed as "Exception ignored" and dropped."""
+    import gc
+
+    codes = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextlib.contextmanager
-def stoppable() -> Iterator[None]:
-    """SIGTERM raises `Stop` inside the block (the default handler would leave scratch files,
-    workers and half-written reports behind)."""
+def stoppable(*, interrupt: bool = True) -> Iterator[None]:
+    """SIGTERM (and SIGINT, Ctrl-C, with ``interrupt``) raises `Stop` inside the block and
+    records it for `check_stop` (the default handlers would leave scratch files, workers and
+    half-written reports behind, or a traceback)."""
 
-    def on_term(signum, frame):
-        raise Stop
+    def on_signal(signum, frame):
+        _requested.append(signal.Signals(signum).name)
+        if not _in_gc_callback(frame):  # there it would be dropped: `check_stop` raises it
+            raise Stop(_requested[-1])
 
+    wanted = [signal.SIGTERM, signal.SIGINT] if interrupt else [signal.SIGTERM]
     try:
-        previous = signal.signal(signal.SIGTERM, on_term)
+        previous = {s: signal.signal(s, on_signal) for s in wanted}
     except ValueError:  # not the main thread: nothing to install
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 @contextlib.contextmanager
 def workers_for(plan: Plan) -> Iterator[list[Worker]]:
     """The run's workers (started by `run`): the fork server starts now, so that it imports
     torch and JAX while this process discovers the targets. On leaving, stop the workers (and
-    whatever they started) and remove the scratch folder, whatever ended the block, SIGTERM
-    included."""
+    whatever they started, in their process groups or escaped from them) and remove the scratch
+    folder, whatever ended the block, SIGTERM included."""
+    from fuzzgrad.nightly.orphans import adopting
+
     scratch = plan.report_dir / ".work"
     workers: list[Worker] = []
-    try:
-        if plan.isolate:
-            from fuzzgrad.nightly.worker import context
+    # What a target starts in a session of its own (setsid, a double fork) is adopted by this
+    # process, not init, and killed once the workers are (Linux: a child subreaper).
+    with adopting():
+        try:
+            if plan.isolate:
+                from fuzzgrad.nightly.worker import context
 
-            scratch.mkdir(parents=True, exist_ok=True)
-            context(start=True)
-        yield workers
-    finally:
-        stop_workers(workers)
-        import shutil
+                scratch.mkdir(parents=True, exist_ok=True)
+                context(start=True)
+            yield workers
+        finally:
+            stop_workers(workers)
+            import shutil
 
-        shutil.rmtree(scratch, ignore_errors=True)  # crash traces are in the records by now
+            shutil.rmtree(scratch, ignore_errors=True)  # crash traces are in the records by now
 
 
 def stop_workers(workers: list[Worker]) -> None:
@@ -114,12 +160,9 @@ def run(plan: Plan, recorder, workers: list[Worker]) -> None:
                 _run_pool(plan, recorder, workers)
             else:
                 _run_inline(plan, recorder)
-    except Stop:
+    except KeyboardInterrupt as stop:  # Stop (a signal), or Ctrl-C where no handler was ours
         stop_workers(workers)  # before the records are closed: nothing more arrives
-        recorder.interrupted("SIGTERM")
-    except KeyboardInterrupt:
-        stop_workers(workers)
-        recorder.interrupted("SIGINT")
+        recorder.interrupted(str(stop) if isinstance(stop, Stop) and str(stop) else "SIGINT")
 
 
 def _task(plan: Plan, s: Slice, progress: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +195,7 @@ def _run_inline(plan: Plan, recorder) -> None:
     schedule = Schedule(list(targets), end=plan.end, jobs=1)
     progress: dict[str, dict[str, Any]] = {n: {} for n in targets}
     while not schedule.finished():
+        check_stop()
         _drain(schedule, recorder)
         s = schedule.next(time.monotonic())
         if s is None:
@@ -319,6 +363,7 @@ def _run_pool(plan: Plan, recorder, workers: list[Worker]) -> None:
     recorder.workers = workers
     startup_failures = 0
     while not schedule.finished():
+        check_stop()
         wanted = min(plan.jobs, len(schedule.queue) + len(schedule.running))
         while startup_failures < STARTUP_FAILURES and len(workers) < wanted:
             # A replacement is forked in milliseconds, pinned to the GPUs its predecessor had.

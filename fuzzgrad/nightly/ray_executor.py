@@ -78,12 +78,9 @@ def run(plan: Plan, recorder, options: Options, *, owned: bool | None = None) ->
     try:
         with stoppable():
             driver.loop()
-    except Stop:
+    except KeyboardInterrupt as stop:  # Stop (a signal), or Ctrl-C where no handler was ours
         driver.stop()  # before the records are closed: nothing more arrives
-        recorder.interrupted("SIGTERM")
-    except KeyboardInterrupt:
-        driver.stop()
-        recorder.interrupted("SIGINT")
+        recorder.interrupted(str(stop) if isinstance(stop, Stop) and str(stop) else "SIGINT")
     finally:
         driver.close()
         if owned:

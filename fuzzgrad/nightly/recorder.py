@@ -9,6 +9,7 @@ killed at any moment keeps what it found (`fuzzgrad report` rebuilds the rest fr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 from fuzzgrad.engine.records import xfail_info
 from fuzzgrad.nightly.plan import Plan
-from fuzzgrad.report.events import EventLog
+from fuzzgrad.report.events import EVENTS, EventLog
 
 #: ``unit=ALL``: every running slice of a target.
 ALL = object()
@@ -45,8 +46,9 @@ class Recorder:
         self.inline_examples: dict[str, int] = {}
         self.workers: list[Any] = []
         self.warned: set[str] = set()
-        self.events = EventLog(plan.report_dir / "events.jsonl")
-        info = {t.name: xfail_info(t, module=t.module) for t in plan.targets}
+        self.log_end: int | None = None
+        self.events = EventLog(plan.report_dir / EVENTS)
+        info = {t.name: xfail_info(t, module=t.display_module) for t in plan.targets}
         self.events.write(
             "run_started", run=run, targets=[t.name for t in plan.targets], target_info=info
         )
@@ -180,14 +182,32 @@ class Recorder:
     def interrupted(self, reason: str) -> None:
         """Mark every unfinished target, and the run, as interrupted."""
         self.run["interrupted"] = reason
+        examples = self.running_examples()
         for t in self.plan.targets:
             if t.name not in self.records:
-                record = _error_record(
-                    self.plan, t.name, "interrupted", f"the run was stopped ({reason})"
-                )
-                record["failures"] = self.failures_of(t.name)
-                self.done(t.name, record)
+                self.done(t.name, self._cut_short(t, reason, examples.get(t.name, 0)))
         self.events.write("run_interrupted", reason=reason)
+
+    def _cut_short(self, target: Any, reason: str, examples: int) -> dict[str, Any]:
+        """The record of a target the run stopped: the examples, time and failures it got to
+        (a target that had found something is ``failed``, not an error that ran nothing), and
+        ``interrupted`` saying why it stopped."""
+        from fuzzgrad.report.common import status
+
+        record = _error_record(
+            self.plan, target.name, "interrupted", f"the run was stopped ({reason})"
+        )
+        failures = self.failures_of(target.name)
+        record["failures"] = failures
+        record["interrupted"] = reason
+        if target.name in self.running:
+            record["examples"] = examples
+            record["seconds"] = round(time.monotonic() - self.running[target.name], 3)
+        if failures:
+            failing = {str(f.get("property")) for f in failures}
+            record["status"] = status(False, failing, target.xfail, target.xfail_properties)
+            record["error"] = None
+        return record
 
     # -- files ----------------------------------------------------------------------------------
     def ordered(self) -> list[dict[str, Any]]:
@@ -214,10 +234,31 @@ class Recorder:
         self.run["seconds"] = round(time.monotonic() - self.plan.started, 3)
         # The log's last line first: results.json is then newer than the log, which is how
         # `fuzzgrad report` tells a finished run from one killed after its last results.json.
+        self.log_end = self.events.file.tell()  # where that line starts (see `abandon`)
         self.events.write("run_finished", seconds=self.run["seconds"])
         self.events.close()
         self.write_results()
         return render_reports(self.plan.report_dir, baseline)
+
+    def abandon(self, exc: OSError) -> None:
+        """Writing the report failed (a full disk, a folder turned read-only): mark the run
+        incomplete in results.json, or where even that cannot be written, leave what `fuzzgrad
+        report` rebuilds from as a run that did not finish (no ``run_finished`` in the log, no
+        results.json claiming to be final). Never raises."""
+        reason = exc.strerror or str(exc)
+        self.run["incomplete"] = f"writing the report failed ({reason}); it lacks what came after"
+        with contextlib.suppress(OSError):
+            self.events.close()
+        try:
+            self.write_results()
+            return
+        except OSError:
+            pass
+        log = self.plan.report_dir / EVENTS
+        with contextlib.suppress(OSError):
+            if self.log_end is not None:
+                os.truncate(log, self.log_end)  # frees space; needs none
+            (self.plan.report_dir / "results.json").unlink(missing_ok=True)
 
     # -- progress -------------------------------------------------------------------------------
     def running_examples(self) -> dict[str, int]:
@@ -256,7 +297,12 @@ def _error_record(plan: Plan, name: str, kind: str, message: str) -> dict[str, A
 def print_record(record: dict[str, Any]) -> None:
     """One plain line per finished target (and a few for its failures or error); what came
     from the target (its name, messages) cannot restyle the terminal or fake lines."""
-    from fuzzgrad.report.common import INTERNAL_ADVICE, failure_title, terminal_safe
+    from fuzzgrad.report.common import (
+        INTERNAL_ADVICE,
+        describe_input,
+        failure_title,
+        terminal_safe,
+    )
 
     def say(text: str) -> None:
         print(terminal_safe(text, newlines=False))
@@ -264,11 +310,15 @@ def print_record(record: dict[str, Any]) -> None:
     say(
         f"{record['name']:28s} {record['status'].upper():8s} {record.get('examples', 0):5d} "
         f"examples {record.get('seconds') or 0:6.1f}s{unjudged(record)}"
+        + ("  (interrupted)" if record.get("interrupted") and not record.get("error") else "")
     )
     listed = record.get("xfail_properties")  # an xfail naming properties: say which bug is new
     for f in record.get("failures") or []:
         tag = "" if listed is None else " (xfail)" if f.get("property") in listed else " (new)"
-        say(f"    {f.get('property')}{tag}: {f.get('message')}")
+        say(f"    {f.get('property')}{tag}: {one_line(f.get('message'))}")
+        inputs = [describe_input(a) for a in f.get("inputs") or [] if isinstance(a, dict)]
+        if inputs:
+            say(f"    input: {'; '.join(inputs)}")
         if f.get("kind"):
             say(f"    finding: {failure_title(f)}")
         say(f"    diagnosis: {f.get('diagnosis')}")
@@ -279,10 +329,19 @@ def print_record(record: dict[str, Any]) -> None:
         say(f"      ({INTERNAL_ADVICE})")
     error = record.get("error")
     if error:
-        say(f"    error ({error.get('kind')}): {error.get('message')}")
+        say(f"    error ({error.get('kind')}): {one_line(error.get('message'))}")
         if error.get("reproducer"):
             say(f"    reproducer: fuzzgrad repro {os.path.relpath(error['reproducer'])}")
     sys.stdout.flush()
+
+
+def one_line(message: Any) -> str:
+    """A message for one terminal line: a message of several lines (a TorchScript error, whose
+    first says only that an operation failed) is its first and last, where the cause is."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    return f"{lines[0]} ... {lines[-1]}"
 
 
 def unjudged(record: dict[str, Any]) -> str:

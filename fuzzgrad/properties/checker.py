@@ -196,7 +196,7 @@ class Checker:
                 # reported once, under forward (which found it before it was left out)
                 self.stats.skipped["the Function raised (reported under forward)"] += 1
                 return failures
-            message = f"the Function raised {type(exc).__name__}: {exc}"
+            message = f"the Function raised {raised(exc)}"
             self.stats.checked[owner] += 1
             self._found(failures, failure_type(owner)(message, case=case))
             return failures
@@ -229,7 +229,7 @@ class Checker:
         from fuzzgrad.verdict.identity import raised_by_user
 
         if raised_by_user(exc):
-            message = f"{prop}: the Function raised {type(exc).__name__}: {exc}"
+            message = f"{prop}: the Function raised {raised(exc)}"
             self._found(failures, failure_type(prop)(message, case=case, cause=exc))
             return
         self.stats.record_internal(prop, exc)
@@ -315,7 +315,7 @@ class Checker:
         try:
             outs, leaves, _ = run.call(case.args, full)
         except Exception as exc:  # noqa: BLE001
-            message = f"the Function raised {type(exc).__name__}: {exc}"
+            message = f"the Function raised {raised(exc)}"
             self._found(failures, failure_type("forward")(message, case=case))
             return failures
         cts = materialise(case, outs)
@@ -391,3 +391,22 @@ __all__ = [
     "describe_inputs",
     "describe_tensor",
 ]
+
+
+def raised(exc: BaseException) -> str:
+    """``Type: message`` of an exception the Function raised, and where it was raised from
+    another (``raise ... from``, or while handling one) the last line of the innermost one:
+    a wrapper's message (TorchScript's "The following operation failed in the TorchScript
+    interpreter.") often says nothing of the cause."""
+    text = f"{type(exc).__name__}: {exc}"
+    root, seen = exc, {id(exc)}
+    while True:
+        nxt = root.__cause__ or (None if root.__suppress_context__ else root.__context__)
+        if nxt is None or id(nxt) in seen:
+            break
+        root = nxt
+        seen.add(id(root))
+    if root is exc:
+        return text
+    lines = [line.strip() for line in f"{type(root).__name__}: {root}".splitlines()]
+    return f"{text} (from {[line for line in lines if line][-1]})"

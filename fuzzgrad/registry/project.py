@@ -8,6 +8,7 @@ import name `fuzzgrad.registry.discovery` gives such files.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import sys
@@ -26,11 +27,12 @@ class ConfigError(FuzzgradError, ValueError):
 
 def find_pyproject(start: Path | None = None, *, declaring: bool = False) -> Path | None:
     """The nearest ``pyproject.toml`` at or above ``start`` (default: the current folder); with
-    ``declaring``, the nearest one whose ``[tool.fuzzgrad]`` declares ``targets``."""
+    ``declaring``, the nearest one that has a ``[tool.fuzzgrad]`` table (its project is then
+    fuzzgrad's, and never falls back to the built-in targets)."""
     here = Path.cwd() if start is None else Path(start)
     for folder in (here, *here.parents):
         path = folder / PYPROJECT
-        if path.is_file() and (not declaring or "targets" in (fuzzgrad_table(path) or {})):
+        if path.is_file() and (not declaring or fuzzgrad_table(path) is not None):
             return path
     return None
 
@@ -54,7 +56,35 @@ def fuzzgrad_table(path: Path) -> dict[str, Any] | None:
         raise ConfigError(f"fuzzgrad: cannot read {path}: {reason}; fix the file.") from None
     tool = data.get("tool")
     table = tool.get("fuzzgrad") if isinstance(tool, dict) else None
-    return table if isinstance(table, dict) else None
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"fuzzgrad: tool.fuzzgrad in {path} must be a table; fix the file.")
+    _check_keys(table, path)
+    return table
+
+
+# The keys ``[tool.fuzzgrad]`` may hold, with the types their values may have (``targets`` is
+# checked, with an example of its form, by `configured_targets`).
+KEYS: dict[str, tuple[type, ...]] = {"targets": (object,), "profile": (str,)}
+
+
+def _check_keys(table: dict[str, Any], path: Path) -> None:
+    """An unknown key (a typo such as ``target`` or ``tragets``) or a value of the wrong type is
+    an error naming the key, so that a misspelt setting is never silently ignored."""
+    for key, value in table.items():
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"fuzzgrad: unknown key {key!r} in [tool.fuzzgrad] of {path}; {hint}"
+                f"the known keys are {', '.join(KEYS)}."
+            )
+        if not isinstance(value, KEYS[key]):
+            raise ConfigError(
+                f"fuzzgrad: [tool.fuzzgrad] {key} in {path} must be a string, got "
+                f"{type(value).__name__} {value!r}."
+            )
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,11 @@ and ``failures`` may be missing (older or partial records); renderers show what 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 #: Most alarming first: tables and lists are ordered by this, then by run order.
@@ -269,3 +271,16 @@ def terminal_safe(text: Any, *, newlines: bool = True) -> str:
         else:
             out.append(ch.encode("unicode_escape").decode("ascii"))
     return "".join(out)
+
+
+def write_atomically(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, renamed into place: a full
+    disk or a kill leaves the old file or none, never an empty or half-written one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -34,6 +34,8 @@ from fuzzgrad.report.common import (
     redact,
     repro_command,
     status_counts,
+    terminal_safe,
+    write_atomically,
 )
 
 _STATUS_COLOURS = {  # (text, background)
@@ -67,7 +69,7 @@ def write_html(
 ) -> None:
     """Write the report; reproducer links are relative when the file lives under the report dir."""
     path = Path(path)
-    path.write_text(render_html(results, path.parent, comparison), encoding="utf-8")
+    write_atomically(path, render_html(results, path.parent, comparison))
 
 
 def render_html(
@@ -110,7 +112,9 @@ def render_html(
         "fuzzgrad_version": results.get("fuzzgrad_version") or "",
         "format_version": results.get("format_version"),
     }
-    return _environment().get_template("index.html.j2").render(page)
+    # Autoescaping leaves control characters and bidi overrides (U+202E) in the page: a name or
+    # message carrying one is shown as its escape, as on the terminal (the templates have none).
+    return terminal_safe(_environment().get_template("index.html.j2").render(page))
 
 
 def _anchor(name: Any) -> str:

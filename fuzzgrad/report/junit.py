@@ -19,6 +19,8 @@ from fuzzgrad.report.common import (
     redact,
     repro_command,
     status_counts,
+    terminal_safe,
+    write_atomically,
 )
 
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -26,7 +28,7 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def _x(value: Any) -> str:
     """Text that XML 1.0 can hold: control characters from tracebacks would make it unparseable."""
-    return _XML_INVALID.sub("?", "" if value is None else str(value))
+    return _XML_INVALID.sub("?", terminal_safe("" if value is None else str(value)))
 
 
 def _failure_text(sig: str, failure: Mapping[str, Any], count: int) -> str:
@@ -88,7 +90,8 @@ def write_junit(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Non
     root = ET.Element("testsuites", name="fuzzgrad")
     root.append(suite)
     ET.indent(root)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    xml = ET.tostring(root, encoding="unicode")
+    write_atomically(path, "<?xml version='1.0' encoding='utf-8'?>\n" + xml)
 
 
 def _num(value: Any) -> float:

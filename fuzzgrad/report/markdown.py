@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from fuzzgrad.report.common import (
@@ -21,6 +20,8 @@ from fuzzgrad.report.common import (
     ordered_targets,
     repro_command,
     status_counts,
+    terminal_safe,
+    write_atomically,
 )
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -48,7 +49,7 @@ def write_summary(
     comparison: Mapping[str, Any] | None = None,
 ) -> None:
     """Write a Markdown summary for a pull request comment or a chat message."""
-    Path(path).write_text(summary_markdown(results, comparison), encoding="utf-8")
+    write_atomically(path, summary_markdown(results, comparison))
 
 
 def summary_markdown(
@@ -113,7 +114,8 @@ def summary_markdown(
         ]
     if comparison is not None:
         lines += ["", *_md_comparison(comparison)]
-    return "\n".join(lines) + "\n"
+    # Control characters and bidi overrides of a target's name or message, as on the terminal.
+    return terminal_safe("\n".join(lines) + "\n")
 
 
 def _md_failure(record: Mapping[str, Any], sig: str, failure: Mapping[str, Any], n: int) -> list:

@@ -30,7 +30,12 @@ import torch
 from fuzzgrad.errors import ReproducerError
 from fuzzgrad.properties.checker import describe_cotangents, describe_inputs
 from fuzzgrad.registry.target import file_safe
-from fuzzgrad.report.common import describe_cotangent, describe_input, failure_signature
+from fuzzgrad.report.common import (
+    describe_cotangent,
+    describe_input,
+    failure_signature,
+    write_atomically,
+)
 
 #: The version of the data block written (and the newest `read_reproducer` reads). Version 1
 #: reproducers carried their own copy of the comparison rules; they still run as they are.
@@ -182,7 +187,7 @@ def write_reproducer(
     header = _describe(target, prop, case, message, diagnosis, found_after, example_timeout)
     parts = (_HEAD, _docstring(header), _IMPORTS, _DATA_START, _block(data), _DATA_END, _MAIN)
     text = "".join(parts)
-    path.write_text(text, encoding="utf-8")
+    write_atomically(path, text)  # a full disk leaves no empty reproducer
     return path
 
 

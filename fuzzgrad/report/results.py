@@ -57,12 +57,10 @@ def results_document(run: dict[str, Any], targets: list[dict[str, Any]]) -> dict
 def write_results(path: Path, document: dict[str, Any]) -> None:
     """Write atomically (temp file + rename) so a killed run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    from fuzzgrad.report.common import redact
+    from fuzzgrad.report.common import redact, write_atomically
 
     # No credential reaches the file, wherever it came from (a database URL in a message).
-    tmp.write_text(redact(json.dumps(document, indent=1, sort_keys=True, default=str)))
-    tmp.replace(path)
+    write_atomically(path, redact(json.dumps(document, indent=1, sort_keys=True, default=str)))
 
 
 class ResultsFormatError(ReproducerError):
