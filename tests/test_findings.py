@@ -27,6 +27,7 @@ from fuzzgrad.verdict.identity import (
 
 CORPUS = Path(__file__).parent / "corpus"
 PAIRS = load_targets([str(CORPUS / "twobugs.py")])
+ONE_BUG = {t.name: t for t in load_targets([str(CORPUS / "onebug.py")])}
 EXAMPLES = 150
 
 
@@ -144,10 +145,19 @@ def test_an_internal_error_in_a_property_keeps_the_finding_and_is_reported(monke
 def test_an_overflow_of_every_dtype_is_one_finding_not_one_per_dtype():
     """The float64 shrink (x > 709) and the float32 one (x > 88) of one naive softmax are one
     finding: the narrower dtype's shrink folds into the one that fails in every dtype."""
-    (target,) = load_targets([str(CORPUS / "onebug.py")])
+    target = ONE_BUG["LogSumExpNaiveSoftmax"]
     result = fuzz_target(target, max_examples=EXAMPLES, derandomize=True)
     kinds = [f.kind for f in result.failures]
     assert kinds == ["vjp grad[input=0] non-finite"], kinds
+
+
+def test_a_second_order_failure_of_a_wrong_backward_is_that_backwards_finding():
+    """x**2 with a backward of 3x: the double backward is autograd of that backward, right
+    about it, so second_order fails too; one finding lists both properties."""
+    result = fuzz_target(ONE_BUG["SquareWrongFactor"], max_examples=EXAMPLES, derandomize=True)
+    (finding,) = result.failures
+    assert finding.kind.startswith("vjp grad[input=0]"), finding.kind
+    assert set(finding.properties) == {"vjp", "second_order"}, finding.properties
 
 
 def test_only_a_nonfinite_finding_of_a_narrower_dtype_folds():

@@ -148,7 +148,9 @@ def root_of(failure) -> str:
         path = found.group(0) if found else ""
     value = getattr(mismatch, "actual", None)
     nonfinite = isinstance(value, float) and not math.isfinite(value)
-    return " ".join(p for p in (failure.property, path, "non-finite" if nonfinite else "") if p)
+    follows = FROM_BACKWARD if getattr(failure, "follows_backward", False) else ""
+    parts = (failure.property, path, "non-finite" if nonfinite else "", follows)
+    return " ".join(p for p in parts if p)
 
 
 def argument_classes(target, case) -> tuple[tuple[int, str], ...]:
@@ -250,6 +252,11 @@ def final_kind(root: str, classes: list[str], factors: list[str]) -> str:
     return " | ".join(parts)
 
 
+#: The mark of a second-order failure whose double backward is the derivative of the Function's
+#: own wrong backward (`fuzzgrad.properties.second_order`): the backward's finding, not its own.
+FROM_BACKWARD = "from the backward"
+
+
 def folds_into(kind: str | None, general: str | None) -> bool:
     """Whether the finding ``kind`` is the finding ``general`` seen in a narrower dtype: both a
     NaN or inf at the same output or gradient of the same property, with the same argument
@@ -257,10 +264,13 @@ def folds_into(kind: str | None, general: str | None) -> bool:
     dtype. An overflow that float64 reaches at 710 reaches float32 at 89 and float16 at 12:
     one bug, whose float32 and float16 shrinks need their own dtype only because their own
     range is the smaller. A finite wrong value in one dtype stays a finding of its own, as does
-    an exception."""
+    an exception. And a second-order failure marked `FROM_BACKWARD` folds into a finding of a
+    wrong backward (``vjp``): the double backward is right about a wrong backward."""
     if not kind or not general or kind == general:
         return False
     root = kind.split(" | ", 1)[0]
+    if root.endswith(FROM_BACKWARD):  # the wrong backward's own finding shows it
+        return general.startswith("vjp ") and not general.startswith("vjp raises")
     return (
         root.endswith(" non-finite")
         and not root.startswith("raises ")

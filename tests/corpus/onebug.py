@@ -34,3 +34,24 @@ class LogSumExpNaiveSoftmax(Function):
         (x,) = ctx.saved_tensors
         e = x.exp()
         return g.unsqueeze(-1) * e / e.sum(-1, keepdim=True)
+
+
+@fg.register(
+    reference=lambda x: x * x,
+    jax_reference=lambda x: x * x,
+    planted={"property": "vjp", "bug_class": "wrong backward, differentiable", "needs": "none"},
+)
+class SquareWrongFactor(Function):
+    """x**2 whose backward says 3x: its double backward (autograd of ``3 * g * x``) is right
+    about that wrong backward, so second_order fails too, and that is the same bug: one finding
+    listing vjp and second_order."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * g * x
