@@ -1,4 +1,4 @@
-"""The ``fuzzgrad`` command: ``fuzz``, ``list``, ``repro`` and ``report``.
+"""The ``fuzzgrad`` command: ``fuzz``, ``scan``, ``list``, ``repro`` and ``report``.
 
 Exit status: 0 when every target behaved as expected (passed, or failed where registered
 ``xfail``), 1 on any unexpected outcome (a failure, an unexpected pass, a crashed target), 2 on a
@@ -134,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
         help="previous report to diff against in summary.md and index.html (default: "
         "reports/latest as it was before this run)",
     )
+    _add_scan(sub)
     lst = sub.add_parser(
         "list",
         help="list registered targets",
@@ -206,6 +207,47 @@ DEFAULT_TARGETS = (
 )
 
 
+def _add_scan(sub) -> None:
+    scan = sub.add_parser(
+        "scan",
+        help="fuzz every custom Function of a package, registered or not",
+        description="Find every torch.autograd.Function subclass the given packages, modules, "
+        ".py files or folders define, say which are registered, infer an input contract for "
+        "the others by trial (one shape, broadcastable, matrices, a dim argument), and fuzz them "
+        "against autograd of their own forward (finite differences where it is not "
+        "differentiable), checking only what holds under any contract the forward accepts. "
+        "Writes the inferred registrations (scan_targets.py), scan.json and the usual report.",
+    )
+    scan.add_argument("targets", nargs="+", metavar="MODULE_OR_PATH")
+    scan.add_argument(
+        "--max-examples",
+        type=int,
+        default=100,
+        metavar="N",
+        help="examples per Function before shrinking (default: 100)",
+    )
+    scan.add_argument("--seed", type=int, default=None, help="random seed")
+    scan.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="report directory (default: reports/<timestamp>)",
+    )
+    scan.add_argument(
+        "--database",
+        default="none",
+        metavar="DIR_OR_URL",
+        help="Hypothesis example database, as for fuzz (default: none)",
+    )
+    scan.add_argument(
+        "--no-isolate",
+        dest="isolate",
+        action="store_false",
+        help="fuzz in this process (for debugging)",
+    )
+
+
 def _add_selection(command: argparse.ArgumentParser, verb: str) -> None:
     command.add_argument(
         "targets",
@@ -237,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
             return _fuzz(args)
         if args.command == "list":
             return _list(args)
+        if args.command == "scan":
+            from fuzzgrad.integrations.scan.command import scan_command
+
+            return scan_command(args, main)
         if args.command == "repro":
             from fuzzgrad.integrations.regression import repro_command
 

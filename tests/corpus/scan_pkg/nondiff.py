@@ -1,0 +1,30 @@
+"""A forward autograd cannot differentiate (it computes in NumPy): judged by finite differences."""
+
+import numpy as np
+import torch
+
+
+class NumpySin(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.from_numpy(np.asarray(np.sin(x.detach().cpu().numpy()))).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.cos(x)
+
+
+class NumpySinWrongDerivative(torch.autograd.Function):
+    """Planted: d sin = sin, not cos."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.from_numpy(np.asarray(np.sin(x.detach().cpu().numpy()))).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.sin(x)
