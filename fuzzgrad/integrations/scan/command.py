@@ -118,12 +118,17 @@ def _write_scan(
 ) -> None:
     functions = []
     for found in coverage.functions:
-        entry: dict[str, Any] = {"name": found.name, "registered": found.name in coverage.registered}
+        entry: dict[str, Any] = {
+            "name": found.name,
+            "registered": found.name in coverage.registered,
+        }
         inference = inferred.get(found.name)
         if inference is not None:
             c = inference.contract
             entry["tried"] = [{"family": f, "outcome": o} for f, o in inference.tried]
-            entry["contract"] = None if c is None else {"family": c.family, "inputs": list(c.inputs)}
+            entry["contract"] = (
+                None if c is None else {"family": c.family, "inputs": list(c.inputs)}
+            )
             entry["snippet"] = None if c is None else snippet(found.qualname, found.name, c)
             record = results.get(found.name)
             entry["status"] = record["status"] if record else None

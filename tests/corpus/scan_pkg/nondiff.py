@@ -8,7 +8,7 @@ class NumpySin(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return torch.from_numpy(np.asarray(np.sin(x.detach().cpu().numpy()))).to(x.dtype)
+        return _numpy_sin(x)
 
     @staticmethod
     def backward(ctx, grad):
@@ -22,9 +22,14 @@ class NumpySinWrongDerivative(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return torch.from_numpy(np.asarray(np.sin(x.detach().cpu().numpy()))).to(x.dtype)
+        return _numpy_sin(x)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         return grad * torch.sin(x)
+
+
+def _numpy_sin(x):
+    with np.errstate(invalid="ignore"):  # sin(inf) is NaN, as torch.sin's
+        return torch.from_numpy(np.asarray(np.sin(x.detach().cpu().numpy()))).to(x.dtype)

@@ -1,0 +1,130 @@
+"""``fuzzgrad scan``: a package's custom Functions found, registration coverage, contracts
+inferred by trial, planted bugs caught (and shrunk) under them while correct twins pass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fuzzgrad.integrations.cli import main
+from fuzzgrad.integrations.scan.contract import PROPERTIES, infer
+from fuzzgrad.integrations.scan.found import scan_modules
+
+PKG = Path(__file__).parent / "corpus" / "scan_pkg"
+#: Function -> (family inferred, the bug's property, or None for a correct twin).
+EXPECTED = {
+    "scan_pkg.elementwise.Square": ("one shape", None),
+    "scan_pkg.elementwise.SquareMissingFactor": ("one shape", "vjp"),
+    "scan_pkg.broadcasting.Mul": ("broadcastable", None),
+    "scan_pkg.broadcasting.MulMeanReduced": ("broadcastable", "vjp"),
+    "scan_pkg.matrix.MatMul": ("matrix product", None),
+    "scan_pkg.matrix.MatMulMissingTranspose": ("matrix product", "vjp"),
+    "scan_pkg.dims.Softmax": ("one shape", None),
+    "scan_pkg.dims.SoftmaxLastDim": ("one shape", "vjp"),
+    "scan_pkg.nondiff.NumpySin": ("one shape", None),
+    "scan_pkg.nondiff.NumpySinWrongDerivative": ("one shape", "vjp"),
+}
+
+
+@pytest.fixture(scope="module")
+def coverage():
+    return scan_modules([str(PKG)])
+
+
+def test_finds_the_functions_a_package_defines_and_which_are_registered(coverage):
+    names = {f.name for f in coverage.functions}
+    assert names == {*EXPECTED, "scan_pkg.unknown.Pick", "scan_pkg.registered.Exp"}
+    assert coverage.registered == {"scan_pkg.registered.Exp"}
+    assert coverage.line().startswith("12 custom Functions, 1 registered; not registered: ")
+    assert "scan_pkg.unknown.Pick" in coverage.line()
+    # a module that fails to import is reported, and the others are scanned all the same
+    assert len(coverage.import_errors) == 1 and "broken" in coverage.import_errors[0]
+
+
+def test_imported_functions_are_not_counted_as_defined(tmp_path):
+    (tmp_path / "user.py").write_text("from torch.autograd import Function\nimport torch\n")
+    assert scan_modules([str(tmp_path / "user.py")]).functions == []
+
+
+def test_contracts_are_inferred_simplest_family_first_and_widened(coverage):
+    by_name = {f.name: f for f in coverage.functions}
+    for name, (family, _) in EXPECTED.items():
+        inference = infer(by_name[name].cls, name)
+        assert inference.contract is not None, (name, inference.tried)
+        assert inference.contract.family == family, (name, inference.tried)
+    softmax = infer(by_name["scan_pkg.dims.Softmax"].cls, "softmax")
+    assert softmax.contract is not None and softmax.contract.inputs == ("fg.tensor()", "fg.dim(0)")
+
+
+def test_a_function_whose_contract_cannot_be_inferred_lists_what_was_tried(coverage):
+    pick = next(f for f in coverage.functions if f.name == "scan_pkg.unknown.Pick")
+    inference = infer(pick.cls, pick.name)
+    assert inference.contract is None
+    tried = [family for family, _ in inference.tried]
+    assert tried == ["one shape", "broadcastable", "matrices", "square matrices", "matrix product"]
+    assert all("forward ran on 0/" in outcome for _, outcome in inference.tried)
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory):
+    report = tmp_path_factory.mktemp("scan")
+    argv = ["scan", str(PKG), "--report", str(report), "--max-examples", "30", "--seed", "0"]
+    status = main([*argv, "--no-isolate"])
+    results = json.loads((report / "results.json").read_text())
+    return status, report, {t["name"]: t for t in results["targets"]}
+
+
+def test_scan_catches_planted_bugs_and_passes_correct_twins(scanned):
+    status, report, records = scanned
+    assert status == 1  # findings
+    assert set(records) == set(EXPECTED)
+    for name, (family, bug) in EXPECTED.items():
+        record = records[name]
+        assert record["scan"]["contract"] == family
+        if bug is None:
+            assert record["status"] == "passed", (name, record["failures"], record["error"])
+            continue
+        assert record["status"] == "failed", (name, record["error"])
+        found = {f["property"] for f in record["failures"]}
+        assert bug in found, (name, found)
+        for failure in record["failures"]:
+            assert failure["shrunk"] and Path(failure["reproducer"]).exists()
+            assert failure["property"] in PROPERTIES  # only what holds under any contract
+
+
+def test_scan_writes_registrations_and_a_scan_record(scanned):
+    _, report, _ = scanned
+    record = json.loads((report / "scan.json").read_text())
+    assert record["coverage"].startswith("12 custom Functions, 1 registered")
+    functions = {f["name"]: f for f in record["functions"]}
+    assert functions["scan_pkg.registered.Exp"] == {
+        "name": "scan_pkg.registered.Exp",
+        "registered": True,
+    }
+    pick = functions["scan_pkg.unknown.Pick"]
+    assert pick["contract"] is None and len(pick["tried"]) == 5
+    assert "fg.register(" in functions["scan_pkg.matrix.MatMul"]["snippet"]
+    assert functions["scan_pkg.matrix.MatMul"]["status"] == "passed"
+    # the registrations the scan fuzzed are a module a user can read, edit and fuzz again
+    assert (
+        main(
+            [
+                "fuzz",
+                str(report / "scan_targets.py"),
+                "-k",
+                "Square and not Missing",
+                "--report",
+                str(report / "again"),
+                "--max-examples",
+                "5",
+                "--seed",
+                "0",
+                "--database",
+                "none",
+                "--no-isolate",
+            ]
+        )
+        == 0
+    )
