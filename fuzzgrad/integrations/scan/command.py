@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fuzzgrad.integrations.runs import EXIT_FAILED, EXIT_OK
+from fuzzgrad.integrations.runs import EXIT_OK
 from fuzzgrad.integrations.scan.contract import DTYPES, PROPERTIES, Inference, infer, snippet
 from fuzzgrad.integrations.scan.found import Coverage, Found, scan_modules
 
@@ -56,7 +56,7 @@ def scan_command(args: Any, fuzz: Callable[[list[str]], int]) -> int:
     results = _mark_results(report, inferred)
     _write_scan(report, coverage, inferred, results)
     print(f"Scan record: {report / SCAN_FILE}; registrations: {report / TARGETS_FILE}")
-    return status if status != EXIT_OK or not coverage.import_errors else EXIT_OK
+    return status
 
 
 def _describe(found: Found, inference: Inference) -> str:

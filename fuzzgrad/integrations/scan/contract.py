@@ -41,8 +41,11 @@ class Contract:
     inputs: tuple[str, ...]
 
     def specs(self) -> list[Any]:
-        import fuzzgrad as fg
+        from types import SimpleNamespace
 
+        from fuzzgrad.registry.spec import dim, tensor
+
+        fg = SimpleNamespace(tensor=tensor, dim=dim)  # what the texts call, as `fuzzgrad.*`
         return [eval(text, {"fg": fg}) for text in self.inputs]  # noqa: S307 - our own text
 
 
