@@ -25,7 +25,11 @@ EXPECTED = {
     "scan_pkg.dims.SoftmaxLastDim": ("one shape", "vjp"),
     "scan_pkg.nondiff.NumpySin": ("one shape", None),
     "scan_pkg.nondiff.NumpySinWrongDerivative": ("one shape", "vjp"),
+    "scan_pkg.iterative.CubicRoot": ("one shape", None),
+    "scan_pkg.iterative.CubicRootWrongSlope": ("one shape", "vjp"),
 }
+#: Functions whose forward, differentiated by autograd, is not their derivative.
+ITERATIVE = {"scan_pkg.iterative.CubicRoot", "scan_pkg.iterative.CubicRootWrongSlope"}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,7 @@ def test_finds_the_functions_a_package_defines_and_which_are_registered(coverage
     names = {f.name for f in coverage.functions}
     assert names == {*EXPECTED, "scan_pkg.unknown.Pick", "scan_pkg.registered.Exp"}
     assert coverage.registered == {"scan_pkg.registered.Exp"}
-    assert coverage.line().startswith("12 custom Functions, 1 registered; not registered: ")
+    assert coverage.line().startswith("14 custom Functions, 1 registered; not registered: ")
     assert "scan_pkg.unknown.Pick" in coverage.line()
     # a module that fails to import is reported, and the others are scanned all the same
     assert len(coverage.import_errors) == 1 and "broken" in coverage.import_errors[0]
@@ -54,6 +58,7 @@ def test_contracts_are_inferred_simplest_family_first_and_widened(coverage):
         inference = infer(by_name[name].cls, name)
         assert inference.contract is not None, (name, inference.tried)
         assert inference.contract.family == family, (name, inference.tried)
+        assert bool(inference.differences) == (name in ITERATIVE), (name, inference.differences)
     softmax = infer(by_name["scan_pkg.dims.Softmax"].cls, "softmax")
     assert softmax.contract is not None and softmax.contract.inputs == ("fg.tensor()", "fg.dim(0)")
 
@@ -97,7 +102,7 @@ def test_scan_catches_planted_bugs_and_passes_correct_twins(scanned):
 def test_scan_writes_registrations_and_a_scan_record(scanned):
     _, report, _ = scanned
     record = json.loads((report / "scan.json").read_text())
-    assert record["coverage"].startswith("12 custom Functions, 1 registered")
+    assert record["coverage"].startswith("14 custom Functions, 1 registered")
     functions = {f["name"]: f for f in record["functions"]}
     assert functions["scan_pkg.registered.Exp"] == {
         "name": "scan_pkg.registered.Exp",
@@ -107,6 +112,9 @@ def test_scan_writes_registrations_and_a_scan_record(scanned):
     assert pick["contract"] is None and len(pick["tried"]) == 5
     assert "fg.register(" in functions["scan_pkg.matrix.MatMul"]["snippet"]
     assert functions["scan_pkg.matrix.MatMul"]["status"] == "passed"
+    assert functions["scan_pkg.matrix.MatMul"]["oracle"] == "autograd of forward"
+    assert functions["scan_pkg.iterative.CubicRoot"]["oracle"] == "differences"
+    assert 'oracle="differences"' in functions["scan_pkg.iterative.CubicRoot"]["snippet"]
     # the registrations the scan fuzzed are a module a user can read, edit and fuzz again
     assert (
         main(
@@ -128,3 +136,14 @@ def test_scan_writes_registrations_and_a_scan_record(scanned):
         )
         == 0
     )
+
+
+def test_oracle_differences_is_an_option_of_reference_free_registrations_only():
+    from fuzzgrad.errors import InvalidRegistration
+    from fuzzgrad.registry.target import make_target
+
+    Square = pytest.importorskip("corpus.scan_pkg.elementwise").Square
+    assert make_target(Square, options={"oracle": "differences"}).options["oracle"]
+    for options, kw in (({"oracle": "jax"}, {}), ({"oracle": "differences"}, {"reference": abs})):
+        with pytest.raises(InvalidRegistration, match="'Square': oracle="):
+            make_target(Square, options=options, **kw)

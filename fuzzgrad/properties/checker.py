@@ -104,6 +104,11 @@ class Checker:
         reference = target.reference
         self.numerical = False  # no reference at all: finite differences of the Function itself
         self._auto = reference is None and target.jax_reference is None
+        if self._auto and target.options.get("oracle") == "differences":
+            # Autograd of the forward is known not to be its derivative (`fuzzgrad scan` found
+            # it disagreeing with finite differences: an iterative forward, say).
+            self._auto, self.numerical = False, True
+            self.stats.oracle_note = "numerical oracle (finite differences): oracle='differences'"
         if self._auto:
             from fuzzgrad.oracles.autoref import auto_reference
 

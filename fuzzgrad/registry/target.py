@@ -437,6 +437,15 @@ def make_target(
                 f"['cpu'] or ['cuda'], got {devices!r}."
             )
         opts["devices"] = tuple(devices)
+    if opts.get("oracle", "differences") != "differences" or (
+        "oracle" in opts and (reference is not None or jax_reference is not None)
+    ):
+        raise InvalidRegistration(
+            f"{where}oracle={opts['oracle']!r}: the only oracle option is 'differences' (judge "
+            "the backward by finite differences of the forward), for a Function registered "
+            "without reference= or jax_reference= whose forward autograd cannot differentiate "
+            "into its derivative (an iterative solver, say)."
+        )
     precision = opts.get("precision", "native")
     if precision not in PRECISIONS:
         raise InvalidRegistration(

@@ -63,8 +63,9 @@ def _describe(found: Found, inference: Inference) -> str:
     if inference.contract is None:
         return f"  {found.name}: no contract inferred (tried {inference.describe_tried()})"
     c = inference.contract
-    return f"  {found.name}: {c.family} [{', '.join(c.inputs)}]\n" + _indent(
-        snippet(found.qualname, found.name, c)
+    oracle = " (judged by finite differences)" if inference.differences else ""
+    return f"  {found.name}: {c.family} [{', '.join(c.inputs)}]{oracle}\n" + _indent(
+        snippet(found.qualname, found.name, inference)
     )
 
 
@@ -84,13 +85,11 @@ def registrations(fuzzed: list[Found], inferred: dict[str, Inference]) -> str:
         "",
     ]
     for found in fuzzed:
-        contract = inferred[found.name].contract
-        assert contract is not None
         var = found.qualname.replace(".", "_")
         lines += [
             "",
             f"{var} = scanned({found.spec!r}, {found.module!r}, {found.qualname!r})",
-            snippet(var, found.name, contract),
+            snippet(var, found.name, inferred[found.name]),
         ]
     return "\n".join(lines) + "\n"
 
@@ -129,7 +128,9 @@ def _write_scan(
             entry["contract"] = (
                 None if c is None else {"family": c.family, "inputs": list(c.inputs)}
             )
-            entry["snippet"] = None if c is None else snippet(found.qualname, found.name, c)
+            entry["snippet"] = None if c is None else snippet(found.qualname, found.name, inference)
+            entry["oracle"] = "differences" if inference.differences else "autograd of forward"
+            entry["oracle_reason"] = inference.differences
             record = results.get(found.name)
             entry["status"] = record["status"] if record else None
             entry["failures"] = [

@@ -57,6 +57,8 @@ class Inference:
     contract: Contract | None
     tried: list[tuple[str, str]] = field(default_factory=list)
     parameters: tuple[str, ...] = ()
+    #: Why autograd of the forward is not its derivative (then finite differences judge).
+    differences: str | None = None
 
     def describe_tried(self) -> str:
         return "; ".join(f"{family}: {outcome}" for family, outcome in self.tried)
@@ -126,7 +128,19 @@ def infer(cls: Any, name: str) -> Inference:
             wider = by_family.get(GENERALISES.get(contract.family, ""))
             if wider is None:
                 break
+    if inference.contract is not None:
+        inference.differences = _own_derivative_problem(cls, name, inference.contract)
     return inference
+
+
+def _own_derivative_problem(cls: Any, name: str, contract: Contract) -> str | None:
+    import torch
+
+    from fuzzgrad.integrations.scan.oracle import own_derivative_problem
+    from fuzzgrad.registry.target import make_target
+
+    target = make_target(cls, name=name, inputs=contract.specs(), dtypes=[torch.float64])
+    return own_derivative_problem(target)
 
 
 def _accepts(cls: Any, name: str, contract: Contract, inference: Inference) -> bool:
@@ -194,11 +208,26 @@ def _dtypes() -> tuple[Any, ...]:
     return (torch.float64, torch.float32)
 
 
-def snippet(function: str, name: str, contract: Contract) -> str:
-    """A ready-to-edit registration of ``function`` (an expression) with ``contract``."""
-    inputs = ", ".join(contract.inputs)
-    return (
-        f"fg.register(\n    {function},\n    name={name!r},\n    inputs=[{inputs}],  "
-        f"# inferred: {contract.family}\n    dtypes={DTYPES},\n"
-        f"    properties={list(PROPERTIES)!r},  # what holds under any contract; widen it\n)"
-    )
+#: Share of fuzzed cases the forward may reject (discarded) before a scanned target is an
+#: error: the trial accepted the contract on `ACCEPT` of its draws, and the fuzzer draws more
+#: edge cases (0-d, empty) than the trial does.
+MAX_DISCARDS = 0.5
+
+
+def snippet(function: str, name: str, inference: Inference) -> str:
+    """A ready-to-edit registration of ``function`` (an expression) with the inferred contract."""
+    contract = inference.contract
+    assert contract is not None
+    lines = [
+        "fg.register(",
+        f"    {function},",
+        f"    name={name!r},",
+        f"    inputs=[{', '.join(contract.inputs)}],  # inferred: {contract.family}",
+        f"    dtypes={DTYPES},",
+        f"    properties={list(PROPERTIES)!r},  # what holds under any contract; widen it",
+        f"    max_discards={MAX_DISCARDS},  # cases the forward rejects; narrow inputs= instead",
+    ]
+    if inference.differences:
+        why = inference.differences.replace("\n", " ")
+        lines.append(f'    oracle="differences",  # {why}')
+    return "\n".join([*lines, ")"])
