@@ -147,3 +147,35 @@ def test_oracle_differences_is_an_option_of_reference_free_registrations_only():
     for options, kw in (({"oracle": "jax"}, {}), ({"oracle": "differences"}, {"reference": abs})):
         with pytest.raises(InvalidRegistration, match="'Square': oracle="):
             make_target(Square, options=options, **kw)
+
+
+COVERED = """
+import torch
+import fuzzgrad as fg
+
+
+@fg.register()
+class Double(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g
+
+
+class Triple(Double):
+    @staticmethod
+    def forward(ctx, x):
+        return 3 * x
+"""
+
+
+def test_fuzz_prints_registration_coverage(tmp_path, capsys):
+    (tmp_path / "half_registered.py").write_text(COVERED)
+    argv = ["fuzz", str(tmp_path / "half_registered.py"), "--report", str(tmp_path / "r")]
+    argv += ["--max-examples", "3", "--seed", "0", "--database", "none", "--no-isolate"]
+    main(argv)
+    line = "registration coverage: 2 custom Functions, 1 registered; not registered: "
+    assert line + "half_registered.Triple" in capsys.readouterr().out

@@ -434,13 +434,27 @@ def _fuzz(args) -> int:
             for p in props or ():
                 if p not in known:
                     return _usage(f"unknown property {p!r}; choose from {', '.join(known)}")
-            plan.targets = _selected(_load(specs, args.keywords), args, options)
+            loaded = _load(specs, args.keywords)
+            plan.targets = _selected(loaded, args, options)
             if not args.targets:
                 print(f"fuzzgrad: {len(plan.targets)} targets from {source}")
+            _print_coverage(loaded)
             return _run_and_report(args, plan, options, workers, problem)
     except Stop:
         print("fuzzgrad: stopped (SIGTERM)", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _print_coverage(targets) -> None:
+    """One line of registration coverage: the custom Functions of the modules fuzzed, and
+    which no target calls (`fuzzgrad scan` fuzzes those)."""
+    from fuzzgrad.integrations.scan.found import registration_coverage
+    from fuzzgrad.report.common import terminal_safe
+
+    coverage = registration_coverage(targets)
+    if coverage.unregistered:
+        line = f"fuzzgrad: registration coverage: {coverage.line()} (fuzzgrad scan fuzzes them)"
+        print(terminal_safe(line, newlines=False))
 
 
 def _selected(targets, args, options) -> list:

@@ -132,3 +132,28 @@ def scanned(spec: str, module: str, qualname: str) -> Any:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def registration_coverage(targets: list[Any]) -> Coverage:
+    """Registration coverage of a ``fuzzgrad fuzz`` run: the custom Functions defined in the
+    modules that register its targets and in those that define the targets' Functions, and
+    which of them a target calls (nothing is imported: these modules are loaded already)."""
+    import sys
+
+    modules: dict[str, ModuleType] = {}
+    for t in targets:
+        fn = t.autograd_function
+        for name in (t.module, getattr(fn, "__module__", None)):
+            module = sys.modules.get(name) if name else None
+            if module is not None:
+                modules.setdefault(module.__name__, module)
+    coverage = Coverage()
+    seen: set[int] = set()
+    for module in modules.values():
+        for found in functions_in(module, module.__name__):
+            if id(found.cls) not in seen:
+                seen.add(id(found.cls))
+                coverage.functions.append(found)
+    covered = {id(t.autograd_function) for t in targets if t.autograd_function is not None}
+    coverage.registered = {f.name for f in coverage.functions if id(f.cls) in covered}
+    return coverage
