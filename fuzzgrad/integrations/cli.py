@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
         "github-artifact://OWNER/REPO[/ARTIFACT][?local=DIR] to replay a CI artifact (read-only) "
         "and save to a local folder (default: .fuzzgrad/examples; 'none' to disable)",
     )
+    fuzz.add_argument(  # `fuzzgrad scan` fuzzes its own registrations: no coverage line
+        "--no-coverage", dest="coverage", action="store_false", help=argparse.SUPPRESS
+    )
     nightly = fuzz.add_argument_group("nightly runs")
     nightly.add_argument(
         "--budget",
@@ -438,7 +441,8 @@ def _fuzz(args) -> int:
             plan.targets = _selected(loaded, args, options)
             if not args.targets:
                 print(f"fuzzgrad: {len(plan.targets)} targets from {source}")
-            _print_coverage(loaded)
+            if args.coverage:
+                _print_coverage(loaded)
             return _run_and_report(args, plan, options, workers, problem)
     except Stop:
         print("fuzzgrad: stopped (SIGTERM)", file=sys.stderr)

@@ -33,21 +33,16 @@ def scan_command(args: Any, fuzz: Callable[[list[str]], int]) -> int:
 
     prepare(isolate=args.isolate)  # before the trials import Hypothesis
     on_sys_path(Path.cwd()).add()
-    specs = [str(Path(s).resolve()) if Path(s).exists() else s for s in args.targets]
-    coverage = scan_modules(specs)
+    report = args.report or default_report_dir()
+    coverage, inferred, written = infer_registrations(args.targets, report)
     for error in coverage.import_errors:
         print(f"warning: {error}", file=sys.stderr)
     print(f"fuzzgrad scan: {coverage.line()}")
-    inferred = {f.name: infer(f.cls, f.name) for f in coverage.unregistered}
-    report = args.report or default_report_dir()
-    report.mkdir(parents=True, exist_ok=True)
     for found in coverage.unregistered:
         print(_describe(found, inferred[found.name]))
-    fuzzed = [f for f in coverage.unregistered if inferred[f.name].contract is not None]
     status = EXIT_OK
-    if fuzzed:
-        (report / TARGETS_FILE).write_text(registrations(fuzzed, inferred))
-        argv = ["fuzz", str(report / TARGETS_FILE), "--report", str(report)]
+    if written is not None:
+        argv = ["fuzz", str(written), "--report", str(report), "--no-coverage"]
         argv += ["--max-examples", str(args.max_examples)]
         argv += [] if args.seed is None else ["--seed", str(args.seed)]
         argv += [] if args.isolate else ["--no-isolate"]
@@ -57,6 +52,23 @@ def scan_command(args: Any, fuzz: Callable[[list[str]], int]) -> int:
     _write_scan(report, coverage, inferred, results)
     print(f"Scan record: {report / SCAN_FILE}; registrations: {report / TARGETS_FILE}")
     return status
+
+
+def infer_registrations(
+    given: list[str], folder: Path
+) -> tuple[Coverage, dict[str, Inference], Path | None]:
+    """Scan ``given`` (modules, files, folders), infer a contract for each unregistered
+    Function, and write the registrations of those with one to ``folder/scan_targets.py``
+    (returned; None when there are none)."""
+    specs = [str(Path(s).resolve()) if Path(s).exists() else s for s in given]
+    coverage = scan_modules(specs)
+    inferred = {f.name: infer(f.cls, f.name) for f in coverage.unregistered}
+    fuzzed = [f for f in coverage.unregistered if inferred[f.name].contract is not None]
+    folder.mkdir(parents=True, exist_ok=True)
+    if not fuzzed:
+        return coverage, inferred, None
+    (folder / TARGETS_FILE).write_text(registrations(fuzzed, inferred))
+    return coverage, inferred, folder / TARGETS_FILE
 
 
 def _describe(found: Found, inference: Inference) -> str:

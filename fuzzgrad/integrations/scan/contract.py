@@ -2,9 +2,11 @@
 
 Each family is a list of `fuzzgrad.tensor`/`fuzzgrad.dim` specs written as source text, so the
 registration snippet a scan prints is exactly the contract it fuzzed. Families are tried
-simplest first; the first on which the forward runs on at least `ACCEPT` of `DRAWS` drawn cases
-is kept. Required parameters are fed (tensors, or ``fg.dim`` for one named like a dim); those
-with defaults keep them.
+simplest first; the first on which the Function runs, forward and backward, on at least
+`ACCEPT` of `DRAWS` drawn cases is kept (a backward that asserts a narrower contract than its
+forward's, 3 columns say, tells what the Function means: it would otherwise fail every case).
+Required parameters are fed (tensors, or ``fg.dim`` for one named like a dim); those with
+defaults keep them.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def _accepts(cls: Any, name: str, contract: Contract, inference: Inference) -> b
     if drawn == 0:
         inference.tried.append((contract.family, f"no case drawn ({why})"))
         return False
-    inference.tried.append((contract.family, f"forward ran on {ok}/{drawn}" + why))
+    inference.tried.append((contract.family, f"forward and backward ran on {ok}/{drawn}" + why))
     return ok >= ACCEPT * drawn
 
 
@@ -180,7 +182,7 @@ def _trial(cls: Any, name: str, contract: Contract) -> tuple[int, int, str]:
     @given(cases(target))
     def trial(case: Any) -> None:
         counts["drawn"] += 1
-        if _runs(target.fn, case.args, last):
+        if _runs(target.fn, _leaves(case.args), last):
             counts["ok"] += 1
 
     trial()
@@ -196,10 +198,48 @@ def _runs(fn: Callable[..., Any], args: tuple, last: list[str]) -> bool:
             warnings.simplefilter("ignore")
             out = fn(*args)
     except Exception as exc:  # noqa: BLE001 - the forward's own error is the trial's outcome
-        last.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}")
+        last.append(_first_line(exc))
         return False
     outs = out if isinstance(out, tuple) else (out,)
-    return any(isinstance(o, torch.Tensor) for o in outs)
+    if not any(isinstance(o, torch.Tensor) for o in outs):
+        return False
+    return _backward_runs(args, outs, last)
+
+
+def _backward_runs(args: tuple, outs: tuple, last: list[str]) -> bool:
+    """Whether the backward runs on the call (or there is none to run): a contract on which the
+    backward raises for most draws is one the Function does not mean (a forward that accepts
+    any shape and a backward that asserts 3 columns), not a bug to report on every case."""
+    import torch
+
+    leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    diff = [o for o in outs if isinstance(o, torch.Tensor) and o.requires_grad]
+    if not leaves or not diff:
+        return True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.autograd.grad(diff, leaves, [torch.ones_like(o) for o in diff], allow_unused=True)
+    except Exception as exc:  # noqa: BLE001 - the backward's own error is the trial's outcome
+        last.append(f"backward raised {_first_line(exc)}")
+        return False
+    return True
+
+
+def _leaves(args: tuple) -> tuple:
+    """The case's arguments, every floating tensor a leaf that requires grad (what the backward
+    is run on)."""
+    import torch
+
+    return tuple(
+        a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+        for a in args
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:120] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
 
 
 def _dtypes() -> tuple[Any, ...]:
