@@ -280,7 +280,9 @@ def register(
     is kept rounded in the float32 run too; ``mutates_inputs=True`` or ``[0]``: the Function
     writes into all its inputs, or those, in place: they are never drawn expanded;
     ``nonfinite_ok=("vjp",)``: in those properties a NaN or inf is accepted where the
-    reference run at the case's dtype gives one too, though the float64 reference is finite).
+    reference run at the case's dtype gives one too, though the float64 reference is finite;
+    ``oracle="differences"``, without any reference: judge the backward by finite differences
+    of the forward, whose autograd is not its derivative: an iterative solver, say).
     """
     caller = sys._getframe(1).f_globals.get("__name__", "__main__")
     kwargs = dict(
