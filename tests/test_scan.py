@@ -33,6 +33,8 @@ EXPECTED = {
     "scan_pkg.iterative.CubicRoot": ("one shape", None),
     "scan_pkg.iterative.CubicRootWrongSlope": ("one shape", "vjp"),
 }
+#: Functions whose contract only a trace of real calls shows (a last dim of 3).
+TRACED = {"scan_pkg.traced.Cross", "scan_pkg.traced.CrossFlipped"}
 #: Functions whose forward, differentiated by autograd, is not their derivative.
 ITERATIVE = {"scan_pkg.iterative.CubicRoot", "scan_pkg.iterative.CubicRootWrongSlope"}
 
@@ -44,9 +46,9 @@ def coverage():
 
 def test_finds_the_functions_a_package_defines_and_which_are_registered(coverage):
     names = {f.name for f in coverage.functions}
-    assert names == {*EXPECTED, "scan_pkg.unknown.Pick", "scan_pkg.registered.Exp"}
+    assert names == {*EXPECTED, *TRACED, "scan_pkg.unknown.Pick", "scan_pkg.registered.Exp"}
     assert coverage.registered == {"scan_pkg.registered.Exp"}
-    assert coverage.line().startswith("14 custom Functions, 1 registered; not registered: ")
+    assert coverage.line().startswith("16 custom Functions, 1 registered; not registered: ")
     assert "scan_pkg.unknown.Pick" in coverage.line()
     # a module that fails to import is reported, and the others are scanned all the same
     assert len(coverage.import_errors) == 1 and "broken" in coverage.import_errors[0]
@@ -107,7 +109,7 @@ def test_scan_catches_planted_bugs_and_passes_correct_twins(scanned):
 def test_scan_writes_registrations_and_a_scan_record(scanned):
     _, report, _ = scanned
     record = json.loads((report / "scan.json").read_text())
-    assert record["coverage"].startswith("14 custom Functions, 1 registered")
+    assert record["coverage"].startswith("16 custom Functions, 1 registered")
     functions = {f["name"]: f for f in record["functions"]}
     assert functions["scan_pkg.registered.Exp"] == {
         "name": "scan_pkg.registered.Exp",
@@ -200,3 +202,39 @@ def test_pytest_scan_option_adds_items_for_unregistered_functions(pytester):
         and "-vjp]" in line
         for line in lines
     ), lines
+
+
+def test_a_trace_generalises_real_calls_into_a_contract():
+    from fuzzgrad.integrations.scan.trace import traced_contract
+
+    def call(*shapes, dtype="float32"):
+        return [{"shape": list(s), "dtype": dtype} for s in shapes] + [{"value": -1}]
+
+    contract = traced_contract([call((5, 3), (5, 3)), call((2, 3), (2, 3))])
+    assert contract is not None
+    assert contract.inputs == ("fg.tensor('d0 3')", "fg.tensor('d0 3')", "-1")
+    varied = traced_contract([call((4, 2), (2, 4)), call((3, 5), (5, 3))])
+    assert varied is not None and varied.inputs[:2] == ("fg.tensor('d0 d1')", "fg.tensor('d1 d0')")
+    assert traced_contract([call((2,), dtype="int64")]) is None  # indices: left to trial
+    assert traced_contract([call((2,)), call((2, 2))]) is None  # the rank varies
+
+
+def test_scan_with_a_trace_fuzzes_what_only_real_calls_show(tmp_path):
+    """Without a trace the cross product's contract (3 columns) is not inferred; with one, the
+    planted bug is caught and its twin passes."""
+    import sys
+
+    script = PKG / "_trace_calls.py"
+    argv = ["scan", str(PKG / "traced.py"), "--report", str(tmp_path), "--max-examples", "20"]
+    argv += ["--seed", "0", "--no-isolate", "--trace", f"{sys.executable} {script}"]
+    assert main(argv) == 1
+    records = json.loads((tmp_path / "results.json").read_text())["targets"]
+    status = {r["name"]: (r["status"], r["scan"]["contract"]) for r in records}
+    assert status == {
+        "traced.Cross": ("passed", "traced"),
+        "traced.CrossFlipped": ("failed", "traced"),
+    }
+    flipped = next(r for r in records if r["name"] == "traced.CrossFlipped")
+    assert "vjp" in {f["property"] for f in flipped["failures"]}
+    untraced = infer(pytest.importorskip("corpus.scan_pkg.traced").Cross, "cross")
+    assert untraced.contract is None

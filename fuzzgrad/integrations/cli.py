@@ -231,6 +231,14 @@ def _add_scan(sub) -> None:
     )
     scan.add_argument("--seed", type=int, default=None, help="random seed")
     scan.add_argument(
+        "--trace",
+        default=None,
+        metavar="CMD",
+        help='run CMD (a shell command: "pytest tests/", an example script) with '
+        "Function.apply instrumented, and infer each traced Function's contract from the calls "
+        "it made (shapes: which dims vary, which are equal; plain values) before trying families",
+    )
+    scan.add_argument(
         "--report",
         type=Path,
         default=None,

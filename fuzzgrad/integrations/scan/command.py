@@ -34,7 +34,16 @@ def scan_command(args: Any, fuzz: Callable[[list[str]], int]) -> int:
     prepare(isolate=args.isolate)  # before the trials import Hypothesis
     on_sys_path(Path.cwd()).add()
     report = args.report or default_report_dir()
-    coverage, inferred, written = infer_registrations(args.targets, report)
+    traces = None
+    if args.trace:
+        from fuzzgrad.integrations.scan.trace import record
+
+        traces, traced_status = record(args.trace)
+        print(
+            f"fuzzgrad scan: traced {sum(map(len, traces.values()))} call(s) of "
+            f"{len(traces)} Function(s) from {args.trace!r} (exit status {traced_status})"
+        )
+    coverage, inferred, written = infer_registrations(args.targets, report, traces)
     for error in coverage.import_errors:
         print(f"warning: {error}", file=sys.stderr)
     print(f"fuzzgrad scan: {coverage.line()}")
@@ -55,20 +64,37 @@ def scan_command(args: Any, fuzz: Callable[[list[str]], int]) -> int:
 
 
 def infer_registrations(
-    given: list[str], folder: Path
+    given: list[str], folder: Path, traces: dict[str, list] | None = None
 ) -> tuple[Coverage, dict[str, Inference], Path | None]:
     """Scan ``given`` (modules, files, folders), infer a contract for each unregistered
-    Function, and write the registrations of those with one to ``folder/scan_targets.py``
-    (returned; None when there are none)."""
+    Function (from its ``traces``, the calls a command made, where there are some), and write
+    the registrations of those with one to ``folder/scan_targets.py`` (returned; None when
+    there are none)."""
+    from fuzzgrad.integrations.scan.trace import traced_contract
+
     specs = [str(Path(s).resolve()) if Path(s).exists() else s for s in given]
     coverage = scan_modules(specs)
-    inferred = {f.name: infer(f.cls, f.name) for f in coverage.unregistered}
+    inferred = {
+        f.name: infer(f.cls, f.name, traced_contract(_calls_of(f, traces or {})))
+        for f in coverage.unregistered
+    }
     fuzzed = [f for f in coverage.unregistered if inferred[f.name].contract is not None]
     folder.mkdir(parents=True, exist_ok=True)
     if not fuzzed:
         return coverage, inferred, None
     (folder / TARGETS_FILE).write_text(registrations(fuzzed, inferred))
     return coverage, inferred, folder / TARGETS_FILE
+
+
+def _calls_of(found: Found, traces: dict[str, list]) -> list:
+    """The traced calls of ``found``: recorded under its module's import name in the traced
+    process, which for a file the scan imports by path is its stem (matched on the last part)."""
+    last = found.name.rsplit(".", 2)[-2] if "." in found.name else ""
+    for key, calls in traces.items():
+        module, _, qualname = key.partition(":")
+        if qualname == found.qualname and module.rsplit(".", 1)[-1] == last:
+            return calls
+    return []
 
 
 def _describe(found: Found, inference: Inference) -> str:

@@ -110,8 +110,18 @@ def families(params: tuple[str, ...]) -> list[Contract]:
     return out
 
 
-def infer(cls: Any, name: str) -> Inference:
-    """Try the families for ``cls`` in order and keep the first its forward accepts."""
+def infer(cls: Any, name: str, traced: Contract | None = None) -> Inference:
+    """Try the families for ``cls`` in order and keep the first its forward accepts; a contract
+    ``traced`` from real calls (`fuzzgrad.integrations.scan.trace`) is tried first."""
+    if traced is not None:
+        inference = Inference(None)
+        if _accepts(cls, name, traced, inference):
+            inference.contract = traced
+            inference.differences = _own_derivative_problem(cls, name, traced)
+            return inference
+        rest = infer(cls, name)
+        rest.tried[:0] = inference.tried
+        return rest
     params = required_parameters(cls)
     if params is None:
         return Inference(None, [("signature", "forward takes *args or has no signature")])
