@@ -1,4 +1,4 @@
-"""The ``fuzzgrad`` command: ``fuzz``, ``list``, ``repro`` and ``report``.
+"""The ``fuzzgrad`` command: ``fuzz``, ``scan``, ``list``, ``repro`` and ``report``.
 
 Exit status: 0 when every target behaved as expected (passed, or failed where registered
 ``xfail``), 1 on any unexpected outcome (a failure, an unexpected pass, a crashed target), 2 on a
@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
         "github-artifact://OWNER/REPO[/ARTIFACT][?local=DIR] to replay a CI artifact (read-only) "
         "and save to a local folder (default: .fuzzgrad/examples; 'none' to disable)",
     )
+    fuzz.add_argument(  # `fuzzgrad scan` fuzzes its own registrations: no coverage line
+        "--no-coverage", dest="coverage", action="store_false", help=argparse.SUPPRESS
+    )
     nightly = fuzz.add_argument_group("nightly runs")
     nightly.add_argument(
         "--budget",
@@ -134,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         help="previous report to diff against in summary.md and index.html (default: "
         "reports/latest as it was before this run)",
     )
+    _add_scan(sub)
     lst = sub.add_parser(
         "list",
         help="list registered targets",
@@ -221,6 +225,55 @@ DEFAULT_TARGETS = (
 )
 
 
+def _add_scan(sub) -> None:
+    scan = sub.add_parser(
+        "scan",
+        help="fuzz every custom Function of a package, registered or not",
+        description="Find every torch.autograd.Function subclass the given packages, modules, "
+        ".py files or folders define, say which are registered, infer an input contract for "
+        "the others by trial (one shape, broadcastable, matrices, a dim argument), and fuzz them "
+        "against autograd of their own forward (finite differences where it is not "
+        "differentiable), checking only what holds under any contract the forward accepts. "
+        "Writes the inferred registrations (scan_targets.py), scan.json and the usual report.",
+    )
+    scan.add_argument("targets", nargs="+", metavar="MODULE_OR_PATH")
+    scan.add_argument(
+        "--max-examples",
+        type=int,
+        default=100,
+        metavar="N",
+        help="examples per Function before shrinking (default: 100)",
+    )
+    scan.add_argument("--seed", type=int, default=None, help="random seed")
+    scan.add_argument(
+        "--trace",
+        default=None,
+        metavar="CMD",
+        help='run CMD (a shell command: "pytest tests/", an example script) with '
+        "Function.apply instrumented, and infer each traced Function's contract from the calls "
+        "it made (shapes: which dims vary, which are equal; plain values) before trying families",
+    )
+    scan.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="report directory (default: reports/<timestamp>)",
+    )
+    scan.add_argument(
+        "--database",
+        default="none",
+        metavar="DIR_OR_URL",
+        help="Hypothesis example database, as for fuzz (default: none)",
+    )
+    scan.add_argument(
+        "--no-isolate",
+        dest="isolate",
+        action="store_false",
+        help="fuzz in this process (for debugging)",
+    )
+
+
 def _add_selection(command: argparse.ArgumentParser, verb: str) -> None:
     command.add_argument(
         "targets",
@@ -252,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
             return _stoppable_fuzz(args)
         if args.command == "list":
             return _list(args)
+        if args.command == "scan":
+            from fuzzgrad.integrations.scan.command import scan_command
+
+            return scan_command(args, main)
         if args.command == "repro":
             from fuzzgrad.integrations.regression import repro_command
 
@@ -438,14 +495,29 @@ def _fuzz_into(args, report, database, specs, sys_path, source, options, props) 
             for p in props or ():
                 if p not in known:
                     return _usage(f"unknown property {p!r}; choose from {', '.join(known)}")
-            plan.targets = _selected(_load(specs, args.keywords), args, options)
+            loaded = _load(specs, args.keywords)
+            plan.targets = _selected(loaded, args, options)
             check_stop()  # a Ctrl-C that an import's callback swallowed still stops the run
             if not args.targets:
                 print(f"fuzzgrad: {len(plan.targets)} targets from {source}")
+            if args.coverage:
+                _print_coverage(loaded)
             return _run_and_report(args, plan, options, workers, problem)
     except Stop as stop:
         print(f"fuzzgrad: stopped ({str(stop) or 'SIGTERM'})", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _print_coverage(targets) -> None:
+    """One line of registration coverage: the custom Functions of the modules fuzzed, and
+    which no target calls (`fuzzgrad scan` fuzzes those)."""
+    from fuzzgrad.integrations.scan.found import registration_coverage
+    from fuzzgrad.report.common import terminal_safe
+
+    coverage = registration_coverage(targets)
+    if coverage.unregistered:
+        line = f"fuzzgrad: registration coverage: {coverage.line()} (fuzzgrad scan fuzzes them)"
+        print(terminal_safe(line, newlines=False))
 
 
 def _selected(targets, args, options) -> list:

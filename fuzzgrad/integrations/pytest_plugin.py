@@ -66,6 +66,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(default: [tool.fuzzgrad] targets in pyproject.toml, else the rootdir's targets/)",
     )
     group.addoption(
+        "--fuzzgrad-scan",
+        metavar="MODULES_OR_PATHS",
+        help="comma-separated packages, modules, .py files or folders whose unregistered custom "
+        "Functions get items too, with contracts inferred as `fuzzgrad scan` infers them",
+    )
+    group.addoption(
         "--fuzzgrad-profile",
         metavar="NAME",
         help="ci, dev, nightly or a registered Hypothesis profile (default: $HYPOTHESIS_PROFILE, "
@@ -166,6 +172,31 @@ def pytest_collection_modifyitems(
 
 # -- configuration ----------------------------------------------------------------------------
 def _find_setup(config: pytest.Config) -> _Setup | None:
+    setup = _configured_setup(config)
+    scan = config.getoption("fuzzgrad_scan")
+    if not scan:
+        return setup
+    import tempfile
+
+    from fuzzgrad.errors import FuzzgradError
+    from fuzzgrad.integrations.scan.command import infer_registrations
+
+    here = config.invocation_params.dir
+    specs = [_resolve(s.strip(), here, config.rootpath) for s in scan.split(",") if s.strip()]
+    try:
+        coverage, _, written = infer_registrations(
+            specs, Path(tempfile.mkdtemp(prefix="fuzzgrad-scan-"))
+        )
+    except FuzzgradError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    source = f"--fuzzgrad-scan: {coverage.line()}"
+    scanned = (str(written),) if written is not None else ()
+    if setup is None:
+        return _Setup(scanned, source, True) if scanned else None
+    return _Setup(setup.specs + scanned, f"{setup.source}; {source}", True)
+
+
+def _configured_setup(config: pytest.Config) -> _Setup | None:
     root = config.rootpath
     option = config.getoption("fuzzgrad_targets")
     if option:

@@ -85,12 +85,23 @@ def _import_error(what: str, exc: BaseException) -> TargetImportError:
     )
 
 
-def _walk(package: ModuleType) -> list[ModuleType]:
+def _walk(package: ModuleType, errors: list[str] | None = None) -> list[ModuleType]:
+    """The package's public submodules, imported; with ``errors``, a submodule that fails to
+    import is noted there (the message) instead of raising."""
     modules = []
-    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+    for info in pkgutil.walk_packages(
+        package.__path__,
+        package.__name__ + ".",
+        onerror=errors.append if errors is not None else None,
+    ):
         if info.name.rsplit(".", 1)[-1].startswith(("_", "test_")):
             continue
-        modules.append(_import_module(info.name))
+        try:
+            modules.append(_import_module(info.name))
+        except TargetImportError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
     return modules
 
 
@@ -110,6 +121,14 @@ def import_targets(spec: str) -> list[ModuleType]:
         if not path.exists():
             raise TargetNotFound(f"fuzzgrad: no such file or folder: {spec!r}.")
         return _import_path(path)
+    module = _import_top(spec)
+    if hasattr(module, "__path__"):
+        return [module, *_walk(module)]
+    return [module]
+
+
+def _import_top(spec: str) -> ModuleType:
+    """The module named ``spec`` (not its submodules), imported."""
     try:
         module = importlib.import_module(spec)
     except ModuleNotFoundError as exc:
@@ -123,9 +142,44 @@ def import_targets(spec: str) -> list[ModuleType]:
         raise
     except Exception as exc:
         raise _import_error(spec, exc) from exc
-    if hasattr(module, "__path__"):
-        return [module, *_walk(module)]
-    return [module]
+    return module
+
+
+def import_tolerantly(spec: str) -> tuple[list[ModuleType], list[str]]:
+    """Like `import_targets`, but a module of a package or folder that fails to import is
+    skipped and its message returned beside the modules that did import (a scan reports a
+    broken module and goes on). A spec that names nothing still raises `TargetNotFound`."""
+    errors: list[str] = []
+    path = Path(spec)
+    if spec.endswith(".py") or path.is_dir() or path.is_file():
+        if not path.exists():
+            raise TargetNotFound(f"fuzzgrad: no such file or folder: {spec!r}.")
+        path = path.resolve()
+        if path.is_dir() and not (path / "__init__.py").exists():
+            modules = []
+            for file in sorted(path.rglob("*.py")):
+                if not file.name.startswith(("_", "test_", "conftest")):
+                    try:
+                        modules.append(_import_file(file, _module_name(file)))
+                    except TargetImportError as exc:
+                        errors.append(str(exc))
+            return modules, errors
+        try:
+            top = (
+                _import_path(path)
+                if path.is_file()
+                else [_import_file(path / "__init__.py", _module_name(path), package=True)]
+            )
+        except TargetImportError as exc:
+            return [], [str(exc)]
+    else:
+        try:
+            top = [_import_top(spec)]
+        except TargetImportError as exc:
+            return [], [str(exc)]
+    if hasattr(top[0], "__path__"):
+        return [top[0], *_walk(top[0], errors)], errors
+    return top, errors
 
 
 def load_targets(specs: list[str] | None = None, names: list[str] | None = None) -> list[Target]:

@@ -54,6 +54,12 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "properties in which a NaN or inf is accepted where the reference run at the case's "
         "dtype gives one too",
     ),
+    "oracle": (
+        '"differences"',
+        "with no reference: judge the backward by finite differences of the forward, not "
+        "autograd of it (a forward whose autograd is not its derivative, as an iterative "
+        "solver's)",
+    ),
     "planted": (
         '{"property": "vjp", "bug_class": "..."}',
         "fuzzgrad's own meta-corpus: the planted bug this target carries (read by its tests)",

@@ -281,7 +281,9 @@ def register(
     is kept rounded in the float32 run too; ``mutates_inputs=True`` or ``[0]``: the Function
     writes into all its inputs, or those, in place: they are never drawn expanded;
     ``nonfinite_ok=("vjp",)``: in those properties a NaN or inf is accepted where the
-    reference run at the case's dtype gives one too, though the float64 reference is finite).
+    reference run at the case's dtype gives one too, though the float64 reference is finite;
+    ``oracle="differences"``, without any reference: judge the backward by finite differences
+    of the forward, whose autograd is not its derivative: an iterative solver, say).
     """
     caller = sys._getframe(1).f_globals.get("__name__", "__main__")
     kwargs = dict(
@@ -441,6 +443,15 @@ def make_target(
                 f"['cpu'] or ['cuda'], got {devices!r}."
             )
         opts["devices"] = tuple(devices)
+    if opts.get("oracle", "differences") != "differences" or (
+        "oracle" in opts and (reference is not None or jax_reference is not None)
+    ):
+        raise InvalidRegistration(
+            f"{where}oracle={opts['oracle']!r}: the only oracle option is 'differences' (judge "
+            "the backward by finite differences of the forward), for a Function registered "
+            "without reference= or jax_reference= whose forward autograd cannot differentiate "
+            "into its derivative (an iterative solver, say)."
+        )
     precision = opts.get("precision", "native")
     if precision not in PRECISIONS:
         raise InvalidRegistration(

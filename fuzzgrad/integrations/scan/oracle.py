@@ -1,0 +1,106 @@
+"""Whether a Function's own forward, differentiated by autograd, is its derivative.
+
+Usually it is: a forward made of differentiable torch ops. But a forward that finds a root or a
+fixed point by iteration (a bisection, Newton steps) has an autograd derivative of the unrolled
+iteration, which is not the derivative of the result, while the hand-written backward (the
+implicit function theorem) is right. A scan fuzzing such a Function against autograd of its
+forward would report false alarms, so before fuzzing it checks, on float64 draws of the inferred
+contract, that autograd of the forward agrees with finite differences of the forward; where
+they disagree (or the forward raises under autograd while ``apply`` runs), the Function is
+fuzzed against finite differences instead (registration option ``oracle="differences"``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+#: Float64 cases of the contract on which autograd of the forward is compared with differences.
+CHECKS = 10
+
+
+def own_derivative_problem(target: Any) -> str | None:
+    """Why autograd of ``target``'s forward cannot serve as its reference (None: it can)."""
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    from fuzzgrad.oracles.autoref import AutoReferenceImpossible, auto_reference
+    from fuzzgrad.strategies import cases
+
+    reference = auto_reference(target)
+    problems: list[str] = []
+
+    @settings(
+        max_examples=CHECKS,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        deadline=None,
+    )
+    @given(cases(target))
+    def check(case: Any) -> None:
+        if problems:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                problems.append(_disagreement(target, reference, case.args) or "")
+            except AutoReferenceImpossible:
+                pass  # the checker falls back to differences by itself
+        if problems and not problems[-1]:
+            problems.pop()
+
+    check()
+    return problems[0] if problems else None
+
+
+def _disagreement(target: Any, reference: Any, args: tuple) -> str | None:
+    """What differs between autograd of the forward and finite differences on ``args``."""
+    from fuzzgrad.oracles.autoref import AutoReferenceImpossible
+    from fuzzgrad.oracles.numerical import numerical_vjp
+    from fuzzgrad.verdict.differences import FAIL, by_differences
+
+    try:
+        target.fn(*args)
+    except Exception:  # noqa: BLE001 - outside the forward's domain: nothing to compare
+        return None
+    leaves = [a.detach().to(torch.float64).requires_grad_() if _floating(a) else a for a in args]
+    wrt = [i for i, a in enumerate(leaves) if _floating(a) and a.numel()]
+    if not wrt:
+        return None
+    try:
+        outs = reference(*leaves)
+    except AutoReferenceImpossible:
+        raise
+    except Exception as exc:  # noqa: BLE001 - apply runs, its forward under autograd does not
+        return f"its forward raises {type(exc).__name__} under autograd where apply runs"
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    diff = [o for o in outs if isinstance(o, torch.Tensor) and o.requires_grad]
+    if not diff:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    cts = [torch.randn(o.shape, generator=gen, dtype=o.dtype) for o in diff]
+    try:
+        grads = torch.autograd.grad(diff, [leaves[i] for i in wrt], cts, allow_unused=True)
+    except Exception as exc:  # noqa: BLE001 - in-place writes into a saved tensor, say
+        return f"autograd of its forward raises {type(exc).__name__} in backward"
+    by_index = dict(zip(wrt, grads))
+    it = iter(cts)
+    all_cts = [next(it) if isinstance(o, torch.Tensor) and o.requires_grad else None for o in outs]
+    for dirs, est, scale in numerical_vjp(target.fn, args, wrt, all_cts):
+        if est is None or not est.smooth:
+            continue
+        dot = sum(float((g * dirs[i]).sum()) for i, g in by_index.items() if g is not None)
+        allowed = 1e-4 * scale + 1e-5 * abs(est.value)
+        if by_differences(dot, est, allowed) == FAIL:
+            return (
+                f"autograd of its forward gives {dot:.6g} along a direction where finite "
+                f"differences of the forward give {est.describe()}"
+            )
+    return None
+
+
+def _floating(a: Any) -> bool:
+    return isinstance(a, torch.Tensor) and a.is_floating_point()
