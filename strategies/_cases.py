@@ -77,11 +77,12 @@ class Case:
                 parts.append(
                     f"tensor(shape={tuple(a.shape)}, {str(a.dtype).replace('torch.', '')}, "
                     f"stride={a.stride()}, offset={a.storage_offset()}, {a.device}, "
-                    f"{describe_layout(a)}{', requires_grad' if rg else ''})"
+                    f"{describe_layout(a)}{', conj' if a.is_conj() else ''}"
+                    f"{', requires_grad' if rg else ''})"
                 )
             else:
                 parts.append(repr(a)[:80])
-        layouts_ = ", ".join(c.layout.kind for c in self.cotangents)
+        layouts_ = ", ".join(c.layout.kind + " conj" * c.layout.conj for c in self.cotangents)
         return f"Case({', '.join(parts)}; cotangent layout: {layouts_})"
 
     @property
@@ -108,23 +109,29 @@ def is_differentiable(x: Any) -> bool:
 
 
 class _Cotangents(st.SearchStrategy):
+    def __init__(self, complex_: bool = False):
+        super().__init__()
+        self.complex = complex_
+
     def __repr__(self) -> str:
-        return "cotangent_recipes()"
+        return f"cotangent_recipes({'complex_=True' if self.complex else ''})"
 
     def do_draw(self, data) -> tuple[CotangentRecipe, ...]:
         scale = pick(data, COTANGENT_SCALES)
         seed = integer(data, 0, 2**32 - 1)
-        layout = draw_layout(data, COTANGENT_KINDS)
+        layout = draw_layout(data, COTANGENT_KINDS, conj=self.complex)
         # Every output used (the simplest) three times in four; else a drawn set left unused.
         unused = integer(data, 1, 2**UNUSED_OUTPUTS - 1) if data.draw_boolean(0.25) else 0
         return (CotangentRecipe(Values(seed=seed, scale=scale), layout, unused),)
 
 
 @functools.cache
-def cotangent_recipes() -> st.SearchStrategy[tuple[CotangentRecipe, ...]]:
+def cotangent_recipes(complex_: bool = False) -> st.SearchStrategy[tuple[CotangentRecipe, ...]]:
     """One cotangent recipe (outputs after the first reseed it): seeded normal values at a drawn
-    scale, laid out contiguously, expanded (stride 0), transposed, sliced or at an offset."""
-    return _Cotangents()
+    scale, laid out contiguously, expanded (stride 0), transposed, sliced or at an offset; with
+    ``complex_`` (a call with complex inputs) complex cotangents are lazy conjugate views one
+    time in four (see `Layout`)."""
+    return _Cotangents(complex_)
 
 
 @functools.cache
@@ -256,7 +263,9 @@ class _SpecCases(st.SearchStrategy):
         wants = [is_differentiable(a) and s.requires_grad for a, s in zip(args, self.specs)]
         mask = iter(_draw_mask(data, sum(wants)))
         rg = tuple(next(mask) if w else False for w in wants)
-        return Case(tuple(args), rg, data.draw(self._cotangents), tuple(recipes), dtype, dev)
+        complex_ = any(isinstance(a, torch.Tensor) and a.is_complex() for a in args)
+        cts = data.draw(cotangent_recipes(True) if complex_ else self._cotangents)
+        return Case(tuple(args), rg, cts, tuple(recipes), dtype, dev)
 
 
 #: A user's strategy whose ``fuzzgrad.tensor`` draws are discarded this often (sizes an earlier

@@ -169,7 +169,7 @@ def _second_order(run, case, full, cts) -> None:
                 first,
             )
         return
-    jgx, jgc = checker.jax(target.jax_reference, case.args, full, cts, mode="hvp", extra=us)
+    jgx, jgc = checker.jax(checker.judge.jax_reference, case.args, full, cts, mode="hvp", extra=us)
     second = judge(list(jgx) + list(jgc), calib)
     if second is not None and judge(ref, list(jgx) + list(jgc)) is None:
         first = None  # within the references' own disagreement (see Judge.pair)

@@ -1,0 +1,68 @@
+"""Planted bugs, part 5: the argument kinds of issue 27. Each needs a kind of argument fuzzgrad
+draws: the case's dtype given to the reference, a lazy conjugate view, a size that is a product
+of two others, small magnitudes inside ``low=``/``high=``. See `correct_kinds` for the twins
+and `buggy` for the meaning of ``planted``."""
+
+import importlib
+
+import torch
+from torch.autograd import Function
+
+import fuzzgrad as fg
+
+try:  # the tests folder is on sys.path (pytest, bench/)
+    from corpus import _kinds
+except ImportError:  # loaded by path alone: its own folder is on sys.path while it imports
+    _kinds = importlib.import_module("_kinds")
+
+
+@fg.register(
+    **_kinds.CLAMPED_LOG,
+    dtypes=_kinds.ALL_FLOATS,
+    planted={
+        "property": "vjp",
+        "bug_class": "a dtype-dependent clamp that the backward takes at another dtype",
+        "needs": "dtype:float16",
+    },
+)
+class ClampedLogFloat32Floor(Function):
+    """log(max(x, 64 eps)) with eps of x's dtype, whose backward computes half inputs in float32
+    and takes the floor of that dtype: at half precision, x between the two floors gets 1/x
+    instead of 0."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.clamp(x, min=_kinds.tiny(x.dtype)).log()
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        wide = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        floor = _kinds.tiny(wide.dtype)  # the planted bug: x.dtype
+        return (g / torch.clamp(wide, min=floor) * (wide >= floor)).to(x.dtype)
+
+
+@fg.register(
+    reference=lambda z: z * z,
+    jax_reference=lambda z: z * z,
+    dtypes=_kinds.COMPLEX,
+    planted={
+        "property": "forward",
+        "bug_class": "a kernel reading raw storage ignores the conjugate bit",
+        "needs": "conj_view",
+    },
+)
+class ComplexSquareRawStorage(Function):
+    """z*z by a kernel that reads z's storage directly (as a data pointer does), never resolving
+    a lazy conjugate: on ``z.conj()`` it squares the conjugate."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.save_for_backward(z)
+        return _kinds.square_from_parts(_kinds.raw_storage(z))  # the planted bug: resolve_conj()
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return g * 2 * z.conj()

@@ -1,0 +1,45 @@
+"""Correct Functions, part 4: the twins of `buggy_kinds` (the argument kinds of issue 27)."""
+
+import importlib
+
+import torch
+from torch.autograd import Function
+
+import fuzzgrad as fg
+
+try:  # the tests folder is on sys.path (pytest, bench/)
+    from corpus import _kinds
+except ImportError:  # loaded by path alone: its own folder is on sys.path while it imports
+    _kinds = importlib.import_module("_kinds")
+
+
+@fg.register(**_kinds.CLAMPED_LOG, dtypes=_kinds.ALL_FLOATS)
+class ClampedLog(Function):
+    """log(max(x, 64 eps)) with eps of x's dtype, forward and backward alike. Without the
+    case's dtype in the reference it could only be registered for float64."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.clamp(x, min=_kinds.tiny(x.dtype)).log()
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        floor = _kinds.tiny(x.dtype)
+        return g / torch.clamp(x, min=floor) * (x >= floor)
+
+
+@fg.register(reference=lambda z: z * z, jax_reference=lambda z: z * z, dtypes=_kinds.COMPLEX)
+class ComplexSquareResolved(Function):
+    """z*z by a kernel that reads z's storage after resolving a lazy conjugate."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.save_for_backward(z)
+        return _kinds.square_from_parts(_kinds.raw_storage(z.resolve_conj()))
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return g * 2 * z.conj()
