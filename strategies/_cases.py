@@ -104,6 +104,10 @@ class Case:
         return self.cotangents[0].unused if self.cotangents else 0
 
 
+def _any_complex(args) -> bool:
+    return any(isinstance(a, torch.Tensor) and a.is_complex() for a in args)
+
+
 def is_differentiable(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex)
 
@@ -208,7 +212,10 @@ class _SpecCases(st.SearchStrategy):
         tensors = [s for s in specs if s.kind == "tensor"]
         sized = [s.name for s in specs if s.kind == "size"]
         sized += [s.size_name for s in tensors if s.size_name]
-        bounds = list(size_bounds(getattr(target, "options", {}).get("sizes")))
+        #: the registration's ``sizes=`` bounds, which also hold for the names that only a
+        #: strategy entry's ``fuzzgrad.tensor`` uses
+        self._sizes_bounds = size_bounds(getattr(target, "options", {}).get("sizes"))
+        bounds = list(self._sizes_bounds)
         bounds += [b for s in specs if s.kind == "size" for b in s.bounds]
         bounds += index_bounds(tensors)
         self._shapes = shapes(
@@ -235,6 +242,7 @@ class _SpecCases(st.SearchStrategy):
             nonfinite=self.nonfinite,
             dtype=dtype,
             device=dev,
+            bounds=self._sizes_bounds,
         )
         shapes_ = iter(self._shapes.draw_into(data, call.sizes))
         args: list[Any] = [None] * len(self.specs)
@@ -263,8 +271,7 @@ class _SpecCases(st.SearchStrategy):
         wants = [is_differentiable(a) and s.requires_grad for a, s in zip(args, self.specs)]
         mask = iter(_draw_mask(data, sum(wants)))
         rg = tuple(next(mask) if w else False for w in wants)
-        complex_ = any(isinstance(a, torch.Tensor) and a.is_complex() for a in args)
-        cts = data.draw(cotangent_recipes(True) if complex_ else self._cotangents)
+        cts = data.draw(cotangent_recipes(True) if _any_complex(args) else self._cotangents)
         return Case(tuple(args), rg, cts, tuple(recipes), dtype, dev)
 
 
@@ -348,7 +355,7 @@ class _StrategyCases(st.SearchStrategy):
         return Case(
             args,
             rg,
-            data.draw(self._cotangents),
+            data.draw(cotangent_recipes(True) if _any_complex(args) else self._cotangents),
             (None,) * len(args),
             floats[0] if floats else None,
             devs[0] if devs else "cpu",

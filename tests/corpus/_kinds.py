@@ -5,6 +5,8 @@ expressions, value scales)."""
 import jax.numpy as jnp
 import torch
 
+import fuzzgrad as fg
+
 ALL_FLOATS = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 COMPLEX = [torch.complex128, torch.complex64]
 
@@ -32,3 +34,36 @@ def square_from_parts(z: torch.Tensor) -> torch.Tensor:
     """z*z computed as a kernel does, from the (re, im) pairs of ``z``'s storage."""
     re, im = torch.view_as_real(z).unbind(-1)
     return torch.complex(re * re - im * im, 2 * re * im)
+
+
+def kron_solve(a: torch.Tensor, b: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """(A kron B)^-1 rhs without forming the Kronecker product: rhs's p*q rows read as p blocks
+    of q rows; A is solved across the blocks, B within each."""
+    p, q, k = a.shape[-1], b.shape[-1], rhs.shape[-1]
+    z = torch.linalg.solve(a, rhs.reshape(p, q * k)).reshape(p, q, k)
+    x = torch.linalg.solve(b, z.transpose(0, 1).reshape(q, p * k)).reshape(q, p, k)
+    return x.transpose(0, 1).reshape(p * q, k)
+
+
+def kron_solve_grads(a, b, x, g, *, adjoint: bool = True):
+    """The gradients of x = (A kron B)^-1 rhs: r = (A kron B)^-T g is rhs's, and A's and B's are
+    the two factors' shares of -r x^T. ``adjoint=False`` solves with A kron B itself."""
+    p, q, k = a.shape[-1], b.shape[-1], x.shape[-1]
+    r = kron_solve(a.mT, b.mT, g) if adjoint else kron_solve(a, b, g)
+    r3, x3 = r.reshape(p, q, k), x.reshape(p, q, k)
+    grad_a = -torch.einsum("ijk,abk,jb->ia", r3, x3, b)
+    grad_b = -torch.einsum("ijk,abk,ia->jb", r3, x3, a)
+    return grad_a, grad_b, r
+
+
+KRON_INPUTS = [
+    fg.tensor("p p", structure="well_conditioned"),
+    fg.tensor("q q", structure="well_conditioned"),
+    fg.tensor("p*q k"),
+]
+KRON = {
+    "reference": lambda a, b, rhs: torch.linalg.solve(torch.kron(a, b), rhs),
+    "jax_reference": lambda a, b, rhs: jnp.linalg.solve(jnp.kron(a, b), rhs),
+    "inputs": KRON_INPUTS,
+    "dtypes": [torch.float64, torch.float32],
+}

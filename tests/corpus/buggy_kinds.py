@@ -66,3 +66,28 @@ class ComplexSquareRawStorage(Function):
     def backward(ctx, g):
         (z,) = ctx.saved_tensors
         return g * 2 * z.conj()
+
+
+@fg.register(
+    **_kinds.KRON,
+    planted={
+        "property": "vjp",
+        "bug_class": "a Kronecker solve's backward solves with the operator, not its transpose",
+        "needs": "none",
+        "max_elements": 24,
+    },
+)
+class KronSolveNoTranspose(Function):
+    """x = (A kron B)^-1 rhs, rhs of p*q rows, whose backward solves with A kron B where the
+    adjoint needs its transpose: wrong for every non-symmetric factor."""
+
+    @staticmethod
+    def forward(ctx, a, b, rhs):
+        x = _kinds.kron_solve(a, b, rhs)
+        ctx.save_for_backward(a, b, x)
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, x = ctx.saved_tensors
+        return _kinds.kron_solve_grads(a, b, x, g, adjoint=False)  # the planted bug

@@ -43,3 +43,19 @@ class ComplexSquareResolved(Function):
     def backward(ctx, g):
         (z,) = ctx.saved_tensors
         return g * 2 * z.conj()
+
+
+@fg.register(**_kinds.KRON)
+class KronSolve(Function):
+    """x = (A kron B)^-1 rhs, rhs of p*q rows (a size expression in its shape string)."""
+
+    @staticmethod
+    def forward(ctx, a, b, rhs):
+        x = _kinds.kron_solve(a, b, rhs)
+        ctx.save_for_backward(a, b, x)
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, x = ctx.saved_tensors
+        return _kinds.kron_solve_grads(a, b, x, g)
