@@ -91,3 +91,28 @@ class KronSolveNoTranspose(Function):
     def backward(ctx, g):
         a, b, x = ctx.saved_tensors
         return _kinds.kron_solve_grads(a, b, x, g, adjoint=False)  # the planted bug
+
+
+@fg.register(
+    **_kinds.VERSINE,
+    planted={
+        "property": "vjp",
+        "bug_class": "a wrong Taylor coefficient in a small-angle branch",
+        "needs": "values",
+    },
+)
+class VersineRatioSmallAngleSlip(Function):
+    """(1 - cos x) / x^2 whose backward takes a small-angle branch below |x| < 1e-4 with the
+    derivative of 1/2 - x^2/12 (the series of (1 - cos x) / x^2 has x^2/24). Reached only with
+    magnitudes below 1e-4 inside low=-pi, high=pi (no hand-written scale list)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return _kinds.versine_ratio(x, torch.where, torch.cos, torch.abs)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        small = -x / 6  # the planted bug: -x / 12
+        return g * torch.where(x.abs() < 1e-4, small, _kinds.versine_ratio_grad(x))

@@ -59,3 +59,18 @@ class KronSolve(Function):
     def backward(ctx, g):
         a, b, x = ctx.saved_tensors
         return _kinds.kron_solve_grads(a, b, x, g)
+
+
+@fg.register(**_kinds.VERSINE)
+class VersineRatio(Function):
+    """(1 - cos x) / x^2 whose backward uses the series near 0 (stable in float32)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return _kinds.versine_ratio(x, torch.where, torch.cos, torch.abs)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * _kinds.versine_ratio_grad(x)
