@@ -48,7 +48,8 @@ class Values:
     scale below 1 zooms it in on the point of the range nearest zero (0 itself where the range
     holds it), so drawn scales down to 1e-6 reach small magnitudes (small angles, values near a
     bound at zero) that a uniform fill over the range never draws. Then ``injections``:
-    ``(position, edge class, negative)``, where position -1 means "sprinkled by the generator over about a quarter of the elements".
+    ``(position, edge class, negative)``, where position -1 means "sprinkled by the generator
+    over about a quarter of the elements".
     """
 
     constant: float | None = None
