@@ -1,7 +1,7 @@
 """The argument kinds of issue 27: the case's dtype given to a reference that asks for it, lazy
 conjugate views of complex inputs and cotangents (drawn, diagnosed, replayed), size expressions
-and variadic bounds, small magnitudes inside bounds, well-conditioned general matrices. The planted bugs
-and their twins are in tests/corpus/buggy_kinds.py and correct_kinds.py."""
+and variadic bounds, small magnitudes inside bounds, well-conditioned general matrices. The
+planted bugs and their twins are in tests/corpus/buggy_kinds.py and correct_kinds.py."""
 
 from __future__ import annotations
 
