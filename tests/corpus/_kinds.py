@@ -47,14 +47,15 @@ def kron_solve(a: torch.Tensor, b: torch.Tensor, rhs: torch.Tensor) -> torch.Ten
     return x.transpose(0, 1).reshape(p * q, k)
 
 
-def kron_solve_grads(a, b, x, g, *, adjoint: bool = True):
+def kron_solve_grads(a, b, x, g, *, a_in_b_share=None):
     """The gradients of x = (A kron B)^-1 rhs: r = (A kron B)^-T g is rhs's, and A's and B's are
-    the two factors' shares of -r x^T. ``adjoint=False`` solves with A kron B itself."""
+    the two factors' shares of -r x^T (``a_in_b_share``: the A that B's share is weighted by)."""
     p, q, k = a.shape[-1], b.shape[-1], x.shape[-1]
-    r = kron_solve(a.mT, b.mT, g) if adjoint else kron_solve(a, b, g)
+    r = kron_solve(a.mT, b.mT, g)
     r3, x3 = r.reshape(p, q, k), x.reshape(p, q, k)
     grad_a = -torch.einsum("ijk,abk,jb->ia", r3, x3, b)
-    grad_b = -torch.einsum("ijk,abk,ia->jb", r3, x3, a)
+    weights = a if a_in_b_share is None else a_in_b_share
+    grad_b = -torch.einsum("ijk,abk,ia->jb", r3, x3, weights)
     return grad_a, grad_b, r
 
 

@@ -72,14 +72,14 @@ class ComplexSquareRawStorage(Function):
     **_kinds.KRON,
     planted={
         "property": "vjp",
-        "bug_class": "a Kronecker solve's backward solves with the operator, not its transpose",
+        "bug_class": "a Kronecker solve's backward weights one factor's share by A^T, not A",
         "needs": "none",
         "max_elements": 24,
     },
 )
-class KronSolveNoTranspose(Function):
-    """x = (A kron B)^-1 rhs, rhs of p*q rows, whose backward solves with A kron B where the
-    adjoint needs its transpose: wrong for every non-symmetric factor."""
+class KronSolveTransposedWeight(Function):
+    """x = (A kron B)^-1 rhs, rhs of p*q rows, whose backward weights B's share of -r x^T by
+    A^T instead of A: B's gradient is wrong once A is a non-symmetric matrix (p >= 2)."""
 
     @staticmethod
     def forward(ctx, a, b, rhs):
@@ -90,7 +90,7 @@ class KronSolveNoTranspose(Function):
     @staticmethod
     def backward(ctx, g):
         a, b, x = ctx.saved_tensors
-        return _kinds.kron_solve_grads(a, b, x, g, adjoint=False)  # the planted bug
+        return _kinds.kron_solve_grads(a, b, x, g, a_in_b_share=a.mT)  # the planted bug: a
 
 
 @fg.register(
