@@ -18,7 +18,7 @@ from ._cases import (
 )
 from ._contract import contract_dtypes
 from ._contract import violation as contract_violation
-from ._layouts import LAYOUTS, Layout, arrange, describe_layout, effective_kind
+from ._layouts import LAYOUTS, Layout, arrange, describe_layout, describe_view, effective_kind
 from ._shapes import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_SIDE, SIZES, ladder, shapes
 from ._spec import ArgRecipe, Call, Constant, DimSpec, SizeSpec, StrategyArg, TensorSpec
 from ._structures import STRUCTURES
@@ -62,6 +62,7 @@ __all__ = [
     "contract_violation",
     "cotangent_recipes",
     "describe_layout",
+    "describe_view",
     "devices",
     "dtypes",
     "edge_value",

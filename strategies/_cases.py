@@ -77,11 +77,12 @@ class Case:
                 parts.append(
                     f"tensor(shape={tuple(a.shape)}, {str(a.dtype).replace('torch.', '')}, "
                     f"stride={a.stride()}, offset={a.storage_offset()}, {a.device}, "
-                    f"{describe_layout(a)}{', requires_grad' if rg else ''})"
+                    f"{describe_layout(a)}{', conj' if a.is_conj() else ''}"
+                    f"{', requires_grad' if rg else ''})"
                 )
             else:
                 parts.append(repr(a)[:80])
-        layouts_ = ", ".join(c.layout.kind for c in self.cotangents)
+        layouts_ = ", ".join(c.layout.kind + " conj" * c.layout.conj for c in self.cotangents)
         return f"Case({', '.join(parts)}; cotangent layout: {layouts_})"
 
     @property
@@ -103,28 +104,38 @@ class Case:
         return self.cotangents[0].unused if self.cotangents else 0
 
 
+def _any_complex(args) -> bool:
+    return any(isinstance(a, torch.Tensor) and a.is_complex() for a in args)
+
+
 def is_differentiable(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and (x.dtype.is_floating_point or x.dtype.is_complex)
 
 
 class _Cotangents(st.SearchStrategy):
+    def __init__(self, complex_: bool = False):
+        super().__init__()
+        self.complex = complex_
+
     def __repr__(self) -> str:
-        return "cotangent_recipes()"
+        return f"cotangent_recipes({'complex_=True' if self.complex else ''})"
 
     def do_draw(self, data) -> tuple[CotangentRecipe, ...]:
         scale = pick(data, COTANGENT_SCALES)
         seed = integer(data, 0, 2**32 - 1)
-        layout = draw_layout(data, COTANGENT_KINDS)
+        layout = draw_layout(data, COTANGENT_KINDS, conj=self.complex)
         # Every output used (the simplest) three times in four; else a drawn set left unused.
         unused = integer(data, 1, 2**UNUSED_OUTPUTS - 1) if data.draw_boolean(0.25) else 0
         return (CotangentRecipe(Values(seed=seed, scale=scale), layout, unused),)
 
 
 @functools.cache
-def cotangent_recipes() -> st.SearchStrategy[tuple[CotangentRecipe, ...]]:
+def cotangent_recipes(complex_: bool = False) -> st.SearchStrategy[tuple[CotangentRecipe, ...]]:
     """One cotangent recipe (outputs after the first reseed it): seeded normal values at a drawn
-    scale, laid out contiguously, expanded (stride 0), transposed, sliced or at an offset."""
-    return _Cotangents()
+    scale, laid out contiguously, expanded (stride 0), transposed, sliced or at an offset; with
+    ``complex_`` (a call with complex inputs) complex cotangents are lazy conjugate views one
+    time in four (see `Layout`)."""
+    return _Cotangents(complex_)
 
 
 @functools.cache
@@ -201,7 +212,10 @@ class _SpecCases(st.SearchStrategy):
         tensors = [s for s in specs if s.kind == "tensor"]
         sized = [s.name for s in specs if s.kind == "size"]
         sized += [s.size_name for s in tensors if s.size_name]
-        bounds = list(size_bounds(getattr(target, "options", {}).get("sizes")))
+        #: the registration's ``sizes=`` bounds, which also hold for the names that only a
+        #: strategy entry's ``fuzzgrad.tensor`` uses
+        self._sizes_bounds = size_bounds(getattr(target, "options", {}).get("sizes"))
+        bounds = list(self._sizes_bounds)
         bounds += [b for s in specs if s.kind == "size" for b in s.bounds]
         bounds += index_bounds(tensors)
         self._shapes = shapes(
@@ -228,6 +242,7 @@ class _SpecCases(st.SearchStrategy):
             nonfinite=self.nonfinite,
             dtype=dtype,
             device=dev,
+            bounds=self._sizes_bounds,
         )
         shapes_ = iter(self._shapes.draw_into(data, call.sizes))
         args: list[Any] = [None] * len(self.specs)
@@ -256,7 +271,8 @@ class _SpecCases(st.SearchStrategy):
         wants = [is_differentiable(a) and s.requires_grad for a, s in zip(args, self.specs)]
         mask = iter(_draw_mask(data, sum(wants)))
         rg = tuple(next(mask) if w else False for w in wants)
-        return Case(tuple(args), rg, data.draw(self._cotangents), tuple(recipes), dtype, dev)
+        cts = data.draw(cotangent_recipes(True) if _any_complex(args) else self._cotangents)
+        return Case(tuple(args), rg, cts, tuple(recipes), dtype, dev)
 
 
 #: A user's strategy whose ``fuzzgrad.tensor`` draws are discarded this often (sizes an earlier
@@ -339,7 +355,7 @@ class _StrategyCases(st.SearchStrategy):
         return Case(
             args,
             rg,
-            data.draw(self._cotangents),
+            data.draw(cotangent_recipes(True) if _any_complex(args) else self._cotangents),
             (None,) * len(args),
             floats[0] if floats else None,
             devs[0] if devs else "cpu",

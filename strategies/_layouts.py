@@ -31,10 +31,17 @@ class Layout:
     ``sliced``: the dim (``param // 2``) and the step (2 or 3); ``offset``: the storage offset
     (1 to 7); ``expanded``: a bitmask of the dims given stride 0 (0: the innermost).
     A kind that a shape cannot hold falls back (see `effective_kind`).
+
+    ``conj``: a complex tensor is a lazy conjugate view (``is_conj()``): its storage holds the
+    conjugated values and the conjugate bit says so, where a kernel that reads raw memory
+    (a ``data_ptr``, a storage reinterpreted) sees the wrong sign of every imaginary part.
+    It is ignored for real tensors. (Negative-bit views of complex tensors have no public
+    constructor in torch, so they are not drawn.)
     """
 
     kind: str = "contiguous"
     param: int = 0
+    conj: bool = False
 
 
 def effective_kind(shape: tuple[int, ...] | torch.Size, kind: str) -> str:
@@ -71,6 +78,9 @@ def arrange(t: torch.Tensor, layout: Layout, protect: int = 0) -> torch.Tensor:
     to a dim past `LONG_SIDE` (drawn to reach tile and block bugs, which one value repeated along
     it, every tile alike, would hide), and falls back to ``sliced`` where no other dim has room.
     """
+    if layout.conj and t.is_complex():
+        plain = Layout(layout.kind, layout.param)
+        return arrange(t.conj_physical(), plain, protect).conj()
     kind = effective_kind(t.shape, layout.kind)
     if kind == "contiguous":
         return t
@@ -141,6 +151,11 @@ def _view(t: torch.Tensor, shape, strides, offset: int, used: int) -> torch.Tens
     view = base.as_strided(shape, strides, offset)
     view.copy_(t)
     return view
+
+
+def describe_view(t: torch.Tensor) -> str:
+    """``"conj"`` or ``"neg"`` for a lazily conjugated or negated view, else ``""``."""
+    return "conj" if t.is_conj() else "neg" if t.is_neg() else ""
 
 
 def describe_layout(t: torch.Tensor) -> str:

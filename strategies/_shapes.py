@@ -32,6 +32,7 @@ from fuzzgrad.registry.grammar import (
     Bound,
     Dim,
     conflict,
+    evaluate,
     intervals,
     parse_shape,
 )
@@ -96,10 +97,31 @@ def dims_of(spec: str | tuple[Dim, ...] | None) -> tuple[Dim, ...]:
 
 
 def _key(dim: Dim) -> str | None:
-    """The name under which a dim's size is shared (None: drawn afresh for each use)."""
+    """The name under which a dim's size is shared (None: drawn afresh for each use, or
+    computed from a size expression)."""
     if dim.name is None or dim.name == "_":
         return None
     return ("*" if dim.variadic else "") + dim.name
+
+
+def _keys(dim: Dim) -> tuple[str, ...]:
+    """The names whose sizes make a dim's size: its own, or those its expression reads."""
+    if dim.expr is not None:
+        return dim.expr_names
+    key = _key(dim)
+    return () if key is None else (key,)
+
+
+def _uses(dims: tuple[Dim, ...], key: str) -> int:
+    """How many times ``key``'s size multiplies into the element count of ``dims``
+    (a name in a product counts once per factor; in a sum, once)."""
+    count = 0
+    for d in dims:
+        if d.expr is not None:
+            count += max((term.count(key) for term in d.expr), default=0)
+        else:
+            count += _key(d) == key
+    return count
 
 
 class Shapes(st.SearchStrategy[tuple[tuple[int, ...], ...]]):
@@ -124,8 +146,9 @@ class Shapes(st.SearchStrategy[tuple[tuple[int, ...], ...]]):
             self.bounds.setdefault(b.name, []).append(b)
         for i, dims in enumerate(self.dims):
             for d in dims:
-                if (key := _key(d)) is not None and i not in users.setdefault(key, []):
-                    users[key].append(i)
+                for key in _keys(d):
+                    if i not in users.setdefault(key, []):
+                        users[key].append(i)
                 for b in d.bounds:
                     self.bounds.setdefault(b.name, []).append(b)
         for name in extra:
@@ -192,11 +215,16 @@ class _Draw:
             # an input's named dims before its variadic ones: in "*batch n" the row length n is
             # as likely as any dim to go past 64 (a batch drawn first would leave it no room)
             for d in dims:
-                if not d.variadic and d.size is None and (key := _key(d)) is not None:
-                    self.ensure(key, i)
+                if not d.variadic and d.size is None:
+                    for name in _keys(d):
+                        self.ensure(name, i)
             shape: list[int] = []
             for d in dims:
                 key = _key(d)
+                if d.expr is not None:
+                    size = evaluate(d.expr, sizes) or 0
+                    shape.append(1 if d.broadcast and data.draw_boolean() else size)
+                    continue
                 if d.variadic:
                     batch: list[int] = []
                     if key is not None and key in sizes:  # drawn by an earlier input or tensor
@@ -246,7 +274,7 @@ class _Draw:
         extra = math.prod(s for s in partial if s)
         for i in plan.users.get(key, ()) if key is not None else (current,):
             room = plan.caps[i] // max(self.known(i) * extra, 1)
-            uses = sum(_key(d) == key for d in plan.dims[i]) if key is not None else 1
+            uses = _uses(plan.dims[i], key) if key is not None else 1
             root = _root(room, uses)
             budget = root if budget is None else min(budget, root)
         if high is None and key is not None:
@@ -282,6 +310,8 @@ class _Draw:
         known = math.prod(s for s in self.drawn[i] if s)
         for d in self.plan.dims[i]:
             value = d.size if d.size is not None else self.sizes.get(k) if (k := _key(d)) else None
+            if d.expr is not None:
+                value = evaluate(d.expr, self.sizes)
             if isinstance(value, tuple):
                 known *= math.prod(s for s in value if s)
             elif value:
@@ -348,10 +378,15 @@ def match_shapes(
     bound)."""
     sizes: dict[str, Any] = {**dict(plan.fixed), **(known or {})}
     suffixes: list[tuple[str, tuple[int, ...]]] = []
+    computed: list[tuple[int, Dim, int]] = []  # (input, dim, size): checked once names are known
     for i, (dims, shape) in enumerate(zip(plan.dims, got)):
-        reason = _match_one(dims, tuple(shape), sizes, suffixes)
+        reason = _match_one(dims, tuple(shape), sizes, suffixes, computed, i)
         if reason:
             return f"input {i} of shape {tuple(shape)}: {reason}"
+    for i, d, s in computed:
+        want = evaluate(d.expr or (), sizes)
+        if want is not None and s != want and not (d.broadcast and s == 1):
+            return f"input {i} of shape {tuple(got[i])}: a dim of size {s} where {d} is {want}"
     for key, batch in suffixes:
         full = sizes.get(key)
         if full is None:
@@ -370,7 +405,7 @@ def match_shapes(
     return sizes
 
 
-def _match_one(dims, shape, sizes, suffixes) -> str | None:
+def _match_one(dims, shape, sizes, suffixes, computed, i) -> str | None:
     fixed = sum(not d.variadic for d in dims)
     spare = len(shape) - fixed
     if spare < 0 or (spare and not any(d.variadic for d in dims)):
@@ -388,6 +423,9 @@ def _match_one(dims, shape, sizes, suffixes) -> str | None:
                 return f"{key} is {batch} here and {sizes[key]} elsewhere"
             continue
         s, j = shape[j], j + 1
+        if d.expr is not None:
+            computed.append((i, d, s))
+            continue
         if d.broadcast and s == 1:
             continue
         if d.size is not None:

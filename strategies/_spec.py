@@ -267,7 +267,7 @@ class Call:
             plan = _alone(spec, self.max_elements, self.bounds)
             shape = plan.draw_into(data, self.sizes, self.seen)[0]
             self.seen += tuple(b for b in plan.all_bounds if b not in self.seen)
-        layout = draw_layout(data, kinds)
+        layout = draw_layout(data, kinds, conj=dtype.is_complex)
         vals = data.draw(self._values[tiled(shape)])
         high = self.sizes[spec.high] if isinstance(spec.high, str) else spec.high
         if spec.structure == "index" and not (high or 0) > (spec.low or 0) and math.prod(shape):

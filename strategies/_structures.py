@@ -1,4 +1,5 @@
-"""Structured tensors: a drawn fill made symmetric, positive-definite, orthogonal, unit-norm along
+"""Structured tensors: a drawn fill made symmetric, positive-definite, orthogonal, a general
+well-conditioned square matrix, unit-norm along
 its rows, a probability vector, sorted, strictly positive, or a tensor of valid indices.
 
 Each structure is a map from the plain fill (`strategies._values.fill`) to the structure, chosen
@@ -18,13 +19,13 @@ from fuzzgrad.errors import InvalidRegistration
 from fuzzgrad.registry.grammar import Dim
 
 #: Structures over the last two dims, which must be equal (a square matrix, batched).
-SQUARE = ("symmetric", "positive_definite", "orthogonal")
+SQUARE = ("symmetric", "positive_definite", "orthogonal", "well_conditioned")
 #: Structures along the last dim.
 ROWS = ("unit_rows", "simplex", "sorted")
 #: Structures of each element.
 ELEMENTS = ("positive", "index")
 STRUCTURES = SQUARE + ROWS + ELEMENTS
-#: The default condition-number cap of a positive-definite input.
+#: The default condition-number cap of a positive-definite or well-conditioned input.
 DEFAULT_MAX_COND = 100.0
 
 
@@ -55,6 +56,8 @@ def impose(
         out = _positive_definite(x, cond) * min(scale, room)
     elif structure == "orthogonal":
         out = _orthogonal(x)
+    elif structure == "well_conditioned":
+        out = _well_conditioned(x, max_cond or DEFAULT_MAX_COND) * min(scale, 1.0)
     elif structure == "unit_rows":
         out = _unit_rows(x)
     else:
@@ -76,6 +79,19 @@ def _positive_definite(x: torch.Tensor, max_cond: float) -> torch.Tensor:
     norm = torch.linalg.matrix_norm(s, keepdim=True) if s.numel() else s
     s = torch.where(norm > 0, s * ((max_cond - 1) / norm.clamp_min(1e-300)), torch.zeros_like(s))
     return _eye_like(x) + s
+
+
+def _well_conditioned(x: torch.Tensor, max_cond: float) -> torch.Tensor:
+    """I + E, E = x scaled to a Frobenius norm r = (c - 1) / (c + 1) < 1: every singular value
+    lies in [1 - r, 1 + r], so the condition number is at most c = max_cond; neither symmetric
+    nor normal (x = 0 gives the identity)."""
+    if not x.numel():
+        return x
+    x = x / x.abs().amax((-2, -1), keepdim=True).clamp_min(1e-300)  # no overflow in the norm
+    norm = torch.linalg.matrix_norm(x, keepdim=True)
+    r = (max_cond - 1) / (max_cond + 1)
+    e = torch.where(norm > 0, x * (r / norm.clamp_min(1e-300)), torch.zeros_like(x))
+    return _eye_like(x) + e
 
 
 def _orthogonal(x: torch.Tensor) -> torch.Tensor:
@@ -157,6 +173,8 @@ def violation(
     if structure in SQUARE:
         if x.shape[-1] != x.shape[-2]:
             return "not square"
+        if structure == "well_conditioned":
+            return _conditioned(x, max_cond or DEFAULT_MAX_COND, tol)
         scale = float(x.abs().amax().clamp_min(1.0))
         if float((x - x.mT).abs().amax()) > tol * scale and structure != "orthogonal":
             return "not symmetric"
@@ -186,6 +204,16 @@ def violation(
     raise ValueError(f"unknown structure {structure!r}")
 
 
+def _conditioned(x: torch.Tensor, max_cond: float, tol: float) -> str | None:
+    if not bool(x.isfinite().all()):
+        return "not finite"
+    values = torch.linalg.svdvals(x)
+    lo, hi = values[..., -1], values[..., 0]
+    if bool((hi > max_cond * lo + tol * max_cond * hi).any()):
+        return "condition number above the cap"
+    return None
+
+
 def cond_ok(max_cond) -> bool:
     return isinstance(max_cond, (int, float)) and math.isfinite(max_cond) and max_cond >= 1
 
@@ -196,7 +224,9 @@ def _square(dims: tuple[Dim, ...]) -> bool:
     a, b = dims[-2:]
     if a.variadic or b.variadic or a.broadcast or b.broadcast or "_" in (a.name, b.name):
         return False
-    return (a.name is not None and a.name == b.name) or (a.name is None and a.size == b.size)
+    return (a.name is not None and a.name == b.name) or (
+        a.name is None and a.size == b.size and a.expr == b.expr
+    )
 
 
 def check_structure(spec, dims: tuple[Dim, ...], dtypes, where: str) -> None:

@@ -76,10 +76,12 @@ def devices() -> st.SearchStrategy[str]:
     return st.sampled_from(device_names())
 
 
-def draw_layout(data, kinds: tuple[str, ...]) -> Layout:
-    """A `Layout` among ``kinds``: one choice, two for kinds with a parameter."""
+def draw_layout(data, kinds: tuple[str, ...], conj: bool = False) -> Layout:
+    """A `Layout` among ``kinds``: one choice, two for kinds with a parameter; with ``conj``
+    (a complex tensor) one more, a lazy conjugate view one time in four."""
     kind = pick(data, kinds)
-    return Layout(kind, integer(data, 0, _MAX_PARAM) if kind in PARAM_KINDS else 0)
+    param = integer(data, 0, _MAX_PARAM) if kind in PARAM_KINDS else 0
+    return Layout(kind, param, conj and data.draw_boolean(0.25))
 
 
 class _Layouts(st.SearchStrategy):

@@ -44,8 +44,12 @@ class Values:
 
     ``constant`` set: every element is that value. Otherwise seeded random values: normal times
     ``scale``, or with ``spread`` magnitudes spread log-uniformly over many decades (both within
-    ``low``/``high`` when given). Then ``injections``: ``(position, edge class, negative)``, where
-    position -1 means "sprinkled by the generator over about a quarter of the elements".
+    ``low``/``high`` when given). Between two bounds a fill is uniform at scale 1 and above; a
+    scale below 1 zooms it in on the point of the range nearest zero (0 itself where the range
+    holds it), so drawn scales down to 1e-6 reach small magnitudes (small angles, values near a
+    bound at zero) that a uniform fill over the range never draws. Then ``injections``:
+    ``(position, edge class, negative)``, where position -1 means "sprinkled by the generator
+    over about a quarter of the elements".
     """
 
     constant: float | None = None
@@ -168,7 +172,11 @@ def _random(parts, work, values: Values, low, high, g) -> torch.Tensor:
         u.mul_(2).frac_()
     if low is not None and high is not None:
         if not values.spread:
-            return u.mul_(high - low).add_(low)
+            t = u.mul_(high - low).add_(low)
+            if values.scale < 1:  # zoomed in on the point of [low, high] nearest zero
+                anchor = min(max(0.0, float(low)), float(high))
+                t.sub_(anchor).mul_(values.scale).add_(anchor)
+            return t
         # Distances from a bound spread over decades: probes the domain's edges (log near 0).
         gap = u.mul_(-6.0 * LN10).exp_().mul_(high - low)
         return torch.where(side, gap.add(low), gap.neg().add_(high))

@@ -26,6 +26,7 @@ NEEDS_FACTOR = {
     "low_precision": "dtype",
     "requires_grad": "requires_grad",
     "unused_outputs": "unused_outputs",
+    "conj_view": "conj_view",
 }
 
 

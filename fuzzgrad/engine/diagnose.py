@@ -25,6 +25,7 @@ from fuzzgrad.strategies import (
     contract_dtypes,
     contract_violation,
     describe_layout,
+    describe_view,
 )
 
 
@@ -62,14 +63,20 @@ def _more_precise(target, case):
     best = next((d for d in ladder if d in contract_dtypes(target)), None)
     if best is None or case.dtype in ladder[: ladder.index(best) + 1]:
         return None
-    args = tuple(a.to(best) if floating(a) and a.dtype == case.dtype else a for a in case.args)
+    args = tuple(_to(a, best) if floating(a) and a.dtype == case.dtype else a for a in case.args)
     return _with(case, args=args, dtype=best)
+
+
+def _to(a: torch.Tensor, where: Any) -> torch.Tensor:
+    """``a.to(where)`` that keeps a lazy conjugate view one (``to`` resolves it): the dtype and
+    device factors must not remove the conjugate bit too."""
+    return a.conj().to(where).conj() if a.is_conj() else a.to(where)
 
 
 def _cpu(target, case):
     if case.device == "cpu":
         return None
-    args = tuple(a.cpu() if isinstance(a, torch.Tensor) else a for a in case.args)
+    args = tuple(_to(a, "cpu") if isinstance(a, torch.Tensor) else a for a in case.args)
     return _with(case, args=args, device="cpu")
 
 
@@ -81,6 +88,25 @@ def _all_grad(target, case):
     if rg == case.requires_grad:
         return None
     return _with(case, requires_grad=rg)
+
+
+def _resolved_conj(target, case):
+    """Conjugate views (inputs and cotangents) resolved: the same values, no conjugate bit."""
+    lazy = [isinstance(a, torch.Tensor) and a.is_conj() for a in case.args]
+    if not any(lazy) and not any(c.layout.conj for c in case.cotangents):
+        return None
+    args = tuple(a.resolve_conj() if lazy_ else a for a, lazy_ in zip(case.args, lazy))
+    cts = tuple(
+        dataclasses.replace(c, layout=dataclasses.replace(c.layout, conj=False))
+        for c in case.cotangents
+    )
+    return _with(case, args=args, cotangents=cts)
+
+
+def _conj_views(case) -> str:
+    inputs = [f"input {i}" for i, a in enumerate(case.args) if describe_view(a) == "conj"]
+    cts = ["grad_output"] if any(c.layout.conj for c in case.cotangents) else []
+    return ", ".join(inputs + cts)
 
 
 def _plain_cotangents(target, case):
@@ -129,6 +155,7 @@ def _describe_inputs(case) -> str:
 
 #: (factor, simplification, what it means when the factor matters)
 FACTORS: tuple[tuple[str, Callable, Callable], ...] = (
+    ("conj_view", _resolved_conj, lambda c: f"a lazy conjugate view ({_conj_views(c)})"),
     ("layout", _contiguous, lambda c: f"a non-contiguous input layout ({_describe_inputs(c)})"),
     (
         "cotangent_layout",

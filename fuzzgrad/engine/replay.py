@@ -224,11 +224,14 @@ def replay(
 
 def _show(checker: Checker, case) -> None:
     """Print the Function's outputs and gradients next to each reference's."""
+    from fuzzgrad.oracles.case_dtype import case_dtype, with_case_dtype
     from fuzzgrad.oracles.torch_ref import torch_oracle, torch_vjp
 
     target = checker.target
     args, wrt = list(case.args), list(case.notes.get("wrt", []))
     cts = case.notes.get("cotangents")
+    reference = with_case_dtype(checker.judge.base_reference, case_dtype(case))
+    jax_reference = with_case_dtype(target.jax_reference, case_dtype(case))
 
     def custom():
         try:
@@ -238,17 +241,17 @@ def _show(checker: Checker, case) -> None:
             return torch_vjp(target.fn, copies, wrt, cts)
 
     evaluations = [("custom", custom)]
-    if checker.reference is not None:
+    if reference is not None:
         evaluations.append(
-            ("torch reference (float64)", lambda: torch_oracle(checker.reference, args, wrt, cts))
+            ("torch reference (float64)", lambda: torch_oracle(reference, args, wrt, cts))
         )
-    if target.jax_reference is not None:
+    if jax_reference is not None:
         from fuzzgrad.oracles.jax_ref import shared_jax
 
         evaluations.append(
             (
                 "JAX reference (float64)",
-                lambda: shared_jax()(target.jax_reference, args, wrt, cts),
+                lambda: shared_jax()(jax_reference, args, wrt, cts),
             )
         )
     for label, evaluate in evaluations:

@@ -29,7 +29,7 @@ def _check_differentiable(name: str, run) -> None:
     Function's too: ``ctx.mark_non_differentiable`` on it (or a ``.detach()``) silently cuts
     every gradient that flows through it."""
     expected = run.reference.differentiable
-    if not expected or run.checker.judge.reference is not run.target.reference:
+    if not expected or run.checker.judge.base_reference is not run.target.reference:
         return  # no torch reference of the user's to say (JAX only, or an auto-reference)
     for k, (o, want) in enumerate(zip(run.outputs, expected)):
         if want and floating(o):

@@ -165,7 +165,7 @@ def _second_order(run, case, full, cts) -> None:
             _fail(run, full, cts, us, got, f"{first} (the Function's backward is not "
                   f"differentiable correctly{_saved_hint(run)})", first)  # fmt: skip
         return
-    jgx, jgc = checker.jax(target.jax_reference, case.args, full, cts, mode="hvp", extra=us)
+    jgx, jgc = checker.jax(checker.judge.jax_reference, case.args, full, cts, mode="hvp", extra=us)
     second = judge(list(jgx) + list(jgc), calib)
     if second is not None and judge(ref, list(jgx) + list(jgc)) is None:
         first = None  # within the references' own disagreement (see Judge.pair)

@@ -8,10 +8,13 @@ Tokens, separated by spaces:
     ``#n``       broadcastable: ``n`` or 1
     ``*#batch``  broadcastable variadic: a suffix of ``*batch``, each dim ``n`` or 1
     ``...``      same as ``*_``
+    ``p*q``      a size expression: sums and products of names and numbers (``n+1``,
+                 ``2*n+1``, ``p*q``), computed from the sizes the names draw, never drawn itself
     ``""``       a 0-d tensor
 
 A named dim may carry bounds: ``n>=3``, ``n<300``, ``k<=n`` (another name), ``3<=n<=300``.
-Bounds hold for the name in the whole call, whichever input states them.
+Bounds hold for the name in the whole call, whichever input states them. A variadic dim takes
+number bounds on each of its sizes: ``*batch>=1`` (no empty batch dim), ``*batch<=8``.
 
 This module imports nothing heavy: the strategies (`fuzzgrad.strategies`) build on it.
 """
@@ -30,6 +33,10 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOKEN = re.compile(rf"^(?P<star>\*)?(?P<hash>#)?(?:(?P<name>{_NAME})|(?P<size>\d+))$")
 _OPERAND = re.compile(rf"^(?:{_NAME}|\d+)$")
 _OPS = re.compile(r"(<=|>=|<|>)")
+_EXPR = re.compile(rf"^(?P<hash>#)?(?P<body>(?:{_NAME}|\d+)(?:[*+](?:{_NAME}|\d+))+)$")
+
+#: A size expression: a sum of products, each term a tuple of factors (numbers and names).
+Expr = tuple[tuple[int | str, ...], ...]
 
 #: Name used for the shared shape of every input without an explicit shape string.
 DEFAULT_SHAPE_NAME = "__default__"
@@ -68,16 +75,60 @@ class Dim:
     variadic: bool = False
     broadcast: bool = False
     bounds: tuple[Bound, ...] = ()
+    #: a size expression (``p*q``, ``n+1``): the dim's size is computed, never drawn
+    expr: Expr | None = None
 
     def __str__(self) -> str:
-        body = str(self.size) if self.name is None else self.name
+        if self.expr is not None:
+            body = "+".join("*".join(map(str, term)) for term in self.expr)
+        else:
+            body = str(self.size) if self.name is None else self.name
         text = ("*" if self.variadic else "") + ("#" if self.broadcast else "") + body
         lower = [b for b in self.bounds if not b.upper]
         upper = [b for b in self.bounds if b.upper]
         if len(lower) == 1 and len(upper) == 1:  # "2<=n<=8", as written
-            low = str(lower[0])[len(self.name or "") + 2 :]
-            return f"{low}<={text}" + str(upper[0])[len(self.name or "") :]
-        return text + "".join(str(b)[len(self.name or "") :] for b in self.bounds)
+            low = str(lower[0])[len(lower[0].name) + 2 :]
+            return f"{low}<={text}" + str(upper[0])[len(upper[0].name) :]
+        return text + "".join(str(b)[len(b.name) :] for b in self.bounds)
+
+    @property
+    def expr_names(self) -> tuple[str, ...]:
+        """The names a size expression reads, in order (none for other dims)."""
+        found = (f for term in self.expr or () for f in term if isinstance(f, str))
+        return tuple(dict.fromkeys(found))
+
+
+def evaluate(expr: Expr, sizes: Mapping[str, Any]) -> int | None:
+    """A size expression's value given the ``sizes`` (None while a name in it is unknown)."""
+    total = 0
+    for term in expr:
+        product = 1
+        for f in term:
+            value = f if isinstance(f, int) else sizes.get(f)
+            if not isinstance(value, int):
+                return None
+            product *= value
+        total += product
+    return total
+
+
+def _expression(token: str, text: str, where: str) -> Dim | None:
+    """A size-expression token (``p*q``, ``#n+1``) as a `Dim`, or None if it is not one."""
+    m = _EXPR.match(token)
+    if m is None:
+        return None
+    expr = tuple(tuple(_operand(f) for f in term.split("*")) for term in m["body"].split("+"))
+    if not any(isinstance(f, str) for term in expr for f in term):
+        raise ShapeSpecError(
+            f"{where}token {token!r} in shape {text!r} has no name: write the size "
+            f"({evaluate(expr, {})}) instead."
+        )
+    if "_" in (f for term in expr for f in term):
+        raise ShapeSpecError(
+            f"{where}token {token!r} in shape {text!r}: '_' has no size to compute with; "
+            "name the dim."
+        )
+    return Dim(name=None, broadcast=bool(m["hash"]), expr=expr)
 
 
 def _operand(text: str) -> int | str:
@@ -106,6 +157,10 @@ def parse_shape(text: str, *, where: str = "") -> tuple[Dim, ...]:
     for token in text.split():
         if token == "...":
             token = "*_"
+        computed = _expression(token, text, where)
+        if computed is not None:
+            dims.append(computed)
+            continue
         parts = _OPS.split(token)  # "n", "n>=3" or "3<=n<=300"
         body, tail = parts[0], parts[1:3]
         head: tuple[str, ...] = ()
@@ -119,7 +174,8 @@ def parse_shape(text: str, *, where: str = "") -> tuple[Dim, ...]:
             raise ShapeSpecError(
                 f"{where}cannot parse token {token!r} in shape {text!r}. Use names ('n'), sizes "
                 "('3'), '_' for any size, '*batch' for several dims, '#n' for broadcastable "
-                "dims, 'n>=3' or 'k<=n' for bounded sizes, or '' for a 0-d tensor."
+                "dims, 'n>=3' or 'k<=n' for bounded sizes, 'p*q' or 'n+1' for sizes computed "
+                "from others, or '' for a 0-d tensor."
             )
         size, name = m["size"], m["name"]
         if m["star"] and size is not None:
@@ -128,14 +184,21 @@ def parse_shape(text: str, *, where: str = "") -> tuple[Dim, ...]:
                 "('*batch'), not a size."
             )
         bounds = []
+        # a variadic dim's bounds hold for each of its sizes, under its key ("*batch")
+        bound_name = ("*" if m["star"] else "") + (name or "")
         if tail:
-            bounds.append(_bound(name or "", tail[0], _operand(tail[1])))
+            bounds.append(_bound(bound_name, tail[0], _operand(tail[1])))
         if head:
-            bounds.append(_bound(name or "", head[1], _operand(head[0]), flipped=True))
-        if bounds and (name is None or name == "_" or m["star"]):
+            bounds.append(_bound(bound_name, head[1], _operand(head[0]), flipped=True))
+        if bounds and (name is None or name == "_"):
             raise ShapeSpecError(
                 f"{where}token {token!r} in shape {text!r}: only a named dim takes bounds "
-                "('n>=3'), not a fixed size, '_' or a variadic dim."
+                "('n>=3', '*batch>=1'), not a fixed size or '_'."
+            )
+        if m["star"] and any(isinstance(b.value, str) for b in bounds):
+            raise ShapeSpecError(
+                f"{where}token {token!r} in shape {text!r}: a variadic dim's sizes take number "
+                "bounds only ('*batch>=1', '*batch<=8')."
             )
         if any(b.value == name for b in bounds):
             raise ShapeSpecError(
@@ -244,5 +307,12 @@ def _shortest(edges: list[tuple[str, str, int]], count: int) -> dict[str, int] |
 
 
 def names(dims: tuple[Dim, ...]) -> list[str]:
-    """The named (non-variadic, non-anonymous) dims, in order."""
-    return [d.name for d in dims if d.name not in (None, "_") and not d.variadic]
+    """The named (non-variadic, non-anonymous) dims and the names size expressions read, in
+    order."""
+    out: list[str] = []
+    for d in dims:
+        if d.expr is not None:
+            out += [n for n in d.expr_names if n not in out]
+        elif d.name not in (None, "_") and not d.variadic and d.name not in out:
+            out.append(d.name)
+    return out

@@ -71,7 +71,9 @@ def tensor(
     keeps them below a smaller value); its element cap grows to match.
 
     ``structure``: ``"symmetric"``, ``"positive_definite"`` (eigenvalues in [1, ``max_cond``],
-    default 100), ``"orthogonal"`` (those three on a shape ending in two equal dims),
+    default 100), ``"orthogonal"``, ``"well_conditioned"`` (a general square matrix, neither
+    symmetric nor normal, with condition number at most ``max_cond``; these four on a shape
+    ending in two equal dims),
     ``"unit_rows"``, ``"simplex"`` (rows of probabilities), ``"sorted"`` (along the last dim),
     ``"positive"``, or ``"index"``: integers in ``[low, high)`` (``low`` default 0) where
     ``high`` may name a size, ``fuzzgrad.tensor("b k", structure="index", high="n")``, for
@@ -90,10 +92,12 @@ def tensor(
         raise InvalidRegistration(
             f"{where}structure={structure!r} is not one of {', '.join(map(repr, STRUCTURES))}."
         )
-    if max_cond is not None and (structure != "positive_definite" or not cond_ok(max_cond)):
+    capped = ("positive_definite", "well_conditioned")
+    if max_cond is not None and (structure not in capped or not cond_ok(max_cond)):
         raise InvalidRegistration(
             f"{where}max_cond={max_cond!r} caps the condition number of "
-            "structure='positive_definite': a finite number >= 1 there, and nothing elsewhere."
+            "structure='positive_definite' or 'well_conditioned': a finite number >= 1 there, "
+            "and nothing elsewhere."
         )
     if max_side is not None and (not isinstance(max_side, int) or max_side < 1):
         raise InvalidRegistration(f"{where}max_side must be a positive int, got {max_side!r}.")
@@ -246,6 +250,8 @@ def check_inputs(specs: tuple, *, sizes: dict, dtypes: tuple | None, where: str)
         for d in dims:
             if d.name not in (None, "_") and not d.variadic:
                 known.setdefault(d.name, i)
+            for name in d.expr_names:  # "p*q": p and q are drawn for it
+                known.setdefault(name, i)
             bounds += [(i, b) for b in d.bounds]
         if spec.size_name:  # some index must be valid (as the cases draw it)
             bounds.append((i, Bound(spec.size_name, False, 1)))
@@ -270,8 +276,10 @@ def check_inputs(specs: tuple, *, sizes: dict, dtypes: tuple | None, where: str)
             )
         if spec.kind == "dim":
             _check_dim(specs, i, spec, where)
+    # a strategy entry's fuzzgrad.tensor may use any name: sizes= bounds it there
+    inside = any(s.kind == "strategy" for s in specs)
     for name in sizes:
-        if name not in known:
+        if name not in known and not inside:
             raise InvalidRegistration(
                 f"{where}sizes names {name!r}, which no input uses (known: {_names(known)}). "
                 "Use a name from the shape strings."

@@ -58,8 +58,9 @@ def storage_bytes(t: torch.Tensor) -> bytes:
 
 def encode_tensor(t: torch.Tensor, level: int = 9) -> dict[str, Any]:
     """A JSON-safe description from which `decode_tensor` rebuilds ``t`` bit for bit
-    (``level``: zlib's, 1 where speed matters more than size)."""
-    return {
+    (``level``: zlib's, 1 where speed matters more than size). A lazy conjugate view keeps its
+    storage as it is and says ``"conj": true``."""
+    spec = {
         "dtype": str(t.dtype).replace("torch.", ""),
         "size": list(t.shape),
         "stride": list(t.stride()),
@@ -67,6 +68,9 @@ def encode_tensor(t: torch.Tensor, level: int = 9) -> dict[str, Any]:
         "device": str(t.device),
         "data": base64.b64encode(zlib.compress(storage_bytes(t), level)).decode("ascii"),
     }
+    if t.is_conj():
+        spec["conj"] = True
+    return spec
 
 
 def decode_tensor(spec: dict[str, Any]) -> torch.Tensor:
@@ -75,7 +79,8 @@ def decode_tensor(spec: dict[str, Any]) -> torch.Tensor:
     raw = zlib.decompress(base64.b64decode(spec["data"], validate=True))
     base = torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
     base = base.to(spec["device"])
-    return base.as_strided(spec["size"], spec["stride"], spec["storage_offset"])
+    view = base.as_strided(spec["size"], spec["stride"], spec["storage_offset"])
+    return view.conj() if spec.get("conj") else view
 
 
 def encode_value(x: Any, level: int = 9) -> Any:

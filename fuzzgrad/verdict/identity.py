@@ -239,7 +239,15 @@ def search_key(target, failure, case) -> tuple:
 #: dtype, device, requires_grad subset, unused outputs). Value factors (signs, zeros, edge
 #: values) are not: which of them a shrunk case happens to need varies from shrink to shrink.
 IDENTITY_FACTORS = frozenset(
-    {"layout", "cotangent_layout", "unused_outputs", "dtype", "device", "requires_grad"}
+    {
+        "layout",
+        "conj_view",
+        "cotangent_layout",
+        "unused_outputs",
+        "dtype",
+        "device",
+        "requires_grad",
+    }
 )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from fuzzgrad.oracles.case_dtype import case_dtype, with_case_dtype
 from fuzzgrad.oracles.evaluation import Evaluation, floating, widen
 from fuzzgrad.oracles.numerical import element_estimates, grad_elements
 from fuzzgrad.oracles.torch_ref import torch_oracle
@@ -74,8 +75,9 @@ class Judge:
 
     def __init__(self, target, reference, jax, stats: Stats, *, jax_share: float):
         self.target = target
-        #: the torch reference (the registration's, or one built from the Function's forward)
-        self.reference = reference
+        #: the torch reference (the registration's, or one built from the Function's forward),
+        #: before `reference` gives it the case's dtype (`fuzzgrad.oracles.case_dtype`)
+        self.base_reference = reference
         self.jax = jax
         self.stats = stats
         self.jax_share = jax_share
@@ -88,6 +90,20 @@ class Judge:
         self.property: str | None = None
         self._nonfinite_ok = frozenset(target.options.get("nonfinite_ok", ()))
         self.start(None)
+
+    @property
+    def reference(self):
+        """The torch reference for the current case (given its dtype where it asks for it)."""
+        return with_case_dtype(self.base_reference, case_dtype(self.case))
+
+    @reference.setter
+    def reference(self, fn) -> None:
+        self.base_reference = fn
+
+    @property
+    def jax_reference(self):
+        """The JAX reference for the current case (given its dtype where it asks for it)."""
+        return with_case_dtype(self.jax_reference, case_dtype(self.case))
 
     # -- per case -------------------------------------------------------------------------------
     def start(self, case, nonleaf: bool = False) -> None:
@@ -153,7 +169,7 @@ class Judge:
         if key not in memo:
             self.stats.jax_runs += 1
             try:
-                memo[key] = (self.jax(self.target.jax_reference, case.args, wrt, cts), None)
+                memo[key] = (self.jax(self.jax_reference, case.args, wrt, cts), None)
             except Exception as exc:  # noqa: BLE001 - raised again to each caller
                 memo[key] = (None, exc)
         value, error = memo[key]
@@ -179,7 +195,7 @@ class Judge:
         if calib is None or self.jax is None or case.dtype is None:
             return None
         try:
-            low = self.jax(self.target.jax_reference, case.args, wrt, cts, working=case.dtype)
+            low = self.jax(self.jax_reference, case.args, wrt, cts, working=case.dtype)
         except Exception:  # noqa: BLE001 - outside the JAX reference's domain at this dtype
             return None
 
@@ -268,7 +284,7 @@ class Judge:
                 or (
                     sampled(case, JAX_PASSING_SHARE)
                     and (
-                        self.jax.is_warm(self.target.jax_reference, case.args, wrt, cts)
+                        self.jax.is_warm(self.jax_reference, case.args, wrt, cts)
                         or self._may_compile()
                     )
                 )
@@ -385,7 +401,7 @@ class Judge:
             args = _nudged(case, attempt)
             try:
                 moved = torch_oracle(self.reference, args, wrt, cts, torch.float64)
-                jmoved = self.jax(self.target.jax_reference, args, wrt, cts)
+                jmoved = self.jax(self.jax_reference, args, wrt, cts)
             except Exception:  # noqa: BLE001 - the move left the math's domain: cannot tell
                 return
             if self._refs_compare(kind, case, wrt, moved, jmoved) is None:
@@ -415,7 +431,7 @@ class Judge:
                 args = _jittered(case, attempt)
                 moved_cts = _jittered_cotangents(cts, attempt) if kind == "grads" else cts
                 moved = torch_oracle(self.reference, args, wrt, moved_cts, torch.float64)
-                jmoved = self.jax(self.target.jax_reference, args, wrt, moved_cts)
+                jmoved = self.jax(self.jax_reference, args, wrt, moved_cts)
             except Exception:  # noqa: BLE001 - cannot tell
                 return False
             values = zip(*(_compared(kind, e, wrt) for e in (ref, moved, jref, jmoved)))
@@ -628,7 +644,7 @@ class Judge:
             if self.reference is not None:
                 reference = functools.partial(torch_oracle, self.reference)
             else:
-                reference = functools.partial(self.jax, self.target.jax_reference)
+                reference = functools.partial(self.jax, self.jax_reference)
             self._reach_memo = find_reach(reference, fn, self.case.args, wrt, cts)
         return self._reach_memo
 
