@@ -187,7 +187,7 @@ def _fail(run, full, cts, us, got, message, mismatch) -> None:
     try:
         run.fail("second_order", message, mismatch)
     except PropertyFailure as exc:
-        exc.follows_backward = follows
+        exc.follows_backward = follows  # type: ignore[attr-defined]
         raise
 
 
@@ -211,13 +211,13 @@ def _follows_backward(run, full, cts, us, got) -> bool:
     args = [upcast(a, None) for a in case.args]
     vs = [None if c is None else upcast(c, None) for c in cts]
     wrt = [i for i in full if floating(args[i])]
-    live = [k for k, v in enumerate(vs) if v is not None]
+    live = {k: v for k, v in enumerate(vs) if v is not None}
     gen = torch.Generator().manual_seed(case.direction_seed % (2**63) + 7)
     dx = {i: torch.randn(args[i].shape, generator=gen, dtype=torch.float64) for i in wrt}
-    dv = {k: torch.randn(vs[k].shape, generator=gen, dtype=torch.float64) for k in live}
+    dv = {k: torch.randn(v.shape, generator=gen, dtype=torch.float64) for k, v in live.items()}
     u64 = [upcast(u, torch.float64) for u in us]
     dx = {i: d.to(args[i].dtype) for i, d in dx.items()}
-    dv = {k: d.to(vs[k].dtype) for k, d in dv.items()}
+    dv = {k: d.to(live[k].dtype) for k, d in dv.items()}
     paths = [*wrt, *(len(case.args) + k for k in live)]
     if len(got) != len(paths):
         return False
