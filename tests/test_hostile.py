@@ -12,28 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_cli import FAST, WRONG
 from test_nightly import events, wait_for
 
 from fuzzgrad.integrations.cli import main
 from fuzzgrad.report.results import load_results
-
-#: A torch-only target with a wrong backward (3 where it should be 4).
-WRONG = """
-import torch
-import fuzzgrad as fg
-
-
-@fg.register(reference=lambda x: x * 4, properties=["forward", "vjp"], dtypes=[torch.float64])
-class {name}(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x * 4
-
-    @staticmethod
-    def backward(ctx, g):
-        return g * 3
-"""
-FAST = ["--max-examples", "5", "--seed", "0", "--database", "none", "--no-isolate"]
 
 
 @pytest.fixture

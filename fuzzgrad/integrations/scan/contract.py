@@ -168,9 +168,10 @@ def _accepts(cls: Any, name: str, contract: Contract, inference: Inference) -> b
 def _trial(cls: Any, name: str, contract: Contract) -> tuple[int, int, str]:
     """How many of `DRAWS` derandomized cases of ``contract`` the forward runs on, of how many
     drawn, and the last error seen (for the report)."""
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import given
 
     from fuzzgrad.errors import FuzzgradError
+    from fuzzgrad.integrations.scan.oracle import draws
     from fuzzgrad.registry.target import make_target
     from fuzzgrad.strategies import cases
 
@@ -181,14 +182,7 @@ def _trial(cls: Any, name: str, contract: Contract) -> tuple[int, int, str]:
     counts = {"ok": 0, "drawn": 0}
     last: list[str] = []
 
-    @settings(
-        max_examples=DRAWS,
-        derandomize=True,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-        deadline=None,
-    )
+    @draws(DRAWS)
     @given(cases(target))
     def trial(case: Any) -> None:
         counts["drawn"] += 1

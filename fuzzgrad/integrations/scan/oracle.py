@@ -21,9 +21,24 @@ import torch
 CHECKS = 10
 
 
+def draws(n: int) -> Any:
+    """The settings of a scan's trial draws: ``n`` derandomized cases, generated only (no
+    database, shrinking or health checks: a trial asks whether the Function runs, not why)."""
+    from hypothesis import HealthCheck, Phase, settings
+
+    return settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        deadline=None,
+    )
+
+
 def own_derivative_problem(target: Any) -> str | None:
     """Why autograd of ``target``'s forward cannot serve as its reference (None: it can)."""
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import given
 
     from fuzzgrad.oracles.autoref import AutoReferenceImpossible, auto_reference
     from fuzzgrad.strategies import cases
@@ -31,14 +46,7 @@ def own_derivative_problem(target: Any) -> str | None:
     reference = auto_reference(target)
     problems: list[str] = []
 
-    @settings(
-        max_examples=CHECKS,
-        derandomize=True,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-        deadline=None,
-    )
+    @draws(CHECKS)
     @given(cases(target))
     def check(case: Any) -> None:
         if problems:
