@@ -103,7 +103,7 @@ class Judge:
     @property
     def jax_reference(self):
         """The JAX reference for the current case (given its dtype where it asks for it)."""
-        return with_case_dtype(self.jax_reference, case_dtype(self.case))
+        return with_case_dtype(self.target.jax_reference, case_dtype(self.case))
 
     # -- per case -------------------------------------------------------------------------------
     def start(self, case, nonleaf: bool = False) -> None:
