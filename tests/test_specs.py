@@ -352,6 +352,7 @@ STRUCTURED = {
     "symmetric": fg.tensor("b n n", structure="symmetric"),
     "positive_definite": fg.tensor("n n", structure="positive_definite", max_cond=50),
     "orthogonal": fg.tensor("*b n n", structure="orthogonal"),
+    "well_conditioned": fg.tensor("*b n n", structure="well_conditioned", max_cond=50),
     "unit_rows": fg.tensor("b n", structure="unit_rows"),
     "simplex": fg.tensor("*b n", structure="simplex"),
     "sorted": fg.tensor("b n", structure="sorted", low=-1.0),
@@ -362,6 +363,9 @@ SIMPLEST = {
     "symmetric": lambda t: (t == 0).all(),
     "positive_definite": lambda t: torch.equal(t, torch.eye(t.shape[-1], dtype=t.dtype)),
     "orthogonal": lambda t: torch.equal(t, torch.eye(t.shape[-1], dtype=t.dtype).expand(t.shape)),
+    "well_conditioned": lambda t: torch.equal(
+        t, torch.eye(t.shape[-1], dtype=t.dtype).expand(t.shape)
+    ),
     "unit_rows": lambda t: (t[..., 0] == 1).all() and (t[..., 1:] == 0).all(),
     "simplex": lambda t: torch.allclose(t, torch.full_like(t, 1 / t.shape[-1])),
     "sorted": lambda t: (t == 0).all(),
