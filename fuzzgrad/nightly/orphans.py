@@ -86,9 +86,14 @@ def kill_orphans(keep: set[int], rounds: int = 20) -> list[int]:
 
 
 def _fork_server() -> set[int]:
-    """The pid of multiprocessing's fork server, where it runs (it serves later runs too)."""
+    """The pids of multiprocessing's fork server and resource tracker, where they run (they
+    serve later runs too: killing the tracker makes the next run warn and relaunch it)."""
     import sys
 
     forkserver = sys.modules.get("multiprocessing.forkserver")
-    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
-    return {pid} if isinstance(pid, int) else set()
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    pids = {
+        getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None),
+        getattr(getattr(tracker, "_resource_tracker", None), "_pid", None),
+    }
+    return {pid for pid in pids if isinstance(pid, int)}
