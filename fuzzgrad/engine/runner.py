@@ -519,7 +519,7 @@ class _TargetRun:
         kept = self.failures[k]
         for other in [f for f in self.failures[k + 1 :] if folds_into(f.kind, kept.kind)]:
             self.failures.remove(other)
-            self.failures[self.failures.index(kept)] = kept = _merged(kept, other)
+            _merged(kept, other)  # in place
 
     def write_reproducers(self) -> None:
         """Each finding's reproducer, once its candidates are merged (so that which case shows

@@ -24,6 +24,7 @@ from fuzzgrad.oracles.evaluation import (
     upcast,
     widen,
 )
+from fuzzgrad.oracles.torch_ref import torch_vjp
 from fuzzgrad.properties.base import Property, PropertyFailure, Skip, directions, selected
 from fuzzgrad.verdict.compare import compare
 from fuzzgrad.verdict.overflow import product_margin
@@ -236,18 +237,16 @@ def _follows(run, full, cts, us, got) -> bool:
         if g is not None
     )
 
+    fn = run.target.fn
+    if run.nonleaf:  # it writes its inputs: each call gets copies, as the checks' calls do
+        fn = lambda *xs: run.target.fn(*(x.clone() if floating(x) else x for x in xs))  # noqa: E731
+
     def along(h: float) -> float:
         xs = [a + h * dx[i] if i in dx else a for i, a in enumerate(args)]
         cs = [v + h * dv[k] if k in dv else v for k, v in enumerate(vs)]
-        leaves = [x.requires_grad_(True) if i in dx else x for i, x in enumerate(xs)]
-        with torch.enable_grad():
-            outs = as_tuple(run.target.fn(*[x.clone() if run.nonleaf else x for x in leaves]))
-            pairs = [(o, c) for o, c in zip(outs, cs) if c is not None and o.requires_grad]
-            grads = torch.autograd.grad(
-                [o for o, _ in pairs], [leaves[i] for i in wrt], [c for _, c in pairs],
-                allow_unused=True,
-            )  # fmt: skip
-        return sum(float((g.double() * u).sum()) for g, u in zip(grads, u64) if g is not None)
+        grads = torch_vjp(fn, xs, wrt, cs).grads
+        live_grads = [(g, u) for g, u in zip((grads[i] for i in wrt), u64) if g is not None]
+        return sum(float((g.double() * u).sum()) for g, u in live_grads)
 
     try:
         scale = max([1.0, *(float(a.abs().max()) for a in args if floating(a) and a.numel())])
