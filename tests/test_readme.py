@@ -71,6 +71,27 @@ def test_dev_extra_has_every_package_the_tests_import():
             assert name.lower() in declared, f"{path.name} imports {name!r}, not in the dev extra"
 
 
+def test_the_wheel_lists_every_package_on_disk():
+    """pyproject lists fuzzgrad's packages by hand (strategies/ and targets/ live outside the
+    fuzzgrad/ folder), so a new subpackage must be added there or a wheel install lacks it (CI
+    failed so: `fuzzgrad.integrations.scan` was missing from the wheel)."""
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setup["packages"])
+    folders = {name: Path(folder) for name, folder in setup["package-dir"].items()}
+    on_disk = set()
+    for name, folder in folders.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / folder).parts
+            if "__pycache__" not in parts:
+                on_disk.add(".".join((name, *parts)))
+    missing = sorted(on_disk - listed)
+    assert not missing, (
+        f"packages on disk missing from pyproject's [tool.setuptools] packages: {missing}"
+    )
+
+
 def _stdlib(name: str) -> bool:
     import sys
 
