@@ -144,6 +144,26 @@ def test_a_second_run_on_a_report_in_use_refuses(ops, capsys):
     assert not (report / ".fuzzgrad.lock").exists()
 
 
+def test_report_and_merge_refuse_a_folder_a_live_run_still_writes(ops, capsys):
+    report = ops.parent / "r"
+    assert main(["fuzz", str(ops), *FAST, "--report", str(report)]) == 1
+    capsys.readouterr()
+    before = (report / "results.json").read_text()
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        (report / ".fuzzgrad.lock").write_text(f"{owner.pid}\n")
+        assert main(["report", str(report)]) == 2
+        assert f"run pid {owner.pid} is still writing it" in one_line(capsys)
+        assert main(["report", "--merge", str(ops.parent / "m"), str(report)]) == 2
+        assert "cannot merge" in one_line(capsys)
+        assert (report / "results.json").read_text() == before  # nothing re-rendered
+    finally:
+        owner.kill()
+        owner.wait()
+    assert main(["report", str(report)]) == 0  # a stale lock: re-rendered as before
+    capsys.readouterr()
+
+
 # -- rows 4 and 5: a read-only folder, a full disk ------------------------------------------------
 def test_a_read_only_report_folder_is_one_line(ops, capsys, monkeypatch):
     from fuzzgrad.integrations import runs
@@ -192,6 +212,26 @@ def test_a_disk_full_only_at_the_end_still_marks_the_run_incomplete(ops, capsys,
     one_line(capsys)
     assert "writing the report failed" in load_results(report)["run"]["incomplete"]
     assert list(report.glob("repro_*.py"))  # what was written before is kept
+
+
+def test_a_reproducer_that_cannot_be_written_keeps_the_finding_and_marks_the_run_incomplete(
+    ops, capsys, monkeypatch
+):
+    report = ops.parent / "r"
+    _disk_full_for(monkeypatch, lambda path, text: "repro_" in path.name)
+    assert main(["fuzz", str(ops), *FAST, "--report", str(report)]) == 1
+    err = capsys.readouterr().err
+    assert "the report is incomplete: the reproducer of a finding of Hostile" in err, err
+    assert "Traceback" not in err
+    results = load_results(report)
+    (failure,) = results["targets"][0]["failures"]
+    assert failure["reproducer"] is None and "No space left" in failure["no_reproducer"]
+    assert "could not be written" in results["run"]["incomplete"]
+    assert "no reproducer: it could not be written" in (report / "summary.md").read_text()
+    assert "not written: OSError" in (report / "index.html").read_text()
+    monkeypatch.undo()
+    assert main(["report", str(report)]) == 1  # says the run is incomplete
+    assert "is incomplete" in capsys.readouterr().err
 
 
 # -- row 6: a malformed Redis URL and its password ------------------------------------------------

@@ -38,6 +38,8 @@ class FailureRecord:
     search_keys: set = field(default_factory=set, repr=False)
     #: The root of its identity (what its reproducer asks of a failure; not written out).
     root: str | None = field(default=None, repr=False)
+    #: Why its reproducer could not be written (a full disk): the run is then incomplete.
+    no_reproducer: str | None = None
 
     def __post_init__(self) -> None:
         if not self.properties:
@@ -57,6 +59,7 @@ class FailureRecord:
             "cotangents": self.cotangents,
             "kind": self.kind,
             "properties": self.properties,
+            **({"no_reproducer": self.no_reproducer} if self.no_reproducer else {}),
         }
 
 

@@ -729,7 +729,8 @@ def _write(target, record: FailureRecord, report_dir) -> None:
             )  # fmt: skip
         )
     except Exception as e:  # noqa: BLE001 - the finding itself is what must not be lost
-        record.diagnosis += f" (no reproducer: {type(e).__name__}: {e})"
+        # apart from the diagnosis, which (with the kind) is the finding's signature
+        record.no_reproducer = f"{type(e).__name__}: {e}"
 
 
 def _simplicity(record: FailureRecord) -> tuple:
@@ -772,7 +773,7 @@ def _error(
             )  # fmt: skip
             error["reproducer"] = str(path)
         except Exception as e:  # noqa: BLE001 - the error itself must not be lost
-            error["message"] += f" (no reproducer: {type(e).__name__}: {e})"
+            error["no_reproducer"] = f"{type(e).__name__}: {e}"
     return error
 
 

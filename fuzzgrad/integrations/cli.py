@@ -614,6 +614,13 @@ def _run_and_report(args, plan, options, workers, problem) -> int:
     print(f"Report: {report / 'index.html'}")
     if info.get("interrupted"):
         print(f"fuzzgrad: stopped ({info['interrupted']}); the report holds what was done")
+    if info.get("incomplete"):
+        from fuzzgrad.report.common import terminal_safe
+
+        print(
+            f"fuzzgrad: the report is incomplete: {terminal_safe(info['incomplete'])}",
+            file=sys.stderr,
+        )
     if comparison is not None:
         from fuzzgrad.report.compare import format_comparison
 

@@ -118,6 +118,22 @@ class report_lock:  # noqa: N801 - used like a function
             self.path.unlink(missing_ok=True)
 
 
+def refuse_live(folder: Path, doing: str) -> None:
+    """`ReportInUse` when a live run holds ``folder``'s lock: re-rendering or merging a report
+    while its run still writes would rebuild results.json from half an event log and race the
+    run's own final write."""
+    path = folder / LOCK
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return
+    if text.isdigit() and int(text) != os.getpid() and _alive(int(text)):
+        raise ReportInUse(
+            f"fuzzgrad: cannot {doing} {folder}: fuzzgrad run pid {text} is still writing it; "
+            "wait for that run to finish (or stop it: Ctrl-C leaves a finished report)"
+        )
+
+
 def _alive(pid: int) -> bool:
     """Whether process ``pid`` exists (a zombie counts until reaped; a pid of another user's
     process counts as alive: better refuse than mix)."""
@@ -207,6 +223,7 @@ def report_command(args) -> int:
     from fuzzgrad.report.events import recover
 
     directory = report_folder(args.dir)
+    refuse_live(directory, "re-render")
     baseline = None if args.baseline is None else report_folder(args.baseline)
     rebuilt = recover(directory)  # a killed run: results.json rebuilt from its event log
     for folder in (baseline, directory):
@@ -238,6 +255,8 @@ def _merge_command(args) -> int:
             "the reports to merge"
         )
     folders = [report_folder(d) for d in dirs]
+    for folder in folders:
+        refuse_live(folder, "merge")
     if out.exists() and not out.is_dir():
         raise FuzzgradError(f"fuzzgrad: --merge OUT {str(out)!r} is a file; give a folder")
     if any(out.resolve() == f.resolve() for f in folders):

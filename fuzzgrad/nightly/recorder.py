@@ -145,6 +145,7 @@ class Recorder:
             why = "the budget ran out before an example ran" if budget else "no example ran"
             final = _error_record(self.plan, name, "budget" if budget else "no_examples", why)
         self._sign(name, final)
+        self._note_missing_reproducers(name, final)
         self._new_slice(name, ALL)
         self.records[name] = final
         self.examples_done += int(final.get("examples") or 0)
@@ -163,6 +164,18 @@ class Recorder:
                 kept.get(name, {}).pop(unit, None)
         if unit is ALL or unit is None:
             self.running.pop(name, None)
+
+    def _note_missing_reproducers(self, name: str, record: dict[str, Any]) -> None:
+        """A finding or error whose reproducer could not be written (a worker's full disk)
+        makes the run incomplete: the report names a finding it cannot replay."""
+        entries = [*(record.get("failures") or []), record.get("error") or {}]
+        why = next((e["no_reproducer"] for e in entries if e.get("no_reproducer")), None)
+        if why is None:
+            return
+        self.run["incomplete"] = (
+            f"the reproducer of a finding of {name} could not be written ({why}); "
+            "free space in the report folder and run again to get it"
+        )
 
     @staticmethod
     def _sign(name: str, record: dict[str, Any]) -> None:

@@ -224,10 +224,13 @@ def _repro_href(reproducer: str, report_dir: Path) -> str | None:
     return "./" + quote(found.relative_to(root).as_posix())
 
 
-def _reproducer(value: Any, report_dir: Path) -> dict[str, Any] | None:
+def _reproducer(value: Any, report_dir: Path, missing: Any = None) -> dict[str, Any] | None:
+    if missing and not value:
+        return {"missing": str(missing)}
     if not value or not isinstance(value, str):
         return None
     return {
+        "missing": None,
         "path": value,
         "href": _repro_href(value, report_dir),
         "command": repro_command(value),
@@ -281,7 +284,7 @@ def _failure_card(
         "diagnosis": f.get("diagnosis") or "no diagnosis",
         "message": f.get("message"),
         "rows": _argument_rows(f),
-        "reproducer": _reproducer(f.get("reproducer"), report_dir),
+        "reproducer": _reproducer(f.get("reproducer"), report_dir, f.get("no_reproducer")),
         "signature": sig,
         "count": count,
         "seconds_to_find": (
@@ -301,7 +304,7 @@ def _error_card(record: Mapping[str, Any], report_dir: Path) -> dict[str, Any]:
         "message": error.get("message") or "no message recorded",
         "example": example if _is_num(example) else None,
         "rows": _argument_rows(error),
-        "reproducer": _reproducer(error.get("reproducer"), report_dir),
+        "reproducer": _reproducer(error.get("reproducer"), report_dir, error.get("no_reproducer")),
         "traceback": error.get("traceback"),
     }
 

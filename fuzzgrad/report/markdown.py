@@ -146,6 +146,8 @@ def _md_example(record: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"- reproducer: {_code(reproducer)}, replay with {_code(repro_command(reproducer))}"
         )
+    elif record.get("no_reproducer"):
+        lines.append(f"- no reproducer: it could not be written ({_md(record['no_reproducer'])})")
     return lines
 
 
