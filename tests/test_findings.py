@@ -171,3 +171,13 @@ def test_only_a_nonfinite_finding_of_a_narrower_dtype_folds():
     assert not folds_into("vjp grad[input=0] non-finite | dim>=0 | needs dtype", general)
     assert not folds_into("forward output[0] non-finite | needs dtype", general)
     assert not folds_into(general, general)
+
+
+def test_a_subset_run_that_repeats_a_wrong_backward_is_that_backwards_finding():
+    """With only x requiring grad, x*y's wrong backward gives the same wrong gradient as with
+    both: requires_grad_subsets holds in its own sense (the gradient is unchanged), so its
+    failure against the reference folds into vjp's finding instead of being a second one."""
+    result = fuzz_target(ONE_BUG["MulWrongFirstGrad"], max_examples=EXAMPLES, derandomize=True)
+    (finding,) = result.failures
+    assert finding.kind.startswith("vjp grad[input=0]"), finding.kind
+    assert "requires_grad_subsets" in finding.properties, finding.properties

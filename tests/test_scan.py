@@ -32,6 +32,9 @@ EXPECTED = {
     "scan_pkg.nondiff.NumpySinWrongDerivative": ("one shape", "vjp"),
     "scan_pkg.iterative.CubicRoot": ("one shape", None),
     "scan_pkg.iterative.CubicRootWrongSlope": ("one shape", "vjp"),
+    # torch.library.custom_op with register_autograd: judged by autograd of its Python function
+    "scan_pkg.custom_ops.softplus": ("one shape", None),
+    "scan_pkg.custom_ops.mul_add": ("broadcastable", "vjp"),
 }
 #: Functions whose contract only a trace of real calls shows (a last dim of 3).
 TRACED = {"scan_pkg.traced.Cross", "scan_pkg.traced.CrossFlipped"}
@@ -46,9 +49,10 @@ def coverage():
 
 def test_finds_the_functions_a_package_defines_and_which_are_registered(coverage):
     names = {f.name for f in coverage.functions}
-    assert names == {*EXPECTED, *TRACED, "scan_pkg.unknown.Pick", "scan_pkg.registered.Exp"}
-    assert coverage.registered == {"scan_pkg.registered.Exp"}
-    assert coverage.line().startswith("16 custom Functions, 1 registered; not registered: ")
+    registered = {"scan_pkg.registered.Exp", "scan_pkg.custom_ops.cube"}
+    assert names == {*EXPECTED, *TRACED, "scan_pkg.unknown.Pick", *registered}
+    assert coverage.registered == registered  # a custom op registered by what its decorator made
+    assert coverage.line().startswith("19 custom Functions, 2 registered; not registered: ")
     assert "scan_pkg.unknown.Pick" in coverage.line()
     # a module that fails to import is reported, and the others are scanned all the same
     assert len(coverage.import_errors) == 1 and "broken" in coverage.import_errors[0]
@@ -109,7 +113,7 @@ def test_scan_catches_planted_bugs_and_passes_correct_twins(scanned):
 def test_scan_writes_registrations_and_a_scan_record(scanned):
     _, report, _ = scanned
     record = json.loads((report / "scan.json").read_text())
-    assert record["coverage"].startswith("16 custom Functions, 1 registered")
+    assert record["coverage"].startswith("19 custom Functions, 2 registered")
     functions = {f["name"]: f for f in record["functions"]}
     assert functions["scan_pkg.registered.Exp"] == {
         "name": "scan_pkg.registered.Exp",
@@ -236,3 +240,32 @@ def test_scan_with_a_trace_fuzzes_what_only_real_calls_show(tmp_path):
     assert "vjp" in {f["property"] for f in flipped["failures"]}
     untraced = infer(pytest.importorskip("corpus.scan_pkg.traced").Cross, "cross")
     assert untraced.contract is None
+
+
+def test_a_custom_op_registered_without_a_reference_is_judged_by_its_own_python_function():
+    """``fg.register(op)`` for a ``torch.library.custom_op``: autograd of the Python function
+    it was defined from is the reference (as a Function's forward is), so the planted missing
+    term of ``mul_add`` is caught and shrunk, and its correct twins pass."""
+    import importlib
+    import sys
+
+    from fuzzgrad.engine.runner import fuzz_target
+    from fuzzgrad.registry.spec import tensor
+    from fuzzgrad.registry.target import make_target
+
+    sys.path.insert(0, str(PKG.parent))
+    try:
+        ops = importlib.import_module("scan_pkg.custom_ops")
+    finally:
+        sys.path.remove(str(PKG.parent))
+    import torch
+
+    for op in (ops.softplus, ops.cube, torch.ops.fuzzgrad_scan_pkg.cube):  # or its packet
+        result = fuzz_target(make_target(op), max_examples=20, seed=0)
+        assert result.status == "passed", (op, result.failures, result.error)
+    buggy = make_target(ops.mul_add, inputs=[tensor("*#b"), tensor("*#b")])
+    result = fuzz_target(buggy, max_examples=30, seed=0)
+    assert result.status == "failed", result.error
+    vjp = next(f for f in result.failures if f.property == "vjp")
+    assert vjp.shrunk and "grad[input=0]" in vjp.message
+    assert all(a["shape"] == [] for a in vjp.inputs if "shape" in a)  # shrunk to 0-d

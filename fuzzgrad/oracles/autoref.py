@@ -50,6 +50,8 @@ class AutoReferenceImpossible(InvalidRegistration):
 def auto_reference(target) -> Callable[..., Any]:
     """A torch reference built from ``target.function.forward`` (see the module docstring)."""
     cls = target.function
+    if cls is None and target.own_math is not None:
+        return _own_math_reference(target)
     if cls is None:
         raise AutoReferenceImpossible(
             f"fuzzgrad: target {target.name!r} is a plain callable without a reference; pass "
@@ -76,6 +78,30 @@ def auto_reference(target) -> Callable[..., Any]:
                 f"fuzzgrad: target {target.name!r} has no reference, and its forward is not "
                 "differentiable by autograd (it leaves torch: numpy, .detach(), .item() or "
                 "torch.no_grad). Register it with reference=<torch math> or jax_reference=."
+            )
+        return out
+
+    return reference
+
+
+def _own_math_reference(target) -> Callable[..., Any]:
+    """A ``torch.library.custom_op``'s Python function, run directly under autograd (below the
+    operator, whose backward is the hand-written ``register_autograd`` formula under test)."""
+    impl = target.own_math
+
+    def reference(*args: Any) -> Any:
+        args = tuple(
+            a.clone() if isinstance(a, torch.Tensor) and a.requires_grad else a for a in args
+        )
+        out = impl(*args)
+        outs = out if isinstance(out, tuple) else (out,)
+        if any(a.requires_grad for a in args if isinstance(a, torch.Tensor)) and not any(
+            isinstance(o, torch.Tensor) and o.requires_grad for o in outs
+        ):
+            raise AutoReferenceImpossible(
+                f"fuzzgrad: target {target.name!r} has no reference, and its custom operator's "
+                "Python function is not differentiable by autograd (it leaves torch: numpy, "
+                ".detach(), .item() or torch.no_grad). Register it with reference=<torch math>."
             )
         return out
 

@@ -266,6 +266,11 @@ class CaseRun:
                 raise
         return self._grads
 
+    def grads_so_far(self) -> list | None:
+        """The gradients `grads` computed for this case, if a property asked already (None: not
+        computed, or the backward raised)."""
+        return self._grads
+
     # -- verdicts ---------------------------------------------------------------------------------
     def judge_pair(self, kind: str, outputs=None, grads=None, wrt=None, cts=None):
         """`fuzzgrad.verdict.judge.Judge.pair` for this case."""

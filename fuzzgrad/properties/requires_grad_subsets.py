@@ -4,7 +4,7 @@ slots, is caught)."""
 
 from __future__ import annotations
 
-from fuzzgrad.properties.base import Property, Skip
+from fuzzgrad.properties.base import Property, PropertyFailure, Skip
 from fuzzgrad.properties.case import materialise
 
 
@@ -25,6 +25,42 @@ class RequiresGradSubsets(Property):
         found = run.judge.pair(
             "grads", case, subset, cts, None, grads, run.reference, run.calibration
         )
-        if found is not None:
-            case.notes["wrt"] = subset  # what the reproducer replays
-            run.fail(self.name, str(found), found)
+        if found is None:
+            return
+        case.notes["wrt"] = subset  # what the reproducer replays
+        follows = _unchanged(run, subset, grads)
+        message = str(found)
+        if follows:
+            message += (
+                "; the backward gives the same wrong gradient with every input requiring grad: "
+                "its own error (vjp), not one of the subset"
+            )
+        try:
+            run.fail(self.name, message, found)
+        except PropertyFailure as exc:
+            exc.follows_backward = follows  # type: ignore[attr-defined]
+            raise
+
+
+def _unchanged(run, subset, grads) -> bool:
+    """Whether the subset's gradients are those of the full run (every input requiring grad):
+    then this property holds, and the mismatch with the reference is the backward's own,
+    found by ``vjp`` (the finding folds into it, `fuzzgrad.verdict.identity.folds_into`)."""
+    import torch
+
+    full = run.grads_so_far()  # computed by vjp, which runs first
+    if full is None:
+        return False
+    for i in subset:
+        a, b = grads[i], full[i]
+        if a is None or b is None:
+            if (a is None) != (b is None):
+                return False
+            continue
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        try:
+            torch.testing.assert_close(a, b, equal_nan=True)
+        except AssertionError:
+            return False
+    return True

@@ -57,6 +57,9 @@ class Target:
     #: For a plain callable (a function, a ``functools.partial``): the Function it calls, found
     #: in its code or its partial's ``func`` (`wrapped_function`); None if not exactly one.
     wraps: Any = None
+    #: For a ``torch.library.custom_op``: the Python function it was defined from, its own
+    #: math (`custom_op_impl`): the reference when none is given.
+    own_math: Callable[..., Any] | None = None
 
     def known_bug_in(self, prop: str) -> bool:
         """Whether the registration's ``xfail`` covers property ``prop`` (every property,
@@ -199,6 +202,28 @@ def custom_op_overload(obj: Any) -> Any:
     return None
 
 
+def custom_op_impl(obj: Any) -> Callable[..., Any] | None:
+    """The Python function an operator made with ``torch.library.custom_op`` was defined from
+    (given as what the decorator returns, its packet or its overload): its own math, whose
+    autograd is the reference when the registration gives none. None for anything else, or an
+    operator defined another way (``torch.library.define``: no Python math to differentiate).
+    torch offers no public accessor, so this reads ``CustomOpDef``'s own attribute."""
+    if type(obj).__name__ != "CustomOpDef":
+        overload = custom_op_overload(obj) or obj
+        if not is_custom_op(overload):
+            return None
+        from torch._library import custom_ops
+
+        obj = getattr(custom_ops, "OPDEFS", {}).get(overload._schema.name)
+    impl = getattr(obj, "_init_fn", None)
+    return impl if callable(impl) else None
+
+
+def custom_op_has_backward(obj: Any) -> bool:
+    """Whether a ``torch.library.custom_op`` has an autograd formula (``register_autograd``)."""
+    return getattr(obj, "_backward_fn", None) is not None
+
+
 @functools.lru_cache(maxsize=256)
 def _cached_arity(fn: Any) -> tuple[list[str], bool, int] | None:
     """`_function_arity`, once per callable (reports ask for every example)."""
@@ -333,6 +358,7 @@ def make_target(
     module: str = "__main__",
 ) -> Target:
     """Validate a registration and build its `Target` (without adding it to any registry)."""
+    impl = custom_op_impl(fn)
     fn = custom_op_overload(fn) or fn
     label = name or (fn.name() if is_custom_op(fn) else None)
     label = label or getattr(fn, "__name__", None) or repr(fn)
@@ -398,10 +424,11 @@ def make_target(
                 f"{where}{key} takes {len(ref_params)} argument(s) ({', '.join(ref_params)}) but "
                 f"the Function takes {n_args}. Make {key} accept the same positional arguments."
             )
-    if reference is None and jax_reference is None and function is None:
+    if reference is None and jax_reference is None and function is None and impl is None:
         raise InvalidRegistration(
             f"{where}a plain callable needs reference= or jax_reference= (only an "
-            "autograd.Function's own forward can serve as its reference)."
+            "autograd.Function's own forward, or a torch.library.custom_op's own Python "
+            "function, can serve as its reference)."
         )
     if isinstance(inputs, tuple) and not _anything_differentiable(inputs, dtypes):
         raise InvalidRegistration(
@@ -473,6 +500,7 @@ def make_target(
         xfail_properties=xfail_properties,
         options=opts,
         wraps=wrapped_function(fn) if function is None else None,
+        own_math=impl,
     )
 
 

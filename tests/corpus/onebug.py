@@ -55,3 +55,24 @@ class SquareWrongFactor(Function):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         return 3 * g * x
+
+
+@fg.register(
+    reference=lambda x, y: x * y,
+    jax_reference=lambda x, y: x * y,
+    planted={"property": "vjp", "bug_class": "wrong backward, differentiable", "needs": "none"},
+)
+class MulWrongFirstGrad(Function):
+    """x*y whose backward doubles x's gradient whether or not y requires grad: the subset run
+    with only x requiring grad gets the same wrong gradient, so requires_grad_subsets fails too,
+    and that is vjp's bug, not a subset's: one finding listing both."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        return 2 * g * y, g * x

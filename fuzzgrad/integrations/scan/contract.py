@@ -69,13 +69,14 @@ class Inference:
 def required_parameters(cls: Any) -> tuple[str, ...] | None:
     """Names of ``forward``'s positional parameters without defaults (``ctx`` left out, unless
     the Function uses ``setup_context``); None where there is no usable signature."""
-    from fuzzgrad.registry.target import uses_setup_context
+    from fuzzgrad.registry.target import custom_op_impl, uses_setup_context
 
+    impl = custom_op_impl(cls)  # a custom operator: its Python function's signature
     try:
-        params = list(inspect.signature(cls.forward).parameters.values())
+        params = list(inspect.signature(impl or cls.forward).parameters.values())
     except (TypeError, ValueError):
         return None
-    if not uses_setup_context(cls):
+    if impl is None and not uses_setup_context(cls):
         params = params[1:]
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return None

@@ -12,15 +12,18 @@ from fuzzgrad.registry.target import _BY_PATH
 
 @dataclass(frozen=True)
 class Found:
-    """One ``torch.autograd.Function`` subclass defined (not merely imported) in a module."""
+    """One ``torch.autograd.Function`` subclass, or one ``torch.library.custom_op`` with an
+    autograd formula, defined (not merely imported) in a module."""
 
-    cls: Any
+    cls: Any  # the Function class, or what ``@torch.library.custom_op`` returned
     module: str  # its module's import name (``fuzzgrad_user_...`` for a file imported by path)
     spec: str  # the scan argument (module name or absolute path) whose import reaches it
+    #: Where the module holds it (a custom op: the name it was bound to); default: its class's.
+    attribute: str = ""
 
     @property
     def qualname(self) -> str:
-        return str(self.cls.__qualname__)
+        return self.attribute or str(self.cls.__qualname__)
 
     @property
     def name(self) -> str:
@@ -62,18 +65,59 @@ def is_custom_function(obj: Any) -> bool:
     return any("forward" in vars(k) for k in obj.__mro__ if not k.__module__.startswith("torch"))
 
 
+def is_custom_op_with_backward(obj: Any) -> bool:
+    """What ``@torch.library.custom_op`` returns, with ``register_autograd`` called on it: a
+    hand-written backward, as a Function's is."""
+    from fuzzgrad.registry.target import custom_op_has_backward, custom_op_impl
+
+    return (
+        type(obj).__name__ == "CustomOpDef"
+        and custom_op_impl(obj) is not None
+        and custom_op_has_backward(obj)
+    )
+
+
 def functions_in(module: ModuleType, spec: str) -> list[Found]:
-    """The custom Functions ``module`` defines at its top level, in source order."""
+    """The custom Functions and custom operators with a backward that ``module`` defines at
+    its top level, in source order."""
+    from fuzzgrad.registry.target import custom_op_impl
+
     out = []
-    for obj in vars(module).values():
+    for attribute, obj in vars(module).items():
         if is_custom_function(obj) and obj.__module__ == module.__name__:
             out.append(Found(obj, module.__name__, spec))
+        elif is_custom_op_with_backward(obj):
+            impl = custom_op_impl(obj)
+            if getattr(impl, "__module__", None) == module.__name__:
+                out.append(Found(obj, module.__name__, spec, attribute))
     return sorted(out, key=_line)
 
 
+def identity(obj: Any) -> Any:
+    """What a registration and a scan both call a Function or custom operator by: the class,
+    or the operator's qualified name (a registration holds its overload, the scan what the
+    decorator returned)."""
+    from fuzzgrad.registry.target import custom_op_impl
+
+    impl = custom_op_impl(obj)
+    return id(obj) if impl is None else ("op", getattr(impl, "__module__", ""), impl.__qualname__)
+
+
+def _targets_ids(targets: list[Any]) -> set[Any]:
+    out: set[Any] = set()
+    for t in targets:
+        if t.autograd_function is not None:
+            out.add(id(t.autograd_function))
+        elif t.own_math is not None:
+            out.add(("op", getattr(t.own_math, "__module__", ""), t.own_math.__qualname__))
+    return out
+
+
 def _line(found: Found) -> int:
+    from fuzzgrad.registry.target import custom_op_impl
+
     try:
-        return inspect.getsourcelines(found.cls)[1]
+        return inspect.getsourcelines(custom_op_impl(found.cls) or found.cls)[1]
     except (OSError, TypeError):
         return 0
 
@@ -95,14 +139,15 @@ def scan_modules(specs: list[str]) -> Coverage:
                     seen.add(id(found.cls))
                     coverage.functions.append(found)
     covered = registered_functions(coverage.import_errors)
-    coverage.registered = {f.name for f in coverage.functions if id(f.cls) in covered}
+    coverage.registered = {f.name for f in coverage.functions if identity(f.cls) in covered}
     return coverage
 
 
-def registered_functions(errors: list[str]) -> set[int]:
-    """Ids of the Function classes registered targets call (a target's Function, or the one its
-    callable wraps): those registered in this process, and the project's configured targets
-    (an import that fails there is noted in ``errors``)."""
+def registered_functions(errors: list[str]) -> set[Any]:
+    """Identities (`identity`) of the Functions and custom operators registered targets call
+    (a target's Function, the one its callable wraps, or its custom operator): those
+    registered in this process, and the project's configured targets (an import that fails
+    there is noted in ``errors``)."""
     from fuzzgrad.errors import FuzzgradError
     from fuzzgrad.registry.discovery import load_targets
     from fuzzgrad.registry.project import configured_targets, find_pyproject
@@ -116,7 +161,7 @@ def registered_functions(errors: list[str]) -> set[int]:
             targets += load_targets(list(configured.specs))
         except FuzzgradError as exc:
             errors.append(str(exc))
-    return {id(t.autograd_function) for t in targets if t.autograd_function is not None}
+    return _targets_ids(targets)
 
 
 def scanned(spec: str, module: str, qualname: str) -> Any:
@@ -142,7 +187,7 @@ def registration_coverage(targets: list[Any]) -> Coverage:
 
     modules: dict[str, ModuleType] = {}
     for t in targets:
-        fn = t.autograd_function
+        fn = t.autograd_function or t.own_math
         for name in (t.module, getattr(fn, "__module__", None)):
             module = sys.modules.get(name) if name else None
             if module is not None:
@@ -154,6 +199,6 @@ def registration_coverage(targets: list[Any]) -> Coverage:
             if id(found.cls) not in seen:
                 seen.add(id(found.cls))
                 coverage.functions.append(found)
-    covered = {id(t.autograd_function) for t in targets if t.autograd_function is not None}
-    coverage.registered = {f.name for f in coverage.functions if id(f.cls) in covered}
+    covered = _targets_ids(targets)
+    coverage.registered = {f.name for f in coverage.functions if identity(f.cls) in covered}
     return coverage
