@@ -122,6 +122,8 @@ def test_scan_writes_registrations_and_a_scan_record(scanned):
     pick = functions["scan_pkg.unknown.Pick"]
     assert pick["contract"] is None and len(pick["tried"]) == 5
     assert "fg.register(" in functions["scan_pkg.matrix.MatMul"]["snippet"]
+    page = (report / "index.html").read_text()  # each scanned target's card names its guess
+    assert "scan contract (inferred): matrix product [fg.tensor(&#39;d0 d1&#39;)" in page
     assert functions["scan_pkg.matrix.MatMul"]["status"] == "passed"
     assert functions["scan_pkg.matrix.MatMul"]["oracle"] == "autograd of forward"
     assert functions["scan_pkg.iterative.CubicRoot"]["oracle"] == "differences"

@@ -486,6 +486,10 @@ def _target_card(record: Mapping[str, Any]) -> dict[str, Any]:
         meta.append(f"{record['ambiguous']} ambiguous (references disagree)")
     if excused_line(record):
         meta.append(f"excused: {excused_line(record)}")
+    scan = record.get("scan")
+    if isinstance(scan, dict) and scan.get("contract"):  # `fuzzgrad scan`: inferred, a guess
+        inputs = ", ".join(str(i) for i in scan.get("inputs") or [])
+        meta.append(f"scan contract (inferred): {scan['contract']} [{inputs}]")
     for label, counts in (("discarded", record.get("discards")), ("dtypes", cov.get("dtype"))):
         if isinstance(counts, dict) and counts:
             ordered = sorted(counts.items(), key=lambda kv: _dtype_key(str(kv[0])))

@@ -49,15 +49,21 @@ def scan_command(args: Any, fuzz: Callable[[list[str]], int]) -> int:
     print(f"fuzzgrad scan: {coverage.line()}")
     for found in coverage.unregistered:
         print(_describe(found, inferred[found.name]))
-    status = EXIT_OK
+    status, baseline = EXIT_OK, None
     if written is not None:
         argv = ["fuzz", str(written), "--report", str(report), "--no-coverage"]
         argv += ["--max-examples", str(args.max_examples)]
         argv += [] if args.seed is None else ["--seed", str(args.seed)]
         argv += [] if args.isolate else ["--no-isolate"]
         argv += ["--database", args.database]
+        baseline = _baseline(report, [n for n, i in inferred.items() if i.contract is not None])
+        argv += [] if baseline is None else ["--baseline", str(baseline)]
         status = fuzz(argv)
     results = _mark_results(report, inferred)
+    if results:  # the report pages again, now naming each target's contract
+        from fuzzgrad.nightly.recorder import render_reports
+
+        render_reports(report, baseline)
     _write_scan(report, coverage, inferred, results)
     print(f"Scan record: {report / SCAN_FILE}; registrations: {report / TARGETS_FILE}")
     return status
@@ -84,6 +90,20 @@ def infer_registrations(
         return coverage, inferred, None
     (folder / TARGETS_FILE).write_text(registrations(fuzzed, inferred))
     return coverage, inferred, folder / TARGETS_FILE
+
+
+def _baseline(report: Path, names: list[str]) -> Path | None:
+    """The earlier run the fuzz run is diffed against (`implicit_baseline`), found before the
+    run moves ``latest`` to this one, so that the pages rendered again after it keep the diff
+    (its note, when there is none, is the fuzz run's to print)."""
+    import contextlib
+    import io
+    from types import SimpleNamespace
+
+    from fuzzgrad.integrations.runs import implicit_baseline
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return implicit_baseline(report, [SimpleNamespace(name=n) for n in names])
 
 
 def _calls_of(found: Found, traces: dict[str, list]) -> list:
