@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+#: A planted bug's ``needs`` -> the word its diagnosis must name (None: no factor to name).
 FACTOR_WORDS = {
     "layout": "layout",
     "stride0": "layout",
@@ -28,7 +29,15 @@ FACTOR_WORDS = {
     "none": None,
     "requires_grad": None,
     "low_precision": "dtype",
+    "conj_view": "conj_view",
 }
+
+
+def names_factor(needs: str | None, diagnosis: str) -> str:
+    """``yes``/``NO`` for whether the diagnosis names the factor the bug needs; ``-`` where
+    there is none to name (or the corpus says a need this table does not know)."""
+    word = FACTOR_WORDS.get(needs or "none")
+    return "-" if word is None else ("yes" if word in diagnosis else "NO")
 
 
 def corpus_targets(kind: str):
@@ -73,13 +82,17 @@ def run(buggy_examples: int, correct_examples: int, seed: int, report: Path | No
         )
     print(
         f"{'target':28s} {'planted':22s} {'needs':14s} {'verdict':7s} {'found by':30s} "
-        f"{'elems':>5s} {'t_find':>7s} {'t_all':>6s}  diagnosis"
+        f"{'elems':>5s} {'t_find':>7s} {'t_all':>6s} {'named':5s}  diagnosis"
     )
+    unnamed = 0
     for name, prop, needs, verdict, found, size, first, total, diag in rows:
+        named = names_factor(needs, diag) if verdict == "caught" else "-"
+        unnamed += named == "NO"
         print(
             f"{name:28s} {prop or '-':22s} {needs or '-':14s} {verdict:7s} {found:30s} "
             f"{size if size is not None else '-':>5} "
-            f"{(f'{first:.2f}' if first is not None else '-'):>7s} {total:6.1f}  {diag[:90]}"
+            f"{(f'{first:.2f}' if first is not None else '-'):>7s} {total:6.1f} {named:5s}  "
+            f"{diag[:90]}"
         )
     false_alarms = 0
     print(
@@ -98,8 +111,9 @@ def run(buggy_examples: int, correct_examples: int, seed: int, report: Path | No
         )
     caught = len(rows) - missed
     print(
-        f"\nplanted bugs caught by the intended property: {caught}/{len(rows)}; "
-        f"false alarms on correct Functions: {false_alarms}"
+        f"\nplanted bugs caught by the intended property: {caught}/{len(rows)}; diagnoses "
+        f"that do not name the factor the bug needs: {unnamed}; false alarms on correct "
+        f"Functions: {false_alarms}"
     )
     return 1 if missed or false_alarms else 0
 
