@@ -208,15 +208,14 @@ def _follows_backward(run, full, cts, us, got) -> bool:
 def _follows(run, full, cts, us, got) -> bool:
     """Whether ``got``, the Function's double backward, is the derivative of its own first-order
     backward on this case: ``<got, d>`` against central differences of ``<backward(x + h d),
-    u>`` along a random direction ``d`` of the inputs and cotangents (two steps that agree with
-    each other, at the case's dtype: a float32 overflow is float32's; NaN on both sides counts
-    as agreeing). Then a wrong second order is the
-    wrong backward's, not a bug of its own; anything else (raises, steps that disagree, a
-    complex case) is not."""
+    u>`` along a random direction ``d`` of the inputs, then one of the cotangents, apart (in one
+    mixed direction a large right term would hide a small wrong one), each with two steps that
+    agree with each other, at the case's dtype: a float32 overflow is float32's; NaN on both
+    sides counts as agreeing. Then a wrong second order is the wrong backward's, not a bug of
+    its own; anything else (raises, steps that disagree, a complex case) is not."""
     case = run.case
     if case.dtype not in FOLLOW_STEPS:
         return False  # complex, or no floating input: not told
-    steps, rtol = FOLLOW_STEPS[case.dtype]
     args = [upcast(a, None) for a in case.args]
     vs = [None if c is None else upcast(c, None) for c in cts]
     wrt = [i for i in full if floating(args[i])]
@@ -224,40 +223,65 @@ def _follows(run, full, cts, us, got) -> bool:
     gen = torch.Generator().manual_seed(case.direction_seed % (2**63) + 7)
     dx = {i: torch.randn(args[i].shape, generator=gen, dtype=torch.float64) for i in wrt}
     dv = {k: torch.randn(v.shape, generator=gen, dtype=torch.float64) for k, v in live.items()}
-    u64 = [upcast(u, torch.float64) for u in us]
     dx = {i: d.to(args[i].dtype) for i, d in dx.items()}
     dv = {k: d.to(live[k].dtype) for k, d in dv.items()}
     paths = [*wrt, *(len(case.args) + k for k in live)]
     if len(got) != len(paths):
         return False
-    direction = {**dx, **{len(case.args) + k: d for k, d in dv.items()}}
-    predicted = sum(
-        float((g.detach().to(torch.float64) * direction[p].double()).sum())
-        for g, p in zip(got, paths)
-        if g is not None
-    )
-
     fn = run.target.fn
     if run.nonleaf:  # it writes its inputs: each call gets copies, as the checks' calls do
         fn = lambda *xs: run.target.fn(*(x.clone() if floating(x) else x for x in xs))  # noqa: E731
+    u64 = [upcast(u, torch.float64) for u in us]
+    line = _Line(fn, args, vs, wrt, u64, case.dtype)
+    return all(
+        line.agrees(got, paths, x_dir, v_dir)
+        for x_dir, v_dir in ((dx, {}), ({}, dv))
+        if x_dir or v_dir
+    )
 
-    def along(h: float) -> float:
-        xs = [a + h * dx[i] if i in dx else a for i, a in enumerate(args)]
-        cs = [v + h * dv[k] if k in dv else v for k, v in enumerate(vs)]
-        grads = torch_vjp(fn, xs, wrt, cs).grads
-        live_grads = [(g, u) for g, u in zip((grads[i] for i in wrt), u64) if g is not None]
-        return sum(float((g.double() * u).sum()) for g, u in live_grads)
 
-    try:
-        scale = max([1.0, *(float(a.abs().max()) for a in args if floating(a) and a.numel())])
-        estimates = [(along(h * scale) - along(-h * scale)) / (2 * h * scale) for h in steps]
-    except Exception:  # noqa: BLE001 - cannot tell: a finding of its own
-        return False
-    if math.isnan(predicted) or any(math.isnan(e) for e in estimates):
-        return math.isnan(predicted) and all(math.isnan(e) for e in estimates)
-    a, b = estimates
-    tol = rtol * max(1.0, abs(a), abs(b))
-    return abs(a - b) <= tol and abs(predicted - a) <= 10 * tol
+class _Line:
+    """``<backward(x + h dx, v + h dv), u>`` and its central differences (see `_follows`)."""
+
+    def __init__(self, fn, args, vs, wrt, u64, dtype) -> None:
+        self.fn, self.args, self.vs, self.wrt, self.u64 = fn, args, vs, wrt, u64
+        self.steps, self.rtol = FOLLOW_STEPS[dtype]
+        self.eps = torch.finfo(dtype).eps
+        floats = [float(a.abs().max()) for a in args if floating(a) and a.numel()]
+        self.scale = max([1.0, *floats])
+
+    def value(self, h: float, dx: dict, dv: dict) -> float:
+        xs = [a + h * dx[i] if i in dx else a for i, a in enumerate(self.args)]
+        cs = [v + h * dv[k] if k in dv else v for k, v in enumerate(self.vs)]
+        grads = torch_vjp(self.fn, xs, self.wrt, cs).grads
+        pairs = [(g, u) for g, u in zip((grads[i] for i in self.wrt), self.u64) if g is not None]
+        return sum(float((g.double() * u).sum()) for g, u in pairs)
+
+    def agrees(self, got, paths, dx: dict, dv: dict) -> bool:
+        n = len(self.args)
+        direction = {**dx, **{n + k: d for k, d in dv.items()}}
+        predicted = sum(
+            float((g.detach().to(torch.float64) * direction[p].double()).sum())
+            for g, p in zip(got, paths)
+            if g is not None and p in direction
+        )
+        try:
+            ends = [
+                (self.value(h * self.scale, dx, dv), self.value(-h * self.scale, dx, dv))
+                for h in self.steps
+            ]
+        except Exception:  # noqa: BLE001 - cannot tell: a finding of its own
+            return False
+        estimates = [(up - down) / (2 * h * self.scale) for (up, down), h in zip(ends, self.steps)]
+        if math.isnan(predicted) or any(math.isnan(e) for e in estimates):
+            return math.isnan(predicted) and all(math.isnan(e) for e in estimates)
+        a, b = estimates
+        # relative to the values compared, plus the rounding error of the differences (a fixed
+        # floor would call a double backward of 0 the derivative of any small backward)
+        values = max(abs(v) for pair in ends for v in pair)
+        noise = 64 * self.eps * values / (min(self.steps) * self.scale)
+        tol = self.rtol * max(abs(a), abs(b)) + noise
+        return abs(a - b) <= tol and abs(predicted - a) <= 10 * tol
 
 
 def _saved_hint(run, lead: str = ";") -> str:
