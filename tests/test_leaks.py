@@ -125,7 +125,7 @@ def ran(monkeypatch):
     calls: list[str] = []
 
     def call(argv, *args, **kwargs):
-        calls.append(argv[-1])
+        calls.append(argv[1])  # [python, FILE, --runs, N]
         return 1
 
     monkeypatch.setattr(subprocess, "call", call)
