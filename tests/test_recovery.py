@@ -255,8 +255,11 @@ def test_redis_going_away_mid_run_loses_nothing(tmp_path, redis_server):
     with redis_server() as url:
         proc = subprocess.Popen(
             # one job: the targets run one after another, bug0 first
-            [sys.executable, "-m", "fuzzgrad", "fuzz", str(folder), "--budget", "40s",
-             "--jobs", "1", "--properties", "vjp", "--report", str(report), "--database", url],
+            # no budget, and an example may wait for the gate as long as the machine is slow:
+            # the test waits on events, never on the machine's speed
+            [sys.executable, "-m", "fuzzgrad", "fuzz", str(folder), "--max-examples", "30",
+             "--example-timeout", "600s", "--jobs", "1", "--properties", "vjp",
+             "--report", str(report), "--database", url],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         finished = lambda: any(e["event"] == "target_finished" for e in events(report))  # noqa: E731
