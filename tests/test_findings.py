@@ -181,3 +181,42 @@ def test_a_subset_run_that_repeats_a_wrong_backward_is_that_backwards_finding():
     (finding,) = result.failures
     assert finding.kind.startswith("vjp grad[input=0]"), finding.kind
     assert "requires_grad_subsets" in finding.properties, finding.properties
+
+
+def test_an_example_that_times_out_while_a_finding_is_shrunk_keeps_the_finding(monkeypatch):
+    """A timeout met while a candidate is handed to Hypothesis to shrink (a loaded machine, a
+    short --example-timeout) is a timeout error beside the finding: it once raised an
+    UnboundLocalError in the runner, which killed the worker ("exit status 1") and lost the
+    finding's shrink."""
+    import time
+
+    import torch
+
+    from fuzzgrad.engine import runner
+    from fuzzgrad.registry.target import make_target
+
+    shrinking = []
+    hand_off = runner._TargetRun.hand_off
+
+    def slow_hand_off(self, *args, **kwargs):
+        shrinking.append(True)
+        return hand_off(self, *args, **kwargs)
+
+    monkeypatch.setattr(runner._TargetRun, "hand_off", slow_hand_off)
+
+    class DoubleWrongSlowWhenShrunk(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            if shrinking:
+                time.sleep(3)
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 3
+
+    target = make_target(DoubleWrongSlowWhenShrunk, reference=lambda x: x * 2)
+    result = fuzz_target(target, max_examples=20, seed=0, properties=["vjp"], example_timeout=0.5)
+    assert shrinking  # the timeout was met during the hand-off
+    assert [f.property for f in result.failures] == ["vjp"], result.failures
+    assert result.error is not None and result.error["kind"] == "timeout", result.error

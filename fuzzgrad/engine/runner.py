@@ -288,11 +288,12 @@ class _TargetRun:
     # -- Hypothesis -----------------------------------------------------------------------------
     def hypothesis_run(
         self, cfg: settings, checker: Checker, fixed: int | None = None, key: tuple | None = None
-    ) -> None:
+    ) -> str | None:
         """Run Hypothesis with ``cfg``; sort what it raises into failures and errors.
         ``fixed`` seeds its random choices and keeps the database (``hypothesis.seed`` drops
         it): for replaying and shrinking hand-offs. ``key``: shrink the failures of that search
-        key only."""
+        key only. Returns what cut the run short (the budget, an example's timeout), if
+        anything did."""
         run = cfg(given(self.strategy)(self.test_for(checker, key)))
         set_database_key(run, DATABASE_KEY)
         if fixed is not None:
@@ -305,8 +306,10 @@ class _TargetRun:
         except (BudgetSpent, RegistrationAbort) as exc:
             if isinstance(exc, RegistrationAbort):
                 raise
+            return "the budget ran out"  # what was found is kept; nothing more to sort
         except ExampleTimeout as exc:
             self.errors.append(self.timeout_error(exc))
+            return f"an example ran longer than {self.timeout:g}s"
         except BaseException as exc:  # noqa: BLE001 - sorted below; KeyboardInterrupt re-raised
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -317,7 +320,7 @@ class _TargetRun:
                 if isinstance(e, InvalidRegistration):  # raised while drawing a case
                     raise RegistrationAbort(e) from None
         else:
-            return
+            return None
         # Out of the ``except`` block: diagnosing re-runs the properties, and a failure they
         # make must not take what was being handled here for its cause.
         for e in raised:
@@ -325,6 +328,7 @@ class _TargetRun:
                 self.add(self.record(e))
             else:
                 self.errors.append(self.exception_error(e))
+        return None
 
     def hypothesis_rounds(self, remaining=None, first=None) -> None:
         """Hypothesis generates every case. The first failing property of a case hides the
@@ -404,10 +408,14 @@ class _TargetRun:
                 if len(self.errors) == before:
                     self.errors.append(self.exception_error(exc))
                 continue
-            self.hand_off(data, database, self.checker.only(candidate.properties), key)
-            if len(self.errors) > before:
+            cut = self.hand_off(data, database, self.checker.only(candidate.properties), key)
+            if key in self.known:
                 continue
-            if key not in self.known:
+            if cut is not None:  # reported as found, not shrunk: nothing found is lost
+                exc.message += f" (found while exploring; not shrunk: {cut} while shrinking it)"
+            elif len(self.errors) > before:
+                continue  # its replay raised instead: that error is the report
+            else:
                 # Hypothesis could not replay it (a nondeterministic Function): still reported,
                 # as found and not shrunk.
                 exc.message += (
@@ -415,7 +423,7 @@ class _TargetRun:
                     "not shrunk: does the Function give different results on the same "
                     "inputs?)"
                 )
-                self.add(self.record(exc, shrunk=False, key=key))
+            self.add(self.record(exc, shrunk=False, key=key))
 
     def explore(self, checker: Checker, rng) -> _Explored:
         """Draw cases with `FastData` and check each with every selected property until
@@ -464,7 +472,7 @@ class _TargetRun:
                 out.found[key] = _Candidate(data, err, (prop,))
         return out
 
-    def hand_off(self, data, database, checker: Checker, key: tuple | None) -> None:
+    def hand_off(self, data, database, checker: Checker, key: tuple | None) -> str | None:
         """Hypothesis replays and shrinks one explored failure (stored in a `HandOff`
         database, as if an earlier run had found it), checking only ``checker``'s properties
         and shrinking only failures of search key ``key``."""
@@ -474,7 +482,7 @@ class _TargetRun:
         phases = _without(config.phases, Phase.generate) + (Phase.reuse,)
         # A database rules out derandomize: a derandomized run's hand-off has a fixed seed.
         fixed = self.seed if self.seed is not None else 0 if config.derandomize else None
-        self.hypothesis_run(
+        return self.hypothesis_run(
             settings(config, database=handoff, phases=phases, derandomize=False),
             checker,
             fixed,
