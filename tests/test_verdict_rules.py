@@ -277,3 +277,26 @@ def test_vmap_in_half_precision_is_allowed_the_references_error_at_that_dtype():
     args = [h16(-10.828125), h16(-11.9296875), h16(25.453125)]
     assert replay(_triple_product(1.0), "vmap", args, [0, 1, 2], [h16(1.0)]) == 0
     assert replay(_triple_product(1.01), "vmap", args, [0, 1, 2], [h16(1.0)]) == 1
+
+
+def test_the_overflow_watch_imports_what_torch_needs_outside_the_examples_time():
+    """The first dispatch mode of a process imports torch._dynamo (a second): with the
+    example's timer paused, so that it is not taken for the example hanging (a loaded machine's
+    first low-precision case once timed out on it). In a fresh process, under a 0.2 s alarm."""
+    import subprocess
+    import sys
+
+    script = (
+        "import signal, sys, time, torch\n"
+        "from fuzzgrad.verdict.overflow import overflow_watch\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+        "def fire(*_): raise SystemExit('the alarm fired: the import was timed')\n"
+        "signal.signal(signal.SIGALRM, fire)\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0.2)\n"
+        "with overflow_watch():\n"
+        "    torch.ones(2, dtype=torch.float16).double().detach()\n"
+        "left = signal.setitimer(signal.ITIMER_REAL, 0)[0]\n"
+        "assert 'torch._dynamo' in sys.modules and 0 < left <= 0.2, left\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
