@@ -220,3 +220,20 @@ def test_an_example_that_times_out_while_a_finding_is_shrunk_keeps_the_finding(m
     assert shrinking  # the timeout was met during the hand-off
     assert [f.property for f in result.failures] == ["vjp"], result.failures
     assert result.error is not None and result.error["kind"] == "timeout", result.error
+
+
+def test_a_finding_an_earlier_round_reported_is_not_reported_again():
+    """A budgeted run fuzzes in rounds (`fuzzgrad.nightly.worker.fuzz_for`), each told the
+    identities found before: the same bug met again in another dtype is not a second finding
+    (a Ray unit once reported one bug three times, from float64, float32 and bfloat16 cases)."""
+    target = ONE_BUG["SquareWrongFactor"]
+    first = fuzz_target(target, max_examples=EXAMPLES, derandomize=True, properties=["vjp"])
+    (finding,) = first.failures
+    again = fuzz_target(
+        target,
+        max_examples=EXAMPLES,
+        seed=1,
+        properties=["vjp"],
+        known_kinds=frozenset({finding.kind}),
+    )
+    assert again.failures == [], [f.kind for f in again.failures]

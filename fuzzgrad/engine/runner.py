@@ -505,7 +505,9 @@ class _TargetRun:
         plays no part) are one finding, listed with every property either broke, and shown by
         the simpler case (`_simplicity`). One an earlier round reported is dropped."""
         self.known.update(record.search_keys)
-        if any(folds_into(record.kind, k) for k in self.known_kinds):
+        if record.kind in self.known_kinds or any(
+            folds_into(record.kind, k) for k in self.known_kinds
+        ):
             return
         for k, other in enumerate(self.failures):
             if other.kind == record.kind:
