@@ -195,12 +195,16 @@ def test_an_example_that_times_out_while_a_finding_is_shrunk_keeps_the_finding(m
     from fuzzgrad.engine import runner
     from fuzzgrad.registry.target import make_target
 
-    shrinking = []
+    shrinking, handed_off = [], []
     hand_off = runner._TargetRun.hand_off
 
     def slow_hand_off(self, *args, **kwargs):
-        shrinking.append(True)
-        return hand_off(self, *args, **kwargs)
+        shrinking.append(True)  # slow only while shrinking (not while diagnosing after it)
+        try:
+            return hand_off(self, *args, **kwargs)
+        finally:
+            shrinking.clear()
+            handed_off.append(True)
 
     monkeypatch.setattr(runner._TargetRun, "hand_off", slow_hand_off)
 
@@ -217,7 +221,7 @@ def test_an_example_that_times_out_while_a_finding_is_shrunk_keeps_the_finding(m
 
     target = make_target(DoubleWrongSlowWhenShrunk, reference=lambda x: x * 2)
     result = fuzz_target(target, max_examples=20, seed=0, properties=["vjp"], example_timeout=0.5)
-    assert shrinking  # the timeout was met during the hand-off
+    assert handed_off  # the timeout was met during the hand-off
     assert [f.property for f in result.failures] == ["vjp"], result.failures
     assert result.error is not None and result.error["kind"] == "timeout", result.error
 
