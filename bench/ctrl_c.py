@@ -62,10 +62,18 @@ def timed_finish(self, baseline):
         mark("reports_end")
 
 pool.stop_workers, recorder.Recorder.finish = timed_stop, timed_finish
-from fuzzgrad.integrations.cli import main
-code = main(sys.argv[1:])
-mark("main_returned")
-sys.exit(code)
+from fuzzgrad.integrations import cli
+
+main = cli.main
+
+def timed_main(argv=None):
+    try:
+        return main(argv)
+    finally:
+        mark("main_returned")
+
+cli.main = timed_main
+cli.command()  # as the `fuzzgrad` command runs
 """
 
 
@@ -73,9 +81,11 @@ def one(at: str, work: Path) -> dict[str, float]:
     report = work / f"r-{at}"
     argv = [sys.executable, "-c", DRIVER, "fuzz", "ops.py", "--budget", "300s"]
     argv += ["--database", "none", "--report", str(report)]
-    proc = subprocess.Popen(
-        argv, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    # Output to files, and the process waited for (as a shell does), not its pipes: a fork
+    # server still importing torch holds inherited pipes open after the run has exited.
+    err_path = work / f"err-{at}.txt"
+    with open(work / f"out-{at}.txt", "w") as out_file, open(err_path, "w") as err_file:
+        proc = subprocess.Popen(argv, cwd=work, stdout=out_file, stderr=err_file)
     started = time.monotonic()
     if at == "finding":
         log = report / "events.jsonl"
@@ -89,14 +99,17 @@ def one(at: str, work: Path) -> dict[str, float]:
         time.sleep(float(at))
     sent = time.monotonic()
     os.kill(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
     gone = time.monotonic()
+    err = err_path.read_text()
     out = {"exit status": float(proc.returncode)}
     for line in err.splitlines():
         if line.startswith("PHASE "):
             _, name, stamp = line.split()
             out[name] = float(stamp) - sent
     out["process_gone"] = gone - sent
+    if "reports_start" in out and out["reports_start"] < 0:
+        out["ended_before_the_signal"] = 1.0
     return out
 
 

@@ -1,5 +1,3 @@
-import sys
+from fuzzgrad.integrations.cli import command
 
-from fuzzgrad.integrations.cli import main
-
-sys.exit(main())
+command()

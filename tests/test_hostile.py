@@ -126,6 +126,23 @@ def test_ctrl_c_of_a_real_run_stops_it_with_one_line_and_a_report(tmp_path):
 
 
 # -- row 3: two runs on one report folder ---------------------------------------------------------
+def test_the_command_ends_at_once_yet_runs_exit_functions_and_flushes_its_output(tmp_path):
+    """`fuzzgrad` ends its process once `main` returns (Python's own finalisation of torch and
+    XLA took a second or more after a Ctrl-C), running the exit functions registered with
+    atexit first (a target's own here) and flushing what it printed into a pipe."""
+    ops = WRONG.format(name="Quick") + (
+        "\nimport atexit\natexit.register(lambda: open('atexit-ran', 'w').write('yes'))\n"
+    )
+    (tmp_path / "ops.py").write_text(ops)
+    out = subprocess.run(
+        [sys.executable, "-m", "fuzzgrad", "fuzz", "ops.py", *FAST, "--report", "r"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert out.stdout.rstrip().endswith("Report: r/index.html"), out.stdout
+    assert (tmp_path / "atexit-ran").read_text() == "yes"
+
+
 def test_a_second_run_on_a_report_in_use_refuses(ops, capsys):
     report = ops.parent / "r"
     report.mkdir()
