@@ -48,8 +48,9 @@ def scan(spec: str, args: argparse.Namespace, report: Path) -> dict:
     results = report / "results.json"
     targets = json.loads(results.read_text())["targets"] if results.exists() else []
     fuzzing = sum(t.get("seconds") or 0 for t in targets)
+    traced = [line for line in done.stdout.splitlines() if line.startswith("fuzzgrad scan: traced")]
     return {"exit": done.returncode, "wall": wall, "fuzzing": fuzzing, "record": record,
-            "targets": targets, "stderr": done.stderr[-2000:]}  # fmt: skip
+            "targets": targets, "stderr": done.stderr[-2000:], "traced": traced}  # fmt: skip
 
 
 def row(name: str, out: dict) -> str:
@@ -85,6 +86,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             out = scan(spec, args, Path(tmp) / "report")
         print(row(name, out), flush=True)
+        for line in out["traced"]:
+            print(f"  {line}")
         if out["exit"] not in (0, 1):
             print(f"  scan exited {out['exit']}: {out['stderr']}")
     return 0

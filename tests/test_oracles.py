@@ -157,3 +157,30 @@ def test_forward_and_vjp_share_one_jax_evaluation_per_case():
     checker = Checker(target, ["forward", "vjp"], jax_share=1.0)
     checker.check(case)
     assert checker.stats.jax_runs == 1
+
+
+def test_finite_differences_widen_a_step_below_the_forwards_resolution():
+    """y + y**3 = x solved by bisection resolves y to about 1e-18: at x = 1e-38 a step relative
+    to x (1e-43) leaves the output exactly unchanged, which read as a derivative of 0 +- 0 and
+    called the scan's correct CubicRoot wrong. A flat output widens the step to that of an input
+    of size 1, where the derivative, 1, shows."""
+    from fuzzgrad.oracles.numerical import along, element_estimates
+
+    def solve(x):
+        lo, hi = -x.abs() - 1, x.abs() + 1
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            below = mid + mid**3 < x
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        return (lo + hi) / 2
+
+    x = torch.tensor(1.1754943508222875e-38, dtype=torch.float64)
+    ones = [torch.ones((), dtype=torch.float64)]
+    (by_element,) = element_estimates(solve, [x], [0], ones, [(0, 0)])
+    by_direction = along(solve, [x], [0], ones, {0: torch.ones((), dtype=torch.float64)})
+    for found in (by_element, by_direction):
+        assert found is not None and not found.flat
+        assert abs(found.value - 1.0) < 1e-3, found.describe()
+    # a function that is flat at every step has derivative 0, as before
+    (step,) = element_estimates(lambda t: torch.floor(t) * 0 + 2.0, [x], [0], ones, [(0, 0)])
+    assert step is not None and step.value == 0.0

@@ -48,6 +48,8 @@ class Estimate:
     kink: bool
     #: The rounding part of ``error``: estimates closer than this agree.
     error_floor: float = 0.0
+    #: No output element changed at any step (`widened` then tries a wider step).
+    flat: bool = False
 
     @property
     def finite(self) -> bool:
@@ -125,7 +127,21 @@ def estimate(phi, h: float) -> Estimate | None:
         right=diff(t, 0.0) / t,
         kink=kink,
         error_floor=noise,
+        flat=not bool(changed.any()),
     )
+
+
+def widened(phi, h: float, wide: float) -> Estimate | None:
+    """`estimate` at step ``h``, or, where no output changed at all there, at the wider step
+    ``wide`` (`STEP` of an input of size 1). A step relative to a tiny input (1e-38 moves by
+    1e-43) is below the resolution of a forward that computes coarser than that (a bisection
+    resolves 1e-18 at best): a flat output there says nothing about the derivative, and read
+    as an exact 0 it called a correct backward wrong. Where the wider step leaves the output
+    flat too, the derivative is 0."""
+    found = estimate(phi, h)
+    if found is None or not found.flat or not wide > h:
+        return found
+    return estimate(phi, wide) or found
 
 
 def _weighted(fn, cts):
@@ -203,7 +219,7 @@ def along(fn, args, wrt, cotangents, dirs: dict[int, torch.Tensor]) -> Estimate 
             moved[i] = base[i] + t * d.to(torch.float64)
         return weighted(moved)
 
-    return estimate(phi, step_for(0.0, _scale(base, wrt)) / length)
+    return widened(phi, step_for(0.0, _scale(base, wrt)) / length, STEP / length)
 
 
 def element_estimates(fn, args, wrt, cotangents, positions) -> list[Estimate | None]:
@@ -229,7 +245,7 @@ def element_estimates(fn, args, wrt, cotangents, positions) -> list[Estimate | N
             moved[i].reshape(-1)[j] = value + t
             return weighted(moved)
 
-        out.append(estimate(phi, step_for(value, scale)))
+        out.append(widened(phi, step_for(value, scale), STEP * max(1.0, abs(value))))
     return out
 
 
