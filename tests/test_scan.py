@@ -244,6 +244,18 @@ def test_scan_with_a_trace_fuzzes_what_only_real_calls_show(tmp_path):
     assert untraced.contract is None
 
 
+def test_a_trace_that_calls_no_function_says_which_python_to_name(tmp_path, capsys):
+    """A traced command that ran another Python (the first on PATH, without torch) records
+    nothing: the scan says so instead of inferring as if no call had been made."""
+    import sys
+
+    argv = ["scan", str(PKG / "elementwise.py"), "--report", str(tmp_path), "--max-examples"]
+    argv += ["5", "--seed", "0", "--no-isolate", "--trace", f"{sys.executable} -c pass"]
+    main(argv)
+    err = capsys.readouterr().err
+    assert "the traced command called no custom Function" in err and sys.executable in err
+
+
 def test_a_custom_op_registered_without_a_reference_is_judged_by_its_own_python_function():
     """``fg.register(op)`` for a ``torch.library.custom_op``: autograd of the Python function
     it was defined from is the reference (as a Function's forward is), so the planted missing

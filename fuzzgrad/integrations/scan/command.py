@@ -43,6 +43,13 @@ def scan_command(args: Any, fuzz: Callable[[list[str]], int]) -> int:
             f"fuzzgrad scan: traced {sum(map(len, traces.values()))} call(s) of "
             f"{len(traces)} Function(s) from {args.trace!r} (exit status {traced_status})"
         )
+        if not traces:
+            print(
+                "warning: the traced command called no custom Function. Did it run the Python "
+                f"that has your package and torch ({sys.executable})? Name it in the command "
+                '(`--trace "python -m pytest tests/"` runs the first python on PATH).',
+                file=sys.stderr,
+            )
     coverage, inferred, written = infer_registrations(args.targets, report, traces)
     for error in coverage.import_errors:
         print(f"warning: {error}", file=sys.stderr)
