@@ -118,8 +118,7 @@ def infer(cls: Any, name: str, traced: Contract | None = None) -> Inference:
         inference = Inference(None)
         if _accepts(cls, name, traced, inference):
             inference.contract = traced
-            inference.differences = _own_derivative_problem(cls, name, traced)
-            return inference
+            return _settle(cls, name, inference)
         rest = infer(cls, name)
         rest.tried[:0] = inference.tried
         return rest
@@ -141,8 +140,31 @@ def infer(cls: Any, name: str, traced: Contract | None = None) -> Inference:
             wider = by_family.get(GENERALISES.get(contract.family, ""))
             if wider is None:
                 break
-    if inference.contract is not None:
-        inference.differences = _own_derivative_problem(cls, name, inference.contract)
+    return _settle(cls, name, inference)
+
+
+def _convention_problem(cls: Any, name: str, contract: Contract) -> str | None:
+    import torch
+
+    from fuzzgrad.integrations.scan.oracle import convention_problem
+    from fuzzgrad.registry.target import make_target
+
+    target = make_target(cls, name=name, inputs=contract.specs(), dtypes=[torch.float64])
+    return convention_problem(target)
+
+
+def _settle(cls: Any, name: str, inference: Inference) -> Inference:
+    """The kept contract's oracle (autograd of the forward, or differences), unless the
+    backward answers in another parametrisation: then no contract, saying why."""
+    contract = inference.contract
+    if contract is None:
+        return inference
+    convention = _convention_problem(cls, name, contract)
+    if convention is not None:
+        inference.tried.append((f"{contract.family} (kept)", f"not judged: {convention}"))
+        inference.contract = None
+        return inference
+    inference.differences = _own_derivative_problem(cls, name, contract)
     return inference
 
 

@@ -19,6 +19,8 @@ import torch
 
 #: Float64 cases of the contract on which autograd of the forward is compared with differences.
 CHECKS = 10
+#: Draws that must all show a component padded with 0 (`convention_problem`).
+MIN_DRAWS = 3
 
 
 def draws(n: int) -> Any:
@@ -108,6 +110,76 @@ def _disagreement(target: Any, reference: Any, args: tuple) -> str | None:
                 f"differences of the forward give {est.describe()}"
             )
     return None
+
+
+def convention_problem(target: Any) -> str | None:
+    """Why the Function's backward answers in another parametrisation than its forward's
+    inputs (None: nothing says so). A backward that returns, for an input, a gradient whose
+    component ``k`` of the last dim is 0 on every float64 draw while autograd of the forward's
+    is not, pads a gradient of fewer coordinates: a Lie group's tangent space (3 for a 4-number
+    quaternion), by design. A scan knows no such convention and would call every such Function
+    wrong, so it leaves them to a registration with a reference in their convention."""
+    from hypothesis import given
+
+    from fuzzgrad.oracles.autoref import auto_reference
+    from fuzzgrad.strategies import cases
+
+    reference = auto_reference(target)
+    seen: dict[int, list[list[int]]] = {}  # input -> per draw, the components padded with 0
+
+    @draws(CHECKS)
+    @given(cases(target))
+    def check(case: Any) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                pair = _both_gradients(target, reference, case.args)
+            except Exception:  # noqa: BLE001 - a draw either side cannot run tells nothing
+                return
+        for i, (own, auto) in (pair or {}).items():
+            if own.shape != auto.shape or own.dim() == 0 or own.shape[-1] < 2 or not own.numel():
+                continue
+            last = own.shape[-1]
+            own_zero = (own.reshape(-1, last) == 0).all(0)
+            auto_moved = (auto.reshape(-1, last) != 0).any(0)
+            seen.setdefault(i, []).append((own_zero & auto_moved).nonzero().flatten().tolist())
+
+    check()
+    for i, draws_seen in seen.items():
+        if len(draws_seen) >= MIN_DRAWS and all(draws_seen):
+            return (
+                f"its backward's gradient for input {i} is 0 in a component of the last dim "
+                f"({draws_seen[-1]} on the last draw) on every draw, where autograd of its "
+                "forward's is not: a gradient in another parametrisation (a Lie group's tangent "
+                "space, say), which a scan cannot judge; register it with a reference in that "
+                "convention"
+            )
+    return None
+
+
+def _both_gradients(target: Any, reference: Any, args: tuple) -> dict[int, tuple] | None:
+    """Per floating input, the Function's gradient and autograd of its forward's, for one
+    random cotangent (float64)."""
+    leaves = [a.detach().to(torch.float64).requires_grad_() if _floating(a) else a for a in args]
+    wrt = [i for i, a in enumerate(leaves) if _floating(a) and a.numel()]
+    if not wrt:
+        return None
+    out: dict[int, tuple] = {}
+    grads = []
+    for fn in (target.fn, reference):
+        outs = fn(*[a.clone() if _floating(a) else a for a in leaves])
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        diff = [o for o in outs if isinstance(o, torch.Tensor) and o.requires_grad]
+        if not diff:
+            return None
+        gen = torch.Generator().manual_seed(0)
+        cts = [torch.randn(o.shape, generator=gen, dtype=o.dtype) for o in diff]
+        grads.append(torch.autograd.grad(diff, [leaves[i] for i in wrt], cts, allow_unused=True))
+    for k, i in enumerate(wrt):
+        own, auto = grads[0][k], grads[1][k]
+        if own is not None and auto is not None:
+            out[i] = (own.detach(), auto.detach())
+    return out
 
 
 def _floating(a: Any) -> bool:
