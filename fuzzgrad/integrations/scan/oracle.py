@@ -125,7 +125,9 @@ def convention_problem(target: Any) -> str | None:
     from fuzzgrad.strategies import cases
 
     reference = auto_reference(target)
-    seen: dict[int, list[list[int]]] = {}  # input -> per draw, the components padded with 0
+    # input -> component of the last dim, counted from its end -> (the Function's gradient 0
+    # there on every draw so far, draws where autograd's was not 0 there)
+    seen: dict[int, dict[int, list]] = {}
 
     @draws(CHECKS)
     @given(cases(target))
@@ -140,21 +142,47 @@ def convention_problem(target: Any) -> str | None:
             if own.shape != auto.shape or own.dim() == 0 or own.shape[-1] < 2 or not own.numel():
                 continue
             last = own.shape[-1]
-            own_zero = (own.reshape(-1, last) == 0).all(0)
-            auto_moved = (auto.reshape(-1, last) != 0).any(0)
-            seen.setdefault(i, []).append((own_zero & auto_moved).nonzero().flatten().tolist())
+            own_zero = (own.reshape(-1, last) == 0).all(0).tolist()
+            moved = (auto.reshape(-1, last) != 0).any(0).tolist()
+            components = seen.setdefault(i, {})
+            for k in range(last):
+                if own_zero[k] and not moved[k] and components.get(k - last, [True])[0]:
+                    # autograd of a forward made of such Functions pads too: differences tell
+                    moved[k] = _differences_move(target, case.args, i, k)
+            for k in range(-last, 0):
+                zero_so_far, count = components.get(k, [True, 0])
+                components[k] = [zero_so_far and own_zero[k], count + int(moved[k])]
+            for k in [k for k in components if k < -last]:  # not in this draw's last dim
+                components[k][0] = False
 
     check()
-    for i, draws_seen in seen.items():
-        if len(draws_seen) >= MIN_DRAWS and all(draws_seen):
+    for i, components in seen.items():
+        padded = [k for k, (zero, moved) in components.items() if zero and moved >= MIN_DRAWS]
+        if padded:
             return (
-                f"its backward's gradient for input {i} is 0 in a component of the last dim "
-                f"({draws_seen[-1]} on the last draw) on every draw, where autograd of its "
-                "forward's is not: a gradient in another parametrisation (a Lie group's tangent "
-                "space, say), which a scan cannot judge; register it with a reference in that "
-                "convention"
+                f"its backward's gradient for input {i} is 0 in component {padded[0]} of the "
+                "last dim on every draw, where autograd of its forward's is not: a gradient in "
+                "another parametrisation (a Lie group's tangent space, say), which a scan cannot "
+                "judge; register it with a reference in that convention"
             )
     return None
+
+
+def _differences_move(target: Any, args: tuple, i: int, k: int) -> bool:
+    """Whether finite differences of the Function's forward move along element ``k`` of the
+    last dim of input ``i`` (its first row), for the cotangent `_both_gradients` uses."""
+    from fuzzgrad.oracles.numerical import element_estimates
+
+    wide = [a.detach().to(torch.float64) if _floating(a) else a for a in args]
+    outs = target.fn(*wide)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    gen = torch.Generator().manual_seed(0)
+    cts = [
+        torch.randn(o.shape, generator=gen, dtype=torch.float64) if _floating(o) else None
+        for o in outs
+    ]
+    (found,) = element_estimates(target.fn, wide, [i], cts, [(i, k)])
+    return found is not None and found.smooth and abs(found.value) > 1e-6 * (1 + found.error)
 
 
 def _both_gradients(target: Any, reference: Any, args: tuple) -> dict[int, tuple] | None:
