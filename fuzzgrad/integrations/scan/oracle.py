@@ -156,6 +156,9 @@ def convention_problem(target: Any) -> str | None:
                 components[k][0] = False
 
     check()
+    ignored = _ignored_cotangent(target, reference)
+    if ignored is not None:
+        return ignored
     for i, components in seen.items():
         padded = [k for k, (zero, moved) in components.items() if zero and moved >= MIN_DRAWS]
         if padded:
@@ -166,6 +169,66 @@ def convention_problem(target: Any) -> str | None:
                 "judge; register it with a reference in that convention"
             )
     return None
+
+
+def _ignored_cotangent(target: Any, reference: Any) -> str | None:
+    """The output-side twin of a padded gradient: a backward that never reads component ``k``
+    of an output's cotangent (its gradients are 0 for a cotangent there alone, on every draw),
+    where the forward's output does move with the inputs there: the output's gradient taken
+    in a tangent space (pypose's exponential maps)."""
+    from hypothesis import given
+
+    from fuzzgrad.strategies import cases
+
+    found: dict[tuple[int, int], list[int]] = {}  # (output, component) -> [ignored, moved]
+
+    @draws(CHECKS)
+    @given(cases(target))
+    def check(case: Any) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                _ignored_in(target, reference, case.args, found)
+            except Exception:  # noqa: BLE001 - a draw either side cannot run tells nothing
+                return
+
+    check()
+    for (j, k), (ignored, moved) in found.items():
+        if ignored == moved and moved >= MIN_DRAWS:
+            return (
+                f"its backward never reads component {k} of output {j}'s cotangent (the "
+                "gradients are 0 for a cotangent there alone, on every draw) though the output "
+                "moves there: the output's gradient in another parametrisation (a Lie group's "
+                "tangent space, say), which a scan cannot judge; register it with a reference "
+                "in that convention"
+            )
+    return None
+
+
+def _ignored_in(target: Any, reference: Any, args: tuple, found: dict) -> None:
+    leaves = [a.detach().to(torch.float64).requires_grad_() if _floating(a) else a for a in args]
+    wrt = [leaves[i] for i, a in enumerate(leaves) if _floating(a) and a.numel()]
+    if not wrt:
+        return
+    own_outs = target.fn(*[a.clone() if _floating(a) else a for a in leaves])
+    own_outs = own_outs if isinstance(own_outs, tuple) else (own_outs,)
+    ref_outs = reference(*[a.clone() if _floating(a) else a for a in leaves])
+    ref_outs = ref_outs if isinstance(ref_outs, tuple) else (ref_outs,)
+    for j, (own, ref) in enumerate(zip(own_outs, ref_outs)):
+        ok = all(isinstance(o, torch.Tensor) and o.requires_grad for o in (own, ref))
+        if not ok or own.dim() == 0 or own.shape[-1] < 2 or not own.numel():
+            continue
+        last = own.shape[-1]
+        for k in range(last):
+            ct = torch.zeros_like(own)
+            ct[..., k] = 1.0
+            mine = torch.autograd.grad(own, wrt, ct, retain_graph=True, allow_unused=True)
+            theirs = torch.autograd.grad(ref, wrt, ct, retain_graph=True, allow_unused=True)
+            zero = all(g is None or not bool(g.any()) for g in mine)
+            moves = any(g is not None and bool(g.any()) for g in theirs)
+            entry = found.setdefault((j, k - last), [0, 0])
+            entry[0] += int(zero and moves)
+            entry[1] += int(moves)
 
 
 def _differences_move(target: Any, args: tuple, i: int, k: int) -> bool:
