@@ -70,18 +70,24 @@ def auto_reference(target) -> Callable[..., Any]:
             out = cls.forward(*args)
         else:
             out = cls.forward(_RecordingCtx(len(args), target.name), *args)
-        outs = out if isinstance(out, tuple) else (out,)
-        if any(a.requires_grad for a in args if isinstance(a, torch.Tensor)) and not any(
-            isinstance(o, torch.Tensor) and o.requires_grad for o in outs
-        ):
-            raise AutoReferenceImpossible(
-                f"fuzzgrad: target {target.name!r} has no reference, and its forward is not "
-                "differentiable by autograd (it leaves torch: numpy, .detach(), .item() or "
-                "torch.no_grad). Register it with reference=<torch math> or jax_reference=."
-            )
-        return out
+        return _differentiable(target, args, out, "its forward", "or jax_reference=")
 
     return reference
+
+
+def _differentiable(target, args, out, what: str, alternative: str) -> Any:
+    """``out``, unless inputs require grad and no output does: then the reference math left
+    autograd (numpy, ``.detach()``, ``.item()``, ``torch.no_grad``) and cannot serve."""
+    outs = out if isinstance(out, tuple) else (out,)
+    if any(a.requires_grad for a in args if isinstance(a, torch.Tensor)) and not any(
+        isinstance(o, torch.Tensor) and o.requires_grad for o in outs
+    ):
+        raise AutoReferenceImpossible(
+            f"fuzzgrad: target {target.name!r} has no reference, and {what} is not "
+            "differentiable by autograd (it leaves torch: numpy, .detach(), .item() or "
+            f"torch.no_grad). Register it with reference=<torch math> {alternative}."
+        )
+    return out
 
 
 def _own_math_reference(target) -> Callable[..., Any]:
@@ -93,16 +99,7 @@ def _own_math_reference(target) -> Callable[..., Any]:
         args = tuple(
             a.clone() if isinstance(a, torch.Tensor) and a.requires_grad else a for a in args
         )
-        out = impl(*args)
-        outs = out if isinstance(out, tuple) else (out,)
-        if any(a.requires_grad for a in args if isinstance(a, torch.Tensor)) and not any(
-            isinstance(o, torch.Tensor) and o.requires_grad for o in outs
-        ):
-            raise AutoReferenceImpossible(
-                f"fuzzgrad: target {target.name!r} has no reference, and its custom operator's "
-                "Python function is not differentiable by autograd (it leaves torch: numpy, "
-                ".detach(), .item() or torch.no_grad). Register it with reference=<torch math>."
-            )
-        return out
+        what = "its custom operator's Python function"
+        return _differentiable(target, args, impl(*args), what, "or jax_reference=")
 
     return reference

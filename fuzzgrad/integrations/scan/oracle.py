@@ -119,25 +119,15 @@ def convention_problem(target: Any) -> str | None:
     is not, pads a gradient of fewer coordinates: a Lie group's tangent space (3 for a 4-number
     quaternion), by design. A scan knows no such convention and would call every such Function
     wrong, so it leaves them to a registration with a reference in their convention."""
-    from hypothesis import given
-
     from fuzzgrad.oracles.autoref import auto_reference
-    from fuzzgrad.strategies import cases
 
     reference = auto_reference(target)
     # input -> component of the last dim, counted from its end -> (the Function's gradient 0
     # there on every draw so far, draws where autograd's was not 0 there)
     seen: dict[int, dict[int, list]] = {}
 
-    @draws(CHECKS)
-    @given(cases(target))
-    def check(case: Any) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                pair = _both_gradients(target, reference, case.args)
-            except Exception:  # noqa: BLE001 - a draw either side cannot run tells nothing
-                return
+    def check(args: tuple) -> None:
+        pair = _both_gradients(target, reference, args)
         for i, (own, auto) in (pair or {}).items():
             if own.shape != auto.shape or own.dim() == 0 or own.shape[-1] < 2 or not own.numel():
                 continue
@@ -148,14 +138,14 @@ def convention_problem(target: Any) -> str | None:
             for k in range(last):
                 if own_zero[k] and not moved[k] and components.get(k - last, [True])[0]:
                     # autograd of a forward made of such Functions pads too: differences tell
-                    moved[k] = _differences_move(target, case.args, i, k)
+                    moved[k] = _differences_move(target, args, i, k)
             for k in range(-last, 0):
                 zero_so_far, count = components.get(k, [True, 0])
                 components[k] = [zero_so_far and own_zero[k], count + int(moved[k])]
             for k in [k for k in components if k < -last]:  # not in this draw's last dim
                 components[k][0] = False
 
-    check()
+    _each_draw(target, check)
     ignored = _ignored_cotangent(target, reference)
     if ignored is not None:
         return ignored
@@ -171,16 +161,12 @@ def convention_problem(target: Any) -> str | None:
     return None
 
 
-def _ignored_cotangent(target: Any, reference: Any) -> str | None:
-    """The output-side twin of a padded gradient: a backward that never reads component ``k``
-    of an output's cotangent (its gradients are 0 for a cotangent there alone, on every draw),
-    where the forward's output does move with the inputs there: the output's gradient taken
-    in a tangent space (pypose's exponential maps)."""
+def _each_draw(target: Any, visit: Any) -> None:
+    """``visit(args)`` on `CHECKS` float64 draws of ``target``'s contract; a draw on which
+    either side cannot run tells nothing (its exception is dropped)."""
     from hypothesis import given
 
     from fuzzgrad.strategies import cases
-
-    found: dict[tuple[int, int], list[int]] = {}  # (output, component) -> [ignored, moved]
 
     @draws(CHECKS)
     @given(cases(target))
@@ -188,11 +174,20 @@ def _ignored_cotangent(target: Any, reference: Any) -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                _ignored_in(target, reference, case.args, found)
+                visit(case.args)
             except Exception:  # noqa: BLE001 - a draw either side cannot run tells nothing
                 return
 
     check()
+
+
+def _ignored_cotangent(target: Any, reference: Any) -> str | None:
+    """The output-side twin of a padded gradient: a backward that never reads component ``k``
+    of an output's cotangent (its gradients are 0 for a cotangent there alone, on every draw),
+    where the forward's output does move with the inputs there: the output's gradient taken
+    in a tangent space (pypose's exponential maps)."""
+    found: dict[tuple[int, int], list[int]] = {}  # (output, component) -> [ignored, moved]
+    _each_draw(target, lambda args: _ignored_in(target, reference, args, found))
     for (j, k), (ignored, moved) in found.items():
         if ignored == moved and moved >= MIN_DRAWS:
             return (
