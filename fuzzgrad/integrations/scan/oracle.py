@@ -219,6 +219,8 @@ def _ignored_in(target: Any, reference: Any, args: tuple, found: dict) -> None:
             ct[..., k] = 1.0
             mine = torch.autograd.grad(own, wrt, ct, retain_graph=True, allow_unused=True)
             theirs = torch.autograd.grad(ref, wrt, ct, retain_graph=True, allow_unused=True)
+            if not all(g is None or bool(g.isfinite().all()) for g in (*mine, *theirs)):
+                continue  # an edge value's NaN or inf says nothing of which components count
             zero = all(g is None or not bool(g.any()) for g in mine)
             moves = any(g is not None and bool(g.any()) for g in theirs)
             entry = found.setdefault((j, k - last), [0, 0])
@@ -263,7 +265,8 @@ def _both_gradients(target: Any, reference: Any, args: tuple) -> dict[int, tuple
         grads.append(torch.autograd.grad(diff, [leaves[i] for i in wrt], cts, allow_unused=True))
     for k, i in enumerate(wrt):
         own, auto = grads[0][k], grads[1][k]
-        if own is not None and auto is not None:
+        finite = own is not None and auto is not None
+        if finite and bool(own.isfinite().all()) and bool(auto.isfinite().all()):
             out[i] = (own.detach(), auto.detach())
     return out
 
