@@ -100,7 +100,12 @@ def identity(obj: Any) -> Any:
     from fuzzgrad.registry.target import custom_op_impl
 
     impl = custom_op_impl(obj)
-    return id(obj) if impl is None else ("op", getattr(impl, "__module__", ""), impl.__qualname__)
+    return id(obj) if impl is None else _op_key(impl)
+
+
+def _op_key(impl: Any) -> tuple[str, str, str]:
+    """A custom operator's identity: its Python function's module and qualified name."""
+    return ("op", getattr(impl, "__module__", ""), impl.__qualname__)
 
 
 def _targets_ids(targets: list[Any]) -> set[Any]:
@@ -109,7 +114,7 @@ def _targets_ids(targets: list[Any]) -> set[Any]:
         if t.autograd_function is not None:
             out.add(id(t.autograd_function))
         elif t.own_math is not None:
-            out.add(("op", getattr(t.own_math, "__module__", ""), t.own_math.__qualname__))
+            out.add(_op_key(t.own_math))
     return out
 
 

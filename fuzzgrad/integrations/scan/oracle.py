@@ -76,7 +76,7 @@ def _disagreement(target: Any, reference: Any, args: tuple) -> str | None:
         target.fn(*args)
     except Exception:  # noqa: BLE001 - outside the forward's domain: nothing to compare
         return None
-    leaves = [a.detach().to(torch.float64).requires_grad_() if _floating(a) else a for a in args]
+    leaves = _leaves(args)
     wrt = [i for i, a in enumerate(leaves) if _floating(a) and a.numel()]
     if not wrt:
         return None
@@ -201,7 +201,7 @@ def _ignored_cotangent(target: Any, reference: Any) -> str | None:
 
 
 def _ignored_in(target: Any, reference: Any, args: tuple, found: dict) -> None:
-    leaves = [a.detach().to(torch.float64).requires_grad_() if _floating(a) else a for a in args]
+    leaves = _leaves(args)
     wrt = [leaves[i] for i, a in enumerate(leaves) if _floating(a) and a.numel()]
     if not wrt:
         return
@@ -248,7 +248,7 @@ def _differences_move(target: Any, args: tuple, i: int, k: int) -> bool:
 def _both_gradients(target: Any, reference: Any, args: tuple) -> dict[int, tuple] | None:
     """Per floating input, the Function's gradient and autograd of its forward's, for one
     random cotangent (float64)."""
-    leaves = [a.detach().to(torch.float64).requires_grad_() if _floating(a) else a for a in args]
+    leaves = _leaves(args)
     wrt = [i for i, a in enumerate(leaves) if _floating(a) and a.numel()]
     if not wrt:
         return None
@@ -269,6 +269,11 @@ def _both_gradients(target: Any, reference: Any, args: tuple) -> dict[int, tuple
         if finite and bool(own.isfinite().all()) and bool(auto.isfinite().all()):
             out[i] = (own.detach(), auto.detach())
     return out
+
+
+def _leaves(args: tuple) -> list:
+    """The arguments, each floating tensor a float64 leaf that requires grad."""
+    return [a.detach().to(torch.float64).requires_grad_() if _floating(a) else a for a in args]
 
 
 def _floating(a: Any) -> bool:
